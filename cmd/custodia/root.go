@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodia/custodia/internal/app"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// env is what every command gets from run.
+type env struct {
+	cfg     config.Config
+	regions []string
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// run is the whole program; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "custodia:", err)
+		return 2
+	}
+	e := &env{cfg: cfg, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "custodia",
+		Short:         "Custodia keeps personal data the way the GDPR asks",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if len(e.regions) == 0 {
+				return nil
+			}
+			e.cfg.Regions = nil // --region flags replace CUSTODIA_REGIONS
+			for _, spec := range e.regions {
+				r, err := config.ParseRegion(spec)
+				if err != nil {
+					return err
+				}
+				e.cfg.Regions = append(e.cfg.Regions, r)
+			}
+			return nil
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.PersistentFlags()
+	f.StringVar(&e.cfg.DataDir, "data-dir", cfg.DataDir, "data directory (CUSTODIA_DATA_DIR)")
+	f.StringVar(&e.cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "empty for SQLite in the data dir, or postgres://… (CUSTODIA_DATABASE_URL)")
+	f.StringVar(&e.cfg.Addr, "addr", cfg.Addr, "HTTPS listen address (CUSTODIA_ADDR)")
+	f.StringVar(&e.cfg.MasterKeyURL, "master-key-url", cfg.MasterKeyURL, "master key: empty for a key file in the data dir, file:///path, or a gocloud.dev/secrets URL (CUSTODIA_MASTER_KEY_URL)")
+	f.StringArrayVar(&e.regions, "region", nil, "region NAME=URL, repeatable (CUSTODIA_REGIONS); default one region \"local\" under the data dir")
+	f.StringVar(&e.cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file (CUSTODIA_TLS_CERT); default self-signed")
+	f.StringVar(&e.cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key file (CUSTODIA_TLS_KEY)")
+	f.StringVar(&e.cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (CUSTODIA_LOG_LEVEL)")
+	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e))
+
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(stderr, ee.msg)
+			}
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "custodia:", describe(err))
+		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// describe shows a classified error by its detail, anything else whole.
+func describe(err error) string {
+	if e, ok := errs.As(err); ok && e.Kind != errs.Internal {
+		if e.Field != "" {
+			return e.Field + ": " + e.Detail
+		}
+		return e.Detail
+	}
+	return err.Error()
+}
+
+// open builds the app for an operator command, acting as the operator.
+func (e *env) open(ctx context.Context) (*app.App, context.Context, error) {
+	a, err := app.Open(ctx, e.cfg, app.Options{})
+	if err != nil {
+		return nil, ctx, err
+	}
+	return a, audit.WithActor(ctx, audit.Actor{Type: audit.ActorOperator, ID: "cli"}), nil
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+func tenantCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
+	var slug, name, region, adminEmail string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a tenant with its keys and its first owner",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.Create(ctx, slug, name, region)
+			if err != nil {
+				return err
+			}
+			u, err := a.Identity.CreateUser(ctx, t.ID, adminEmail, identity.RoleOwner)
+			if err != nil {
+				return fmt.Errorf("tenant %s created, but its owner was not: %w (retry with custodia user create --tenant %s --role owner)", t.Slug, err, t.Slug)
+			}
+			fmt.Fprintf(e.stdout, "tenant %s created\n  id:     %s\n  region: %s\n  owner:  user %s\n", t.Slug, t.ID, t.Region, u.ID)
+			fmt.Fprintf(e.stdout, "next: custodia token create --tenant %s --email %s --name <what the token is for>\n", t.Slug, adminEmail)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&slug, "slug", "", "short name used in URLs and commands (required)")
+	create.Flags().StringVar(&name, "name", "", "organisation name (required)")
+	create.Flags().StringVar(&region, "region", "", "default region (default: the first configured)")
+	create.Flags().StringVar(&adminEmail, "admin-email", "", "email of the first owner (required)")
+	for _, f := range []string{"slug", "name", "admin-email"} {
+		_ = create.MarkFlagRequired(f)
+	}
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func userCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users"}
+	var slug, email, role string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a user",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			u, err := a.Identity.CreateUser(ctx, t.ID, email, role)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "user %s created (%s) in tenant %s\n", u.ID, u.Role, t.Slug)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
+	create.Flags().StringVar(&email, "email", "", "email (required)")
+	create.Flags().StringVar(&role, "role", identity.RoleMember, "owner, admin or member")
+	_ = create.MarkFlagRequired("tenant")
+	_ = create.MarkFlagRequired("email")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func tokenCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var slug, email, name, expires string
+	var scopes []string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an API token and print it once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ttl, err := parseTTL(expires)
+			if err != nil {
+				return err
+			}
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			secret, tok, err := a.Identity.CreateToken(ctx, t.ID, email, name, scopes, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, secret)
+			fmt.Fprintf(e.stderr, "token %s (%s), scopes %s, expires %s — shown once, store it now\n",
+				tok.ID, tok.Name, strings.Join(tok.Scopes, " "), tok.ExpiresAt.Format(time.RFC3339))
+			return nil
+		},
+	}
+	create.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
+	create.Flags().StringVar(&email, "email", "", "the user the token acts for (required)")
+	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
+	create.Flags().StringSliceVar(&scopes, "scopes", nil, "scopes, comma-separated (default all: "+strings.Join(identity.Scopes, ",")+")")
+	create.Flags().StringVar(&expires, "expires", "90d", "lifetime: Nd, or a Go duration like 12h")
+	for _, f := range []string{"tenant", "email", "name"} {
+		_ = create.MarkFlagRequired(f)
+	}
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func parseTTL(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != d {
+			return 0, fmt.Errorf("--expires %q: want a number of days like 90d or a duration like 12h", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--expires %q: want a number of days like 90d or a duration like 12h", s)
+	}
+	return d, nil
+}
+
+func auditCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Work with audit trails"}
+	var slug string
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify a tenant's audit chain; exit 0 when intact",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			pub, err := a.Keys.AuditPublicKey(ctx, a.DB.Read(), t.ID)
+			if err != nil {
+				return err
+			}
+			v, err := audit.Verify(ctx, a.DB, pub, t.ID)
+			if err != nil {
+				return err
+			}
+			if !v.OK {
+				return &exitError{code: 1, msg: fmt.Sprintf("tenant %s: %s", t.Slug, v)}
+			}
+			fmt.Fprintf(e.stdout, "tenant %s: %s\n", t.Slug, v)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
+	_ = verify.MarkFlagRequired("tenant")
+	cmd.AddCommand(verify)
+	return cmd
+}
+
+func keysCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Manage keys"}
+	var slug string
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Give a tenant a new key-encryption key and re-wrap every subject key under it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			res, err := a.Keys.Rotate(ctx, a.DB, t.ID, func(done int) {
+				fmt.Fprintf(e.stderr, "\rre-wrapped %d subject keys", done)
+			})
+			if res.Rewrapped > 0 {
+				fmt.Fprintln(e.stderr)
+			}
+			if err != nil {
+				return err
+			}
+			if err := a.Log.Record(ctx, t.ID, audit.Event{Action: "keys.rotate", TargetType: "tenant", TargetID: t.ID,
+				Details: map[string]any{"version": res.Version, "rewrapped": res.Rewrapped, "retired": res.Retired}}); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "tenant %s: key version %d active, %d subject keys re-wrapped, retired versions %v\n",
+				t.Slug, res.Version, res.Rewrapped, res.Retired)
+			return nil
+		},
+	}
+	rotate.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
+	_ = rotate.MarkFlagRequired("tenant")
+	cmd.AddCommand(rotate)
+	return cmd
+}
+

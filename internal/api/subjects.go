@@ -1,0 +1,121 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/subject"
+)
+
+// Page is a list response.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+func (a *API) createSubject(w http.ResponseWriter, r *http.Request) error {
+	var in subject.New
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	s, err := a.subjects.Create(r.Context(), principal(r).TenantID, in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/subjects/"+s.ID)
+	httpio.JSON(w, http.StatusCreated, s)
+	return nil
+}
+
+func (a *API) getSubject(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.subjects.Get(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) rectifySubject(w http.ResponseWriter, r *http.Request) error {
+	var p subject.Patch
+	if err := httpio.Decode(w, r, &p); err != nil {
+		return err
+	}
+	s, err := a.subjects.Rectify(r.Context(), principal(r).TenantID, r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+// listSubjects looks subjects up by one identifier, or pages through all.
+func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "email", "phone", "external_id", "cursor", "limit")
+	if err != nil {
+		return err
+	}
+	tid := principal(r).TenantID
+	if q.Has("email") || q.Has("phone") || q.Has("external_id") {
+		subs, err := a.subjects.Find(r.Context(), tid, subject.Lookup{
+			Email: q.Get("email"), Phone: q.Get("phone"), ExternalID: q.Get("external_id"),
+		})
+		if err != nil {
+			return err
+		}
+		httpio.JSON(w, http.StatusOK, Page[subject.Subject]{Items: nonNil(subs)})
+		return nil
+	}
+	limit, err := intParam(q, "limit")
+	if err != nil {
+		return err
+	}
+	subs, next, err := a.subjects.List(r.Context(), tid, q.Get("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[subject.Subject]{Items: nonNil(subs), NextCursor: next})
+	return nil
+}
+
+// query returns the query parameters, refusing unknown or repeated ones.
+func query(r *http.Request, known ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errs.E(errs.Invalid, "malformed query string")
+	}
+	allowed := map[string]bool{}
+	for _, k := range known {
+		allowed[k] = true
+	}
+	for k, v := range q {
+		if !allowed[k] {
+			return nil, errs.Field(k, "unknown query parameter")
+		}
+		if len(v) > 1 {
+			return nil, errs.Field(k, "given more than once")
+		}
+	}
+	return q, nil
+}
+
+func intParam(q url.Values, name string) (int, error) {
+	if !q.Has(name) {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(q.Get(name))
+	if err != nil || n < 1 {
+		return 0, errs.Field(name, "must be a positive integer")
+	}
+	return n, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,277 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Log appends events. Create it with New and stop it with Close.
+type Log struct {
+	db              *sqldb.DB
+	keys            *keyring.Keyring
+	now             func() time.Time
+	checkpointEvery int64
+	maxBatch        int
+
+	queue   chan *unit
+	stopped chan struct{}
+	closing chan struct{}
+}
+
+// Options tune a Log; zero values take defaults.
+type Options struct {
+	CheckpointEvery int64 // sign a checkpoint when the chain crosses a multiple of this (default 1000)
+	MaxBatch        int   // most units in one transaction (default 256)
+}
+
+type unit struct {
+	tenantID string
+	fn       func(tx *sqldb.Tx) error
+	records  []record
+	done     chan error
+}
+
+// ErrClosed is returned by Commit after Close.
+var ErrClosed = errs.E(errs.Unavailable, "the server is shutting down")
+
+// New starts the log's committer.
+func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time, opt Options) *Log {
+	if opt.CheckpointEvery <= 0 {
+		opt.CheckpointEvery = 1000
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 256
+	}
+	l := &Log{
+		db: db, keys: keys, now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch,
+		queue: make(chan *unit, 4096), stopped: make(chan struct{}), closing: make(chan struct{}),
+	}
+	go l.run()
+	return l
+}
+
+// Close finishes the work already queued and stops the committer.
+func (l *Log) Close() {
+	select {
+	case <-l.closing:
+	default:
+		close(l.closing)
+	}
+	<-l.stopped
+}
+
+// Commit runs fn (which may be nil) and appends events for tenantID in one
+// transaction, returning once both are durable. The actor and request id
+// come from ctx. When fn fails nothing of it and none of the events are
+// written, and its error is returned.
+func (l *Log) Commit(ctx context.Context, tenantID string, fn func(tx *sqldb.Tx) error, events ...Event) error {
+	actor := ActorFrom(ctx)
+	reqID := requestIDFrom(ctx)
+	now := l.now()
+	u := &unit{tenantID: tenantID, fn: fn, done: make(chan error, 1)}
+	for _, e := range events {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		r, err := newRecord(tenantID, id.String(), now, actor, reqID, e)
+		if err != nil {
+			return fmt.Errorf("audit event %s: %w", e.Action, err)
+		}
+		u.records = append(u.records, r)
+	}
+	select {
+	case <-l.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case l.queue <- u:
+	}
+	// Once queued, the unit may commit: wait for the verdict whatever ctx says.
+	return <-u.done
+}
+
+// Record appends events alone (for reads and failures).
+func (l *Log) Record(ctx context.Context, tenantID string, events ...Event) error {
+	return l.Commit(ctx, tenantID, nil, events...)
+}
+
+func (l *Log) run() {
+	defer close(l.stopped)
+	for {
+		var first *unit
+		select {
+		case first = <-l.queue:
+		case <-l.closing:
+			for { // drain what was queued before Close
+				select {
+				case u := <-l.queue:
+					l.commit([]*unit{u})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*unit{first}
+	fill:
+		for len(batch) < l.maxBatch {
+			select {
+			case u := <-l.queue:
+				batch = append(batch, u)
+			default:
+				break fill
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+type head struct {
+	seq  int64
+	hash []byte
+}
+
+// commit runs one batch in one transaction. Each unit runs in its own
+// savepoint, so one failing unit does not sink the others.
+func (l *Log) commit(batch []*unit) {
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	err := l.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		for i := range results {
+			results[i] = nil
+		}
+		heads, err := l.lockHeads(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
+		start := map[string]int64{}
+		for t, h := range heads {
+			start[t] = h.seq
+		}
+		for i, u := range batch {
+			h := heads[u.tenantID]
+			next := h
+			results[i] = tx.Savepoint(ctx, "unit", func() error {
+				if u.fn != nil {
+					if err := u.fn(tx); err != nil {
+						return err
+					}
+				}
+				for j := range u.records {
+					r := &u.records[j]
+					r.Seq = next.seq + 1
+					r.PrevHash = next.hash
+					r.Hash = r.hash()
+					if err := insertRecord(ctx, tx, r); err != nil {
+						return fmt.Errorf("append audit event: %w", err)
+					}
+					next = head{seq: r.Seq, hash: r.Hash}
+				}
+				return nil
+			})
+			if results[i] == nil {
+				heads[u.tenantID] = next
+			}
+		}
+		now := l.now().UnixMicro()
+		for t, h := range heads {
+			if h.seq == start[t] {
+				continue
+			}
+			if _, err := tx.Exec(ctx, "UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ? WHERE tenant_id = ?",
+				h.seq, h.hash, now, t); err != nil {
+				return fmt.Errorf("advance audit head: %w", err)
+			}
+			if h.seq/l.checkpointEvery > start[t]/l.checkpointEvery {
+				if err := l.checkpoint(ctx, tx, t, h, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	for i, u := range batch {
+		switch {
+		case err != nil && results[i] == nil:
+			u.done <- fmt.Errorf("audit commit: %w", err)
+		default:
+			u.done <- results[i]
+		}
+	}
+}
+
+// lockHeads loads (creating when missing) and locks the chain head of every
+// tenant in the batch, in tenant order so that nodes never deadlock.
+func (l *Log) lockHeads(ctx context.Context, tx *sqldb.Tx, batch []*unit) (map[string]head, error) {
+	var tenants []string
+	for _, u := range batch {
+		tenants = append(tenants, u.tenantID)
+	}
+	slices.Sort(tenants)
+	tenants = slices.Compact(tenants)
+	heads := make(map[string]head, len(tenants))
+	for _, t := range tenants {
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, ?)
+			ON CONFLICT (tenant_id) DO NOTHING`, t, genesis(t), l.now().UnixMicro()); err != nil {
+			return nil, fmt.Errorf("create audit head: %w", err)
+		}
+		var h head
+		if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?"+l.db.ForUpdate(), t).Scan(&h.seq, &h.hash); err != nil {
+			return nil, fmt.Errorf("lock audit head: %w", err)
+		}
+		heads[t] = h
+	}
+	return heads, nil
+}
+
+func insertRecord(ctx context.Context, tx *sqldb.Tx, r *record) error {
+	_, err := tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, seq, id, at, actor_type, actor_id, actor_subject_id,
+		actor_ct, action, target_type, target_id, subject_id, outcome, request_id, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
+		r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
+	return err
+}
+
+func checkpointMessage(tenantID string, seq int64, hash []byte, at int64) []byte {
+	return []byte("custodia/v1 audit checkpoint\x00" + tenantID + "\x00" + strconv.FormatInt(seq, 10) +
+		"\x00" + fmt.Sprintf("%x", hash) + "\x00" + strconv.FormatInt(at, 10))
+}
+
+func (l *Log) checkpoint(ctx context.Context, tx *sqldb.Tx, tenantID string, h head, at int64) error {
+	key, err := l.keys.AuditSigningKey(ctx, tx.Q, tenantID)
+	if errs.Is(err, errs.NotFound) {
+		return nil // events of a tenant whose keys are being created in this batch
+	}
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	sig := ed25519.Sign(key, checkpointMessage(tenantID, h.seq, h.hash, at))
+	_, err = tx.Exec(ctx, `INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, signature) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, seq) DO NOTHING`, tenantID, h.seq, h.hash, at, sig)
+	return err
+}
+
+// Checkpoint signs the current head of a tenant's chain now, e.g. at
+// shutdown or before a backup.
+func (l *Log) Checkpoint(ctx context.Context, tenantID string) error {
+	return l.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		var h head
+		err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?"+l.db.ForUpdate(), tenantID).Scan(&h.seq, &h.hash)
+		if err != nil {
+			return errors.Join(errs.E(errs.NotFound, "no audit chain for this tenant"), err)
+		}
+		return l.checkpoint(ctx, tx, tenantID, h, l.now().UnixMicro())
+	})
+}

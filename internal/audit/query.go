@@ -1,0 +1,253 @@
+package audit
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Filter selects events. Zero fields match everything.
+type Filter struct {
+	From, To  time.Time // From inclusive, To exclusive
+	Actor     string    // actor id or actor subject id
+	Action    string    // exact action, or a prefix ending in "*" ("subject.*")
+	SubjectID string
+	Cursor    string // from a previous page
+	Limit     int    // default 100, at most 1000
+}
+
+// Entry is an event as shown to people: the actor revealed when their key
+// still exists, "erased subject #id" when it does not.
+type Entry struct {
+	Seq       int64          `json:"seq"`
+	ID        string         `json:"id"`
+	At        time.Time      `json:"at"`
+	Actor     EntryActor     `json:"actor"`
+	Action    string         `json:"action"`
+	Target    EntryTarget    `json:"target"`
+	SubjectID string         `json:"subject_id,omitempty"`
+	Outcome   string         `json:"outcome"`
+	IP        string         `json:"ip,omitempty"`
+	UserAgent string         `json:"user_agent,omitempty"`
+	RequestID string         `json:"request_id,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+	Hash      string         `json:"hash"`
+}
+
+// EntryActor is the actor part of an Entry.
+type EntryActor struct {
+	Type      string `json:"type"`
+	ID        string `json:"id"`
+	SubjectID string `json:"subject_id,omitempty"`
+	Display   string `json:"display,omitempty"`
+}
+
+// EntryTarget is the target part of an Entry.
+type EntryTarget struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Reader queries and reveals events.
+type Reader struct {
+	db   *sqldb.DB
+	keys *keyring.Keyring
+}
+
+// NewReader returns a Reader.
+func NewReader(db *sqldb.DB, keys *keyring.Keyring) *Reader { return &Reader{db: db, keys: keys} }
+
+func encodeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("seq:" + strconv.FormatInt(seq, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		if s, ok := strings.CutPrefix(string(b), "seq:"); ok {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+				return n, nil
+			}
+		}
+	}
+	return 0, errs.Field("cursor", "not a cursor from a previous page")
+}
+
+// Query returns one page of tenantID's events, newest first, and the cursor
+// of the next page ("" at the end).
+func (rd *Reader) Query(ctx context.Context, tenantID string, f Filter) ([]Entry, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	if f.Limit > 1000 {
+		return nil, "", errs.Field("limit", "at most 1000")
+	}
+	where := []string{"tenant_id = ?"}
+	args := []any{tenantID}
+	if f.Cursor != "" {
+		seq, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		where, args = append(where, "seq < ?"), append(args, seq)
+	}
+	if !f.From.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, f.From.UnixMicro())
+	}
+	if !f.To.IsZero() {
+		where, args = append(where, "at < ?"), append(args, f.To.UnixMicro())
+	}
+	if f.Actor != "" {
+		where, args = append(where, "(actor_id = ? OR actor_subject_id = ?)"), append(args, f.Actor, f.Actor)
+	}
+	if p, ok := strings.CutSuffix(f.Action, "*"); ok {
+		where, args = append(where, "substr(action, 1, ?) = ?"), append(args, len(p), p)
+	} else if f.Action != "" {
+		where, args = append(where, "action = ?"), append(args, f.Action)
+	}
+	if f.SubjectID != "" {
+		where, args = append(where, "subject_id = ?"), append(args, f.SubjectID)
+	}
+	args = append(args, f.Limit+1)
+	rows, err := rd.db.Read().Query(ctx, `SELECT seq, id, at, actor_type, actor_id, actor_subject_id, actor_ct, action,
+		target_type, target_id, subject_id, outcome, request_id, details, hash
+		FROM audit_events WHERE `+strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("query audit events: %w", err)
+	}
+	defer rows.Close()
+	var recs []record
+	for rows.Next() {
+		var r record
+		if err := rows.Scan(&r.Seq, &r.ID, &r.At, &r.ActorType, &r.ActorID, &r.ActorSubjectID, &r.ActorCT, &r.Action,
+			&r.TargetType, &r.TargetID, &r.SubjectID, &r.Outcome, &r.RequestID, &r.Details, &r.Hash); err != nil {
+			return nil, "", err
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(recs) > f.Limit {
+		recs = recs[:f.Limit]
+		next = encodeCursor(recs[len(recs)-1].Seq)
+	}
+	entries, err := rd.reveal(ctx, tenantID, recs)
+	return entries, next, err
+}
+
+// reveal decrypts actor identities, one key load per distinct actor.
+func (rd *Reader) reveal(ctx context.Context, tenantID string, recs []record) ([]Entry, error) {
+	keys := map[string]*keyring.DataKey{}
+	out := make([]Entry, 0, len(recs))
+	for _, r := range recs {
+		e := Entry{
+			Seq: r.Seq, ID: r.ID, At: time.UnixMicro(r.At).UTC(),
+			Actor:  EntryActor{Type: r.ActorType, ID: r.ActorID, SubjectID: r.ActorSubjectID},
+			Action: r.Action, Target: EntryTarget{Type: r.TargetType, ID: r.TargetID},
+			SubjectID: r.SubjectID, Outcome: r.Outcome, RequestID: r.RequestID, Hash: fmt.Sprintf("%x", r.Hash),
+		}
+		if r.Details != "" && r.Details != "{}" {
+			if err := json.Unmarshal([]byte(r.Details), &e.Details); err != nil {
+				return nil, fmt.Errorf("audit event %d details: %w", r.Seq, err)
+			}
+		}
+		if len(r.ActorCT) > 0 {
+			k, seen := keys[r.ActorSubjectID]
+			if !seen {
+				var err error
+				k, err = rd.keys.SubjectKey(ctx, rd.db.Read(), tenantID, r.ActorSubjectID)
+				if errs.Is(err, errs.Gone) {
+					k = nil
+				} else if err != nil {
+					return nil, err
+				}
+				keys[r.ActorSubjectID] = k
+			}
+			if k == nil {
+				e.Actor.Display = "erased subject #" + r.ActorSubjectID
+			} else {
+				pt, err := k.Open("audit_events", "actor_ct", r.ID, r.ActorCT)
+				if err != nil {
+					return nil, fmt.Errorf("audit event %d actor: %w", r.Seq, err)
+				}
+				var s actorSecret
+				if err := json.Unmarshal(pt, &s); err != nil {
+					return nil, fmt.Errorf("audit event %d actor: %w", r.Seq, err)
+				}
+				e.Actor.Display, e.IP, e.UserAgent = s.Display, s.IP, s.UserAgent
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// CSVHeader is the header row of WriteCSV.
+var CSVHeader = []string{"seq", "time", "actor_type", "actor_id", "actor", "action", "target_type", "target_id",
+	"subject_id", "outcome", "ip", "user_agent", "request_id", "details", "hash"}
+
+// WriteCSV streams every event matching f (all pages) as CSV. Cells that a
+// spreadsheet would run as a formula are neutralised.
+func (rd *Reader) WriteCSV(ctx context.Context, w io.Writer, tenantID string, f Filter) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return err
+	}
+	f.Limit = 1000
+	for {
+		entries, next, err := rd.Query(ctx, tenantID, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			details := ""
+			if len(e.Details) > 0 {
+				b, _ := json.Marshal(e.Details)
+				details = string(b)
+			}
+			row := []string{strconv.FormatInt(e.Seq, 10), e.At.Format(time.RFC3339Nano), e.Actor.Type, e.Actor.ID,
+				e.Actor.Display, e.Action, e.Target.Type, e.Target.ID, e.SubjectID, e.Outcome, e.IP, e.UserAgent,
+				e.RequestID, details, e.Hash}
+			for i := range row {
+				row[i] = SafeCell(row[i])
+			}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return err
+		}
+		if next == "" {
+			return nil
+		}
+		f.Cursor = next
+	}
+}
+
+// SafeCell neutralises a CSV cell that a spreadsheet would treat as a
+// formula (OWASP "CSV injection"): it prefixes a single quote to cells that
+// begin with = + - @, a tab or a carriage return.
+func SafeCell(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + s
+	}
+	return s
+}

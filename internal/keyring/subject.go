@@ -1,0 +1,114 @@
+package keyring
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// DataKey is one data subject's key. Everything personal about the subject
+// is sealed with it.
+type DataKey struct {
+	tenantID  string
+	subjectID string
+	key       []byte
+}
+
+// dataKeyVersion is the version of subject data keys; they are re-wrapped on
+// rotation, never replaced, so it is constant for now and recorded in every
+// ciphertext so that a later re-keying can tell old from new.
+const dataKeyVersion = 1
+
+// SubjectID names the subject the key belongs to.
+func (d *DataKey) SubjectID() string { return d.subjectID }
+
+func (d *DataKey) ad(table, column, rowID string) []byte {
+	return associatedData("custodia/v1 field", d.tenantID, table, column, rowID)
+}
+
+// Seal encrypts plaintext for table.column of row rowID.
+func (d *DataKey) Seal(table, column, rowID string, plaintext []byte) []byte {
+	return seal(d.key, dataKeyVersion, d.ad(table, column, rowID), plaintext)
+}
+
+// Open decrypts what Seal made for the same table, column and row; anything
+// else (altered, moved or foreign ciphertext) gives ErrDecrypt.
+func (d *DataKey) Open(table, column, rowID string, ciphertext []byte) ([]byte, error) {
+	return open(d.key, d.ad(table, column, rowID), ciphertext)
+}
+
+// WrappedKey is a new subject key ready to be stored.
+type WrappedKey struct {
+	tenantID, subjectID string
+	kekVersion          int
+	wrapped             []byte
+	createdAt           int64
+}
+
+func dekAD(tenantID, subjectID string, kekVersion int) []byte {
+	return associatedData("custodia/v1 subject key", tenantID, subjectID, strconv.Itoa(kekVersion))
+}
+
+// NewSubjectKey makes a data key for a new subject, wrapped by the tenant's
+// active KEK. Store it with Insert in the transaction that creates the subject.
+func (k *Keyring) NewSubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, *WrappedKey, error) {
+	version, kek, err := k.activeKEK(ctx, q, tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	dek := randomKey()
+	w := &WrappedKey{
+		tenantID: tenantID, subjectID: subjectID, kekVersion: version,
+		wrapped:   seal(kek, uint32(version), dekAD(tenantID, subjectID, version), dek),
+		createdAt: k.now().UnixMicro(),
+	}
+	return &DataKey{tenantID: tenantID, subjectID: subjectID, key: dek}, w, nil
+}
+
+// Insert stores the wrapped key.
+func (w *WrappedKey) Insert(ctx context.Context, tx *sqldb.Tx) error {
+	_, err := tx.Exec(ctx, `INSERT INTO subject_keys (tenant_id, subject_id, kek_version, wrapped, created_at)
+		VALUES (?, ?, ?, ?, ?)`, w.tenantID, w.subjectID, w.kekVersion, w.wrapped, w.createdAt)
+	if err != nil {
+		return fmt.Errorf("insert subject key: %w", err)
+	}
+	return nil
+}
+
+// SubjectKey loads and unwraps a subject's data key. It returns
+// ErrKeyDestroyed when the key does not exist.
+func (k *Keyring) SubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, error) {
+	var version int
+	var wrapped []byte
+	err := q.QueryRow(ctx, "SELECT kek_version, wrapped FROM subject_keys WHERE tenant_id = ? AND subject_id = ?",
+		tenantID, subjectID).Scan(&version, &wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrKeyDestroyed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load subject key: %w", err)
+	}
+	return k.unwrapDEK(ctx, q, tenantID, subjectID, version, wrapped)
+}
+
+func (k *Keyring) unwrapDEK(ctx context.Context, q sqldb.Q, tenantID, subjectID string, version int, wrapped []byte) (*DataKey, error) {
+	kek, err := k.kek(ctx, q, tenantID, version)
+	if err != nil {
+		return nil, err
+	}
+	dek, err := open(kek, dekAD(tenantID, subjectID, version), wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap subject key: %w", err)
+	}
+	return &DataKey{tenantID: tenantID, subjectID: subjectID, key: dek}, nil
+}
+
+// DestroySubjectKey deletes a subject's data key inside tx (crypto-shredding).
+func DestroySubjectKey(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string) error {
+	_, err := tx.Exec(ctx, "DELETE FROM subject_keys WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID)
+	return err
+}

@@ -1,0 +1,238 @@
+// Package sqldbtest runs one test body on every database engine: SQLite
+// always, PostgreSQL on a throwaway cluster started from the PostgreSQL
+// binaries (initdb/pg_ctl, as a non-root user) for the test process.
+//
+// A package that uses Run must call Main from its TestMain. Where no
+// PostgreSQL binaries exist the PostgreSQL variants are skipped loudly;
+// with CUSTODIA_REQUIRE_POSTGRES=1 (set by CI) that skip is a failure.
+// CUSTODIA_TEST_POSTGRES_URL points the tests at an existing server instead.
+package sqldbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// cluster is the PostgreSQL server of this test process, set up by Main.
+type cluster struct {
+	adminURL string // database "postgres", for CREATE DATABASE
+	reason   string // why there is none, when adminURL is empty
+	template string // a migrated database used as template
+
+	mu sync.Mutex
+}
+
+var pg cluster // test-process state, written once by Main before any test runs
+
+// Main starts a PostgreSQL cluster (when possible), runs the tests and tears
+// the cluster down.
+func Main(m *testing.M) {
+	stop := start()
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+func start() (stop func()) {
+	if u := os.Getenv("CUSTODIA_TEST_POSTGRES_URL"); u != "" {
+		pg.adminURL = u
+		return func() {}
+	}
+	bin := os.Getenv("CUSTODIA_PGBIN")
+	if bin == "" {
+		bin = "/usr/lib/postgresql/15/bin"
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		pg.reason = "no PostgreSQL binaries at " + bin + " (set CUSTODIA_PGBIN)"
+		return func() {}
+	}
+	dir, err := os.MkdirTemp("", "custodia-pg-")
+	if err != nil {
+		pg.reason = err.Error()
+		return func() {}
+	}
+	asUser := func(name string, args ...string) *exec.Cmd {
+		return exec.Command(filepath.Join(bin, name), args...)
+	}
+	if os.Geteuid() == 0 { // initdb refuses root: run the cluster as "postgres"
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			pg.reason = "running as root and no postgres user to drop to"
+			return func() { os.RemoveAll(dir) }
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			pg.reason = err.Error()
+			return func() { os.RemoveAll(dir) }
+		}
+		asUser = func(name string, args ...string) *exec.Cmd {
+			return exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, name)}, args...)...)
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		pg.reason = err.Error()
+		return func() { os.RemoveAll(dir) }
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asUser("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+		"--locale=C.UTF-8", "--no-sync").CombinedOutput(); err != nil {
+		pg.reason = fmt.Sprintf("initdb failed: %v\n%s", err, out)
+		return func() { os.RemoveAll(dir) }
+	}
+	opts := fmt.Sprintf("-k %s -h 127.0.0.1 -p %d -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", dir, port)
+	if out, err := asUser("pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60",
+		"-o", opts, "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+		pg.reason = fmt.Sprintf("pg_ctl start failed: %v\n%s\n%s", err, out, log)
+		return func() { os.RemoveAll(dir) }
+	}
+	pg.adminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return func() {
+		_ = asUser("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run()
+		os.RemoveAll(dir)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Run runs fn once per engine as subtests "sqlite" and "postgres", each on a
+// fresh, migrated database.
+func Run(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
+}
+
+// SQLite opens a fresh migrated SQLite database in a temp dir.
+func SQLite(t testing.TB) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// Postgres opens a fresh migrated PostgreSQL database, or skips (fails under
+// CUSTODIA_REQUIRE_POSTGRES=1) when there is no cluster.
+func Postgres(t testing.TB) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), PostgresURL(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// PostgresURL creates a fresh migrated PostgreSQL database and returns its URL.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if pg.adminURL == "" {
+		reason := pg.reason
+		if reason == "" {
+			reason = "sqldbtest.Main was not called from TestMain"
+		}
+		if os.Getenv("CUSTODIA_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL required (CUSTODIA_REQUIRE_POSTGRES=1) but unavailable: %s", reason)
+		}
+		fmt.Fprintf(os.Stderr, "\n*** SKIPPING PostgreSQL TESTS: %s ***\n\n", reason)
+		t.Skip("PostgreSQL unavailable: " + reason)
+	}
+	ctx := context.Background()
+	admin, err := sql.Open("pgx", pg.adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	tmpl, err := templateDB(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "t_" + randHex(8)
+	pg.mu.Lock() // CREATE DATABASE … TEMPLATE needs the template to be idle
+	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl)
+	pg.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("pgx", pg.adminURL)
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		_, _ = admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	return withDatabase(pg.adminURL, name)
+}
+
+// templateDB creates (once per process) a migrated database to clone.
+func templateDB(ctx context.Context, admin *sql.DB) (string, error) {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.template != "" {
+		return pg.template, nil
+	}
+	name := "tmpl_" + randHex(8)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	db, err := sqldb.Open(ctx, withDatabase(pg.adminURL, name), "")
+	if err != nil {
+		return "", err
+	}
+	_, err = db.Migrate(ctx)
+	db.Close()
+	if err != nil {
+		return "", err
+	}
+	pg.template = name
+	return name, nil
+}
+
+func withDatabase(rawURL, name string) string {
+	base, query, _ := strings.Cut(rawURL, "?")
+	i := strings.LastIndex(base, "/")
+	u := base[:i+1] + name
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,565 @@
+// Package subject keeps data subjects: the people (contacts, clients, staff)
+// whose personal data a tenant holds.
+//
+// Identifiers (email, phone, external id), attributes and source are sealed
+// under the subject's own data key; email, phone and external id also get a
+// blind index so they can be looked up without being stored in clear. Every
+// read and change is an audit event committed with it.
+package subject
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Statuses of a subject.
+const (
+	StatusActive = "active"
+)
+
+// Subject is a data subject as the API shows it.
+type Subject struct {
+	ID         string         `json:"id"`
+	Email      string         `json:"email,omitempty"`
+	Phone      string         `json:"phone,omitempty"`
+	ExternalID string         `json:"external_id,omitempty"`
+	Attributes map[string]any `json:"attributes"`
+	Source     string         `json:"source,omitempty"`
+	Status     string         `json:"status"`
+	CreatedAt  time.Time      `json:"created_at"`
+	UpdatedAt  time.Time      `json:"updated_at"`
+}
+
+// New is the input of Create.
+type New struct {
+	Email      string         `json:"email"`
+	Phone      string         `json:"phone"`
+	ExternalID string         `json:"external_id"`
+	Attributes map[string]any `json:"attributes"`
+	Source     string         `json:"source"`
+}
+
+// Patch is the input of Rectify: absent fields stay, null clears, a value
+// replaces. Attributes are merged (RFC 7396): a null member removes that key.
+type Patch struct {
+	Email      Optional[string]         `json:"email"`
+	Phone      Optional[string]         `json:"phone"`
+	ExternalID Optional[string]         `json:"external_id"`
+	Attributes Optional[map[string]any] `json:"attributes"`
+	Source     Optional[string]         `json:"source"`
+}
+
+// Lookup names one identifier to find subjects by.
+type Lookup struct {
+	Email, Phone, ExternalID string
+}
+
+// Service reads and writes subjects.
+type Service struct {
+	db   *sqldb.DB
+	keys *keyring.Keyring
+	log  *audit.Log
+	now  func() time.Time
+}
+
+// NewService returns a Service.
+func NewService(db *sqldb.DB, keys *keyring.Keyring, log *audit.Log, now func() time.Time) *Service {
+	return &Service{db: db, keys: keys, log: log, now: now}
+}
+
+// row is a subject as stored.
+type row struct {
+	id                              string
+	status                          string
+	emailCT, phoneCT, externalCT    []byte
+	emailIdx, phoneIdx, externalIdx []byte
+	attributesCT, sourceCT          []byte
+	createdAt, updatedAt            int64
+}
+
+const table = "subjects"
+
+// fields is the normalised clear content of a subject.
+type fields struct {
+	email, phone, externalID, source string
+	attributes                       map[string]any
+}
+
+func (f *fields) validate() error {
+	var err error
+	if f.email != "" {
+		if f.email, err = NormalizeEmail(f.email); err != nil {
+			return err
+		}
+	}
+	if f.phone != "" {
+		if f.phone, err = NormalizePhone(f.phone); err != nil {
+			return err
+		}
+	}
+	if f.externalID != "" {
+		if f.externalID, err = NormalizeExternalID(f.externalID); err != nil {
+			return err
+		}
+	}
+	if f.source, err = normalizeSource(f.source); err != nil {
+		return err
+	}
+	if f.attributes == nil {
+		f.attributes = map[string]any{}
+	}
+	if err := validateAttributes(f.attributes); err != nil {
+		return err
+	}
+	if f.email == "" && f.phone == "" && f.externalID == "" {
+		return errs.Field("email", "a subject needs at least one of email, phone or external_id")
+	}
+	return nil
+}
+
+// seal encrypts f into r and computes its blind indexes.
+func (s *Service) seal(ctx context.Context, tenantID string, dk *keyring.DataKey, f fields, r *row) error {
+	q := s.db.Read()
+	sealOpt := func(column, field, v string) ([]byte, []byte, error) {
+		if v == "" {
+			return nil, nil, nil
+		}
+		idx, err := s.keys.BlindIndex(ctx, q, tenantID, field, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		return dk.Seal(table, column, r.id, []byte(v)), idx, nil
+	}
+	var err error
+	if r.emailCT, r.emailIdx, err = sealOpt("email_ct", "email", f.email); err != nil {
+		return err
+	}
+	if r.phoneCT, r.phoneIdx, err = sealOpt("phone_ct", "phone", f.phone); err != nil {
+		return err
+	}
+	if r.externalCT, r.externalIdx, err = sealOpt("external_id_ct", "external_id", f.externalID); err != nil {
+		return err
+	}
+	attrs, err := json.Marshal(f.attributes)
+	if err != nil {
+		return errs.Field("attributes", "must be a JSON object")
+	}
+	r.attributesCT = dk.Seal(table, "attributes_ct", r.id, attrs)
+	r.sourceCT = dk.Seal(table, "source_ct", r.id, []byte(f.source))
+	return nil
+}
+
+// open decrypts r.
+func open(dk *keyring.DataKey, r *row) (fields, error) {
+	var f fields
+	openOpt := func(column string, ct []byte) (string, error) {
+		if ct == nil {
+			return "", nil
+		}
+		pt, err := dk.Open(table, column, r.id, ct)
+		if err != nil {
+			return "", fmt.Errorf("subject %s %s: %w", r.id, column, err)
+		}
+		return string(pt), nil
+	}
+	var err error
+	if f.email, err = openOpt("email_ct", r.emailCT); err != nil {
+		return f, err
+	}
+	if f.phone, err = openOpt("phone_ct", r.phoneCT); err != nil {
+		return f, err
+	}
+	if f.externalID, err = openOpt("external_id_ct", r.externalCT); err != nil {
+		return f, err
+	}
+	if f.source, err = openOpt("source_ct", r.sourceCT); err != nil {
+		return f, err
+	}
+	attrs, err := openOpt("attributes_ct", r.attributesCT)
+	if err != nil {
+		return f, err
+	}
+	f.attributes = map[string]any{}
+	if attrs != "" {
+		if err := json.Unmarshal([]byte(attrs), &f.attributes); err != nil {
+			return f, fmt.Errorf("subject %s attributes: %w", r.id, err)
+		}
+	}
+	return f, nil
+}
+
+func (r *row) subject(f fields) Subject {
+	return Subject{
+		ID: r.id, Email: f.email, Phone: f.phone, ExternalID: f.externalID, Attributes: f.attributes,
+		Source: f.source, Status: r.status,
+		CreatedAt: time.UnixMicro(r.createdAt).UTC(), UpdatedAt: time.UnixMicro(r.updatedAt).UTC(),
+	}
+}
+
+// Create stores a new subject. Email and external id are unique per tenant.
+func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject, error) {
+	f := fields{email: in.Email, phone: in.Phone, externalID: in.ExternalID, source: in.Source, attributes: in.Attributes}
+	if f.source == "" {
+		f.source = "api"
+	}
+	if err := f.validate(); err != nil {
+		return Subject{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Subject{}, err
+	}
+	now := s.now().UnixMicro()
+	r := row{id: id.String(), status: StatusActive, createdAt: now, updatedAt: now}
+	dk, wk, err := s.keys.NewSubjectKey(ctx, s.db.Read(), tenantID, r.id)
+	if err != nil {
+		return Subject{}, err
+	}
+	if err := s.seal(ctx, tenantID, dk, f, &r); err != nil {
+		return Subject{}, err
+	}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
+			return err
+		}
+		if err := wk.Insert(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
+			external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
+			r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt)
+		if sqldb.IsUniqueViolation(err) {
+			return errs.E(errs.Conflict, "a subject with this email or external_id already exists")
+		}
+		if err != nil {
+			return fmt.Errorf("insert subject: %w", err)
+		}
+		return nil
+	}, audit.Event{Action: "subject.create", TargetType: "subject", TargetID: r.id, SubjectID: r.id,
+		Details: map[string]any{"fields": f.present()}})
+	if err != nil {
+		return Subject{}, err
+	}
+	return r.subject(f), nil
+}
+
+// present lists the names (never the values) of the fields that hold data.
+func (f fields) present() []string {
+	var names []string
+	for _, p := range []struct{ name, v string }{{"email", f.email}, {"phone", f.phone}, {"external_id", f.externalID}, {"source", f.source}} {
+		if p.v != "" {
+			names = append(names, p.name)
+		}
+	}
+	if len(f.attributes) > 0 {
+		names = append(names, "attributes")
+	}
+	return names
+}
+
+// checkUnique refuses an email or external id that another subject of the
+// tenant already has, naming the field.
+func checkUnique(ctx context.Context, tx *sqldb.Tx, tenantID, selfID string, r *row) error {
+	for _, c := range []struct {
+		field, column string
+		idx           []byte
+	}{{"email", "email_bidx", r.emailIdx}, {"external_id", "external_id_bidx", r.externalIdx}} {
+		if c.idx == nil {
+			continue
+		}
+		var other string
+		err := tx.QueryRow(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND "+c.column+" = ? AND id <> ?",
+			tenantID, c.idx, selfID).Scan(&other)
+		if err == nil {
+			return &errs.Error{Kind: errs.Conflict, Field: c.field, Detail: "another subject already has this " + c.field}
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
+	return nil
+}
+
+const selectRow = `SELECT id, status, email_ct, email_bidx, phone_ct, phone_bidx, external_id_ct, external_id_bidx,
+	attributes_ct, source_ct, created_at, updated_at FROM subjects`
+
+func scanRow(sc interface{ Scan(...any) error }) (row, error) {
+	var r row
+	err := sc.Scan(&r.id, &r.status, &r.emailCT, &r.emailIdx, &r.phoneCT, &r.phoneIdx, &r.externalCT, &r.externalIdx,
+		&r.attributesCT, &r.sourceCT, &r.createdAt, &r.updatedAt)
+	return r, err
+}
+
+var errNotFound = errs.E(errs.NotFound, "no such subject")
+
+func findRow(ctx context.Context, q sqldb.Q, tenantID, id string) (row, error) {
+	r, err := scanRow(q.QueryRow(ctx, selectRow+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, errNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("find subject: %w", err)
+	}
+	return r, nil
+}
+
+func (s *Service) reveal(ctx context.Context, tenantID string, r row) (Subject, error) {
+	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, r.id)
+	if err != nil {
+		return Subject{}, err
+	}
+	f, err := open(dk, &r)
+	if err != nil {
+		return Subject{}, err
+	}
+	return r.subject(f), nil
+}
+
+// Get reads one subject and records the read.
+func (s *Service) Get(ctx context.Context, tenantID, id string) (Subject, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Subject{}, err
+	}
+	sub, err := s.reveal(ctx, tenantID, r)
+	if err != nil {
+		return Subject{}, err
+	}
+	if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id}); err != nil {
+		return Subject{}, err
+	}
+	return sub, nil
+}
+
+// Find returns the subjects matching exactly one identifier and records
+// the read of each.
+func (s *Service) Find(ctx context.Context, tenantID string, l Lookup) ([]Subject, error) {
+	var field, column, value string
+	var err error
+	n := 0
+	if l.Email != "" {
+		n++
+		field, column = "email", "email_bidx"
+		if value, err = NormalizeEmail(l.Email); err != nil {
+			return nil, err
+		}
+	}
+	if l.Phone != "" {
+		n++
+		field, column = "phone", "phone_bidx"
+		if value, err = NormalizePhone(l.Phone); err != nil {
+			return nil, err
+		}
+	}
+	if l.ExternalID != "" {
+		n++
+		field, column = "external_id", "external_id_bidx"
+		if value, err = NormalizeExternalID(l.ExternalID); err != nil {
+			return nil, err
+		}
+	}
+	if n != 1 {
+		return nil, errs.Field("email", "look up by exactly one of email, phone or external_id")
+	}
+	idx, err := s.keys.BlindIndex(ctx, s.db.Read(), tenantID, field, value)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND "+column+" = ? ORDER BY id LIMIT 100", tenantID, idx)
+	if err != nil {
+		return nil, fmt.Errorf("look up subjects: %w", err)
+	}
+	return s.revealRows(ctx, tenantID, rows, "subject.lookup", map[string]any{"by": field})
+}
+
+// List returns a page of the tenant's subjects in creation order and the
+// cursor of the next page ("" at the end); each subject read is recorded.
+func (s *Service) List(ctx context.Context, tenantID, after string, limit int) ([]Subject, string, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	if limit > 500 {
+		return nil, "", errs.Field("limit", "at most 500")
+	}
+	rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?", tenantID, after, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list subjects: %w", err)
+	}
+	subs, err := s.revealRows(ctx, tenantID, rows, "subject.list", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(subs) > limit {
+		subs = subs[:limit]
+		next = subs[limit-1].ID
+	}
+	return subs, next, nil
+}
+
+func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Rows, action string, details map[string]any) ([]Subject, error) {
+	var rs []row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	subs := make([]Subject, 0, len(rs))
+	events := make([]audit.Event, 0, len(rs))
+	for _, r := range rs {
+		sub, err := s.reveal(ctx, tenantID, r)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, sub)
+		events = append(events, audit.Event{Action: action, TargetType: "subject", TargetID: r.id, SubjectID: r.id, Details: details})
+	}
+	if len(events) > 0 {
+		if err := s.log.Record(ctx, tenantID, events...); err != nil {
+			return nil, err
+		}
+	}
+	return subs, nil
+}
+
+// Rectify applies p to a subject. Only the names of changed fields are
+// audited, never their old or new values.
+func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Subject, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Subject{}, err
+	}
+	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Subject{}, err
+	}
+	f, err := open(dk, &r)
+	if err != nil {
+		return Subject{}, err
+	}
+	before := f
+	var changed []string
+	str := func(name string, o Optional[string], dst *string) {
+		if o.Set && (o.Null || o.Value != *dst) {
+			*dst = o.Value // "" when null
+			changed = append(changed, name)
+		}
+	}
+	str("email", p.Email, &f.email)
+	str("phone", p.Phone, &f.phone)
+	str("external_id", p.ExternalID, &f.externalID)
+	str("source", p.Source, &f.source)
+	if p.Attributes.Set {
+		merged := map[string]any{}
+		if !p.Attributes.Null {
+			for k, v := range before.attributes {
+				merged[k] = v
+			}
+			for k, v := range p.Attributes.Value {
+				if v == nil {
+					delete(merged, k)
+				} else {
+					merged[k] = v
+				}
+			}
+		}
+		f.attributes = merged
+		changed = append(changed, "attributes")
+	}
+	if err := f.validate(); err != nil {
+		return Subject{}, err
+	}
+	if len(changed) == 0 {
+		return r.subject(f), nil
+	}
+	prevUpdated := r.updatedAt
+	r.updatedAt = max(s.now().UnixMicro(), prevUpdated+1)
+	if err := s.seal(ctx, tenantID, dk, f, &r); err != nil {
+		return Subject{}, err
+	}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
+			return err
+		}
+		res, err := tx.Exec(ctx, `UPDATE subjects SET email_ct = ?, email_bidx = ?, phone_ct = ?, phone_bidx = ?,
+			external_id_ct = ?, external_id_bidx = ?, attributes_ct = ?, source_ct = ?, updated_at = ?
+			WHERE tenant_id = ? AND id = ? AND updated_at = ?`,
+			r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx, r.attributesCT, r.sourceCT,
+			r.updatedAt, tenantID, r.id, prevUpdated)
+		if err != nil {
+			return fmt.Errorf("update subject: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "the subject changed meanwhile; read it again and retry")
+		}
+		return nil
+	}, audit.Event{Action: "subject.rectify", TargetType: "subject", TargetID: id, SubjectID: id,
+		Details: map[string]any{"fields": changed}})
+	if err != nil {
+		return Subject{}, err
+	}
+	return r.subject(f), nil
+}
+
+// Key returns the data key of a subject, for services that seal data about
+// them (the audit actor, accounts).
+func (s *Service) Key(ctx context.Context, tenantID, id string) (*keyring.DataKey, error) {
+	return s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+}
+
+// IDByEmail finds the subject id with this email, without recording a read
+// of personal data (only an id is returned).
+func (s *Service) IDByEmail(ctx context.Context, q sqldb.Q, tenantID, email string) (string, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return "", err
+	}
+	idx, err := s.keys.BlindIndex(ctx, q, tenantID, "email", e)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	err = q.QueryRow(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND email_bidx = ?", tenantID, idx).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errNotFound
+	}
+	return id, err
+}
+
+// Email decrypts a subject's email without recording a read; for the
+// system's own use (showing who an actor is), not for handing out.
+func (s *Service) Email(ctx context.Context, tenantID, id string) (string, *keyring.DataKey, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return "", nil, err
+	}
+	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return "", nil, err
+	}
+	if r.emailCT == nil {
+		return "", dk, nil
+	}
+	pt, err := dk.Open(table, "email_ct", id, r.emailCT)
+	return string(pt), dk, err
+}

@@ -1,0 +1,117 @@
+// Package tenant manages tenants: the organisations (data controllers) that
+// keep their data in Custodia, each with its own key hierarchy and region.
+package tenant
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Tenant is one organisation.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Slug      string    `json:"slug"`
+	Name      string    `json:"name"`
+	Region    string    `json:"region"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Service creates and finds tenants.
+type Service struct {
+	db      *sqldb.DB
+	keys    *keyring.Keyring
+	log     *audit.Log
+	regions []string
+	now     func() time.Time
+}
+
+// NewService returns a Service; regions are the operator's configured regions.
+func NewService(db *sqldb.DB, keys *keyring.Keyring, log *audit.Log, regions []string, now func() time.Time) *Service {
+	return &Service{db: db, keys: keys, log: log, regions: regions, now: now}
+}
+
+var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
+
+// Create makes a tenant with its keys. region "" means the first configured region.
+func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant, error) {
+	slug, name = strings.TrimSpace(slug), strings.TrimSpace(name)
+	if !slugRE.MatchString(slug) {
+		return Tenant{}, errs.Field("slug", "2–63 characters: lowercase letters, digits and '-', starting with a letter or digit")
+	}
+	if name == "" || len(name) > 200 {
+		return Tenant{}, errs.Field("name", "required, at most 200 characters")
+	}
+	if region == "" && len(s.regions) > 0 {
+		region = s.regions[0]
+	}
+	known := false
+	for _, r := range s.regions {
+		known = known || r == region
+	}
+	if !known {
+		return Tenant{}, errs.Field("region", "unknown region (configured: %s)", strings.Join(s.regions, ", "))
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Tenant{}, err
+	}
+	t := Tenant{ID: id.String(), Slug: slug, Name: name, Region: region, Status: "active", CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	tk, err := s.keys.NewTenantKeys(ctx, t.ID)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("make tenant keys: %w", err)
+	}
+	err = s.log.Commit(ctx, t.ID, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Slug, t.Name, t.Region, t.Status, t.CreatedAt.UnixMicro())
+		if sqldb.IsUniqueViolation(err) {
+			return errs.Field("slug", "a tenant with this slug already exists")
+		}
+		if err != nil {
+			return fmt.Errorf("insert tenant: %w", err)
+		}
+		return tk.Insert(ctx, tx)
+	}, audit.Event{Action: "tenant.create", TargetType: "tenant", TargetID: t.ID,
+		Details: map[string]any{"slug": t.Slug, "region": t.Region}})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, nil
+}
+
+// BySlug finds a tenant by slug.
+func (s *Service) BySlug(ctx context.Context, slug string) (Tenant, error) {
+	return s.find(ctx, "slug", slug)
+}
+
+// ByID finds a tenant by id.
+func (s *Service) ByID(ctx context.Context, id string) (Tenant, error) {
+	return s.find(ctx, "id", id)
+}
+
+func (s *Service) find(ctx context.Context, column, value string) (Tenant, error) {
+	var t Tenant
+	var created int64
+	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, created_at FROM tenants WHERE "+column+" = ?", value).
+		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("find tenant: %w", err)
+	}
+	t.CreatedAt = time.UnixMicro(created).UTC()
+	return t, nil
+}
