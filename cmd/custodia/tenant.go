@@ -219,4 +219,3 @@ func keysCmd(e *env) *cobra.Command {
 	cmd.AddCommand(rotate)
 	return cmd
 }
-

@@ -1,0 +1,41 @@
+package audit
+
+import (
+	"context"
+
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// RehashForTest recomputes the hash chain of tenantID from seq on, as an
+// attacker with write access to the database could, and moves the head.
+func RehashForTest(ctx context.Context, tx *sqldb.Tx, tenantID string, from int64) error {
+	rows, err := tx.Query(ctx, `SELECT seq, id, at, actor_type, actor_id, actor_subject_id, actor_ct, action,
+		target_type, target_id, subject_id, outcome, request_id, details, prev_hash, hash
+		FROM audit_events WHERE tenant_id = ? AND seq >= ? - 1 ORDER BY seq`, tenantID, from)
+	if err != nil {
+		return err
+	}
+	var recs []record
+	for rows.Next() {
+		r := record{TenantID: tenantID}
+		if err := rows.Scan(&r.Seq, &r.ID, &r.At, &r.ActorType, &r.ActorID, &r.ActorSubjectID, &r.ActorCT, &r.Action,
+			&r.TargetType, &r.TargetID, &r.SubjectID, &r.Outcome, &r.RequestID, &r.Details, &r.PrevHash, &r.Hash); err != nil {
+			rows.Close()
+			return err
+		}
+		recs = append(recs, r)
+	}
+	rows.Close()
+	prev := recs[0].Hash
+	for _, r := range recs[1:] {
+		r.PrevHash = prev
+		r.Hash = r.hash()
+		if _, err := tx.Exec(ctx, "UPDATE audit_events SET prev_hash = ?, hash = ? WHERE tenant_id = ? AND seq = ?",
+			r.PrevHash, r.Hash, tenantID, r.Seq); err != nil {
+			return err
+		}
+		prev = r.Hash
+	}
+	_, err = tx.Exec(ctx, "UPDATE audit_heads SET hash = ? WHERE tenant_id = ?", prev, tenantID)
+	return err
+}

@@ -1,0 +1,246 @@
+package keyring_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+// newTenant stores a tenant row and its keys.
+func newTenant(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, id string) {
+	t.Helper()
+	ctx := context.Background()
+	tk, err := kr.NewTenantKeys(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, ?, 'local', 'active', 0)", id, id, id); err != nil {
+			return err
+		}
+		return tk.Insert(ctx, tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newSubjectKey(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, tenantID, subjectID string) *keyring.DataKey {
+	t.Helper()
+	ctx := context.Background()
+	dk, wk, err := kr.NewSubjectKey(ctx, db.Read(), tenantID, subjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return wk.Insert(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+	return dk
+}
+
+func newKeyring(t *testing.T) *keyring.Keyring {
+	kr, _ := newKeyringMaster(t)
+	return kr
+}
+
+func newKeyringMaster(t *testing.T) (*keyring.Keyring, keyring.MasterKey) {
+	t.Helper()
+	mk, created, err := keyring.OpenMaster(context.Background(), "", t.TempDir())
+	if err != nil || !created {
+		t.Fatalf("OpenMaster: created=%v err=%v", created, err)
+	}
+	return keyring.New(mk, time.Now), mk
+}
+
+func TestSealBindsCiphertextToItsPlace(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr := newKeyring(t)
+		newTenant(t, db, kr, "t1")
+		newTenant(t, db, kr, "t2")
+		a := newSubjectKey(t, db, kr, "t1", "a")
+		b := newSubjectKey(t, db, kr, "t1", "b")
+		other := newSubjectKey(t, db, kr, "t2", "a")
+
+		ct := a.Seal("subjects", "email_ct", "a", []byte("jane@example.com"))
+		if bytes.Contains(ct, []byte("jane")) {
+			t.Fatal("ciphertext contains the plaintext")
+		}
+		got, err := a.Open("subjects", "email_ct", "a", ct)
+		if err != nil || string(got) != "jane@example.com" {
+			t.Fatalf("Open = %q, %v", got, err)
+		}
+		// A fresh nonce each time: the same value never gives the same bytes.
+		if again := a.Seal("subjects", "email_ct", "a", []byte("jane@example.com")); bytes.Equal(again, ct) {
+			t.Error("two seals of one value are identical")
+		}
+		reloaded, err := kr.SubjectKey(ctx, db.Read(), "t1", "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reloaded.Open("subjects", "email_ct", "a", ct); err != nil {
+			t.Fatalf("reloaded key does not open: %v", err)
+		}
+		flipped := bytes.Clone(ct)
+		flipped[len(flipped)-1] ^= 1
+		versioned := bytes.Clone(ct)
+		versioned[4] ^= 1 // key version in the header
+		for name, open := range map[string]func() ([]byte, error){
+			"other row":         func() ([]byte, error) { return a.Open("subjects", "email_ct", "b", ct) },
+			"other column":      func() ([]byte, error) { return a.Open("subjects", "phone_ct", "a", ct) },
+			"other table":       func() ([]byte, error) { return a.Open("users", "email_ct", "a", ct) },
+			"other subject key": func() ([]byte, error) { return b.Open("subjects", "email_ct", "a", ct) },
+			"other tenant":      func() ([]byte, error) { return other.Open("subjects", "email_ct", "a", ct) },
+			"flipped bit":       func() ([]byte, error) { return a.Open("subjects", "email_ct", "a", flipped) },
+			"altered version":   func() ([]byte, error) { return a.Open("subjects", "email_ct", "a", versioned) },
+			"truncated":         func() ([]byte, error) { return a.Open("subjects", "email_ct", "a", ct[:10]) },
+		} {
+			if pt, err := open(); !errors.Is(err, keyring.ErrDecrypt) {
+				t.Errorf("%s: Open = %q, %v; want ErrDecrypt", name, pt, err)
+			}
+		}
+	})
+}
+
+func TestBlindIndex(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr := newKeyring(t)
+		newTenant(t, db, kr, "t1")
+		newTenant(t, db, kr, "t2")
+		idx := func(tenant, field, v string) []byte {
+			b, err := kr.BlindIndex(ctx, db.Read(), tenant, field, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		x := idx("t1", "email", "jane@example.com")
+		if !bytes.Equal(x, idx("t1", "email", "jane@example.com")) {
+			t.Error("blind index is not deterministic")
+		}
+		if bytes.Equal(x, idx("t2", "email", "jane@example.com")) {
+			t.Error("two tenants share a blind index")
+		}
+		if bytes.Equal(x, idx("t1", "external_id", "jane@example.com")) {
+			t.Error("fields are not domain-separated")
+		}
+		if bytes.Equal(x, idx("t1", "email", "john@example.com")) {
+			t.Error("different values give one index")
+		}
+	})
+}
+
+func TestRotateRewrapsAndRetires(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr, mk := newKeyringMaster(t)
+		newTenant(t, db, kr, "t1")
+		var cts [][]byte
+		for i := range 1200 { // more than one re-wrap batch
+			id := "s" + string(rune('a'+i%26)) + strings.Repeat("x", i/26)
+			dk := newSubjectKey(t, db, kr, "t1", id)
+			if i%100 == 0 {
+				cts = append(cts, []byte(id), dk.Seal("subjects", "email_ct", id, []byte("v-"+id)))
+			}
+		}
+		res, err := kr.Rotate(ctx, db, "t1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Version != 2 || res.Rewrapped != 1200 || len(res.Retired) != 1 || res.Retired[0] != 1 {
+			t.Fatalf("Rotate = %+v; want version 2, 1200 re-wrapped, v1 retired", res)
+		}
+		var n int
+		if err := db.Read().QueryRow(ctx, "SELECT count(*) FROM tenant_keys WHERE tenant_id = 't1'").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("tenant keys after rotation: %d, %v; want only the new one", n, err)
+		}
+		// A fresh keyring (nothing cached) opens old ciphertexts through the new KEK.
+		fresh := keyring.New(mk, time.Now)
+		for i := 0; i < len(cts); i += 2 {
+			id := string(cts[i])
+			dk, err := fresh.SubjectKey(ctx, db.Read(), "t1", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt, err := dk.Open("subjects", "email_ct", id, cts[i+1]); err != nil || string(pt) != "v-"+id {
+				t.Fatalf("after rotation %s opens to %q, %v", id, pt, err)
+			}
+		}
+		// New keys are made under the new version, and a second rotation works.
+		newSubjectKey(t, db, kr, "t1", "later")
+		res, err = kr.Rotate(ctx, db, "t1", nil)
+		if err != nil || res.Version != 3 || res.Rewrapped != 1201 {
+			t.Fatalf("second Rotate = %+v, %v", res, err)
+		}
+	})
+}
+
+func TestDestroyedKeyIsGone(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr := newKeyring(t)
+		newTenant(t, db, kr, "t1")
+		newSubjectKey(t, db, kr, "t1", "a")
+		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.SubjectKey(ctx, db.Read(), "t1", "a"); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Fatalf("SubjectKey after destroy: %v; want ErrKeyDestroyed", err)
+		}
+	})
+}
+
+func TestMasterKeyFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	mk, created, err := keyring.OpenMaster(ctx, "", dir)
+	if err != nil || !created {
+		t.Fatalf("first open: created=%v err=%v", created, err)
+	}
+	path := filepath.Join(dir, keyring.MasterKeyFile)
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("master key file mode %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	ct, err := mk.Encrypt(ctx, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk2, created, err := keyring.OpenMaster(ctx, "file://"+path, "")
+	if err != nil || created {
+		t.Fatalf("reopen: created=%v err=%v", created, err)
+	}
+	if pt, err := mk2.Decrypt(ctx, ct); err != nil || string(pt) != "secret" {
+		t.Fatalf("reopened key decrypts to %q, %v", pt, err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := keyring.OpenMaster(ctx, "", dir); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("world-readable key file accepted: %v", err)
+	}
+	// A gocloud.dev/secrets keeper URL works the same way.
+	kp, _, err := keyring.OpenMaster(ctx, "base64key://smGbjm71Nxd1Ig5FS0wj9SlbzAIrnolCz9bQQ6uAhl4=", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err = kp.Encrypt(ctx, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := kp.Decrypt(ctx, ct); err != nil || string(pt) != "x" {
+		t.Fatalf("keeper round trip: %q, %v", pt, err)
+	}
+}
