@@ -1,0 +1,318 @@
+package api_test
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+func createSubject(t *testing.T, env *apptest.Env, token string, body any) map[string]any {
+	t.Helper()
+	r := env.Do(t, token, "POST", "/api/v1/subjects", body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create subject: %d %s", r.Status, r.Body)
+	}
+	return r.Map(t)
+}
+
+func TestSubjectLifecycle(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		s := createSubject(t, env, env.Token, map[string]any{"email": "Mo@Example.org", "phone": "+33 1 23 45 67 89",
+			"external_id": "app-7", "attributes": map[string]any{"plan": "pro"}, "source": "signup form"})
+		id := s["id"].(string)
+		if s["email"] != "mo@example.org" || s["source"] != "signup form" || s["created_at"] == nil {
+			t.Fatalf("created = %v", s)
+		}
+		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id, nil)
+		if r.Status != 200 || r.Map(t)["phone"] != "+33123456789" {
+			t.Fatalf("get: %d %s", r.Status, r.Body)
+		}
+		for _, q := range []string{"email=MO%40example.org", "phone=%2B33123456789", "external_id=app-7"} {
+			var page struct{ Items []map[string]any }
+			r := env.Do(t, env.Token, "GET", "/api/v1/subjects?"+q, nil)
+			r.JSON(t, &page)
+			if r.Status != 200 || len(page.Items) != 1 || page.Items[0]["id"] != id {
+				t.Errorf("lookup %s: %d %s", q, r.Status, r.Body)
+			}
+		}
+		r = env.Do(t, env.Token, "PATCH", "/api/v1/subjects/"+id, `{"phone": null, "attributes": {"plan": "team"}}`)
+		if m := r.Map(t); r.Status != 200 || m["phone"] != nil || m["attributes"].(map[string]any)["plan"] != "team" {
+			t.Fatalf("patch: %d %s", r.Status, r.Body)
+		}
+		// Paging through everything (the owner is a subject too).
+		for i := range 4 {
+			createSubject(t, env, env.Token, map[string]any{"email": fmt.Sprintf("p%d@example.org", i)})
+		}
+		seen, cursor := 0, ""
+		for pages := 0; ; pages++ {
+			var page struct {
+				Items      []map[string]any
+				NextCursor string `json:"next_cursor"`
+			}
+			env.Do(t, env.Token, "GET", "/api/v1/subjects?limit=2&cursor="+cursor, nil).JSON(t, &page)
+			seen += len(page.Items)
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+			if pages > 10 {
+				t.Fatal("paging does not end")
+			}
+		}
+		if seen != 6 {
+			t.Errorf("paged through %d subjects; want 6", seen)
+		}
+		// Every read and write left an audit event about this subject.
+		var page struct{ Items []map[string]any }
+		env.Do(t, env.Token, "GET", "/api/v1/audit?subject="+id, nil).JSON(t, &page)
+		actions := map[string]int{}
+		for _, e := range page.Items {
+			actions[e["action"].(string)]++
+			if a := e["actor"].(map[string]any); a["display"] != "owner@acme.example" {
+				t.Errorf("actor shown as %v", a)
+			}
+		}
+		for _, want := range []string{"subject.create", "subject.read", "subject.lookup", "subject.rectify", "subject.list"} {
+			if actions[want] == 0 {
+				t.Errorf("no %s event for the subject (have %v)", want, actions)
+			}
+		}
+	})
+}
+
+// TestOtherTenantGets404 calls every route with an {id} as another tenant,
+// with the id of a real subject, and wants exactly what a missing id gets.
+func TestOtherTenantGets404(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		s := createSubject(t, env, env.Token, map[string]any{"email": "victim@example.org", "external_id": "v-1"})
+		id := s["id"].(string)
+		_, otherToken := env.AddTenant(t, "globex", "owner@globex.example")
+		bodies := map[string]any{"PATCH": map[string]any{"source": "probe"}, "POST": map[string]any{}}
+		n := 0
+		for _, rt := range env.App.API.Routes() {
+			if !strings.Contains(rt.Path, "{id}") {
+				continue
+			}
+			n++
+			path := strings.ReplaceAll(rt.Path, "{id}", id)
+			missing := strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000")
+			got := env.Do(t, otherToken, rt.Method, path, bodies[rt.Method])
+			want := env.Do(t, otherToken, rt.Method, missing, bodies[rt.Method])
+			if got.Status != http.StatusNotFound || want.Status != http.StatusNotFound {
+				t.Errorf("%s %s as other tenant: %d (missing id: %d); want 404", rt.Method, rt.Path, got.Status, want.Status)
+				continue
+			}
+			g, w := got.Map(t), want.Map(t)
+			delete(g, "request_id")
+			delete(w, "request_id")
+			if fmt.Sprint(g) != fmt.Sprint(w) {
+				t.Errorf("%s %s: other tenant's id answers %v, a missing id %v", rt.Method, rt.Path, g, w)
+			}
+		}
+		if n < 2 {
+			t.Fatalf("only %d routes with {id}", n)
+		}
+		for _, q := range []string{"email=victim%40example.org", "external_id=v-1"} {
+			var page struct{ Items []any }
+			env.Do(t, otherToken, "GET", "/api/v1/subjects?"+q, nil).JSON(t, &page)
+			if len(page.Items) != 0 {
+				t.Errorf("lookup %s as other tenant found %v", q, page.Items)
+			}
+		}
+		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id, nil)
+		if r.Status != 200 || r.Map(t)["source"] != "api" {
+			t.Errorf("other tenant's PATCH changed the subject: %s", r.Body)
+		}
+	})
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		s := createSubject(t, env, env.Token, map[string]any{"email": "kim@example.org"})
+		id := s["id"].(string)
+		ctx := context.Background()
+		state := func() string {
+			var subjects, events int
+			q := env.App.DB.Read()
+			if err := q.QueryRow(ctx, "SELECT count(*) FROM subjects").Scan(&subjects); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE action <> 'subject.read'").Scan(&events); err != nil {
+				t.Fatal(err)
+			}
+			r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id, nil)
+			return fmt.Sprint(subjects, events, string(r.Body[:0]), r.Map(t)["email"], r.Map(t)["updated_at"])
+		}
+		before := state()
+		big := `{"email":"x@example.org","attributes":{"a":"` + strings.Repeat("x", 1<<20) + `"}}`
+		cases := []struct {
+			method, path string
+			body         any
+			status       int
+			field        string
+		}{
+			{"POST", "/api/v1/subjects", `{"email": "a@example.org"`, 400, ""},
+			{"POST", "/api/v1/subjects", `{"email": "a@example.org", "nickname": "x"}`, 400, "nickname"},
+			{"POST", "/api/v1/subjects", `{"email": 42}`, 400, "email"},
+			{"POST", "/api/v1/subjects", `{"attributes": "flat"}`, 400, "attributes"},
+			{"POST", "/api/v1/subjects", `{"email": "not-an-email"}`, 400, "email"},
+			{"POST", "/api/v1/subjects", `{"phone": "0207 946 0958"}`, 400, "phone"},
+			{"POST", "/api/v1/subjects", `{"source": "web"}`, 400, "email"},
+			{"POST", "/api/v1/subjects", `{"email": "kim@example.org"}`, 409, "email"},
+			{"POST", "/api/v1/subjects", `[]`, 400, ""},
+			{"POST", "/api/v1/subjects", `{} {}`, 400, ""},
+			{"POST", "/api/v1/subjects", ``, 400, ""},
+			{"POST", "/api/v1/subjects", big, 413, ""},
+			{"PATCH", "/api/v1/subjects/" + id, `{"email": "bad@"}`, 400, "email"},
+			{"PATCH", "/api/v1/subjects/" + id, `{"email": null}`, 400, "email"},
+			{"PATCH", "/api/v1/subjects/" + id, `{"id": "other"}`, 400, "id"},
+			{"GET", "/api/v1/subjects?email=a%40example.org&phone=%2B4412345678", nil, 400, "email"},
+			{"GET", "/api/v1/subjects?limit=0", nil, 400, "limit"},
+			{"GET", "/api/v1/subjects?limit=9999", nil, 400, "limit"},
+			{"GET", "/api/v1/subjects?colour=red", nil, 400, "colour"},
+			{"GET", "/api/v1/audit?from=yesterday", nil, 400, "from"},
+			{"GET", "/api/v1/audit?format=xml", nil, 400, "format"},
+			{"GET", "/api/v1/audit?cursor=zzz", nil, 400, "cursor"},
+			{"GET", "/api/v1/audit?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", nil, 400, "to"},
+		}
+		for _, c := range cases {
+			r := env.Do(t, env.Token, c.method, c.path, c.body)
+			name := fmt.Sprintf("%s %s %.40v", c.method, c.path, c.body)
+			if r.Status != c.status {
+				t.Errorf("%s: %d %s; want %d", name, r.Status, r.Body, c.status)
+				continue
+			}
+			if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("%s: Content-Type %q", name, ct)
+			}
+			p := r.Map(t)
+			if p["status"] != float64(c.status) || p["title"] == "" || p["type"] == "" || p["detail"] == "" {
+				t.Errorf("%s: problem %v lacks status/title/type/detail", name, p)
+			}
+			if c.field != "" && p["field"] != c.field {
+				t.Errorf("%s: problem names field %v; want %q (%v)", name, p["field"], c.field, p["detail"])
+			}
+		}
+		// Wrong content type.
+		req, _ := http.NewRequest("POST", env.Server.URL+"/api/v1/subjects", strings.NewReader(`email=x`))
+		req.Header.Set("Authorization", "Bearer "+env.Token)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if res, err := env.Server.Client().Do(req); err != nil || res.StatusCode != 400 {
+			t.Errorf("form body: %v %v", res.StatusCode, err)
+		}
+		if after := state(); after != before {
+			t.Errorf("bad input changed state: %s → %s", before, after)
+		}
+	})
+}
+
+func TestAuthentication(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		r := env.Do(t, "", "GET", "/api/v1/subjects", nil)
+		if r.Status != 401 || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("no token: %d %v", r.Status, r.Header)
+		}
+		bad := env.Token[:len(env.Token)-1] + string("0123456789abcdef"[(strings.IndexByte("0123456789abcdef", env.Token[len(env.Token)-1])+1)%16])
+		if r := env.Do(t, bad, "GET", "/api/v1/subjects", nil); r.Status != 401 {
+			t.Errorf("bad checksum: %d", r.Status)
+		}
+		readOnly, _, err := env.App.Identity.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", "ro", []string{"subjects:read"}, 3600e9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := env.Do(t, readOnly, "GET", "/api/v1/subjects", nil); r.Status != 200 {
+			t.Errorf("read-only token reading: %d", r.Status)
+		}
+		if r := env.Do(t, readOnly, "POST", "/api/v1/subjects", map[string]any{"email": "w@example.org"}); r.Status != 403 {
+			t.Errorf("read-only token writing: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, readOnly, "GET", "/api/v1/audit", nil); r.Status != 403 {
+			t.Errorf("read-only token reading audit: %d", r.Status)
+		}
+		// Expired and revoked tokens stop working.
+		exec := func(stmt string, args ...any) {
+			t.Helper()
+			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, stmt, args...)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exec("UPDATE api_tokens SET expires_at = 1 WHERE tenant_id = ? AND name = 'ro'", env.Tenant.ID)
+		exec("UPDATE api_tokens SET revoked_at = 1 WHERE tenant_id = ? AND name = 'test'", env.Tenant.ID)
+		if r := env.Do(t, readOnly, "GET", "/api/v1/subjects", nil); r.Status != 401 {
+			t.Errorf("expired token: %d", r.Status)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/subjects", nil); r.Status != 401 {
+			t.Errorf("revoked token: %d", r.Status)
+		}
+	})
+}
+
+func TestUnknownRoutesAndMethods(t *testing.T) {
+	env := apptest.New(t, "")
+	r := env.Do(t, env.Token, "DELETE", "/api/v1/subjects", nil)
+	if r.Status != 405 || r.Header.Get("Allow") != "GET, POST" || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("wrong method: %d allow=%q %s", r.Status, r.Header.Get("Allow"), r.Body)
+	}
+	r = env.Do(t, env.Token, "GET", "/api/v1/nothing-here", nil)
+	if r.Status != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("unknown path: %d %s", r.Status, r.Body)
+	}
+	for _, h := range []string{"Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy", "X-Request-Id", "Content-Security-Policy"} {
+		if r.Header.Get(h) == "" {
+			t.Errorf("missing header %s", h)
+		}
+	}
+	if r := env.Do(t, "", "GET", "/healthz", nil); r.Status != 200 {
+		t.Errorf("healthz: %d", r.Status)
+	}
+	if r := env.Do(t, "", "GET", "/readyz", nil); r.Status != 200 {
+		t.Errorf("readyz: %d", r.Status)
+	}
+	r = env.Do(t, "", "GET", "/metrics", nil)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `custodia_http_requests_total{code="404",method="GET",route="unmatched"}`) {
+		t.Errorf("metrics: %d\n%.2000s", r.Status, r.Body)
+	}
+}
+
+func TestAuditEndpoints(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		createSubject(t, env, env.Token, map[string]any{"email": "csv@example.org", "source": "=cmd|' /C calc'!A0"})
+		r := env.Do(t, env.Token, "GET", "/api/v1/audit/verify", nil)
+		if v := r.Map(t); r.Status != 200 || v["ok"] != true || v["events"].(float64) < 4 {
+			t.Fatalf("verify: %d %s", r.Status, r.Body)
+		}
+		r = env.Do(t, env.Token, "GET", "/api/v1/audit?format=csv&action=subject.*", nil)
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") ||
+			!strings.HasPrefix(r.Header.Get("Content-Disposition"), "attachment;") {
+			t.Fatalf("csv: %d %v", r.Status, r.Header)
+		}
+		rows, err := csv.NewReader(strings.NewReader(string(r.Body))).ReadAll()
+		if err != nil || len(rows) < 2 || rows[0][0] != "seq" {
+			t.Fatalf("csv body: %v\n%s", err, r.Body)
+		}
+		for _, row := range rows[1:] {
+			if !strings.HasPrefix(row[5], "subject.") {
+				t.Errorf("filtered csv holds %v", row)
+			}
+		}
+		// The export itself is audited.
+		var page struct{ Items []map[string]any }
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=audit.export", nil).JSON(t, &page)
+		if len(page.Items) != 1 {
+			t.Errorf("audit.export events: %d", len(page.Items))
+		}
+	})
+}

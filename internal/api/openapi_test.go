@@ -1,0 +1,142 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/app/apptest"
+)
+
+func loadDoc(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Errorf("openapi version %q; want 3.1.0", doc.OpenAPI)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	return doc
+}
+
+// TestOpenAPIMatchesRoutes fails when a route is missing from the document
+// or the document names a route that does not exist, or the scopes differ.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := loadDoc(t)
+	env := apptest.New(t, "")
+	var inCode, inDoc []string
+	for _, rt := range env.App.API.Routes() {
+		inCode = append(inCode, rt.Method+" "+rt.Path)
+		item := doc.Paths.Find(rt.Path)
+		if item == nil {
+			continue
+		}
+		op := item.GetOperation(rt.Method)
+		if op == nil {
+			continue
+		}
+		scope, _ := op.Extensions["x-custodia-scope"].(string)
+		if scope != rt.Scope {
+			t.Errorf("%s %s: document scope %q, code scope %q", rt.Method, rt.Path, scope, rt.Scope)
+		}
+		if (rt.Scope != "") != (op.Security != nil && len(*op.Security) > 0) {
+			t.Errorf("%s %s: security in the document does not match the code", rt.Method, rt.Path)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			inDoc = append(inDoc, method+" "+path)
+		}
+	}
+	slices.Sort(inCode)
+	slices.Sort(inDoc)
+	for _, r := range inCode {
+		if !slices.Contains(inDoc, r) {
+			t.Errorf("route %s is missing from openapi.json", r)
+		}
+	}
+	for _, r := range inDoc {
+		if !slices.Contains(inCode, r) {
+			t.Errorf("openapi.json names %s, which is not a route", r)
+		}
+	}
+	r := env.Do(t, "", "GET", "/api/v1/openapi.json", nil)
+	if r.Status != 200 || !bytes.Equal(r.Body, api.OpenAPI()) {
+		t.Errorf("GET /api/v1/openapi.json: %d", r.Status)
+	}
+}
+
+// TestResponsesMatchOpenAPI sends real requests (good and bad) and validates
+// both the requests and the answers against the document.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	doc := loadDoc(t)
+	doc.Servers = openapi3.Servers{{URL: "http://localhost"}} // the document's relative "/" as seen by this test
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		created := env.Do(t, env.Token, "POST", "/api/v1/subjects", map[string]any{"email": "oa@example.org", "attributes": map[string]any{"k": 1}})
+		id, _ := created.Map(t)["id"].(string)
+		steps := []struct {
+			method, path, body string
+			validRequest       bool
+		}{
+			{"POST", "/api/v1/subjects", `{"email":"oa2@example.org","phone":"+4420794600","external_id":"e","source":"s"}`, true},
+			{"POST", "/api/v1/subjects", `{"email":"oa@example.org"}`, true}, // 409
+			{"POST", "/api/v1/subjects", `{"nope":1}`, false},
+			{"GET", "/api/v1/subjects/" + id, "", true},
+			{"GET", "/api/v1/subjects/01a00000-0000-7000-8000-000000000000", "", true},
+			{"PATCH", "/api/v1/subjects/" + id, `{"phone":null,"attributes":{"k":null}}`, true},
+			{"GET", "/api/v1/subjects?email=oa%40example.org", "", true},
+			{"GET", "/api/v1/subjects?limit=1", "", true},
+			{"GET", "/api/v1/audit?limit=5&action=subject.*", "", true},
+			{"GET", "/api/v1/audit?format=csv", "", true},
+			{"GET", "/api/v1/audit/verify", "", true},
+			{"GET", "/healthz", "", true},
+			{"GET", "/readyz", "", true},
+			{"GET", "/metrics", "", true},
+		}
+		for _, s := range steps {
+			var body any
+			if s.body != "" {
+				body = s.body
+			}
+			res := env.Do(t, env.Token, s.method, s.path, body)
+			req, _ := http.NewRequest(s.method, "http://localhost"+s.path, strings.NewReader(s.body))
+			req.Header.Set("Authorization", "Bearer "+env.Token)
+			if s.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			route, params, err := router.FindRoute(req)
+			if err != nil {
+				t.Errorf("%s %s: no route in the document: %v", s.method, s.path, err)
+				continue
+			}
+			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			if err := openapi3filter.ValidateRequest(context.Background(), in); (err == nil) != s.validRequest {
+				t.Errorf("%s %s: request validation = %v; want valid=%v", s.method, s.path, err, s.validRequest)
+			}
+			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.Status, Header: res.Header,
+				Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+			out.SetBodyBytes(res.Body)
+			if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+				t.Errorf("%s %s → %d: response does not match the document: %v\n%.500s", s.method, s.path, res.Status, err, res.Body)
+			}
+		}
+	})
+}
+
