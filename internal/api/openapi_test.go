@@ -139,4 +139,3 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		}
 	})
 }
-

@@ -59,14 +59,6 @@ func open(key []byte, ad, ciphertext []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// keyVersion returns the key version recorded in a ciphertext header.
-func keyVersion(ciphertext []byte) (uint32, bool) {
-	if len(ciphertext) < headerLen || ciphertext[0] != formatV1 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint32(ciphertext[1:5]), true
-}
-
 func withVersion(ad []byte, version uint32) []byte {
 	out := make([]byte, 0, len(ad)+5)
 	out = append(out, ad...)

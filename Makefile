@@ -1,0 +1,24 @@
+# Custodia — the two commands a newcomer needs are `make run` and `make test`.
+
+GO ?= go
+TOOLS := $(CURDIR)/.tools
+
+.PHONY: run build test lint bench clean
+
+run: ## run the server on the embedded default (./custodia-data)
+	$(GO) run ./cmd/custodia serve
+
+build:
+	$(GO) build -o custodia ./cmd/custodia
+
+test: ## formatting, vet, staticcheck, govulncheck (when reachable), every test on SQLite and PostgreSQL
+	bash scripts/test.sh
+
+lint:
+	bash scripts/test.sh lint
+
+bench: ## benchmarks, printed as a table (see BENCHMARKS.md)
+	bash scripts/bench.sh
+
+clean:
+	rm -rf custodia $(TOOLS)

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+// cli runs the program in-process.
+func cli(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func engines(t *testing.T, fn func(t *testing.T, env map[string]string)) {
+	t.Run("sqlite", func(t *testing.T) {
+		fn(t, map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		fn(t, map[string]string{"CUSTODIA_DATA_DIR": t.TempDir(), "CUSTODIA_DATABASE_URL": sqldbtest.PostgresURL(t)})
+	})
+}
+
+// setup creates tenant acme and returns a token.
+func setup(t *testing.T, env map[string]string) string {
+	t.Helper()
+	code, out, errOut := cli(t, env, "tenant", "create", "--slug", "acme", "--name", "Acme Ltd", "--admin-email", "admin@acme.example")
+	if code != 0 || !strings.Contains(out, "tenant acme created") {
+		t.Fatalf("tenant create: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = cli(t, env, "token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "t", "--expires", "7d")
+	token := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(token, "cust_") || !strings.Contains(errOut, "shown once") {
+		t.Fatalf("token create: %d %q %s", code, out, errOut)
+	}
+	return token
+}
+
+func TestCLI(t *testing.T) {
+	engines(t, func(t *testing.T, env map[string]string) {
+		setup(t, env)
+		// Refusals are clear and do not half-write.
+		for _, c := range []struct {
+			args []string
+			code int
+			msg  string
+		}{
+			{[]string{"tenant", "create", "--slug", "acme", "--name", "Again", "--admin-email", "x@acme.example"}, 1, "slug: a tenant with this slug already exists"},
+			{[]string{"tenant", "create", "--slug", "Bad Slug", "--name", "X", "--admin-email", "x@x.example"}, 1, "slug:"},
+			{[]string{"tenant", "create", "--slug", "beta", "--name", "B", "--admin-email", "x@x.example", "--region", "mars"}, 1, "region: unknown region"},
+			{[]string{"token", "create", "--tenant", "nope", "--email", "a@b.example", "--name", "x"}, 1, `no tenant "nope"`},
+			{[]string{"token", "create", "--tenant", "acme", "--email", "stranger@acme.example", "--name", "x"}, 1, "no user with this email"},
+			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--scopes", "root"}, 1, "unknown scope"},
+			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--expires", "soon"}, 1, "--expires"},
+			{[]string{"tenant", "create", "--slug", "x"}, 2, "required flag"},
+			{[]string{"frobnicate"}, 2, "unknown command"},
+		} {
+			code, out, errOut := cli(t, env, c.args...)
+			if code != c.code || !strings.Contains(errOut, c.msg) {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", c.args, code, out, errOut, c.code, c.msg)
+			}
+		}
+		if code, out, _ := cli(t, env, "user", "create", "--tenant", "acme", "--email", "member@acme.example"); code != 0 || !strings.Contains(out, "(member)") {
+			t.Errorf("user create: %d %s", code, out)
+		}
+		code, out, errOut := cli(t, env, "audit", "verify", "--tenant", "acme")
+		if code != 0 || !strings.Contains(out, "audit chain intact") {
+			t.Fatalf("audit verify: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, env, "keys", "rotate", "--tenant", "acme"); code != 0 || !strings.Contains(out, "key version 2 active, 2 subject keys re-wrapped") {
+			t.Errorf("keys rotate: %d %s %s", code, out, errOut)
+		}
+		if code, out, _ := cli(t, env, "migrate"); code != 0 || !strings.Contains(out, "current") {
+			t.Errorf("migrate: %d %s", code, out)
+		}
+		// Tamper with one event: verify exits non-zero and names it.
+		db, err := sqldb.Open(context.Background(), env["CUSTODIA_DATABASE_URL"], env["CUSTODIA_DATA_DIR"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.WithTx(context.Background(), func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(context.Background(), "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut = cli(t, env, "audit", "verify", "--tenant", "acme")
+		if code != 1 || !strings.Contains(errOut, "BROKEN at event 2") {
+			t.Errorf("verify after tampering: exit %d, %q %q", code, out, errOut)
+		}
+	})
+}
+
+// serveInProcess runs `custodia serve` on a free port and returns its base URL.
+func serveInProcess(t *testing.T, env map[string]string) (string, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), pw, io.Discard)
+		pw.Close()
+	}()
+	url := waitForURL(t, pr)
+	go io.Copy(io.Discard, pr)
+	return url, func() int { cancel(); return <-done }
+}
+
+var listening = regexp.MustCompile(`listening on (https://\S+)`)
+
+func waitForURL(t *testing.T, r io.Reader) string {
+	t.Helper()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+				return
+			}
+		}
+		close(found)
+	}()
+	select {
+	case u, ok := <-found:
+		if !ok {
+			t.Fatal("server exited before listening")
+		}
+		return u
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return ""
+}
+
+func insecureClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the self-signed certificate
+	}}
+}
+
+func TestServeTLS(t *testing.T) {
+	env := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()}
+	token := setup(t, env)
+	base, stop := serveInProcess(t, env)
+	host := strings.TrimPrefix(base, "https://")
+
+	// The files of the embedded default, with safe modes.
+	for name, mode := range map[string]os.FileMode{"master.key": 0o600, "custodia.db": 0o600, "tls/key.pem": 0o600} {
+		st, err := os.Stat(filepath.Join(env["CUSTODIA_DATA_DIR"], name))
+		if err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v mode %v; want %v", name, err, st.Mode().Perm(), mode)
+		}
+	}
+	// TLS 1.0 and 1.1 are refused; so are CBC suites under TLS 1.2.
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+		if err == nil {
+			c.Close()
+			t.Errorf("a TLS %x handshake succeeded", v)
+		}
+	}
+	c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}})
+	if err == nil {
+		c.Close()
+		t.Error("a TLS 1.2 CBC handshake succeeded")
+	}
+	c, err = tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS 1.2 AEAD handshake: %v", err)
+	}
+	if cs := c.ConnectionState(); cs.Version != tls.VersionTLS12 || !strings.Contains(tls.CipherSuiteName(cs.CipherSuite), "GCM") && !strings.Contains(tls.CipherSuiteName(cs.CipherSuite), "CHACHA20") {
+		t.Errorf("negotiated %s", tls.CipherSuiteName(cs.CipherSuite))
+	}
+	c.Close()
+
+	req, _ := http.NewRequest("GET", base+"/api/v1/subjects", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := insecureClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Strict-Transport-Security"), "max-age=") || res.TLS.Version != tls.VersionTLS13 {
+		t.Errorf("GET over HTTPS: %d, HSTS %q, TLS %x", res.StatusCode, res.Header.Get("Strict-Transport-Security"), res.TLS.Version)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("graceful shutdown exit code %d", code)
+	}
+}
+
+// TestCrashLosesNothing kills the server process (SIGKILL) the moment it
+// answers 201 and checks, after a restart, that the subject and its audit
+// event are there and the chain verifies.
+func TestCrashLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "custodia")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	engines(t, func(t *testing.T, env map[string]string) {
+		token := setup(t, env)
+		start := func() (*exec.Cmd, string) {
+			cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0")
+			cmd.Env = os.Environ()
+			for k, v := range env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			u := waitForURL(t, stdout)
+			go io.Copy(io.Discard, stdout)
+			return cmd, u
+		}
+		cmd, base := start()
+		client := insecureClient()
+		var ids []string
+		for i := range 5 {
+			body := fmt.Sprintf(`{"email":"crash%d@example.org","attributes":{"n":%d}}`, i, i)
+			req, _ := http.NewRequest("POST", base+"/api/v1/subjects", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != 201 {
+				t.Fatalf("create: %d", res.StatusCode)
+			}
+			if i == 4 { // kill at once, before reading the body
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var s struct{ ID string }
+			_ = json.NewDecoder(res.Body).Decode(&s)
+			res.Body.Close()
+			ids = append(ids, s.ID)
+		}
+		_ = cmd.Wait()
+		if ids[4] == "" {
+			t.Fatal("no id read from the last 201")
+		}
+		_, base = start()
+		for _, id := range ids {
+			req, _ := http.NewRequest("GET", base+"/api/v1/audit?subject="+id+"&action=subject.create", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page struct{ Items []map[string]any }
+			_ = json.NewDecoder(res.Body).Decode(&page)
+			res.Body.Close()
+			if len(page.Items) != 1 {
+				t.Errorf("subject %s: %d subject.create events after the crash; want 1", id, len(page.Items))
+			}
+			req, _ = http.NewRequest("GET", base+"/api/v1/subjects/"+id, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err = client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Errorf("subject %s after the crash: %d", id, res.StatusCode)
+			}
+		}
+		if code, out, errOut := cli(t, env, "audit", "verify", "--tenant", "acme"); code != 0 {
+			t.Errorf("verify after crash: %d %s %s", code, out, errOut)
+		}
+	})
+}
