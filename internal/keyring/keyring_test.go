@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
 // newTenant stores a tenant row and its keys.
-func newTenant(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, id string) {
+func newTenant(t testing.TB, db *sqldb.DB, kr *keyring.Keyring, id string) {
 	t.Helper()
 	ctx := context.Background()
 	tk, err := kr.NewTenantKeys(ctx, id)
@@ -36,7 +36,7 @@ func newTenant(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, id string) {
 	}
 }
 
-func newSubjectKey(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, tenantID, subjectID string) *keyring.DataKey {
+func newSubjectKey(t testing.TB, db *sqldb.DB, kr *keyring.Keyring, tenantID, subjectID string) *keyring.DataKey {
 	t.Helper()
 	ctx := context.Background()
 	dk, wk, err := kr.NewSubjectKey(ctx, db.Read(), tenantID, subjectID)
@@ -49,12 +49,12 @@ func newSubjectKey(t *testing.T, db *sqldb.DB, kr *keyring.Keyring, tenantID, su
 	return dk
 }
 
-func newKeyring(t *testing.T) *keyring.Keyring {
+func newKeyring(t testing.TB) *keyring.Keyring {
 	kr, _ := newKeyringMaster(t)
 	return kr
 }
 
-func newKeyringMaster(t *testing.T) (*keyring.Keyring, keyring.MasterKey) {
+func newKeyringMaster(t testing.TB) (*keyring.Keyring, keyring.MasterKey) {
 	t.Helper()
 	mk, created, err := keyring.OpenMaster(context.Background(), "", t.TempDir())
 	if err != nil || !created {
