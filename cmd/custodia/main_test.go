@@ -206,6 +206,25 @@ func TestServeTLS(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Strict-Transport-Security"), "max-age=") || res.TLS.Version != tls.VersionTLS13 {
 		t.Errorf("GET over HTTPS: %d, HSTS %q, TLS %x", res.StatusCode, res.Header.Get("Strict-Transport-Security"), res.TLS.Version)
 	}
+	// Operator commands work on the same data while the server runs.
+	code, out, errOut := cli(t, env, "tenant", "create", "--slug", "live", "--name", "Live", "--admin-email", "a@live.example")
+	if code != 0 {
+		t.Fatalf("tenant create while serving: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = cli(t, env, "token", "create", "--tenant", "live", "--email", "a@live.example", "--name", "t")
+	if code != 0 {
+		t.Fatalf("token create while serving: %d %s", code, errOut)
+	}
+	req, _ = http.NewRequest("POST", base+"/api/v1/subjects", strings.NewReader(`{"email":"x@live.example"}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
+	req.Header.Set("Content-Type", "application/json")
+	if res, err = insecureClient().Do(req); err != nil || res.StatusCode != 201 {
+		t.Fatalf("new tenant's token on the running server: %v %v", res.StatusCode, err)
+	}
+	res.Body.Close()
+	if code, out, errOut := cli(t, env, "audit", "verify", "--tenant", "live"); code != 0 {
+		t.Errorf("verify while serving: %d %s %s", code, out, errOut)
+	}
 	if code := stop(); code != 0 {
 		t.Errorf("graceful shutdown exit code %d", code)
 	}

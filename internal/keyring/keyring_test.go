@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,4 +244,79 @@ func TestMasterKeyFile(t *testing.T) {
 	if pt, err := kp.Decrypt(ctx, ct); err != nil || string(pt) != "x" {
 		t.Fatalf("keeper round trip: %q, %v", pt, err)
 	}
+}
+
+// TestRotateWhileKeysAreMade rotates while another goroutine keeps making
+// subject keys: no key may be left under a deleted KEK version.
+func TestRotateWhileKeysAreMade(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr, mk := newKeyringMaster(t)
+		newTenant(t, db, kr, "t1")
+		for i := range 300 {
+			newSubjectKey(t, db, kr, "t1", fmt.Sprint("pre-", i))
+		}
+		stop := make(chan struct{})
+		made := make(chan int)
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					made <- n
+					return
+				default:
+				}
+				dk, wk, err := kr.NewSubjectKey(ctx, db.Read(), "t1", fmt.Sprint("live-", n))
+				if err == nil {
+					err = db.WithTx(ctx, func(tx *sqldb.Tx) error { return wk.Insert(ctx, tx) })
+				}
+				if err != nil && !sqldb.IsForeignKeyViolation(err) { // a key under a just-retired KEK is refused, never lost silently
+					t.Error(err)
+				}
+				_ = dk
+				n++
+			}
+		}()
+		for range 3 {
+			if _, err := kr.Rotate(ctx, db, "t1", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		n := <-made
+		var versions, stale int
+		if err := db.Read().QueryRow(ctx, "SELECT count(*) FROM tenant_keys WHERE tenant_id = 't1'").Scan(&versions); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Read().QueryRow(ctx, `SELECT count(*) FROM subject_keys s WHERE NOT EXISTS
+			(SELECT 1 FROM tenant_keys k WHERE k.tenant_id = s.tenant_id AND k.version = s.kek_version)`).Scan(&stale); err != nil {
+			t.Fatal(err)
+		}
+		if stale != 0 || versions != 1 {
+			t.Fatalf("%d subject keys under a deleted KEK, %d KEK versions left; want 0 and 1", stale, versions)
+		}
+		// Every stored key opens with a keyring that has nothing cached.
+		fresh := keyring.New(mk, time.Now)
+		rows, err := db.Read().Query(ctx, "SELECT subject_id FROM subject_keys WHERE tenant_id = 't1'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			if _, err := fresh.SubjectKey(ctx, db.Read(), "t1", id); err != nil {
+				t.Fatalf("subject key %s: %v", id, err)
+			}
+		}
+		if len(ids) < 300+n/2 {
+			t.Fatalf("%d keys stored; %d made before and %d during the rotations", len(ids), 300, n)
+		}
+		t.Logf("%d keys made during 3 rotations, %d stored", n, len(ids)-300)
+	})
 }

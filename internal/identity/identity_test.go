@@ -1,0 +1,88 @@
+package identity_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+	"github.com/custodia/custodia/internal/subject"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+func TestTokens(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		secret, tok, err := ids.CreateToken(ctx, env.Tenant.ID, "OWNER@acme.example", "crm", []string{"subjects:read,audit:read"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(secret, "cust_") || len(secret) != 56 || strings.Join(tok.Scopes, " ") != "audit:read subjects:read" {
+			t.Fatalf("token %q %+v", secret, tok)
+		}
+		p, err := ids.Authenticate(ctx, secret)
+		if err != nil || p.TenantID != env.Tenant.ID || p.TokenID != tok.ID || !p.Can("audit:read") || p.Can("subjects:write") {
+			t.Fatalf("Authenticate = %+v, %v", p, err)
+		}
+		// The secret is not stored: only its hash.
+		var n int
+		if err := env.App.DB.Read().QueryRow(ctx, "SELECT count(*) FROM api_tokens WHERE hash = ?", []byte(secret)).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("secret stored as is: %d %v", n, err)
+		}
+		for _, bad := range []string{"", "cust_", secret[:len(secret)-1], strings.Replace(secret, "cust_", "xxxx_", 1),
+			secret[:10] + strings.Repeat("A", 38) + secret[48:]} {
+			if _, err := ids.Authenticate(ctx, bad); !errs.Is(err, errs.Unauthenticated) {
+				t.Errorf("Authenticate(%q) = %v", bad, err)
+			}
+		}
+		for _, c := range []struct {
+			name   string
+			scopes []string
+			ttl    time.Duration
+			field  string
+		}{
+			{"", nil, time.Hour, "name"},
+			{"x", []string{"admin"}, time.Hour, "scopes"},
+			{"x", nil, 0, "expires"},
+			{"x", nil, 400 * 24 * time.Hour, "expires"},
+		} {
+			if _, _, err := ids.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", c.name, c.scopes, c.ttl); err == nil ||
+				!strings.Contains(err.Error(), c.field) {
+				t.Errorf("CreateToken(%+v) = %v; want an error about %s", c, err, c.field)
+			}
+		}
+	})
+}
+
+func TestUsersAreSubjects(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		contact, err := env.App.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "lee@acme.example", Phone: "+442079460111"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "LEE@acme.example", identity.RoleAdmin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.SubjectID != contact.ID {
+			t.Errorf("user subject %s; want the existing contact %s", u.SubjectID, contact.ID)
+		}
+		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "lee@acme.example", identity.RoleMember); !errs.Is(err, errs.Invalid) {
+			t.Errorf("second user with one email: %v", err)
+		}
+		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "new@acme.example", "god"); !errs.Is(err, errs.Invalid) {
+			t.Errorf("unknown role: %v", err)
+		}
+		other, _ := env.AddTenant(t, "globex", "owner@globex.example")
+		if _, err := env.App.Identity.UserByEmail(ctx, other.ID, "lee@acme.example"); !errs.Is(err, errs.NotFound) {
+			t.Errorf("user found through another tenant: %v", err)
+		}
+	})
+}

@@ -1,0 +1,120 @@
+package sqldb_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		n, err := db.Migrate(ctx)
+		if err != nil || n != 0 {
+			t.Fatalf("second Migrate applied %d, %v; want 0", n, err)
+		}
+		if p, err := db.Pending(ctx); err != nil || p != 0 {
+			t.Fatalf("Pending = %d, %v", p, err)
+		}
+	})
+}
+
+func TestPlaceholdersAndErrors(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		// A literal question mark inside quotes is not a placeholder.
+		var s string
+		var n int
+		if err := db.Read().QueryRow(ctx, "SELECT 'why?', CAST(? AS INTEGER) + CAST(? AS INTEGER)", 2, 3).Scan(&s, &n); err != nil || s != "why?" || n != 5 {
+			t.Fatalf("got %q %d, %v", s, n, err)
+		}
+		insert := func(tx *sqldb.Tx, id string) error {
+			_, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", id, id)
+			return err
+		}
+		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return insert(tx, "t1") }); err != nil {
+			t.Fatal(err)
+		}
+		err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return insert(tx, "t1") })
+		if !sqldb.IsUniqueViolation(err) || sqldb.IsForeignKeyViolation(err) {
+			t.Errorf("duplicate key: %v not classified as a unique violation", err)
+		}
+		err = db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO tenant_keys (tenant_id, version, state, wrapped, created_at) VALUES ('nope', 1, 'active', ?, 0)", []byte{1})
+			return err
+		})
+		if !sqldb.IsForeignKeyViolation(err) || sqldb.IsUniqueViolation(err) {
+			t.Errorf("missing parent: %v not classified as a foreign key violation", err)
+		}
+	})
+}
+
+func TestTransactionsAndSavepoints(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		count := func() int {
+			var n int
+			if err := db.Read().QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		ins := func(tx *sqldb.Tx, id string) error {
+			_, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", id, id)
+			return err
+		}
+		boom := errors.New("boom")
+		// A failing closure rolls everything back.
+		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := ins(tx, "a"); err != nil {
+				return err
+			}
+			return boom
+		}); !errors.Is(err, boom) || count() != 0 {
+			t.Fatalf("rollback: %v, %d rows", err, count())
+		}
+		// A failing savepoint undoes only its own work, even after an SQL error.
+		err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := ins(tx, "b"); err != nil {
+				return err
+			}
+			if err := tx.Savepoint(ctx, "sp", func() error {
+				if err := ins(tx, "c"); err != nil {
+					return err
+				}
+				return ins(tx, "b") // duplicate: aborts the statement
+			}); !sqldb.IsUniqueViolation(err) {
+				t.Errorf("savepoint error = %v", err)
+			}
+			return tx.Savepoint(ctx, "sp", func() error { return ins(tx, "d") })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		rows, err := db.Read().Query(ctx, "SELECT id FROM tenants ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if len(ids) != 2 || ids[0] != "b" || ids[1] != "d" {
+			t.Fatalf("rows after savepoints: %v; want [b d]", ids)
+		}
+	})
+}
+
+func TestOpenRejectsUnknownURLs(t *testing.T) {
+	if _, err := sqldb.Open(context.Background(), "mysql://x", t.TempDir()); err == nil {
+		t.Fatal("mysql:// accepted")
+	}
+}
