@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -319,4 +320,52 @@ func TestCrashLosesNothing(t *testing.T) {
 			t.Errorf("verify after crash: %d %s %s", code, out, errOut)
 		}
 	})
+}
+
+func TestFirstStartSaysWhatToDoNext(t *testing.T) {
+	env := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()}
+	startOnce := func() string {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, io.Discard)
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), "then call the API") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("serve exited %d:\n%s", code, out.String())
+		}
+		return out.String()
+	}
+	first := startOnce()
+	for _, want := range []string{"listening on https://127.0.0.1:", "SQLite", "self-signed certificate", "A new master key was created",
+		"Back it up", "custodia tenant create --slug", "custodia token create --tenant"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first start does not say %q:\n%s", want, first)
+		}
+	}
+	if second := startOnce(); strings.Contains(second, "A new master key") {
+		t.Errorf("second start claims a new master key:\n%s", second)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -346,3 +346,41 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseAnswersEveryCommit closes the log while commits race with it:
+// every Commit returns (committed or ErrClosed), none hangs.
+func TestCloseAnswersEveryCommit(t *testing.T) {
+	env := apptest.New(t, "")
+	ctx := context.Background()
+	log := audit.New(env.App.DB, env.App.Keys, time.Now, audit.Options{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	committed := 0
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.close", TargetType: "x", TargetID: fmt.Sprint(i)})
+			switch {
+			case err == nil:
+				mu.Lock()
+				committed++
+				mu.Unlock()
+			case !errors.Is(err, audit.ErrClosed):
+				t.Error(err)
+			}
+		}()
+	}
+	log.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a Commit never returned after Close")
+	}
+	entries, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "test.close", Limit: 100})
+	if err != nil || len(entries) != committed {
+		t.Fatalf("%d events stored, %d commits acknowledged (%v)", len(entries), committed, err)
+	}
+}

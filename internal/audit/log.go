@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +28,9 @@ type Log struct {
 	queue   chan *unit
 	stopped chan struct{}
 	closing chan struct{}
+
+	mu     sync.RWMutex // held for reading while a unit is being queued
+	closed bool
 }
 
 // Options tune a Log; zero values take defaults.
@@ -63,11 +67,12 @@ func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time, opt Options)
 
 // Close finishes the work already queued and stops the committer.
 func (l *Log) Close() {
-	select {
-	case <-l.closing:
-	default:
+	l.mu.Lock() // waits for units being queued; none can be queued after
+	if !l.closed {
+		l.closed = true
 		close(l.closing)
 	}
+	l.mu.Unlock()
 	<-l.stopped
 }
 
@@ -91,13 +96,18 @@ func (l *Log) Commit(ctx context.Context, tenantID string, fn func(tx *sqldb.Tx)
 		}
 		u.records = append(u.records, r)
 	}
-	select {
-	case <-l.closing:
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
 		return ErrClosed
+	}
+	select {
 	case <-ctx.Done():
+		l.mu.RUnlock()
 		return ctx.Err()
 	case l.queue <- u:
 	}
+	l.mu.RUnlock()
 	// Once queued, the unit may commit: wait for the verdict whatever ctx says.
 	return <-u.done
 }
