@@ -44,6 +44,18 @@ func TestSubjectLifecycle(t *testing.T) {
 				t.Errorf("lookup %s: %d %s", q, r.Status, r.Body)
 			}
 		}
+		reads := func() int {
+			var page struct{ Items []any }
+			env.Do(t, env.Token, "GET", "/api/v1/audit?action=subject.read&subject="+id, nil).JSON(t, &page)
+			return len(page.Items)
+		}
+		before := reads()
+		if r := env.Do(t, env.Token, "PATCH", "/api/v1/subjects/"+id, `{}`); r.Status != 200 || r.Map(t)["email"] != "mo@example.org" {
+			t.Fatalf("empty patch: %d %s", r.Status, r.Body)
+		}
+		if reads() != before+1 {
+			t.Error("an empty PATCH returned the subject without an audited read")
+		}
 		r = env.Do(t, env.Token, "PATCH", "/api/v1/subjects/"+id, `{"phone": null, "attributes": {"plan": "team"}}`)
 		if m := r.Map(t); r.Status != 200 || m["phone"] != nil || m["attributes"].(map[string]any)["plan"] != "team" {
 			t.Fatalf("patch: %d %s", r.Status, r.Body)
@@ -238,6 +250,11 @@ func TestAuthentication(t *testing.T) {
 		}
 		if r := env.Do(t, readOnly, "GET", "/api/v1/audit", nil); r.Status != 403 {
 			t.Errorf("read-only token reading audit: %d", r.Status)
+		}
+		var denied struct{ Items []map[string]any }
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=access.denied", nil).JSON(t, &denied)
+		if len(denied.Items) != 2 || denied.Items[0]["outcome"] != "denied" {
+			t.Errorf("refusals in the audit: %v; want 2 denied events", denied.Items)
 		}
 		// Expired and revoked tokens stop working.
 		exec := func(stmt string, args ...any) {

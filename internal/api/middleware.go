@@ -114,9 +114,6 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !p.Can(rt.Scope) {
-		return errs.E(errs.Forbidden, "this token lacks the scope %s", rt.Scope)
-	}
 	email, key, err := a.subjects.Email(r.Context(), p.TenantID, p.SubjectID)
 	if err != nil {
 		return fmt.Errorf("resolve actor: %w", err)
@@ -125,6 +122,13 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 		Type: audit.ActorToken, ID: p.TokenID, SubjectID: p.SubjectID, Display: email,
 		IP: clientIP(r), UserAgent: r.UserAgent(), Key: key,
 	})
+	if !p.Can(rt.Scope) {
+		if err := a.log.Record(ctx, p.TenantID, audit.Event{Action: "access.denied", TargetType: "route",
+			TargetID: rt.Method + " " + rt.Path, Outcome: audit.Denied, Details: map[string]any{"scope": rt.Scope}}); err != nil {
+			return err
+		}
+		return errs.E(errs.Forbidden, "this token lacks the scope %s", rt.Scope)
+	}
 	ctx = withPrincipal(ctx, p)
 	return rt.Handler(w, r.WithContext(ctx))
 }

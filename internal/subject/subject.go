@@ -489,7 +489,10 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 	if err := f.validate(); err != nil {
 		return Subject{}, err
 	}
-	if len(changed) == 0 {
+	if len(changed) == 0 { // nothing to change: still a read of the subject, and audited as one
+		if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id}); err != nil {
+			return Subject{}, err
+		}
 		return r.subject(f), nil
 	}
 	prevUpdated := r.updatedAt
