@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -326,7 +326,7 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 	env := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()}
 	startOnce := func() string {
 		ctx, cancel := context.WithCancel(context.Background())
-		var out syncBuffer
+		var out apptest.LogBuffer
 		done := make(chan int, 1)
 		go func() {
 			done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, io.Discard)
@@ -351,21 +351,4 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 	if second := startOnce(); strings.Contains(second, "A new master key") {
 		t.Errorf("second start claims a new master key:\n%s", second)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

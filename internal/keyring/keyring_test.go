@@ -298,17 +298,7 @@ func TestRotateWhileKeysAreMade(t *testing.T) {
 		}
 		// Every stored key opens with a keyring that has nothing cached.
 		fresh := keyring.New(mk, time.Now)
-		rows, err := db.Read().Query(ctx, "SELECT subject_id FROM subject_keys WHERE tenant_id = 't1'")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			_ = rows.Scan(&id)
-			ids = append(ids, id)
-		}
-		rows.Close()
+		ids := sqldbtest.Strings(t, db, "SELECT subject_id FROM subject_keys WHERE tenant_id = 't1'")
 		for _, id := range ids {
 			if _, err := fresh.SubjectKey(ctx, db.Read(), "t1", id); err != nil {
 				t.Fatalf("subject key %s: %v", id, err)

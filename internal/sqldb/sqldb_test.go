@@ -96,17 +96,7 @@ func TestTransactionsAndSavepoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ids []string
-		rows, err := db.Read().Query(ctx, "SELECT id FROM tenants ORDER BY id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id string
-			_ = rows.Scan(&id)
-			ids = append(ids, id)
-		}
-		rows.Close()
+		ids := sqldbtest.Strings(t, db, "SELECT id FROM tenants ORDER BY id")
 		if len(ids) != 2 || ids[0] != "b" || ids[1] != "d" {
 			t.Fatalf("rows after savepoints: %v; want [b d]", ids)
 		}

@@ -242,19 +242,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		env := apptest.New(t, sqldbtest.PostgresURL(t))
 		seedSecrets(t, env)
 		ctx := context.Background()
-		rows, err := env.App.DB.Read().Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tables []string
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			tables = append(tables, n)
-		}
-		rows.Close()
+		tables := sqldbtest.Strings(t, env.App.DB, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
 		if len(tables) < 8 {
 			t.Fatalf("found only tables %v", tables)
 		}
@@ -276,17 +264,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 				r.Close()
 			}
 			var raw []byte // the bytea columns themselves, as bytes
-			r, err := env.App.DB.Read().Query(ctx, `SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND data_type = 'bytea'`, table)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var cols []string
-			for r.Next() {
-				var c string
-				_ = r.Scan(&c)
-				cols = append(cols, c)
-			}
-			r.Close()
+			cols := sqldbtest.Strings(t, env.App.DB, `SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'bytea'`, table)
 			for _, c := range cols {
 				rr, err := env.App.DB.Read().Query(ctx, "SELECT "+c+" FROM "+table)
 				if err != nil {
