@@ -70,7 +70,7 @@ func TestCLI(t *testing.T) {
 			{[]string{"tenant", "create", "--slug", "Bad Slug", "--name", "X", "--admin-email", "x@x.example"}, 1, "slug:"},
 			{[]string{"tenant", "create", "--slug", "beta", "--name", "B", "--admin-email", "x@x.example", "--region", "mars"}, 1, "region: unknown region"},
 			{[]string{"token", "create", "--tenant", "nope", "--email", "a@b.example", "--name", "x"}, 1, `no tenant "nope"`},
-			{[]string{"token", "create", "--tenant", "acme", "--email", "stranger@acme.example", "--name", "x"}, 1, "no user with this email"},
+			{[]string{"token", "create", "--tenant", "acme", "--email", "stranger@acme.example", "--name", "x"}, 1, "no user with this email or id"},
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--scopes", "root"}, 1, "unknown scope"},
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--expires", "soon"}, 1, "--expires"},
 			{[]string{"tenant", "create", "--slug", "x"}, 2, "required flag"},

@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	f.StringVar(&e.cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file (CUSTODIA_TLS_CERT); default self-signed")
 	f.StringVar(&e.cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key file (CUSTODIA_TLS_KEY)")
 	f.StringVar(&e.cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (CUSTODIA_LOG_LEVEL)")
+	f.StringVar(&e.cfg.PublicURL, "public-url", cfg.PublicURL, "base URL of links in mail (CUSTODIA_PUBLIC_URL); default https://ADDR")
+	f.StringVar(&e.cfg.SMTPURL, "smtp-url", cfg.SMTPURL, "outgoing mail: smtp://user:password@host:587, smtps://…:465, or smtp://host:25?tls=none (CUSTODIA_SMTP_URL); empty = mail waits in the outbox")
+	f.StringVar(&e.cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of outgoing mail (CUSTODIA_MAIL_FROM)")
+	f.StringSliceVar(&e.cfg.TrustedProxies, "trusted-proxy", cfg.TrustedProxies, "address or CIDR of a reverse proxy whose X-Forwarded-For is believed, repeatable (CUSTODIA_TRUSTED_PROXIES)")
 	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e))
 
 	if err := root.ExecuteContext(ctx); err != nil {

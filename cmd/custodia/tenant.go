@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -28,7 +31,7 @@ func tenantCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			u, err := a.Identity.CreateUser(ctx, t.ID, adminEmail, identity.RoleOwner)
+			u, err := a.Identity.CreateUser(ctx, t.ID, identity.NewUser{Email: adminEmail, Role: identity.RoleOwner})
 			if err != nil {
 				return fmt.Errorf("tenant %s created, but its owner was not: %w (retry with custodia user create --tenant %s --role owner)", t.Slug, err, t.Slug)
 			}
@@ -51,11 +54,22 @@ func tenantCmd(e *env) *cobra.Command {
 func userCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage users"}
 	var slug, email, role string
+	var passwordStdin bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a user",
-		Args:  cobra.NoArgs,
+		Long: `Create a user. With --password-stdin the first line of standard input is
+the password (checked against the tenant's password policy); without it the
+user has no password until one is set through a link.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var pw string
+			if passwordStdin {
+				var err error
+				if pw, err = readPassword(e.stdin); err != nil {
+					return err
+				}
+			}
 			a, ctx, err := e.open(cmd.Context())
 			if err != nil {
 				return err
@@ -65,7 +79,7 @@ func userCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			u, err := a.Identity.CreateUser(ctx, t.ID, email, role)
+			u, err := a.Identity.CreateUser(ctx, t.ID, identity.NewUser{Email: email, Role: role, Password: pw})
 			if err != nil {
 				return err
 			}
@@ -76,6 +90,7 @@ func userCmd(e *env) *cobra.Command {
 	create.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
 	create.Flags().StringVar(&email, "email", "", "email (required)")
 	create.Flags().StringVar(&role, "role", identity.RoleMember, "owner, admin or member")
+	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
 	_ = create.MarkFlagRequired("tenant")
 	_ = create.MarkFlagRequired("email")
 	cmd.AddCommand(create)
@@ -218,4 +233,17 @@ func keysCmd(e *env) *cobra.Command {
 	_ = rotate.MarkFlagRequired("tenant")
 	cmd.AddCommand(rotate)
 	return cmd
+}
+
+// readPassword reads one line (without its line ending) from r.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from standard input: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("--password-stdin: standard input held no password")
+	}
+	return line, nil
 }

@@ -101,13 +101,21 @@ func TestSubjectLifecycle(t *testing.T) {
 	})
 }
 
-// TestOtherTenantGets404 calls every route with an {id} as another tenant,
-// with the id of a real subject, and wants exactly what a missing id gets.
+// TestOtherTenantGets404 calls every route with an {id} as another tenant's
+// owner, with the id of a real object of this tenant, and wants exactly
+// what a missing id gets.
 func TestOtherTenantGets404(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		s := createSubject(t, env, env.Token, map[string]any{"email": "victim@example.org", "external_id": "v-1"})
-		id := s["id"].(string)
-		_, otherToken := env.AddTenant(t, "globex", "owner@globex.example")
+		victim := env.SignIn(t, "acme", "owner@acme.example")
+		ids := map[string]string{ // path prefix → a real id of acme's
+			"/api/v1/subjects/":    s["id"].(string),
+			"/api/v1/me/tokens/":   victim.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "x"}).Map(t)["id"].(string),
+			"/api/v1/me/mfa/":      victim.Do(t, "POST", "/api/v1/me/mfa/totp", nil).Map(t)["id"].(string),
+			"/api/v1/me/sessions/": firstID(t, victim.Do(t, "GET", "/api/v1/me/sessions", nil)),
+		}
+		env.AddTenant(t, "globex", "owner@globex.example")
+		other := env.SignIn(t, "globex", "owner@globex.example")
 		bodies := map[string]any{"PATCH": map[string]any{"source": "probe"}, "POST": map[string]any{}}
 		n := 0
 		for _, rt := range env.App.API.Routes() {
@@ -115,10 +123,20 @@ func TestOtherTenantGets404(t *testing.T) {
 				continue
 			}
 			n++
+			var id string
+			for prefix, v := range ids {
+				if strings.HasPrefix(rt.Path, prefix) {
+					id = v
+				}
+			}
+			if id == "" {
+				t.Errorf("%s %s: no real id to probe it with; add one to this test", rt.Method, rt.Path)
+				continue
+			}
 			path := strings.ReplaceAll(rt.Path, "{id}", id)
 			missing := strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000")
-			got := env.Do(t, otherToken, rt.Method, path, bodies[rt.Method])
-			want := env.Do(t, otherToken, rt.Method, missing, bodies[rt.Method])
+			got := other.Do(t, rt.Method, path, bodies[rt.Method])
+			want := other.Do(t, rt.Method, missing, bodies[rt.Method])
 			if got.Status != http.StatusNotFound || want.Status != http.StatusNotFound {
 				t.Errorf("%s %s as other tenant: %d (missing id: %d); want 404", rt.Method, rt.Path, got.Status, want.Status)
 				continue
@@ -135,14 +153,20 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		for _, q := range []string{"email=victim%40example.org", "external_id=v-1"} {
 			var page struct{ Items []any }
-			env.Do(t, otherToken, "GET", "/api/v1/subjects?"+q, nil).JSON(t, &page)
+			other.Do(t, "GET", "/api/v1/subjects?"+q, nil).JSON(t, &page)
 			if len(page.Items) != 0 {
 				t.Errorf("lookup %s as other tenant found %v", q, page.Items)
 			}
 		}
-		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id, nil)
+		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+s["id"].(string), nil)
 		if r.Status != 200 || r.Map(t)["source"] != "api" {
 			t.Errorf("other tenant's PATCH changed the subject: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/me/tokens", nil); strings.Contains(string(r.Body), "revoked_at\":\"") {
+			t.Errorf("other tenant revoked a token: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
+			t.Errorf("other tenant ended the victim's session: %d", r.Status)
 		}
 	})
 }
@@ -332,4 +356,14 @@ func TestAuditEndpoints(t *testing.T) {
 			t.Errorf("audit.export events: %d", len(page.Items))
 		}
 	})
+}
+
+func firstID(t *testing.T, r apptest.Response) string {
+	t.Helper()
+	var page struct{ Items []struct{ ID string } }
+	r.JSON(t, &page)
+	if len(page.Items) == 0 {
+		t.Fatalf("empty list: %d %s", r.Status, r.Body)
+	}
+	return page.Items[0].ID
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -92,55 +93,146 @@ func principal(r *http.Request) identity.Principal {
 	return p
 }
 
-// endpoint authenticates (when the route has a scope), checks the scope,
-// sets the audit actor and answers the handler's error.
+// endpoint authenticates, checks access, sets the audit actor and answers
+// the handler's error.
 func (a *API) endpoint(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.serve(rt, w, r); err != nil {
+			if errs.KindOf(err) == errs.TooManyRequests {
+				w.Header().Set("Retry-After", "60")
+			}
 			httpio.Error(w, r, a.logger, err)
 		}
 	})
 }
 
+// Cookie names. __Host- cookies are Secure, host-only and Path=/.
+const (
+	SessionCookie = "__Host-custodia_session"
+	DeviceCookie  = "__Host-custodia_device"
+)
+
 func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
-	if rt.Scope == "" {
+	bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !hasBearer {
+		// A browser may send cookies: refuse cross-origin unsafe requests.
+		if err := a.csrf.Check(r); err != nil {
+			return errs.E(errs.Forbidden, "cross-origin request refused")
+		}
+	}
+	if strings.HasPrefix(rt.Path, "/api/v1/auth/") && !a.limiter.allow(clientIP(r, a.proxies)) {
+		return errs.E(errs.TooManyRequests, "too many sign-in requests from this address; wait a minute")
+	}
+	if rt.Access == Public {
 		return rt.Handler(w, r)
 	}
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return errs.E(errs.Unauthenticated, "send Authorization: Bearer <token>")
+	var p identity.Principal
+	var err error
+	switch {
+	case hasBearer && rt.Access != Session && rt.Access != Enrol:
+		p, err = a.identity.Authenticate(r.Context(), strings.TrimSpace(bearer))
+	case hasBearer:
+		return errs.E(errs.Forbidden, "this endpoint is for signed-in people, not API tokens")
+	default:
+		c, cerr := r.Cookie(SessionCookie)
+		if cerr != nil {
+			return errs.E(errs.Unauthenticated, "sign in (POST /api/v1/auth/login) or send Authorization: Bearer <token>")
+		}
+		p, err = a.identity.AuthenticateSession(r.Context(), c.Value)
 	}
-	p, err := a.identity.Authenticate(r.Context(), strings.TrimSpace(secret))
 	if err != nil {
 		return err
 	}
-	email, key, err := a.subjects.Email(r.Context(), p.TenantID, p.SubjectID)
+	ctx, err := a.actorContext(r, p)
 	if err != nil {
-		return fmt.Errorf("resolve actor: %w", err)
+		return err
 	}
-	ctx := audit.WithActor(r.Context(), audit.Actor{
-		Type: audit.ActorToken, ID: p.TokenID, SubjectID: p.SubjectID, Display: email,
-		IP: clientIP(r), UserAgent: r.UserAgent(), Key: key,
-	})
-	if !p.Can(rt.Scope) {
-		if err := a.log.Record(ctx, p.TenantID, audit.Event{Action: "access.denied", TargetType: "route",
-			TargetID: rt.Method + " " + rt.Path, Outcome: audit.Denied, Details: map[string]any{"scope": rt.Scope}}); err != nil {
-			return err
-		}
-		return errs.E(errs.Forbidden, "this token lacks the scope %s", rt.Scope)
+	if err := a.allowed(ctx, rt, p); err != nil {
+		return err
 	}
-	ctx = withPrincipal(ctx, p)
-	return rt.Handler(w, r.WithContext(ctx))
+	return rt.Handler(w, r.WithContext(withPrincipal(ctx, p)))
 }
 
-// clientIP is the peer address. X-Forwarded-For is not trusted until
-// trusted proxies can be configured.
-func clientIP(r *http.Request) string {
+// actorContext puts the principal as audit actor into the request context.
+func (a *API) actorContext(r *http.Request, p identity.Principal) (context.Context, error) {
+	email, key, err := a.subjects.Email(r.Context(), p.TenantID, p.SubjectID)
+	if err != nil {
+		return nil, fmt.Errorf("resolve actor: %w", err)
+	}
+	act := audit.Actor{Type: audit.ActorUser, ID: p.UserID, SubjectID: p.SubjectID, Display: email,
+		IP: clientIP(r, a.proxies), UserAgent: r.UserAgent(), Key: key}
+	if p.TokenID != "" {
+		act.Type, act.ID = audit.ActorToken, p.TokenID
+	}
+	return audit.WithActor(r.Context(), act), nil
+}
+
+// allowed checks the route's access rule against the principal; refusals
+// of a signed-in principal are audited.
+func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error {
+	var refusal error
+	switch {
+	case p.Enrolment && rt.Access != Enrol:
+		refusal = errs.E(errs.Forbidden, "your organisation requires a second factor: set one up first (POST /api/v1/me/mfa/totp)")
+	case rt.Access != Session && rt.Access != Enrol && !p.Can(rt.Access):
+		if p.TokenID != "" {
+			refusal = errs.E(errs.Forbidden, "this token lacks the scope %s, or its owner's role does not hold it", rt.Access)
+		} else {
+			refusal = errs.E(errs.Forbidden, "your role (%s) does not allow this", p.Role)
+		}
+	case rt.Sensitive && p.TokenID != "":
+		refusal = errs.E(errs.Forbidden, "this action needs a person who signed in recently; API tokens cannot do it")
+	case rt.Sensitive && !p.Fresh(a.now()):
+		refusal = errs.E(errs.Forbidden, "confirm it is you first: POST /api/v1/auth/reauth (needed every %d minutes for this action)",
+			int(p.Recent/time.Minute))
+	}
+	if refusal == nil {
+		return nil
+	}
+	if err := a.log.Record(ctx, p.TenantID, audit.Event{Action: "access.denied", TargetType: "route",
+		TargetID: rt.Method + " " + rt.Path, Outcome: audit.Denied,
+		Details: map[string]any{"access": rt.Access, "sensitive": rt.Sensitive}}); err != nil {
+		return err
+	}
+	return refusal
+}
+
+// clientIP is the peer address, or — when the peer is a trusted proxy —
+// the right-most address in X-Forwarded-For that is not a trusted proxy.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(trusted) == 0 || !isTrusted(host, trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(hop); err != nil {
+			break // garbage: stop believing the chain
+		}
+		if !isTrusted(hop, trusted) {
+			return hop
+		}
+		host = hop
 	}
 	return host
+}
+
+func isTrusted(addr string, trusted []netip.Prefix) bool {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func withPrincipal(ctx context.Context, p identity.Principal) context.Context {

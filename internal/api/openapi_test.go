@@ -47,11 +47,15 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		if op == nil {
 			continue
 		}
-		scope, _ := op.Extensions["x-custodia-scope"].(string)
-		if scope != rt.Scope {
-			t.Errorf("%s %s: document scope %q, code scope %q", rt.Method, rt.Path, scope, rt.Scope)
+		access, _ := op.Extensions["x-custodia-access"].(string)
+		if access != rt.Access {
+			t.Errorf("%s %s: document access %q, code access %q", rt.Method, rt.Path, access, rt.Access)
 		}
-		if (rt.Scope != "") != (op.Security != nil && len(*op.Security) > 0) {
+		sensitive, _ := op.Extensions["x-custodia-sensitive"].(bool)
+		if sensitive != rt.Sensitive {
+			t.Errorf("%s %s: document says sensitive=%v, code %v", rt.Method, rt.Path, sensitive, rt.Sensitive)
+		}
+		if (rt.Access != api.Public) != (op.Security != nil && len(*op.Security) > 0) {
 			t.Errorf("%s %s: security in the document does not match the code", rt.Method, rt.Path)
 		}
 	}

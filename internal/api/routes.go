@@ -7,6 +7,7 @@ package api
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,27 +21,63 @@ import (
 
 // Route is one endpoint.
 type Route struct {
-	Method  string
-	Path    string // net/http pattern, also the OpenAPI path
-	Scope   string // token scope required; "" = public
-	Handler func(w http.ResponseWriter, r *http.Request) error
+	Method    string
+	Path      string // net/http pattern, also the OpenAPI path
+	Access    string // Public, Session, Enrol, or the scope a token or role must hold
+	Sensitive bool   // needs a session that re-authenticated recently; never a token
+	Handler   func(w http.ResponseWriter, r *http.Request) error
 }
+
+// Access rules other than a scope.
+const (
+	Public  = ""        // anyone; the handler checks what it needs
+	Session = "session" // a signed-in person (cookie), fully signed in
+	Enrol   = "enrol"   // a signed-in person, also one who must set up a second factor first
+)
+
+// sensitive marks routes that need recent re-authentication.
+const (
+	anytime   = false
+	sensitive = true
+)
 
 // Routes lists every endpoint.
 func (a *API) Routes() []Route {
 	return []Route{
-		{"GET", "/healthz", "", a.healthz},
-		{"GET", "/readyz", "", a.readyz},
-		{"GET", "/metrics", "", a.metrics},
-		{"GET", "/api/v1/openapi.json", "", a.openapi},
+		{"GET", "/healthz", Public, anytime, a.healthz},
+		{"GET", "/readyz", Public, anytime, a.readyz},
+		{"GET", "/metrics", Public, anytime, a.metrics},
+		{"GET", "/api/v1/openapi.json", Public, anytime, a.openapi},
 
-		{"POST", "/api/v1/subjects", "subjects:write", a.createSubject},
-		{"GET", "/api/v1/subjects", "subjects:read", a.listSubjects},
-		{"GET", "/api/v1/subjects/{id}", "subjects:read", a.getSubject},
-		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", a.rectifySubject},
+		{"POST", "/api/v1/auth/login", Public, anytime, a.login},
+		{"POST", "/api/v1/auth/mfa", Public, anytime, a.mfa},
+		{"POST", "/api/v1/auth/reauth", Session, anytime, a.reauth},
+		{"POST", "/api/v1/auth/logout", Public, anytime, a.logout},
 
-		{"GET", "/api/v1/audit", "audit:read", a.listAudit},
-		{"GET", "/api/v1/audit/verify", "audit:read", a.verifyAudit},
+		{"GET", "/api/v1/me", Enrol, anytime, a.me},
+		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
+		{"GET", "/api/v1/me/sessions", Session, anytime, a.listSessions},
+		{"DELETE", "/api/v1/me/sessions/{id}", Session, anytime, a.revokeSession},
+		{"GET", "/api/v1/me/mfa", Enrol, anytime, a.listFactors},
+		{"GET", "/api/v1/me/mfa/totp", Enrol, anytime, a.totpStatus},
+		{"POST", "/api/v1/me/mfa/totp", Enrol, sensitive, a.enrolTOTP},
+		{"POST", "/api/v1/me/mfa/totp/confirm", Enrol, anytime, a.confirmTOTP},
+		{"DELETE", "/api/v1/me/mfa/{id}", Session, sensitive, a.removeFactor},
+		{"POST", "/api/v1/me/mfa/recovery-codes", Session, sensitive, a.regenerateRecoveryCodes},
+		{"GET", "/api/v1/me/tokens", Session, anytime, a.listTokens},
+		{"POST", "/api/v1/me/tokens", Session, sensitive, a.createToken},
+		{"DELETE", "/api/v1/me/tokens/{id}", Session, anytime, a.revokeToken},
+
+		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
+		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
+
+		{"POST", "/api/v1/subjects", "subjects:write", anytime, a.createSubject},
+		{"GET", "/api/v1/subjects", "subjects:read", anytime, a.listSubjects},
+		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
+		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
+
+		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
+		{"GET", "/api/v1/audit/verify", "audit:read", anytime, a.verifyAudit},
 	}
 }
 
@@ -54,6 +91,9 @@ type API struct {
 	audit    *audit.Reader
 	logger   *slog.Logger
 	metricsH http.Handler
+	csrf     *http.CrossOriginProtection
+	limiter  *limiter
+	proxies  []netip.Prefix
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	now      func() time.Time
@@ -69,6 +109,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Now      func() time.Time
+
+	TrustedProxies []netip.Prefix // whose X-Forwarded-For is believed
+	AuthRate       RateLimit      // per-address limit on /api/v1/auth/*
 }
 
 // New builds the API and registers its metrics.
@@ -76,6 +119,7 @@ func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, log: d.Log,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
+		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custodia_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"method", "route", "code"}),

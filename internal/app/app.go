@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,9 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
@@ -33,6 +36,7 @@ type App struct {
 	Tenants  *tenant.Service
 	Subjects *subject.Service
 	Identity *identity.Service
+	Mail     *mail.Outbox
 	API      *api.API
 	Logger   *slog.Logger
 
@@ -48,6 +52,8 @@ type Options struct {
 	Now       func() time.Time // default time.Now
 	LogOutput io.Writer        // JSON logs; default discards
 	Audit     audit.Options
+	Password  password.Params // default password.Default
+	AuthRate  api.RateLimit   // default api.DefaultAuthRate
 }
 
 // Open builds the app: master key, database (migrated), services, API.
@@ -86,11 +92,34 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Log = audit.New(db, a.Keys, opt.Now, opt.Audit)
 	a.Tenants = tenant.NewService(db, a.Keys, a.Log, cfg.RegionNames(), opt.Now)
 	a.Subjects = subject.NewService(db, a.Keys, a.Log, opt.Now)
-	a.Identity = identity.NewService(db, a.Log, a.Subjects, opt.Now)
+	if a.Mail, err = mail.New(db, a.Keys, mail.Config{URL: cfg.SMTPURL, From: cfg.MailFrom}, a.Logger, opt.Now); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if opt.Password == (password.Params{}) {
+		opt.Password = password.Default
+	}
+	// Each hash holds 19 MiB for ~40 ms: a few per core keeps memory bounded
+	// and the cores busy; the rest wait up to 5 s, then get a 503.
+	hasher, err := password.NewHasher(opt.Password, 2*runtime.GOMAXPROCS(0), 5*time.Second)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Identity = identity.NewService(identity.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects,
+		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, Links: cfg.PublicURL, Now: opt.Now})
+	proxies, err := cfg.Proxies()
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if opt.AuthRate == (api.RateLimit{}) {
+		opt.AuthRate = api.DefaultAuthRate
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Log: a.Log,
-		Logger: a.Logger, Registry: reg, Now: opt.Now})
+		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }
 
@@ -160,6 +189,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 	}
+	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	go a.Mail.Run(jobs, 30*time.Second)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

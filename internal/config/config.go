@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -23,6 +24,11 @@ type Config struct {
 	TLSCert      string   // CUSTODIA_TLS_CERT; empty = self-signed in DataDir
 	TLSKey       string   // CUSTODIA_TLS_KEY
 	LogLevel     string   // CUSTODIA_LOG_LEVEL: debug, info, warn, error
+
+	PublicURL      string   // CUSTODIA_PUBLIC_URL: base of links in mail; default https://Addr
+	SMTPURL        string   // CUSTODIA_SMTP_URL: smtp://user:pass@host:587; empty = mail waits in the outbox
+	MailFrom       string   // CUSTODIA_MAIL_FROM
+	TrustedProxies []string // CUSTODIA_TRUSTED_PROXIES ("cidr,cidr"): whose X-Forwarded-For is believed
 
 	ShutdownTimeout time.Duration
 }
@@ -58,6 +64,12 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.TLSCert, "CUSTODIA_TLS_CERT")
 	set(&c.TLSKey, "CUSTODIA_TLS_KEY")
 	set(&c.LogLevel, "CUSTODIA_LOG_LEVEL")
+	set(&c.PublicURL, "CUSTODIA_PUBLIC_URL")
+	set(&c.SMTPURL, "CUSTODIA_SMTP_URL")
+	set(&c.MailFrom, "CUSTODIA_MAIL_FROM")
+	if v := getenv("CUSTODIA_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
 	if v := getenv("CUSTODIA_REGIONS"); v != "" {
 		for _, spec := range strings.Split(v, ",") {
 			r, err := ParseRegion(spec)
@@ -110,6 +122,16 @@ func (c *Config) Validate() error {
 		}
 		seen[r.Name] = true
 	}
+	if c.PublicURL == "" {
+		c.PublicURL = "https://" + c.Addr
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("public URL %q: want https://host[:port]", c.PublicURL)
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	if _, err := c.Proxies(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -125,4 +147,29 @@ func (c *Config) RegionNames() []string {
 		names[i] = r.Name
 	}
 	return names
+}
+
+// Proxies parses TrustedProxies: CIDRs, or single addresses.
+func (c *Config) Proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			a, err := netip.ParseAddr(p)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: want an address or a CIDR", p)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want an address or a CIDR", p)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
 }

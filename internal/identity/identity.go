@@ -1,30 +1,31 @@
-// Package identity manages accounts and API tokens, and turns a presented
-// token into the Principal that every request acts as.
+// Package identity manages accounts, their passwords, sessions, second
+// factors and API tokens, and turns a presented session or token into the
+// Principal that every request acts as.
 //
-// A user is a data subject: the email lives, sealed, in the subject row, so
-// erasing the person reaches the account. Tokens are 256-bit random secrets
-// with a recognisable prefix and a checksum; only their SHA-256 is stored.
+// A user is a data subject: the email lives, sealed, in the subject row, and
+// every per-user secret (TOTP seed, session client details) is sealed under
+// the subject's key, so erasing the person reaches the account. Secrets a
+// client holds (session, device, API token) are 256-bit random values of
+// which only a SHA-256 is stored; recovery codes are kept keyed-hashed.
 package identity
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"hash/crc32"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity/password"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // Roles of a user.
@@ -35,25 +36,28 @@ const (
 )
 
 // Scopes a token may carry: read or write per resource family.
-var Scopes = []string{"subjects:read", "subjects:write", "audit:read"}
+var Scopes = []string{"audit:read", "settings:read", "settings:write", "subjects:read", "subjects:write",
+	"users:read", "users:write"}
+
+// RoleScopes are the scopes a role holds. A token's scopes are intersected
+// with its owner's on every request, so a demoted user's tokens shrink too.
+func RoleScopes(role string) []string {
+	switch role {
+	case RoleOwner, RoleAdmin:
+		return Scopes
+	default:
+		return nil
+	}
+}
 
 // User is an account.
 type User struct {
-	ID        string    `json:"id"`
-	SubjectID string    `json:"subject_id"`
-	Role      string    `json:"role"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// Token describes an API token (never its secret).
-type Token struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"user_id"`
-	Name      string    `json:"name"`
-	Scopes    []string  `json:"scopes"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
+	ID          string     `json:"id"`
+	SubjectID   string     `json:"subject_id"`
+	Role        string     `json:"role"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastLoginAt *time.Time `json:"last_login_at"`
 }
 
 // Principal is who a request acts as.
@@ -62,34 +66,91 @@ type Principal struct {
 	UserID    string
 	SubjectID string
 	Role      string
-	TokenID   string
+	TokenID   string    // set when authenticated by an API token
+	SessionID string    // set when authenticated by a session cookie
+	Enrolment bool      // the session may only set up a second factor
+	AuthedAt  time.Time // the session's last password or second-factor proof
+	Recent    time.Duration
 	Scopes    []string
 }
 
 // Can reports whether the principal holds scope.
 func (p Principal) Can(scope string) bool { return slices.Contains(p.Scopes, scope) }
 
-// Service manages users and tokens.
+// Fresh reports whether the principal proved who they are recently enough
+// for a sensitive action. Only sessions can: a token never re-authenticates.
+func (p Principal) Fresh(now time.Time) bool {
+	return p.SessionID != "" && now.Sub(p.AuthedAt) <= p.Recent
+}
+
+// Service manages users, sessions, factors and tokens.
 type Service struct {
 	db       *sqldb.DB
+	keys     *keyring.Keyring
 	log      *audit.Log
 	subjects *subject.Service
+	tenants  *tenant.Service
+	hasher   *password.Hasher
+	blocked  password.Blocklist
+	mail     *mail.Outbox
+	links    string // public base URL for links in mail
 	now      func() time.Time
 }
 
-// NewService returns a Service.
-func NewService(db *sqldb.DB, log *audit.Log, subjects *subject.Service, now func() time.Time) *Service {
-	return &Service{db: db, log: log, subjects: subjects, now: now}
+// Deps are what a Service is built from.
+type Deps struct {
+	DB       *sqldb.DB
+	Keys     *keyring.Keyring
+	Log      *audit.Log
+	Subjects *subject.Service
+	Tenants  *tenant.Service
+	Hasher   *password.Hasher
+	Mail     *mail.Outbox
+	Links    string // public base URL, e.g. https://custodia.example.org
+	Now      func() time.Time
 }
 
-// CreateUser makes an account for email, reusing the tenant's data subject
-// with that email when there is one.
-func (s *Service) CreateUser(ctx context.Context, tenantID, email, role string) (User, error) {
-	if role == "" {
-		role = RoleMember
-	}
+// NewService returns a Service.
+func NewService(d Deps) *Service {
+	return &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
+		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, links: d.Links, now: d.Now}
+}
+
+// Hasher is the password hasher the service uses.
+func (s *Service) Hasher() *password.Hasher { return s.hasher }
+
+// NewUser is an account to create.
+type NewUser struct {
+	Email    string
+	Role     string // default member
+	Password string // optional; checked against the tenant's policy
+}
+
+func validRole(role string) error {
 	if role != RoleOwner && role != RoleAdmin && role != RoleMember {
-		return User{}, errs.Field("role", "one of owner, admin, member")
+		return errs.Field("role", "one of owner, admin, member")
+	}
+	return nil
+}
+
+// CreateUser makes an account, reusing the tenant's data subject with that
+// email when there is one.
+func (s *Service) CreateUser(ctx context.Context, tenantID string, in NewUser) (User, error) {
+	if in.Role == "" {
+		in.Role = RoleMember
+	}
+	if err := validRole(in.Role); err != nil {
+		return User{}, err
+	}
+	email, err := subject.NormalizeEmail(in.Email)
+	if err != nil {
+		return User{}, err
+	}
+	var hash string
+	if in.Password != "" {
+		if hash, err = s.checkAndHash(ctx, tenantID, email, in.Password); err != nil {
+			return User{}, err
+		}
 	}
 	subjectID, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, email)
 	if errs.Is(err, errs.NotFound) {
@@ -106,155 +167,80 @@ func (s *Service) CreateUser(ctx context.Context, tenantID, email, role string) 
 	if err != nil {
 		return User{}, err
 	}
-	u := User{ID: id.String(), SubjectID: subjectID, Role: role, Status: "active", CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	u := User{ID: id.String(), SubjectID: subjectID, Role: in.Role, Status: "active", CreatedAt: now}
+	var changed int64
+	if hash != "" {
+		changed = now.UnixMicro()
+	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, subject_id, role, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			tenantID, u.ID, u.SubjectID, u.Role, u.Status, u.CreatedAt.UnixMicro())
+		_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, subject_id, role, status, created_at, password_hash, password_changed_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			tenantID, u.ID, u.SubjectID, u.Role, u.Status, u.CreatedAt.UnixMicro(), hash, changed)
 		if sqldb.IsUniqueViolation(err) {
 			return errs.Field("email", "a user with this email already exists")
 		}
 		return err
 	}, audit.Event{Action: "user.create", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID,
-		Details: map[string]any{"role": role}})
+		Details: map[string]any{"role": in.Role, "password_set": hash != ""}})
 	return u, err
 }
+
+// checkAndHash refuses a password the tenant's policy does not accept
+// (saying why), and hashes it.
+func (s *Service) checkAndHash(ctx context.Context, tenantID, email, pw string) (string, error) {
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	sec, err := s.SecuritySettings(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	if err := sec.PasswordPolicy().Check(pw, s.blocked, t.Name, t.Slug, email); err != nil {
+		return "", err
+	}
+	return s.hasher.Hash(ctx, pw)
+}
+
+var errNoUser = errs.E(errs.NotFound, "no user with this email or id")
 
 // UserByEmail finds the account with this email.
 func (s *Service) UserByEmail(ctx context.Context, tenantID, email string) (User, error) {
 	q := s.db.Read()
 	subjectID, err := s.subjects.IDByEmail(ctx, q, tenantID, email)
 	if errs.Is(err, errs.NotFound) {
-		return User{}, errs.E(errs.NotFound, "no user with this email")
+		return User{}, errNoUser
 	}
 	if err != nil {
 		return User{}, err
 	}
+	return scanUser(q.QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID))
+}
+
+// UserByID finds an account.
+func (s *Service) UserByID(ctx context.Context, tenantID, id string) (User, error) {
+	return scanUser(s.db.Read().QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? AND id = ?", tenantID, id))
+}
+
+const userColumns = "id, subject_id, role, status, created_at, last_login_at"
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
-	var created int64
-	err = q.QueryRow(ctx, "SELECT id, subject_id, role, status, created_at FROM users WHERE tenant_id = ? AND subject_id = ?",
-		tenantID, subjectID).Scan(&u.ID, &u.SubjectID, &u.Role, &u.Status, &created)
+	var created, last int64
+	err := row.Scan(&u.ID, &u.SubjectID, &u.Role, &u.Status, &created, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, errs.E(errs.NotFound, "no user with this email")
+		return User{}, errNoUser
 	}
 	u.CreatedAt = time.UnixMicro(created).UTC()
+	if last != 0 {
+		t := time.UnixMicro(last).UTC()
+		u.LastLoginAt = &t
+	}
 	return u, err
 }
 
-// tokenPrefix starts every Custodia API token, so that secret scanners and
-// people recognise one.
-const tokenPrefix = "cust_"
-
-// tokenLen is prefix + 43 base64url characters (32 bytes) + 8 hex checksum.
-const tokenLen = len(tokenPrefix) + 43 + 8
-
-func checksum(body string) string { return fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(body))) }
-
-func tokenHash(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
-
-// ParseScopes validates a scope list; empty means every scope.
-func ParseScopes(list []string) ([]string, error) {
-	if len(list) == 0 {
-		return slices.Clone(Scopes), nil
-	}
-	var out []string
-	for _, s := range list {
-		for _, part := range strings.Split(s, ",") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			if !slices.Contains(Scopes, part) {
-				return nil, errs.Field("scopes", "unknown scope %q (known: %s)", part, strings.Join(Scopes, ", "))
-			}
-			if !slices.Contains(out, part) {
-				out = append(out, part)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// CreateToken makes an API token for the user with email and returns its
-// secret, which is shown once and never stored.
-func (s *Service) CreateToken(ctx context.Context, tenantID, email, name string, scopes []string, ttl time.Duration) (string, Token, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 100 {
-		return "", Token{}, errs.Field("name", "required, at most 100 characters")
-	}
-	if ttl <= 0 || ttl > 366*24*time.Hour {
-		return "", Token{}, errs.Field("expires", "between 1 second and 366 days")
-	}
-	scopes, err := ParseScopes(scopes)
-	if err != nil {
-		return "", Token{}, err
-	}
-	u, err := s.UserByEmail(ctx, tenantID, email)
-	if err != nil {
-		return "", Token{}, err
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", Token{}, err
-	}
-	body := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	secret := body + checksum(body)
-	id, err := uuid.NewV7()
-	if err != nil {
-		return "", Token{}, err
-	}
-	now := s.now().UTC().Truncate(time.Microsecond)
-	t := Token{ID: id.String(), UserID: u.ID, Name: name, Scopes: scopes, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (tenant_id, id, user_id, name, hash, scopes, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, t.ID, t.UserID, t.Name, tokenHash(secret),
-			strings.Join(t.Scopes, " "), t.CreatedAt.UnixMicro(), t.ExpiresAt.UnixMicro())
-		return err
-	}, audit.Event{Action: "token.create", TargetType: "token", TargetID: t.ID, SubjectID: u.SubjectID,
-		Details: map[string]any{"scopes": t.Scopes, "expires_at": t.ExpiresAt}})
-	if err != nil {
-		return "", Token{}, err
-	}
-	return secret, t, nil
-}
-
-var errBadToken = errs.E(errs.Unauthenticated, "missing, invalid, expired or revoked token")
-
-// Authenticate resolves a bearer token. Every failure looks the same.
-func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, error) {
-	if len(secret) != tokenLen || !strings.HasPrefix(secret, tokenPrefix) ||
-		checksum(secret[:tokenLen-8]) != secret[tokenLen-8:] {
-		return Principal{}, errBadToken
-	}
-	var p Principal
-	var scopes, userStatus, tenantStatus string
-	var expires, revoked, lastUsed int64
-	err := s.db.Read().QueryRow(ctx, `SELECT t.tenant_id, t.id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at,
-			u.id, u.subject_id, u.role, u.status, n.status
-		FROM api_tokens t
-		JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
-		JOIN tenants n ON n.id = t.tenant_id
-		WHERE t.hash = ?`, tokenHash(secret)).
-		Scan(&p.TenantID, &p.TokenID, &scopes, &expires, &revoked, &lastUsed, &p.UserID, &p.SubjectID, &p.Role, &userStatus, &tenantStatus)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Principal{}, errBadToken
-	}
-	if err != nil {
-		return Principal{}, fmt.Errorf("find token: %w", err)
-	}
-	now := s.now().UnixMicro()
-	if revoked != 0 || now >= expires || userStatus != "active" || tenantStatus != "active" {
-		return Principal{}, errBadToken
-	}
-	p.Scopes = strings.Fields(scopes)
-	if now-lastUsed > int64(5*time.Minute/time.Microsecond) { // coarse, to keep reads from writing
-		_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
-			_, err := tx.Exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, p.TenantID, p.TokenID)
-			return err
-		})
-	}
-	return p, nil
+// Tenant returns the tenant with id.
+func (s *Service) Tenant(ctx context.Context, id string) (tenant.Tenant, error) {
+	return s.tenants.ByID(ctx, id)
 }

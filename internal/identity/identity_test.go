@@ -67,17 +67,17 @@ func TestUsersAreSubjects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "LEE@acme.example", identity.RoleAdmin)
+		u, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "LEE@acme.example", Role: identity.RoleAdmin})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if u.SubjectID != contact.ID {
 			t.Errorf("user subject %s; want the existing contact %s", u.SubjectID, contact.ID)
 		}
-		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "lee@acme.example", identity.RoleMember); !errs.Is(err, errs.Invalid) {
+		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "lee@acme.example", Role: identity.RoleMember}); !errs.Is(err, errs.Invalid) {
 			t.Errorf("second user with one email: %v", err)
 		}
-		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, "new@acme.example", "god"); !errs.Is(err, errs.Invalid) {
+		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "new@acme.example", Role: "god"}); !errs.Is(err, errs.Invalid) {
 			t.Errorf("unknown role: %v", err)
 		}
 		other, _ := env.AddTenant(t, "globex", "owner@globex.example")

@@ -14,6 +14,7 @@ package keyring
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
@@ -219,4 +220,22 @@ func (k *Keyring) AuditPublicKey(ctx context.Context, q sqldb.Q, tenantID string
 		return nil, fmt.Errorf("audit public key of tenant %s is malformed", tenantID)
 	}
 	return ed25519.PublicKey(public), nil
+}
+
+// MAC returns HMAC-SHA-256 over parts under a tenant key derived (HKDF) from
+// the index key for purpose, for secrets that must be recognised but never
+// stored: recovery codes, one-time links. Different purposes never share a
+// key, and no MAC equals a blind index.
+func (k *Keyring) MAC(ctx context.Context, q sqldb.Q, tenantID, purpose string, parts ...string) ([]byte, error) {
+	index, _, err := k.secret(ctx, q, tenantID, secretIndex)
+	if err != nil {
+		return nil, err
+	}
+	key, err := hkdf.Key(sha256.New, index, nil, "custodia/v1 mac "+purpose, 32)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(associatedData(parts...))
+	return m.Sum(nil), nil
 }

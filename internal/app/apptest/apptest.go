@@ -1,6 +1,7 @@
 // Package apptest builds a whole Custodia for tests — on SQLite and on a
-// throwaway PostgreSQL — with a tenant, its owner and an API token, and
-// offers a small HTTP client for the API.
+// throwaway PostgreSQL, over HTTPS, with a real SMTP server receiving its
+// mail — with a tenant, its owner and an API token, and offers small HTTP
+// clients for the API: one with a token, and browsers with cookies.
 package apptest
 
 import (
@@ -9,15 +10,20 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/mail/mailtest"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/tenant"
 )
@@ -29,7 +35,29 @@ type Env struct {
 	Tenant  tenant.Tenant
 	Token   string
 	DataDir string
-	Logs    *LogBuffer // everything the app logged
+	Logs    *LogBuffer       // everything the app logged
+	Mail    *mailtest.Server // everything the app mailed
+	Now     *Clock           // the app's clock; tests may move it
+}
+
+// Clock is a settable clock, starting at the real time.
+type Clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
 }
 
 // Run runs fn on SQLite and on PostgreSQL.
@@ -47,20 +75,104 @@ func New(t testing.TB, databaseURL string) *Env {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.DatabaseURL = databaseURL
+	mailbox := mailtest.Start(t)
+	cfg.SMTPURL = mailbox.URL
 	logs := &LogBuffer{}
-	a, err := app.Open(ctx, cfg, app.Options{LogOutput: logs, Audit: audit.Options{CheckpointEvery: 10}})
+	clock := &Clock{}
+	a, err := app.Open(ctx, cfg, app.Options{LogOutput: logs, Now: clock.Now, Audit: audit.Options{CheckpointEvery: 10},
+		AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	env := &Env{App: a, DataDir: a.Config.DataDir, Logs: logs}
+	jobs, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Mail.Run(jobs, 100*time.Millisecond); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	env := &Env{App: a, DataDir: a.Config.DataDir, Logs: logs, Mail: mailbox, Now: clock}
 	env.Tenant, env.Token = env.AddTenant(t, "acme", "owner@acme.example")
-	env.Server = httptest.NewServer(a.Handler())
+	env.Server = httptest.NewTLSServer(a.Handler())
 	t.Cleanup(env.Server.Close)
 	return env
 }
 
-// AddTenant creates a tenant with an owner and returns it with a token.
+// AddUser creates a user in the env's tenant (with a password when pw is
+// not empty).
+func (e *Env) AddUser(t testing.TB, email, role, pw string) identity.User {
+	t.Helper()
+	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
+	u, err := e.App.Identity.CreateUser(ctx, e.Tenant.ID, identity.NewUser{Email: email, Role: role, Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// Browser is an HTTP client with its own cookies, like one browser.
+type Browser struct {
+	env    *Env
+	client *http.Client
+}
+
+// Browser returns a new browser with no cookies.
+func (e *Env) Browser(t testing.TB) *Browser {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *e.Server.Client()
+	c.Jar = jar
+	return &Browser{env: e, client: &c}
+}
+
+// Do sends a request with the browser's cookies.
+func (b *Browser) Do(t testing.TB, method, path string, body any) Response {
+	t.Helper()
+	return b.env.send(t, b.client, nil, method, path, body)
+}
+
+// Cookie returns the value of the browser's cookie name ("" if none).
+func (b *Browser) Cookie(name string) string {
+	u, _ := url.Parse(b.env.Server.URL)
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// SetCookie sets a cookie in the browser, as if the server had.
+func (b *Browser) SetCookie(name, value string) {
+	u, _ := url.Parse(b.env.Server.URL)
+	b.client.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/", Secure: true}})
+}
+
+// Login signs the browser in to tenant (a slug) with a password and
+// returns the answer.
+func (b *Browser) Login(t testing.TB, tenant, email, pw string) Response {
+	t.Helper()
+	return b.Do(t, "POST", "/api/v1/auth/login", map[string]string{"tenant": tenant, "email": email, "password": pw})
+}
+
+// SignIn returns a browser signed in to tenant as email with Password,
+// failing the test unless that succeeds without a second factor.
+func (e *Env) SignIn(t testing.TB, tenant, email string) *Browser {
+	t.Helper()
+	b := e.Browser(t)
+	r := b.Login(t, tenant, email, Password)
+	if r.Status != http.StatusOK || r.Map(t)["mfa_required"] != false {
+		t.Fatalf("sign in as %s: %d %s\nlogs:\n%s", email, r.Status, r.Body, e.Logs.Errors())
+	}
+	return b
+}
+
+// Password is the password of the owners AddTenant makes.
+const Password = "correct horse battery staple 42"
+
+// AddTenant creates a tenant with an owner (whose password is Password)
+// and returns it with a token of the owner's.
 func (e *Env) AddTenant(t testing.TB, slug, ownerEmail string) (tenant.Tenant, string) {
 	t.Helper()
 	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
@@ -68,7 +180,7 @@ func (e *Env) AddTenant(t testing.TB, slug, ownerEmail string) (tenant.Tenant, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.App.Identity.CreateUser(ctx, tn.ID, ownerEmail, "owner"); err != nil {
+	if _, err := e.App.Identity.CreateUser(ctx, tn.ID, identity.NewUser{Email: ownerEmail, Role: "owner", Password: Password}); err != nil {
 		t.Fatal(err)
 	}
 	token, _, err := e.App.Identity.CreateToken(ctx, tn.ID, ownerEmail, "test", nil, 24*time.Hour)
@@ -105,6 +217,15 @@ func (r Response) Map(t testing.TB) map[string]any {
 // a value (sent as JSON).
 func (e *Env) Do(t testing.TB, token, method, path string, body any) Response {
 	t.Helper()
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return e.send(t, e.Server.Client(), h, method, path, body)
+}
+
+func (e *Env) send(t testing.TB, c *http.Client, h http.Header, method, path string, body any) Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -121,13 +242,13 @@ func (e *Env) Do(t testing.TB, token, method, path string, body any) Response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := e.Server.Client().Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,4 +277,15 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// Errors returns the logged lines at level ERROR.
+func (l *LogBuffer) Errors() string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -42,6 +43,9 @@ type Hasher struct {
 	slots  chan struct{}
 	wait   time.Duration
 	dummy  string
+
+	hashes  atomic.Int64 // argon2 computations done
+	typical atomic.Int64 // moving average of one verification, in nanoseconds
 }
 
 // ErrBusy is returned when no hashing slot frees up within the queue timeout.
@@ -96,6 +100,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	p := h.params
+	h.hashes.Add(1)
 	return encode(p, salt, argon2.IDKey(normalize(password), salt, p.Time, p.Memory, p.Threads, keyLen)), nil
 }
 
@@ -112,10 +117,45 @@ func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, reha
 		return false, false, err
 	}
 	defer release()
+	start := time.Now()
 	got := argon2.IDKey(normalize(password), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	h.observe(time.Since(start))
 	ok = subtle.ConstantTimeCompare(got, key) == 1
 	rehash = p.Memory < h.params.Memory || p.Time < h.params.Time || p.Threads < h.params.Threads
 	return ok, ok && rehash, nil
+}
+
+func (h *Hasher) observe(d time.Duration) {
+	h.hashes.Add(1)
+	for {
+		old := h.typical.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if h.typical.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// Hashes is the number of argon2 computations done so far.
+func (h *Hasher) Hashes() int64 { return h.hashes.Load() }
+
+// Pause waits as long as a verification typically takes, without hashing:
+// a refused attempt (a locked account) then costs the caller the same time
+// as a checked one, and the server nothing.
+func (h *Hasher) Pause(ctx context.Context) {
+	d := time.Duration(h.typical.Load())
+	if d == 0 {
+		d = 40 * time.Millisecond
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // VerifyDummy does the work of a verification against nothing, so that an

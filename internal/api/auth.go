@@ -1,0 +1,121 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+// deviceCookieAge is how long a browser stays a known device of the
+// accounts that signed in on it (browsers cap cookies at 400 days).
+const deviceCookieAge = 365 * 24 * time.Hour
+
+func setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	switch {
+	case maxAge < 0:
+		c.MaxAge = -1
+	case maxAge > 0:
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	http.SetCookie(w, c)
+}
+
+func cookieValue(r *http.Request, name string) string {
+	if c, err := r.Cookie(name); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (a *API) client(r *http.Request) identity.Client {
+	return identity.Client{IP: clientIP(r, a.proxies), UserAgent: r.UserAgent()}
+}
+
+// sessionStarted sets the cookies of a (rotated) session.
+func sessionStarted(w http.ResponseWriter, session, device string) {
+	setCookie(w, SessionCookie, session, 0) // ends with the browser, or at the absolute limit
+	if device != "" {
+		setCookie(w, DeviceCookie, device, deviceCookieAge)
+	}
+}
+
+type loginResponse struct {
+	MFARequired       bool      `json:"mfa_required"`
+	Methods           []string  `json:"methods"`
+	EnrolmentRequired bool      `json:"enrolment_required"`
+	ExpiresAt         time.Time `json:"expires_at"`
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Tenant   string `json:"tenant"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	res, err := a.identity.Login(r.Context(), identity.LoginInput{Tenant: in.Tenant, Email: in.Email, Password: in.Password,
+		Device: cookieValue(r, DeviceCookie), Client: a.client(r)})
+	if err != nil {
+		return err
+	}
+	sessionStarted(w, res.Session, res.Device)
+	httpio.JSON(w, http.StatusOK, loginResponse{MFARequired: res.MFARequired, Methods: nonNil(res.Methods),
+		EnrolmentRequired: res.EnrolmentRequired, ExpiresAt: res.ExpiresAt})
+	return nil
+}
+
+type stepUpResponse struct {
+	ExpiresAt         time.Time `json:"expires_at"`
+	RecoveryCodesLeft *int      `json:"recovery_codes_left,omitempty"`
+}
+
+func (a *API) stepUp(w http.ResponseWriter, r *http.Request, reauth bool) error {
+	var in struct {
+		Method   string `json:"method"`
+		Code     string `json:"code"`
+		Password string `json:"password"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	su := identity.StepUpInput{Session: cookieValue(r, SessionCookie), Device: cookieValue(r, DeviceCookie),
+		Method: in.Method, Code: in.Code, Password: in.Password, Client: a.client(r)}
+	var res identity.StepUpResult
+	var err error
+	if reauth {
+		res, err = a.identity.Reauthenticate(r.Context(), su)
+	} else {
+		if in.Password != "" {
+			return errs.Field("password", "unknown field; this is for the second factor only")
+		}
+		res, err = a.identity.CompleteMFA(r.Context(), su)
+	}
+	if err != nil {
+		return err
+	}
+	sessionStarted(w, res.Session, res.Device)
+	out := stepUpResponse{ExpiresAt: res.ExpiresAt}
+	if in.Method == identity.MethodRecovery {
+		out.RecoveryCodesLeft = &res.Remaining
+	}
+	httpio.JSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) mfa(w http.ResponseWriter, r *http.Request) error    { return a.stepUp(w, r, false) }
+func (a *API) reauth(w http.ResponseWriter, r *http.Request) error { return a.stepUp(w, r, true) }
+
+func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.Logout(r.Context(), cookieValue(r, SessionCookie)); err != nil {
+		return err
+	}
+	setCookie(w, SessionCookie, "", -1)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,252 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+type meResponse struct {
+	ID                string            `json:"id"`
+	Email             string            `json:"email"`
+	Role              string            `json:"role"`
+	Tenant            meTenant          `json:"tenant"`
+	SubjectID         string            `json:"subject_id"`
+	CreatedAt         time.Time         `json:"created_at"`
+	LastLoginAt       *time.Time        `json:"last_login_at"`
+	Factors           []identity.Factor `json:"factors"`
+	EnrolmentRequired bool              `json:"enrolment_required"`
+}
+
+type meTenant struct {
+	ID   string `json:"id"`
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+}
+
+// me describes the signed-in person: who, where, with which factors.
+func (a *API) me(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	ctx := r.Context()
+	u, err := a.identity.UserByID(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	t, err := a.identity.Tenant(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	email, _, err := a.subjects.Email(ctx, p.TenantID, p.SubjectID)
+	if err != nil {
+		return err
+	}
+	factors, err := a.identity.Factors(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: email, Role: u.Role, SubjectID: u.SubjectID,
+		Tenant: meTenant{ID: t.ID, Slug: t.Slug, Name: t.Name}, CreatedAt: u.CreatedAt, LastLoginAt: u.LastLoginAt,
+		Factors: factors, EnrolmentRequired: p.Enrolment})
+	return nil
+}
+
+func (a *API) changePassword(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		CurrentPassword string `json:"current_password"`
+		NewPassword     string `json:"new_password"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.NewPassword == "" {
+		return errs.Field("new_password", "required")
+	}
+	if err := a.identity.ChangePassword(r.Context(), principal(r), in.CurrentPassword, in.NewPassword); err != nil {
+		if e, ok := errs.As(err); ok && e.Field == "password" {
+			e2 := *e
+			e2.Field = "new_password"
+			return &e2
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) error {
+	ss, err := a.identity.Sessions(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[identity.SessionInfo]{Items: ss})
+	return nil
+}
+
+func (a *API) revokeSession(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.RevokeSession(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listFactors(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	fs, err := a.identity.Factors(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[identity.Factor]{Items: fs})
+	return nil
+}
+
+// totpStatus says whether an authenticator app is set up or waiting for
+// its first code.
+func (a *API) totpStatus(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	fs, err := a.identity.Factors(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Enrolled bool             `json:"enrolled"`
+		Pending  bool             `json:"pending"`
+		Factor   *identity.Factor `json:"factor"`
+	}{}
+	for _, f := range fs {
+		if f.Kind == identity.MethodTOTP {
+			out.Factor = &f
+			out.Enrolled, out.Pending = f.Confirmed, !f.Confirmed
+		}
+	}
+	httpio.JSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) enrolTOTP(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.identity.EnrolTOTP(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, e)
+	return nil
+}
+
+func (a *API) confirmTOTP(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Code string `json:"code"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := a.identity.ConfirmTOTP(r.Context(), principal(r), in.Code)
+	if err != nil {
+		return err
+	}
+	if c.Session != "" {
+		sessionStarted(w, c.Session, "")
+	}
+	httpio.JSON(w, http.StatusOK, struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}{nonNil(c.RecoveryCodes)})
+	return nil
+}
+
+func (a *API) removeFactor(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.RemoveFactor(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) regenerateRecoveryCodes(w http.ResponseWriter, r *http.Request) error {
+	codes, err := a.identity.RegenerateRecoveryCodes(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}{codes})
+	return nil
+}
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	ts, err := a.identity.Tokens(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[identity.Token]{Items: ts})
+	return nil
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Name          string   `json:"name"`
+		Scopes        []string `json:"scopes"`
+		ExpiresInDays *int     `json:"expires_in_days"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	ttl := identity.DefaultTokenTTL
+	if in.ExpiresInDays != nil {
+		if *in.ExpiresInDays < 1 || *in.ExpiresInDays > 366 {
+			return errs.Field("expires_in_days", "between 1 and 366")
+		}
+		ttl = time.Duration(*in.ExpiresInDays) * 24 * time.Hour
+	}
+	p := principal(r)
+	u, err := a.identity.UserByID(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	secret, t, err := a.identity.CreateTokenFor(r.Context(), p.TenantID, u, in.Name, in.Scopes, ttl)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, struct {
+		identity.Token
+		Secret string `json:"secret"`
+	}{t, secret})
+	return nil
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	u, err := a.identity.UserByID(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	if err := a.identity.RevokeToken(r.Context(), p.TenantID, u, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) getSecurity(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.identity.SecuritySettings(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) patchSecurity(w http.ResponseWriter, r *http.Request) error {
+	var p identity.SecurityPatch
+	if err := httpio.Decode(w, r, &p); err != nil {
+		return err
+	}
+	s, err := a.identity.UpdateSecurity(r.Context(), principal(r).TenantID, p)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}

@@ -1,0 +1,359 @@
+package identity_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+const pw = apptest.Password
+
+func login(env *apptest.Env, email, password, device string) (identity.LoginResult, error) {
+	return env.App.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: email,
+		Password: password, Device: device, Client: identity.Client{IP: "192.0.2.7", UserAgent: "test"}})
+}
+
+// TestLockoutIsExactUnderConcurrency fires 200 wrong passwords at once: the
+// counter ends at exactly the threshold, only that many hashes are
+// computed, one lock event and one email result, and then even the right
+// password is refused — except from a device the owner signed in on before.
+func TestLockoutIsExactUnderConcurrency(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		env.AddUser(t, "sam@acme.example", "member", pw)
+		known, err := login(env, "sam@acme.example", pw, "")
+		if err != nil || known.Device == "" {
+			t.Fatalf("first sign-in: %+v %v", known, err)
+		}
+		before := ids.Hasher().Hashes()
+		var wg sync.WaitGroup
+		var refused atomic.Int64
+		for range 200 {
+			wg.Go(func() {
+				if _, err := login(env, "sam@acme.example", "wrong password, clearly", ""); err == identity.ErrLoginFailed {
+					refused.Add(1)
+				} else {
+					t.Errorf("wrong password: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		u, err := ids.UserByEmail(ctx, env.Tenant.ID, "sam@acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ids.LockoutOf(ctx, env.Tenant.ID, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if refused.Load() != 200 || l.Failures != 6 || l.LockedUntil == nil {
+			t.Fatalf("refused %d, lockout %+v; want 200 refused, 6 failures, locked", refused.Load(), l)
+		}
+		if n := ids.Hasher().Hashes() - before; n != 6 {
+			t.Errorf("%d hashes computed for 200 attempts; want 6 (none once locked)", n)
+		}
+		if d := time.Until(*l.LockedUntil); d < 59*time.Minute || d > 61*time.Minute {
+			t.Errorf("locked for %s; want 1 hour", d)
+		}
+		counts := actions(t, env, u.SubjectID)
+		if counts["user.lock"] != 1 || counts["auth.login/failure"] != 6 || counts["auth.login/denied"] != 194 {
+			t.Errorf("audit: %v", counts)
+		}
+		m := env.Mail.Wait(t, "sam@acme.example", "locked", 10*time.Second)
+		if !strings.Contains(m.Text, "60 minutes") {
+			t.Errorf("lock mail: %q", m.Text)
+		}
+		// The right password from an unknown client: refused like a wrong one.
+		if _, err := login(env, "sam@acme.example", pw, ""); err != identity.ErrLoginFailed {
+			t.Errorf("right password while locked: %v", err)
+		}
+		// The owner's known device is not locked out.
+		if res, err := login(env, "sam@acme.example", pw, known.Device); err != nil || res.Session == "" {
+			t.Errorf("known device while the account is locked: %v", err)
+		}
+		// An hour later the lock is over.
+		env.Now.Advance(61 * time.Minute)
+		if _, err := login(env, "sam@acme.example", pw, ""); err != nil {
+			t.Errorf("after the lock: %v", err)
+		}
+		if got := len(env.Mail.All()); got != 1 {
+			t.Errorf("%d mails; want exactly one lock notice", got)
+		}
+	})
+}
+
+// TestKnownDeviceHasItsOwnBudget: failures on a known device lock only that
+// device; the account's budget for other clients is untouched, and an
+// admin unlock clears the account.
+func TestKnownDeviceHasItsOwnBudget(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		u := env.AddUser(t, "kit@acme.example", "member", pw)
+		first, err := login(env, "kit@acme.example", pw, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			if _, err := login(env, "kit@acme.example", "not the password!", first.Device); err != identity.ErrLoginFailed {
+				t.Fatal(err)
+			}
+		}
+		if _, err := login(env, "kit@acme.example", pw, first.Device); err != identity.ErrLoginFailed {
+			t.Errorf("device past its budget signed in: %v", err)
+		}
+		if l, _ := ids.LockoutOf(ctx, env.Tenant.ID, u.ID); l.Failures != 0 || l.LockedUntil != nil {
+			t.Errorf("device failures spent the account's budget: %+v", l)
+		}
+		if _, err := login(env, "kit@acme.example", pw, ""); err != nil {
+			t.Errorf("another client: %v", err)
+		}
+		// Lock the account from unknown clients, then unlock it as an admin.
+		for range 6 {
+			_, _ = login(env, "kit@acme.example", "not the password!", "")
+		}
+		if _, err := login(env, "kit@acme.example", pw, ""); err != identity.ErrLoginFailed {
+			t.Fatalf("not locked: %v", err)
+		}
+		if err := ids.Unlock(ctx, env.Tenant.ID, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := login(env, "kit@acme.example", pw, ""); err != nil {
+			t.Errorf("after unlock: %v", err)
+		}
+	})
+}
+
+// TestLockoutSettings: threshold and duration come from the tenant.
+func TestLockoutSettings(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		three, five := 3, 5
+		if _, err := env.App.Identity.UpdateSecurity(ctx, env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &three, LockoutMinutes: &five}); err != nil {
+			t.Fatal(err)
+		}
+		u := env.AddUser(t, "ivy@acme.example", "member", pw)
+		for range 3 {
+			_, _ = login(env, "ivy@acme.example", "not the password!", "")
+		}
+		l, _ := env.App.Identity.LockoutOf(ctx, env.Tenant.ID, u.ID)
+		if l.Failures != 3 || l.LockedUntil == nil || time.Until(*l.LockedUntil) > 6*time.Minute {
+			t.Fatalf("lockout %+v; want 3 failures, locked for 5 minutes", l)
+		}
+		env.Now.Advance(6 * time.Minute)
+		if _, err := login(env, "ivy@acme.example", pw, ""); err != nil {
+			t.Errorf("after 5 minutes: %v", err)
+		}
+	})
+}
+
+func code(t testing.TB, env *apptest.Env, secret string, at time.Time) string {
+	t.Helper()
+	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// enrol sets up TOTP for the user behind principal p and returns the secret
+// and the recovery codes.
+func enrol(t *testing.T, env *apptest.Env, p identity.Principal) (string, []string) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := env.App.Identity.EnrolTOTP(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(e.QRCode, "data:image/png;base64,") || !strings.HasPrefix(e.URL, "otpauth://totp/") {
+		t.Errorf("enrolment %+v", e)
+	}
+	if _, err := env.App.Identity.ConfirmTOTP(ctx, p, "000000x"); !errs.Is(err, errs.Invalid) {
+		t.Errorf("wrong first code: %v", err)
+	}
+	// The code of the previous step confirms (clock drift), leaving the
+	// current one for the first sign-in.
+	c, err := env.App.Identity.ConfirmTOTP(ctx, p, code(t, env, e.Secret, env.Now.Now().Add(-30*time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Secret, c.RecoveryCodes
+}
+
+// allowFailures raises the lockout threshold to its maximum (20), for tests
+// that fail on purpose more than 6 times.
+func allowFailures(t *testing.T, env *apptest.Env) {
+	t.Helper()
+	n := 20
+	if _, err := env.App.Identity.UpdateSecurity(context.Background(), env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &n}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func principalOf(t *testing.T, env *apptest.Env, email string) identity.Principal {
+	t.Helper()
+	res, err := login(env, email, pw, "")
+	if err != nil || res.MFARequired {
+		t.Fatalf("sign in: %+v %v", res, err)
+	}
+	p, err := env.App.Identity.AuthenticateSession(context.Background(), res.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestTOTPCodesWorkOnce: a code completes one sign-in; the same code again,
+// or in parallel, is refused.
+func TestTOTPCodesWorkOnce(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		allowFailures(t, env)
+		env.AddUser(t, "ann@acme.example", "member", pw)
+		secret, codes := enrol(t, env, principalOf(t, env, "ann@acme.example"))
+		if len(codes) != 10 {
+			t.Fatalf("%d recovery codes", len(codes))
+		}
+		res, err := login(env, "ann@acme.example", pw, "")
+		if err != nil || !res.MFARequired || strings.Join(res.Methods, ",") != "recovery,totp" || res.Device != "" {
+			t.Fatalf("login with TOTP: %+v %v", res, err)
+		}
+		if _, err := ids.AuthenticateSession(ctx, res.Session); !errs.Is(err, errs.Unauthenticated) {
+			t.Errorf("pending session used as a full one: %v", err)
+		}
+		now := code(t, env, secret, env.Now.Now())
+		// Many sessions answer with the same code at once: exactly one wins.
+		var wins atomic.Int64
+		var wg sync.WaitGroup
+		for range 10 {
+			r, err := login(env, "ann@acme.example", pw, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "totp", Code: now}); err == nil {
+					wins.Add(1)
+				} else if err != identity.ErrLoginFailed {
+					t.Errorf("CompleteMFA: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("one code completed %d sign-ins; want 1", wins.Load())
+		}
+		// The first session replays it later: refused.
+		if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: res.Session, Method: "totp", Code: now}); err != identity.ErrLoginFailed {
+			t.Errorf("replayed code: %v", err)
+		}
+		// The next step's code works, rotates the session secret, and makes
+		// the client a known device.
+		env.Now.Advance(30 * time.Second)
+		up, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: res.Session, Method: "totp", Code: code(t, env, secret, env.Now.Now())})
+		if err != nil || up.Session == res.Session || up.Device == "" {
+			t.Fatalf("CompleteMFA: %+v %v", up, err)
+		}
+		if _, err := ids.AuthenticateSession(ctx, res.Session); err == nil {
+			t.Error("the session secret from before the second factor still works")
+		}
+		if p, err := ids.AuthenticateSession(ctx, up.Session); err != nil || p.Enrolment {
+			t.Errorf("rotated session: %+v %v", p, err)
+		}
+	})
+}
+
+// TestRecoveryCodes: ten codes of at least 112 bits, kept only keyed-hashed,
+// each usable once — also when two sign-ins race for the same one.
+func TestRecoveryCodes(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		allowFailures(t, env)
+		env.AddUser(t, "bo@acme.example", "member", pw)
+		_, codes := enrol(t, env, principalOf(t, env, "bo@acme.example"))
+		seen := map[string]bool{}
+		for _, c := range codes {
+			if n := len(strings.ReplaceAll(c, "-", "")); n*5 < 112 || seen[c] {
+				t.Errorf("code %q: %d bits or repeated", c, n*5)
+			}
+			seen[c] = true
+		}
+		stored := sqldbtest.Strings(t, env.App.DB, "SELECT hash FROM recovery_codes")
+		if len(stored) != 10 {
+			t.Errorf("%d codes stored", len(stored))
+		}
+		for _, v := range stored {
+			for _, c := range codes {
+				if len(v) != 32 || strings.Contains(v, strings.ReplaceAll(c, "-", "")) || strings.Contains(v, c) {
+					t.Errorf("recovery code not stored as a MAC")
+				}
+			}
+		}
+		var wins atomic.Int64
+		var wg sync.WaitGroup
+		for range 10 {
+			r, err := login(env, "bo@acme.example", pw, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				// Typed in upper case with spaces: still the same code.
+				c := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
+				if up, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "recovery", Code: c}); err == nil {
+					wins.Add(1)
+					if up.Remaining != 9 {
+						t.Errorf("%d codes left; want 9", up.Remaining)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("one recovery code completed %d sign-ins; want 1", wins.Load())
+		}
+		r, _ := login(env, "bo@acme.example", pw, "")
+		if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "recovery", Code: codes[1]}); err != nil {
+			t.Errorf("second code: %v", err)
+		}
+	})
+}
+
+// actions counts the audit events about a subject by action, and by
+// action/outcome when the outcome is not success.
+func actions(t *testing.T, env *apptest.Env, subjectID string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	rd := audit.NewReader(env.App.DB, env.App.Keys)
+	cursor := ""
+	for {
+		es, next, err := rd.Query(context.Background(), env.Tenant.ID, audit.Filter{SubjectID: subjectID, Cursor: cursor, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			k := e.Action
+			if e.Outcome != audit.Success {
+				k += "/" + e.Outcome
+			}
+			out[k]++
+		}
+		if next == "" {
+			return out
+		}
+		cursor = next
+	}
+}

@@ -1,0 +1,431 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"image/png"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Second-factor methods.
+const (
+	MethodTOTP     = "totp"
+	MethodRecovery = "recovery"
+)
+
+// totpPeriod and totpSkew: a code is valid for its 30-second step and one
+// step either side (clock drift), and only once.
+const (
+	totpPeriod = 30
+	totpSkew   = 1
+)
+
+var totpOpts = totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+
+// Factor is a second factor of a user (never its secret).
+type Factor struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Confirmed   bool       `json:"confirmed"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ConfirmedAt *time.Time `json:"confirmed_at"`
+}
+
+// Factors lists the user's second factors.
+func (s *Service) Factors(ctx context.Context, tenantID, userID string) ([]Factor, error) {
+	rows, err := s.db.Read().Query(ctx, `SELECT id, kind, created_at, confirmed_at FROM mfa_factors
+		WHERE tenant_id = ? AND user_id = ? ORDER BY id`, tenantID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Factor{}
+	for rows.Next() {
+		var f Factor
+		var created, confirmed int64
+		if err := rows.Scan(&f.ID, &f.Kind, &created, &confirmed); err != nil {
+			return nil, err
+		}
+		f.CreatedAt, f.ConfirmedAt, f.Confirmed = micros(created), optMicros(confirmed), confirmed != 0
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// methods are the second factors the user can answer with now: the kinds
+// of confirmed factors, and recovery when unused codes are left.
+func (s *Service) methods(ctx context.Context, tenantID, userID string) ([]string, error) {
+	rows, err := s.db.Read().Query(ctx, `SELECT DISTINCT kind FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND confirmed_at <> 0
+		UNION SELECT ? FROM recovery_codes WHERE tenant_id = ? AND user_id = ? AND used_at = 0`,
+		tenantID, userID, MethodRecovery, tenantID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	if len(out) == 1 && out[0] == MethodRecovery {
+		return nil, rows.Err() // codes alone are no factor: they back one up
+	}
+	return out, rows.Err()
+}
+
+// TOTPEnrolment is what an authenticator app needs. Shown once.
+type TOTPEnrolment struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`      // base32, for typing in
+	URL    string `json:"otpauth_url"` // for the QR code
+	QRCode string `json:"qr_code"`     // data:image/png;base64,…
+}
+
+// EnrolTOTP starts setting up an authenticator app. The factor counts only
+// once ConfirmTOTP has seen a first code; an unconfirmed one is replaced.
+func (s *Service) EnrolTOTP(ctx context.Context, p Principal) (TOTPEnrolment, error) {
+	factors, err := s.Factors(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	for _, f := range factors {
+		if f.Kind == MethodTOTP && f.Confirmed {
+			return TOTPEnrolment{}, errs.E(errs.Conflict, "an authenticator app is already set up; remove it first")
+		}
+	}
+	t, err := s.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	email, key, err := s.subjects.Email(ctx, p.TenantID, p.SubjectID)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	k, err := totp.Generate(totp.GenerateOpts{Issuer: "Custodia " + t.Name, AccountName: email, SecretSize: 20,
+		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	img, err := k.Image(256, 256)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return TOTPEnrolment{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	e := TOTPEnrolment{ID: id.String(), Secret: k.Secret(), URL: k.URL(),
+		QRCode: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())}
+	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0",
+			p.TenantID, p.UserID, MethodTOTP); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO mfa_factors (tenant_id, id, user_id, kind, secret_ct, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			p.TenantID, e.ID, p.UserID, MethodTOTP, key.Seal("mfa_factors", "secret_ct", e.ID, []byte(k.Secret())), s.now().UnixMicro())
+		return err
+	}, audit.Event{Action: "mfa.enrol", TargetType: "factor", TargetID: e.ID, SubjectID: p.SubjectID,
+		Details: map[string]any{"kind": MethodTOTP}})
+	return e, err
+}
+
+// Confirmation is the result of confirming a factor.
+type Confirmation struct {
+	RecoveryCodes []string  // the first factor's codes, shown once
+	Session       string    // a new secret when an enrolment-only session became full
+	ExpiresAt     time.Time // of that session
+}
+
+// ConfirmTOTP checks the first code of the pending authenticator app and
+// makes it count. With the user's first factor come 10 recovery codes, and
+// an enrolment-only session becomes a full one (with a new secret).
+func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Confirmation, error) {
+	if code == "" {
+		return Confirmation{}, errs.Field("code", "required")
+	}
+	var id string
+	var ct []byte
+	err := s.db.Read().QueryRow(ctx, `SELECT id, secret_ct FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0`,
+		p.TenantID, p.UserID, MethodTOTP).Scan(&id, &ct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Confirmation{}, errs.E(errs.Conflict, "no authenticator app is waiting for confirmation: POST /api/v1/me/mfa/totp first")
+	}
+	if err != nil {
+		return Confirmation{}, err
+	}
+	key, err := s.subjects.Key(ctx, p.TenantID, p.SubjectID)
+	if err != nil {
+		return Confirmation{}, err
+	}
+	secret, err := key.Open("mfa_factors", "secret_ct", id, ct)
+	if err != nil {
+		return Confirmation{}, err
+	}
+	step, ok := s.matchTOTP(string(secret), code, 0)
+	if !ok {
+		_ = s.log.Record(ctx, p.TenantID, audit.Event{Action: "mfa.confirm", TargetType: "factor", TargetID: id,
+			SubjectID: p.SubjectID, Outcome: audit.Failure})
+		return Confirmation{}, errs.Field("code", "is not the current code of the authenticator app")
+	}
+	methods, err := s.methods(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return Confirmation{}, err
+	}
+	var c Confirmation
+	if !slices.Contains(methods, MethodRecovery) {
+		c.RecoveryCodes = newRecoveryCodes()
+	}
+	sec, err := s.SecuritySettings(ctx, p.TenantID)
+	if err != nil {
+		return Confirmation{}, err
+	}
+	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET confirmed_at = ?, last_step = ? WHERE tenant_id = ? AND id = ? AND confirmed_at = 0",
+			s.now().UnixMicro(), step, p.TenantID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "this authenticator app was confirmed or replaced meanwhile")
+		}
+		if err := s.storeRecoveryCodes(ctx, tx, p, c.RecoveryCodes); err != nil {
+			return err
+		}
+		if p.Enrolment {
+			c.Session, c.ExpiresAt, err = s.rotate(ctx, tx, &session{id: p.SessionID, tenantID: p.TenantID, state: stateEnrol, sec: sec})
+		}
+		return err
+	}, audit.Event{Action: "mfa.confirm", TargetType: "factor", TargetID: id, SubjectID: p.SubjectID,
+		Details: map[string]any{"kind": MethodTOTP, "recovery_codes_issued": len(c.RecoveryCodes)}})
+	return c, err
+}
+
+// RemoveFactor deletes one of the principal's second factors. The last one
+// cannot go while the tenant requires a factor of this user; with the last
+// one go the recovery codes.
+func (s *Service) RemoveFactor(ctx context.Context, p Principal, id string) error {
+	sec, err := s.SecuritySettings(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		var confirmed int64
+		err := tx.QueryRow(ctx, "SELECT confirmed_at FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND id = ?",
+			p.TenantID, p.UserID, id).Scan(&confirmed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errs.E(errs.NotFound, "no such factor")
+		}
+		if err != nil {
+			return err
+		}
+		var others int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND id <> ? AND confirmed_at <> 0",
+			p.TenantID, p.UserID, id).Scan(&others); err != nil {
+			return err
+		}
+		if confirmed != 0 && others == 0 && sec.mfaRequiredFor(p.Role) {
+			return errs.E(errs.Conflict, "your organisation requires a second factor: add another before removing this one")
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM mfa_factors WHERE tenant_id = ? AND id = ?", p.TenantID, id); err != nil {
+			return err
+		}
+		if others == 0 {
+			_, err = tx.Exec(ctx, "DELETE FROM recovery_codes WHERE tenant_id = ? AND user_id = ?", p.TenantID, p.UserID)
+		}
+		return err
+	}, audit.Event{Action: "mfa.remove", TargetType: "factor", TargetID: id, SubjectID: p.SubjectID})
+}
+
+// matchTOTP finds the time step whose code is code, later than after.
+func (s *Service) matchTOTP(secret, code string, after int64) (int64, bool) {
+	code = strings.TrimSpace(code)
+	now := s.now().Unix() / totpPeriod
+	for step := now - totpSkew; step <= now+totpSkew; step++ {
+		if step <= after {
+			continue
+		}
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(step*totpPeriod, 0), totpOpts)
+		if err == nil && subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			return step, true
+		}
+	}
+	return 0, false
+}
+
+// checkFactor verifies a second-factor answer and uses it up: a TOTP step
+// is accepted once (a conditional UPDATE, so also under concurrency), a
+// recovery code once. remaining is the recovery codes left after one is used.
+func (s *Service) checkFactor(ctx context.Context, a *account, method, code string) (ok bool, remaining int, err error) {
+	switch method {
+	case MethodTOTP:
+		return s.useTOTP(ctx, a, code)
+	case MethodRecovery:
+		return s.useRecoveryCode(ctx, a, code)
+	default:
+		return false, 0, nil
+	}
+}
+
+func (s *Service) useTOTP(ctx context.Context, a *account, code string) (bool, int, error) {
+	var id string
+	var ct []byte
+	var last int64
+	err := s.db.Read().QueryRow(ctx, `SELECT id, secret_ct, last_step FROM mfa_factors
+		WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at <> 0`, a.tenantID, a.ID, MethodTOTP).Scan(&id, &ct, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	secret, err := a.key.Open("mfa_factors", "secret_ct", id, ct)
+	if err != nil {
+		return false, 0, err
+	}
+	step, ok := s.matchTOTP(string(secret), code, last)
+	if !ok {
+		return false, 0, nil
+	}
+	var used bool
+	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET last_step = ? WHERE tenant_id = ? AND id = ? AND last_step < ?",
+			step, a.tenantID, id, step)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		used = n == 1
+		return err
+	})
+	return used, 0, err
+}
+
+// Recovery codes: 10 of 120 bits each, written as six groups of four
+// base32 characters.
+const recoveryCodes = 10
+
+var recoveryEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newRecoveryCodes() []string {
+	out := make([]string, recoveryCodes)
+	for i := range out {
+		b := make([]byte, 15)
+		if _, err := rand.Read(b); err != nil {
+			panic(err)
+		}
+		c := strings.ToLower(recoveryEncoding.EncodeToString(b))
+		out[i] = strings.Join([]string{c[0:4], c[4:8], c[8:12], c[12:16], c[16:20], c[20:24]}, "-")
+	}
+	return out
+}
+
+// normalizeRecoveryCode accepts a code in any case, with or without dashes
+// and spaces.
+func normalizeRecoveryCode(c string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == ' ' {
+			return -1
+		}
+		return r
+	}, strings.ToLower(c))
+}
+
+func (s *Service) recoveryHash(ctx context.Context, q sqldb.Q, tenantID, userID, code string) ([]byte, error) {
+	return s.keys.MAC(ctx, q, tenantID, "recovery-code", userID, normalizeRecoveryCode(code))
+}
+
+// storeRecoveryCodes replaces the user's codes with codes (when any).
+func (s *Service) storeRecoveryCodes(ctx context.Context, tx *sqldb.Tx, p Principal, codes []string) error {
+	if len(codes) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM recovery_codes WHERE tenant_id = ? AND user_id = ?", p.TenantID, p.UserID); err != nil {
+		return err
+	}
+	now := s.now().UnixMicro()
+	for _, c := range codes {
+		h, err := s.recoveryHash(ctx, tx.Q, p.TenantID, p.UserID, c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO recovery_codes (tenant_id, user_id, hash, created_at) VALUES (?, ?, ?, ?)",
+			p.TenantID, p.UserID, h, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegenerateRecoveryCodes replaces the principal's recovery codes with 10
+// new ones, shown once. It needs a confirmed factor.
+func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p Principal) ([]string, error) {
+	methods, err := s.methods(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if len(methods) == 0 {
+		return nil, errs.E(errs.Conflict, "set up a second factor first")
+	}
+	codes := newRecoveryCodes()
+	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		return s.storeRecoveryCodes(ctx, tx, p, codes)
+	}, audit.Event{Action: "mfa.recovery_codes.regenerate", TargetType: "user", TargetID: p.UserID, SubjectID: p.SubjectID})
+	return codes, err
+}
+
+// useRecoveryCode spends a recovery code: one conditional UPDATE, so two
+// concurrent uses of the same code cannot both succeed.
+func (s *Service) useRecoveryCode(ctx context.Context, a *account, code string) (bool, int, error) {
+	if len(normalizeRecoveryCode(code)) != 24 {
+		return false, 0, nil
+	}
+	var used bool
+	var left int
+	err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		h, err := s.recoveryHash(ctx, tx.Q, a.tenantID, a.ID, code)
+		if err != nil {
+			return err
+		}
+		res, err := tx.Exec(ctx, "UPDATE recovery_codes SET used_at = ? WHERE tenant_id = ? AND user_id = ? AND hash = ? AND used_at = 0",
+			s.now().UnixMicro(), a.tenantID, a.ID, h)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		used = n == 1
+		return tx.QueryRow(ctx, "SELECT count(*) FROM recovery_codes WHERE tenant_id = ? AND user_id = ? AND used_at = 0",
+			a.tenantID, a.ID).Scan(&left)
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("use recovery code: %w", err)
+	}
+	return used, left, nil
+}

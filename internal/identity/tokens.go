@@ -1,0 +1,232 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Token describes an API token (never its secret).
+type Token struct {
+	ID         string     `json:"id"`
+	UserID     string     `json:"user_id"`
+	Name       string     `json:"name"`
+	Scopes     []string   `json:"scopes"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+}
+
+// DefaultTokenTTL is how long a token lives unless asked otherwise.
+const DefaultTokenTTL = 90 * 24 * time.Hour
+
+// tokenPrefix starts every Custodia API token, so that secret scanners and
+// people recognise one.
+const tokenPrefix = "cust_"
+
+// tokenLen is prefix + 43 base64url characters (32 bytes) + 8 hex checksum.
+const tokenLen = len(tokenPrefix) + 43 + 8
+
+func checksum(body string) string { return fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(body))) }
+
+// sha is how every client-held secret (token, session, device) is stored.
+func sha(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// ParseScopes validates a scope list; empty means every scope.
+func ParseScopes(list []string) ([]string, error) {
+	if len(list) == 0 {
+		return slices.Clone(Scopes), nil
+	}
+	var out []string
+	for _, s := range list {
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if !slices.Contains(Scopes, part) {
+				return nil, errs.Field("scopes", "unknown scope %q (known: %s)", part, strings.Join(Scopes, ", "))
+			}
+			if !slices.Contains(out, part) {
+				out = append(out, part)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// CreateToken makes an API token for the user with email (the operator's
+// way, from the CLI) and returns its secret, which is shown once and never
+// stored.
+func (s *Service) CreateToken(ctx context.Context, tenantID, email, name string, scopes []string, ttl time.Duration) (string, Token, error) {
+	u, err := s.UserByEmail(ctx, tenantID, email)
+	if err != nil {
+		return "", Token{}, err
+	}
+	return s.CreateTokenFor(ctx, tenantID, u, name, scopes, ttl)
+}
+
+// CreateTokenFor makes an API token acting as u. Its scopes must be among
+// those u's role holds; no scopes means all of them.
+func (s *Service) CreateTokenFor(ctx context.Context, tenantID string, u User, name string, scopes []string, ttl time.Duration) (string, Token, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return "", Token{}, errs.Field("name", "required, at most 100 characters")
+	}
+	if ttl <= 0 || ttl > 366*24*time.Hour {
+		return "", Token{}, errs.Field("expires", "between 1 second and 366 days")
+	}
+	held := RoleScopes(u.Role)
+	if len(scopes) == 0 {
+		scopes = held
+	}
+	scopes, err := ParseScopes(scopes)
+	if err != nil {
+		return "", Token{}, err
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(held, sc) {
+			return "", Token{}, errs.Field("scopes", "the role %s does not hold %s", u.Role, sc)
+		}
+	}
+	if len(scopes) == 0 {
+		return "", Token{}, errs.Field("scopes", "the role %s holds no API scope", u.Role)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", Token{}, err
+	}
+	body := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	secret := body + checksum(body)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", Token{}, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	t := Token{ID: id.String(), UserID: u.ID, Name: name, Scopes: scopes, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (tenant_id, id, user_id, name, hash, scopes, created_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, t.ID, t.UserID, t.Name, sha(secret),
+			strings.Join(t.Scopes, " "), t.CreatedAt.UnixMicro(), t.ExpiresAt.UnixMicro())
+		return err
+	}, audit.Event{Action: "token.create", TargetType: "token", TargetID: t.ID, SubjectID: u.SubjectID,
+		Details: map[string]any{"scopes": t.Scopes, "expires_at": t.ExpiresAt}})
+	if err != nil {
+		return "", Token{}, err
+	}
+	return secret, t, nil
+}
+
+// Tokens lists the user's tokens, newest first, revoked ones included.
+func (s *Service) Tokens(ctx context.Context, tenantID, userID string) ([]Token, error) {
+	rows, err := s.db.Read().Query(ctx, `SELECT id, user_id, name, scopes, created_at, expires_at, last_used_at, revoked_at
+		FROM api_tokens WHERE tenant_id = ? AND user_id = ? ORDER BY id DESC`, tenantID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		var t Token
+		var scopes string
+		var created, expires, used, revoked int64
+		if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &scopes, &created, &expires, &used, &revoked); err != nil {
+			return nil, err
+		}
+		t.Scopes = strings.Fields(scopes)
+		t.CreatedAt, t.ExpiresAt = micros(created), micros(expires)
+		t.LastUsedAt, t.RevokedAt = optMicros(used), optMicros(revoked)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken ends one of the user's tokens. Revoking twice is not an error.
+func (s *Service) RevokeToken(ctx context.Context, tenantID string, u User, tokenID string) error {
+	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		var revoked int64
+		err := tx.QueryRow(ctx, "SELECT revoked_at FROM api_tokens WHERE tenant_id = ? AND id = ? AND user_id = ?",
+			tenantID, tokenID, u.ID).Scan(&revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errs.E(errs.NotFound, "no such token")
+		}
+		if err != nil || revoked != 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ?",
+			s.now().UnixMicro(), tenantID, tokenID)
+		return err
+	}, audit.Event{Action: "token.revoke", TargetType: "token", TargetID: tokenID, SubjectID: u.SubjectID})
+}
+
+func micros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func optMicros(v int64) *time.Time {
+	if v == 0 {
+		return nil
+	}
+	t := micros(v)
+	return &t
+}
+
+var errBadToken = errs.E(errs.Unauthenticated, "missing, invalid, expired or revoked token")
+
+// Authenticate resolves a bearer token. Every failure looks the same.
+func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, error) {
+	if len(secret) != tokenLen || !strings.HasPrefix(secret, tokenPrefix) ||
+		checksum(secret[:tokenLen-8]) != secret[tokenLen-8:] {
+		return Principal{}, errBadToken
+	}
+	var p Principal
+	var scopes, userStatus, tenantStatus string
+	var expires, revoked, lastUsed int64
+	err := s.db.Read().QueryRow(ctx, `SELECT t.tenant_id, t.id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at,
+			u.id, u.subject_id, u.role, u.status, n.status
+		FROM api_tokens t
+		JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
+		JOIN tenants n ON n.id = t.tenant_id
+		WHERE t.hash = ?`, sha(secret)).
+		Scan(&p.TenantID, &p.TokenID, &scopes, &expires, &revoked, &lastUsed, &p.UserID, &p.SubjectID, &p.Role, &userStatus, &tenantStatus)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Principal{}, errBadToken
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("find token: %w", err)
+	}
+	now := s.now().UnixMicro()
+	if revoked != 0 || now >= expires || userStatus != "active" || tenantStatus != "active" {
+		return Principal{}, errBadToken
+	}
+	held := RoleScopes(p.Role)
+	for _, sc := range strings.Fields(scopes) {
+		if slices.Contains(held, sc) {
+			p.Scopes = append(p.Scopes, sc)
+		}
+	}
+	if now-lastUsed > int64(5*time.Minute/time.Microsecond) { // coarse, to keep reads from writing
+		_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, p.TenantID, p.TokenID)
+			return err
+		})
+	}
+	return p, nil
+}
