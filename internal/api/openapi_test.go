@@ -94,33 +94,64 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		created := env.Do(t, env.Token, "POST", "/api/v1/subjects", map[string]any{"email": "oa@example.org", "attributes": map[string]any{"k": 1}})
 		id, _ := created.Map(t)["id"].(string)
-		steps := []struct {
+		b := env.Browser(t)
+		type step struct {
 			method, path, body string
 			validRequest       bool
-		}{
-			{"POST", "/api/v1/subjects", `{"email":"oa2@example.org","phone":"+4420794600","external_id":"e","source":"s"}`, true},
-			{"POST", "/api/v1/subjects", `{"email":"oa@example.org"}`, true}, // 409
-			{"POST", "/api/v1/subjects", `{"nope":1}`, false},
-			{"GET", "/api/v1/subjects/" + id, "", true},
-			{"GET", "/api/v1/subjects/01a00000-0000-7000-8000-000000000000", "", true},
-			{"PATCH", "/api/v1/subjects/" + id, `{"phone":null,"attributes":{"k":null}}`, true},
-			{"GET", "/api/v1/subjects?email=oa%40example.org", "", true},
-			{"GET", "/api/v1/subjects?limit=1", "", true},
-			{"GET", "/api/v1/audit?limit=5&action=subject.*", "", true},
-			{"GET", "/api/v1/audit?format=csv", "", true},
-			{"GET", "/api/v1/audit/verify", "", true},
-			{"GET", "/healthz", "", true},
-			{"GET", "/readyz", "", true},
-			{"GET", "/metrics", "", true},
+			browser            bool
 		}
+		steps := []step{
+			{"POST", "/api/v1/subjects", `{"email":"oa2@example.org","phone":"+4420794600","external_id":"e","source":"s"}`, true, false},
+			{"POST", "/api/v1/subjects", `{"email":"oa@example.org"}`, true, false}, // 409
+			{"POST", "/api/v1/subjects", `{"nope":1}`, false, false},
+			{"GET", "/api/v1/subjects/" + id, "", true, false},
+			{"GET", "/api/v1/subjects/01a00000-0000-7000-8000-000000000000", "", true, false},
+			{"PATCH", "/api/v1/subjects/" + id, `{"phone":null,"attributes":{"k":null}}`, true, false},
+			{"GET", "/api/v1/subjects?email=oa%40example.org", "", true, false},
+			{"GET", "/api/v1/subjects?limit=1", "", true, false},
+			{"GET", "/api/v1/audit?limit=5&action=subject.*", "", true, false},
+			{"GET", "/api/v1/audit?format=csv", "", true, false},
+			{"GET", "/api/v1/audit/verify", "", true, false},
+			{"GET", "/healthz", "", true, false},
+			{"GET", "/readyz", "", true, false},
+			{"GET", "/metrics", "", true, false},
+		}
+		steps = append(steps, []step{
+			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example","password":"nope nope nope"}`, true, true},
+			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example"}`, false, true},
+			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example","password":"` + apptest.Password + `"}`, true, true},
+			{"GET", "/api/v1/me", "", true, true},
+			{"GET", "/api/v1/me/sessions", "", true, true},
+			{"GET", "/api/v1/me/mfa", "", true, true},
+			{"GET", "/api/v1/me/mfa/totp", "", true, true},
+			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code":"123456"}`, true, true}, // 409: nothing to confirm
+			{"POST", "/api/v1/me/mfa/totp", "", true, true},
+			{"GET", "/api/v1/me/mfa/totp", "", true, true},
+			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code":"x"}`, true, true}, // 400
+			{"POST", "/api/v1/me/mfa/recovery-codes", "", true, true},           // 409: no factor yet
+			{"POST", "/api/v1/me/tokens", `{"name":"oa","scopes":["audit:read"],"expires_in_days":3}`, true, true},
+			{"GET", "/api/v1/me/tokens", "", true, true},
+			{"GET", "/api/v1/settings/security", "", true, true},
+			{"PATCH", "/api/v1/settings/security", `{"lockout_minutes":30}`, true, true},
+			{"PATCH", "/api/v1/settings/security", `{"lockout_minutes":0}`, false, true}, // 400: out of bounds
+			{"POST", "/api/v1/auth/reauth", `{"password":"` + apptest.Password + `"}`, true, true},
+			{"POST", "/api/v1/auth/mfa", `{"method":"totp","code":"123456"}`, true, true}, // 409: not pending
+			{"PUT", "/api/v1/me/password", `{"current_password":"x","new_password":"short"}`, true, true},
+			{"POST", "/api/v1/auth/logout", "", true, true},
+		}...)
 		for _, s := range steps {
 			var body any
 			if s.body != "" {
 				body = s.body
 			}
-			res := env.Do(t, env.Token, s.method, s.path, body)
+			var res apptest.Response
 			req, _ := http.NewRequest(s.method, "http://localhost"+s.path, strings.NewReader(s.body))
-			req.Header.Set("Authorization", "Bearer "+env.Token)
+			if s.browser {
+				res = b.Do(t, s.method, s.path, body)
+			} else {
+				res = env.Do(t, env.Token, s.method, s.path, body)
+				req.Header.Set("Authorization", "Bearer "+env.Token)
+			}
 			if s.body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}

@@ -71,6 +71,13 @@ func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 // tenant "acme", owner owner@acme.example and a token with every scope.
 func New(t testing.TB, databaseURL string) *Env {
 	t.Helper()
+	return NewWith(t, databaseURL, nil)
+}
+
+// NewWith is New with a hook that may change the configuration and options
+// before the app opens.
+func NewWith(t testing.TB, databaseURL string, hook func(*config.Config, *app.Options)) *Env {
+	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -79,8 +86,12 @@ func New(t testing.TB, databaseURL string) *Env {
 	cfg.SMTPURL = mailbox.URL
 	logs := &LogBuffer{}
 	clock := &Clock{}
-	a, err := app.Open(ctx, cfg, app.Options{LogOutput: logs, Now: clock.Now, Audit: audit.Options{CheckpointEvery: 10},
-		AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}})
+	opt := app.Options{LogOutput: logs, Now: clock.Now, Audit: audit.Options{CheckpointEvery: 10},
+		AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}}
+	if hook != nil {
+		hook(&cfg, &opt)
+	}
+	a, err := app.Open(ctx, cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
