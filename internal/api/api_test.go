@@ -113,10 +113,11 @@ func TestOtherTenantGets404(t *testing.T) {
 			"/api/v1/me/tokens/":   victim.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "x"}).Map(t)["id"].(string),
 			"/api/v1/me/mfa/":      victim.Do(t, "POST", "/api/v1/me/mfa/totp", nil).Map(t)["id"].(string),
 			"/api/v1/me/sessions/": firstID(t, victim.Do(t, "GET", "/api/v1/me/sessions", nil)),
+			"/api/v1/users/":       env.AddUser(t, "staff@acme.example", "member", "").ID,
 		}
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
-		bodies := map[string]any{"PATCH": map[string]any{"source": "probe"}, "POST": map[string]any{}}
+		bodies := map[string]any{"POST": map[string]any{}}
 		n := 0
 		for _, rt := range env.App.API.Routes() {
 			if !strings.Contains(rt.Path, "{id}") {
@@ -135,8 +136,13 @@ func TestOtherTenantGets404(t *testing.T) {
 			}
 			path := strings.ReplaceAll(rt.Path, "{id}", id)
 			missing := strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000")
-			got := other.Do(t, rt.Method, path, bodies[rt.Method])
-			want := other.Do(t, rt.Method, missing, bodies[rt.Method])
+			body := bodies[rt.Method]
+			if rt.Method == "PATCH" { // a valid change of each kind of object
+				body = map[string]any{"/api/v1/subjects/": map[string]any{"source": "probe"},
+					"/api/v1/users/": map[string]any{"status": "suspended"}}[strings.TrimSuffix(rt.Path, "{id}")]
+			}
+			got := other.Do(t, rt.Method, path, body)
+			want := other.Do(t, rt.Method, missing, body)
 			if got.Status != http.StatusNotFound || want.Status != http.StatusNotFound {
 				t.Errorf("%s %s as other tenant: %d (missing id: %d); want 404", rt.Method, rt.Path, got.Status, want.Status)
 				continue
@@ -164,6 +170,9 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		if r := victim.Do(t, "GET", "/api/v1/me/tokens", nil); strings.Contains(string(r.Body), "revoked_at\":\"") {
 			t.Errorf("other tenant revoked a token: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/users/"+ids["/api/v1/users/"], nil); r.Map(t)["status"] != "active" {
+			t.Errorf("other tenant suspended a user: %s", r.Body)
 		}
 		if r := victim.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
 			t.Errorf("other tenant ended the victim's session: %d", r.Status)

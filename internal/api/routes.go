@@ -68,6 +68,12 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/me/tokens", Session, sensitive, a.createToken},
 		{"DELETE", "/api/v1/me/tokens/{id}", Session, anytime, a.revokeToken},
 
+		{"GET", "/api/v1/users", "users:read", anytime, a.listUsers},
+		{"POST", "/api/v1/users", "users:write", anytime, a.createUser},
+		{"GET", "/api/v1/users/{id}", "users:read", anytime, a.getUser},
+		{"PATCH", "/api/v1/users/{id}", "users:write", sensitive, a.updateUser},
+		{"POST", "/api/v1/users/{id}/unlock", "users:write", anytime, a.unlockUser},
+
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
 

@@ -1,0 +1,66 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
+	us, err := a.identity.Users(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[identity.Account]{Items: us})
+	return nil
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	u, err := a.identity.CreateUserAs(r.Context(), principal(r), identity.NewUser{Email: in.Email, Role: in.Role})
+	if err != nil {
+		return err
+	}
+	acc, err := a.identity.Account(r.Context(), principal(r).TenantID, u.ID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/users/"+u.ID)
+	httpio.JSON(w, http.StatusCreated, acc)
+	return nil
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
+	acc, err := a.identity.Account(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, acc)
+	return nil
+}
+
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
+	var p identity.UserPatch
+	if err := httpio.Decode(w, r, &p); err != nil {
+		return err
+	}
+	if _, err := a.identity.UpdateUser(r.Context(), principal(r), r.PathValue("id"), p); err != nil {
+		return err
+	}
+	return a.getUser(w, r)
+}
+
+func (a *API) unlockUser(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.Unlock(r.Context(), principal(r).TenantID, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
