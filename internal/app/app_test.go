@@ -9,7 +9,7 @@ import (
 const module = "github.com/custodia/custodia/"
 
 var (
-	platform = []string{"internal/errs", "internal/config", "internal/sqldb", "internal/keyring", "internal/audit", "internal/httpio"}
+	platform = []string{"internal/errs", "internal/config", "internal/sqldb", "internal/keyring", "internal/audit", "internal/httpio", "internal/mail"}
 	domain   = []string{"internal/tenant", "internal/identity", "internal/subject"}
 )
 

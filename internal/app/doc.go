@@ -5,7 +5,7 @@
 // Dependencies point one way:
 //
 //	cmd → app → api → domain packages (tenant, identity, subject, …)
-//	            → platform packages (audit, keyring, sqldb, httpio, errs, config)
+//	            → platform packages (audit, keyring, mail, sqldb, httpio, errs, config)
 //
 // A domain package never imports net/http, api or app; a platform package
 // never imports a domain package. TestDependencyDirection checks this with
