@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -28,9 +31,53 @@ func TestMain(m *testing.M) { sqldbtest.Main(m) }
 // cli runs the program in-process.
 func cli(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return cliIn(t, env, "", args...)
+}
+
+// cliIn runs the program in-process with stdin.
+func cliIn(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+	code = run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// TestUserCreatePasswordStdin: the password comes from the first line of
+// stdin, is checked against the tenant's policy (a refusal creates
+// nothing), and signs in afterwards.
+func TestUserCreatePasswordStdin(t *testing.T) {
+	engines(t, func(t *testing.T, env map[string]string) {
+		setup(t, env)
+		args := []string{"user", "create", "--tenant", "acme", "--email", "pat@acme.example", "--role", "admin", "--password-stdin"}
+		for _, c := range []struct{ stdin, msg string }{
+			{"", "held no password"},
+			{"short\n", "password: must be at least 15 characters"},
+			{"passwordpassword\n", "password:"},
+			{"acme ltd acme ltd acme\n", "password:"},
+		} {
+			if code, _, errOut := cliIn(t, env, c.stdin, args...); code != 1 || !strings.Contains(errOut, c.msg) {
+				t.Errorf("stdin %q: exit %d, %q; want 1 and %q", c.stdin, code, errOut, c.msg)
+			}
+		}
+		if code, out, errOut := cliIn(t, env, "a calm river at dawn 1899\r\nignored\n", args...); code != 0 || !strings.Contains(out, "(admin)") {
+			t.Fatalf("user create: %d %s %s", code, out, errOut)
+		}
+		cfg, err := config.Load(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.Open(context.Background(), cfg, app.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		for pw, ok := range map[string]bool{"a calm river at dawn 1899": true, "a calm river at dawn 1899\r": false} {
+			_, err := a.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: "pat@acme.example", Password: pw})
+			if (err == nil) != ok {
+				t.Errorf("sign in with %q: %v", pw, err)
+			}
+		}
+	})
 }
 
 func engines(t *testing.T, fn func(t *testing.T, env map[string]string)) {

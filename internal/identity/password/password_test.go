@@ -134,6 +134,8 @@ func TestPolicy(t *testing.T) {
 		{"common password, other case", std2fa, "Password1234", "common"},
 		{"common password with suffix", std, "sunshine2024!!!", "digits or symbols added"},
 		{"one character repeated", std, strings.Repeat("z", 20), "repeat"},
+		{"a short sequence repeated", std, "passwordpassword", "repeated"},
+		{"three characters repeated", std, "xq7xq7xq7xq7xq7xq7", "repeated"},
 		{"contains organisation", std, "my acme password is long", "organisation"},
 		{"contains email local part", std, "jane.doe.is.the.best.here", "email"},
 		{"contains email domain", std, "welcome-to-acmewidgets!", "email"},

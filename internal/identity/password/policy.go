@@ -82,6 +82,9 @@ func (p Policy) Check(password string, blocked Blocklist, context ...string) err
 	if allSame(lower) {
 		return errs.Field("password", "must not repeat a single character")
 	}
+	if unit := repeatedUnit(lower); unit > 0 {
+		return errs.Field("password", "must not be one short sequence repeated (%d characters, repeated)", unit)
+	}
 	for _, w := range contextWords(context) {
 		if strings.Contains(lower, w) {
 			return errs.Field("password", "must not contain your email address, your name or your organisation's name")
@@ -124,6 +127,18 @@ func contextWords(context []string) []string {
 // webmail are email domain labels too common to say anything about a person.
 var webmail = map[string]struct{}{"gmail": {}, "googlemail": {}, "yahoo": {}, "hotmail": {}, "outlook": {},
 	"live": {}, "icloud": {}, "proton": {}, "protonmail": {}, "mail": {}, "email": {}}
+
+// repeatedUnit returns the length of the unit s repeats ("abcabc" → 3),
+// for units up to 8 characters, or 0.
+func repeatedUnit(s string) int {
+	r := []rune(s)
+	for n := 2; n <= 8 && n <= len(r)/2; n++ {
+		if len(r)%n == 0 && strings.Repeat(string(r[:n]), len(r)/n) == s {
+			return n
+		}
+	}
+	return 0
+}
 
 func allSame(s string) bool {
 	first, _ := utf8.DecodeRuneInString(s)
