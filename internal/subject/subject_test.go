@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -193,9 +195,14 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 
 // secrets are values that must never be found in clear at rest.
 var secrets = []string{"zelda.quartermaine@example.net", "+447700900123", "447700900123", "ext-zq-77821",
-	"Quartermaine-Street-42", "Newsletter-Fair-2026", "zelda.quartermaine"}
+	"Quartermaine-Street-42", "Newsletter-Fair-2026", "zelda.quartermaine",
+	"ZeldaBrowser/9.1 (quartermaine)", "203.0.113.77", "a tidal orchard hums 5150"}
 
-func seedSecrets(t *testing.T, env *apptest.Env) {
+// seedSecrets stores the secrets everywhere personal data goes — the
+// subject, an account signed in from a known IP and browser, a TOTP seed,
+// a lock notice in the mail outbox — and returns the values made on the
+// way (the TOTP seed) that must not be found either.
+func seedSecrets(t *testing.T, env *apptest.Env) []string {
 	t.Helper()
 	ctx := context.Background()
 	sub, err := env.App.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: secrets[0], Phone: secrets[1], ExternalID: secrets[3],
@@ -213,12 +220,41 @@ func seedSecrets(t *testing.T, env *apptest.Env) {
 	if r.Status != 200 {
 		t.Fatalf("lookup over HTTP: %d %s", r.Status, r.Body)
 	}
+	return []string{seedAccount(t, env)}
+}
+
+// seedAccount makes the seeded subject a user who signs in, enrols TOTP
+// and then gets locked out (a mail is queued); it returns the TOTP seed.
+func seedAccount(t *testing.T, env *apptest.Env) string {
+	t.Helper()
+	ctx := context.Background()
+	env.AddUser(t, secrets[0], "member", secrets[9])
+	client := identity.Client{IP: secrets[8], UserAgent: secrets[7]}
+	res, err := env.App.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: secrets[0], Password: secrets[9], Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := env.App.Identity.AuthenticateSession(ctx, res.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := env.App.Identity.EnrolTOTP(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		_, _ = env.App.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: secrets[0], Password: "wrong wrong wrong", Client: client})
+	}
+	if st, err := env.App.Mail.Counts(ctx, env.Tenant.ID); err != nil || st.Waiting+st.Sent != 1 {
+		t.Fatalf("no lock notice queued: %+v %v", st, err)
+	}
+	return e.Secret
 }
 
 func TestNoPlaintextAtRest(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		env := apptest.New(t, "")
-		seedSecrets(t, env)
+		made := seedSecrets(t, env)
 		// Read the files while the app runs: the WAL holds the fresh pages.
 		var all []byte
 		err := filepath.Walk(env.DataDir, func(path string, info os.FileInfo, err error) error {
@@ -235,12 +271,12 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(env.DataDir, "custodia.db-wal")); err != nil {
 			t.Fatalf("expected a WAL file: %v", err)
 		}
-		assertNoSecrets(t, "data dir", all)
-		assertNoSecrets(t, "logs", []byte(env.Logs.String()))
+		assertNoSecrets(t, "data dir", all, made...)
+		assertNoSecrets(t, "logs", []byte(env.Logs.String()), made...)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		env := apptest.New(t, sqldbtest.PostgresURL(t))
-		seedSecrets(t, env)
+		made := seedSecrets(t, env)
 		ctx := context.Background()
 		tables := sqldbtest.Strings(t, env.App.DB, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
 		if len(tables) < 8 {
@@ -280,15 +316,15 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		if !strings.Contains(dump.String(), "subject.create") {
 			t.Fatal("the dump does not look like a dump of the database")
 		}
-		assertNoSecrets(t, "database", dump.Bytes())
-		assertNoSecrets(t, "logs", []byte(env.Logs.String()))
+		assertNoSecrets(t, "database", dump.Bytes(), made...)
+		assertNoSecrets(t, "logs", []byte(env.Logs.String()), made...)
 	})
 }
 
-func assertNoSecrets(t *testing.T, where string, b []byte) {
+func assertNoSecrets(t *testing.T, where string, b []byte, more ...string) {
 	t.Helper()
 	lower := bytes.ToLower(b)
-	for _, s := range secrets {
+	for _, s := range append(slices.Clone(secrets), more...) {
 		if bytes.Contains(lower, bytes.ToLower([]byte(s))) {
 			t.Errorf("%s holds %q in clear", where, s)
 		}
