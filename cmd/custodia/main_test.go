@@ -80,6 +80,39 @@ func TestUserCreatePasswordStdin(t *testing.T) {
 	})
 }
 
+// TestTenantSetupLink: tenant create prints a one-time link with which the
+// first owner chooses a password and is signed in; the link works once.
+func TestTenantSetupLink(t *testing.T) {
+	engines(t, func(t *testing.T, env map[string]string) {
+		env["CUSTODIA_PUBLIC_URL"] = "https://custodia.example.org"
+		code, out, errOut := cli(t, env, "tenant", "create", "--slug", "acme", "--name", "Acme Ltd", "--admin-email", "admin@acme.example")
+		m := regexp.MustCompile(`https://custodia\.example\.org/login/invitation#token=([A-Za-z0-9_-]{43})\n`).FindStringSubmatch(out)
+		if code != 0 || m == nil || !strings.Contains(errOut, "owner only") {
+			t.Fatalf("tenant create: %d %q %q; want a setup link", code, out, errOut)
+		}
+		cfg, err := config.Load(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.Open(context.Background(), cfg, app.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		ctx := context.Background()
+		in := identity.LinkInput{Secret: m[1], Password: "the owner's own passphrase"}
+		if res, err := a.Identity.AcceptInvitation(ctx, in); err != nil || res.Session == "" {
+			t.Fatalf("accept the setup link: %+v %v", res, err)
+		}
+		if _, err := a.Identity.AcceptInvitation(ctx, in); err == nil {
+			t.Error("the setup link worked twice")
+		}
+		if _, err := a.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: "admin@acme.example", Password: in.Password}); err != nil {
+			t.Errorf("owner signs in with the chosen password: %v", err)
+		}
+	})
+}
+
 func engines(t *testing.T, fn func(t *testing.T, env map[string]string)) {
 	t.Run("sqlite", func(t *testing.T) {
 		fn(t, map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()})

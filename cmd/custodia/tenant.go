@@ -35,8 +35,13 @@ func tenantCmd(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("tenant %s created, but its owner was not: %w (retry with custodia user create --tenant %s --role owner)", t.Slug, err, t.Slug)
 			}
+			link, expires, err := a.Identity.SetupLink(ctx, t.ID, u.ID)
+			if err != nil {
+				return fmt.Errorf("tenant %s created, but no setup link: %w", t.Slug, err)
+			}
 			fmt.Fprintf(e.stdout, "tenant %s created\n  id:     %s\n  region: %s\n  owner:  user %s\n", t.Slug, t.ID, t.Region, u.ID)
-			fmt.Fprintf(e.stdout, "next: custodia token create --tenant %s --email %s --name <what the token is for>\n", t.Slug, adminEmail)
+			fmt.Fprintf(e.stdout, "setup link for %s (works once, until %s):\n  %s\n", adminEmail, expires.Format(time.RFC3339), link)
+			fmt.Fprintf(e.stderr, "Give the link to the owner only: whoever opens it first chooses the password.\n")
 			return nil
 		},
 	}

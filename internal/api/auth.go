@@ -119,3 +119,77 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// linkToken is the secret of a one-time link, which the console page takes
+// from the URL fragment and posts.
+type linkToken struct {
+	Token    string `json:"token"`
+	Password string `json:"password"`
+}
+
+func (a *API) linkInput(w http.ResponseWriter, r *http.Request) (identity.LinkInput, error) {
+	var in linkToken
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return identity.LinkInput{}, err
+	}
+	return identity.LinkInput{Secret: in.Token, Password: in.Password, Device: cookieValue(r, DeviceCookie), Client: a.client(r)}, nil
+}
+
+func (a *API) invitation(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Token string `json:"token"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	info, err := a.identity.Invitation(r.Context(), in.Token)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (a *API) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
+	in, err := a.linkInput(w, r)
+	if err != nil {
+		return err
+	}
+	res, err := a.identity.AcceptInvitation(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	sessionStarted(w, res.Session, res.Device)
+	httpio.JSON(w, http.StatusOK, loginResponse{Methods: []string{}, EnrolmentRequired: res.EnrolmentRequired, ExpiresAt: res.ExpiresAt})
+	return nil
+}
+
+// resetAccepted is the one answer to a reset request, whatever the email.
+const resetAccepted = "If this organisation has an active account with this email, a link to choose a new password is on its way. It works once, for 30 minutes."
+
+func (a *API) requestReset(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Tenant string `json:"tenant"`
+		Email  string `json:"email"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if err := a.identity.RequestReset(r.Context(), identity.ResetRequest{Tenant: in.Tenant, Email: in.Email, Client: a.client(r)}); err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusAccepted, map[string]string{"detail": resetAccepted})
+	return nil
+}
+
+func (a *API) resetPassword(w http.ResponseWriter, r *http.Request) error {
+	in, err := a.linkInput(w, r)
+	if err != nil {
+		return err
+	}
+	if err := a.identity.ResetPassword(r.Context(), in); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -137,7 +137,14 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/auth/reauth", `{"password":"` + apptest.Password + `"}`, true, true},
 			{"POST", "/api/v1/auth/mfa", `{"method":"totp","code":"123456"}`, true, true}, // 409: not pending
 			{"PUT", "/api/v1/me/password", `{"current_password":"x","new_password":"short"}`, true, true},
+			{"POST", "/api/v1/invitations", `{"email":"oa-new@acme.example","role":"member"}`, true, true},
+			{"POST", "/api/v1/invitations", `{"email":"oa-new@acme.example","role":"root"}`, false, true}, // 400
 			{"POST", "/api/v1/auth/logout", "", true, true},
+			{"POST", "/api/v1/auth/password-reset", `{"tenant":"acme","email":"owner@acme.example"}`, true, true},
+			{"POST", "/api/v1/auth/password-reset", `{"tenant":"acme"}`, false, true},                                          // 400
+			{"POST", "/api/v1/auth/password-reset/confirm", `{"token":"not-a-token","password":"whatever it is"}`, true, true}, // 410
+			{"POST", "/api/v1/auth/invitation", `{"token":"not-a-token"}`, true, true},                                         // 410
+			{"POST", "/api/v1/auth/invitation/accept", `{"token":"x"}`, false, true},                                           // 400
 		}...)
 		for _, s := range steps {
 			var body any

@@ -53,6 +53,10 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/auth/mfa", Public, anytime, a.mfa},
 		{"POST", "/api/v1/auth/reauth", Session, anytime, a.reauth},
 		{"POST", "/api/v1/auth/logout", Public, anytime, a.logout},
+		{"POST", "/api/v1/auth/invitation", Public, anytime, a.invitation},
+		{"POST", "/api/v1/auth/invitation/accept", Public, anytime, a.acceptInvitation},
+		{"POST", "/api/v1/auth/password-reset", Public, anytime, a.requestReset},
+		{"POST", "/api/v1/auth/password-reset/confirm", Public, anytime, a.resetPassword},
 
 		{"GET", "/api/v1/me", Enrol, anytime, a.me},
 		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
@@ -73,6 +77,8 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/users/{id}", "users:read", anytime, a.getUser},
 		{"PATCH", "/api/v1/users/{id}", "users:write", sensitive, a.updateUser},
 		{"POST", "/api/v1/users/{id}/unlock", "users:write", anytime, a.unlockUser},
+		{"POST", "/api/v1/users/{id}/invitation", "users:write", anytime, a.resendInvitation},
+		{"POST", "/api/v1/invitations", "users:write", anytime, a.invite},
 
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},

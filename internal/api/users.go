@@ -64,3 +64,23 @@ func (a *API) unlockUser(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (a *API) invite(w http.ResponseWriter, r *http.Request) error {
+	var in identity.Invitation
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if err := a.identity.Invite(r.Context(), principal(r), in); err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusAccepted, map[string]string{"detail": "The invitation is on its way."})
+	return nil
+}
+
+func (a *API) resendInvitation(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.ResendInvitation(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

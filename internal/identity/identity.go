@@ -133,9 +133,25 @@ func validRole(role string) error {
 	return nil
 }
 
+// User statuses. An invited user has no password yet and becomes active by
+// accepting the invitation.
+const (
+	StatusActive    = "active"
+	StatusInvited   = "invited"
+	StatusSuspended = "suspended"
+)
+
 // CreateUser makes an account, reusing the tenant's data subject with that
 // email when there is one.
 func (s *Service) CreateUser(ctx context.Context, tenantID string, in NewUser) (User, error) {
+	return s.createUser(ctx, tenantID, in, StatusActive, nil)
+}
+
+// createUser makes an account with status; then, when not nil, runs in the
+// same transaction, and events about the new user (target filled in) are
+// recorded with its creation.
+func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, status string,
+	then func(tx *sqldb.Tx, u User) error, events ...audit.Event) (User, error) {
 	if in.Role == "" {
 		in.Role = RoleMember
 	}
@@ -168,10 +184,14 @@ func (s *Service) CreateUser(ctx context.Context, tenantID string, in NewUser) (
 		return User{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	u := User{ID: id.String(), SubjectID: subjectID, Role: in.Role, Status: "active", CreatedAt: now}
+	u := User{ID: id.String(), SubjectID: subjectID, Role: in.Role, Status: status, CreatedAt: now}
 	var changed int64
 	if hash != "" {
 		changed = now.UnixMicro()
+	}
+	events = append([]audit.Event{{Action: "user.create", Details: map[string]any{"role": in.Role, "status": status, "password_set": hash != ""}}}, events...)
+	for i := range events {
+		events[i].TargetType, events[i].TargetID, events[i].SubjectID = "user", u.ID, u.SubjectID
 	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, subject_id, role, status, created_at, password_hash, password_changed_at)
@@ -180,9 +200,11 @@ func (s *Service) CreateUser(ctx context.Context, tenantID string, in NewUser) (
 		if sqldb.IsUniqueViolation(err) {
 			return errs.Field("email", "a user with this email already exists")
 		}
-		return err
-	}, audit.Event{Action: "user.create", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID,
-		Details: map[string]any{"role": in.Role, "password_set": hash != ""}})
+		if err != nil || then == nil {
+			return err
+		}
+		return then(tx, u)
+	}, events...)
 	return u, err
 }
 

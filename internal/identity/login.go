@@ -155,7 +155,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		if ok && rehash {
 			s.rehash(ctx, a, in.Password)
 		}
-		return ok && a.Status == "active", err
+		return ok && a.Status == StatusActive, err
 	})
 	if err != nil {
 		return LoginResult{}, err
@@ -422,21 +422,39 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err != nil {
 		return err
 	}
-	ok, _, err := s.hasher.Verify(ctx, current, a.hash)
-	if err != nil || !ok {
-		_ = s.log.Record(ctx, p.TenantID, audit.Event{Action: "user.password.change", TargetType: "user", TargetID: u.ID,
-			SubjectID: u.SubjectID, Outcome: audit.Failure, Details: map[string]any{"reason": "wrong current password"}})
+	sec, err := s.SecuritySettings(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	// A wrong current password spends from the account's lockout budget, so
+	// that a stolen session cannot guess the password without limit.
+	ok, err := s.attempt(ctx, a, budget{"users", a.ID}, sec, "user.password.change", func() (bool, error) {
+		ok, _, err := s.hasher.Verify(ctx, current, a.hash)
+		return ok, err
+	})
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return errs.Field("current_password", "is not correct")
+	}
+	// Right: the attempt was no failure (earlier failures stay counted).
+	if err := s.giveBack(ctx, p.TenantID, budget{"users", a.ID}, sec); err != nil {
+		return err
+	}
+	m, err := s.passwordChangedMail(ctx, a)
+	if err != nil {
+		return err
 	}
 	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		now := s.now().UnixMicro()
-		if _, err := tx.Exec(ctx, "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE tenant_id = ? AND id = ?",
-			hash, now, p.TenantID, u.ID); err != nil {
+		if err := setPassword(ctx, tx, a, hash, now); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND id <> ? AND revoked_at = 0",
-			now, p.TenantID, u.ID, p.SessionID)
-		return err
+		if err := revokeSessions(ctx, tx, p.TenantID, u.ID, p.SessionID, now); err != nil {
+			return err
+		}
+		return s.mail.Queue(ctx, tx, a.key, m)
 	}, audit.Event{Action: "user.password.change", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID})
 }
 

@@ -90,7 +90,7 @@ func (s *Service) findSession(ctx context.Context, secret string) (*session, err
 		return nil, err
 	}
 	now := s.now().UnixMicro()
-	if revoked != 0 || now >= ss.expires || userStatus != "active" || tenantStatus != "active" ||
+	if revoked != 0 || now >= ss.expires || userStatus != StatusActive || tenantStatus != "active" ||
 		ss.state != statePending && now-ss.seen > ss.sec.idle().Microseconds() {
 		return nil, errNoSession
 	}

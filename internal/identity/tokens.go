@@ -213,7 +213,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 		return Principal{}, fmt.Errorf("find token: %w", err)
 	}
 	now := s.now().UnixMicro()
-	if revoked != 0 || now >= expires || userStatus != "active" || tenantStatus != "active" {
+	if revoked != 0 || now >= expires || userStatus != StatusActive || tenantStatus != "active" {
 		return Principal{}, errBadToken
 	}
 	held := RoleScopes(p.Role)

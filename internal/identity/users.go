@@ -112,12 +112,15 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 			return User{}, errs.E(errs.Forbidden, "a %s cannot make someone %s", p.Role, *patch.Role)
 		}
 	}
-	if patch.Status != nil && *patch.Status != "active" && *patch.Status != "suspended" {
+	if patch.Status != nil && *patch.Status != StatusActive && *patch.Status != StatusSuspended {
 		return User{}, errs.Field("status", "one of active, suspended")
 	}
 	u, err := s.UserByID(ctx, p.TenantID, id)
 	if err != nil {
 		return User{}, err
+	}
+	if u.Status == StatusInvited && patch.Status != nil && *patch.Status == StatusActive {
+		return User{}, errs.Field("status", "an invited user becomes active by accepting the invitation")
 	}
 	if rank(u.Role) > rank(p.Role) {
 		return User{}, errs.E(errs.Forbidden, "a %s cannot change an %s", p.Role, u.Role)
@@ -129,7 +132,7 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 		return u, nil
 	}
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
-		if u.Role == RoleOwner && (next.Role != RoleOwner || next.Status != "active") {
+		if u.Role == RoleOwner && (next.Role != RoleOwner || next.Status != StatusActive) {
 			var owners int
 			if err := tx.QueryRow(ctx, "SELECT count(*) FROM users WHERE tenant_id = ? AND role = ? AND status = 'active' AND id <> ?",
 				p.TenantID, RoleOwner, id).Scan(&owners); err != nil {
@@ -143,10 +146,8 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 			next.Role, next.Status, p.TenantID, id); err != nil {
 			return err
 		}
-		if next.Status != "active" {
-			_, err := tx.Exec(ctx, "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND revoked_at = 0",
-				s.now().UnixMicro(), p.TenantID, id)
-			return err
+		if next.Status != StatusActive {
+			return revokeSessions(ctx, tx, p.TenantID, id, "", s.now().UnixMicro())
 		}
 		return nil
 	}, audit.Event{Action: "user.update", TargetType: "user", TargetID: id, SubjectID: u.SubjectID,

@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,20 @@ func (e *Env) AddUser(t testing.TB, email, role, pw string) identity.User {
 		t.Fatal(err)
 	}
 	return u
+}
+
+var linkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})\b`)
+
+// LinkToken waits for a mail to `to` whose subject contains subject and
+// returns the secret of the one-time link in the newest such mail.
+func (e *Env) LinkToken(t testing.TB, to, subject string) string {
+	t.Helper()
+	m := e.Mail.Wait(t, to, subject, 10*time.Second)
+	sub := linkToken.FindStringSubmatch(m.Text)
+	if sub == nil {
+		t.Fatalf("no one-time link in the mail %q: %q", m.Subject, m.Text)
+	}
+	return sub[1]
 }
 
 // Browser is an HTTP client with its own cookies, like one browser.

@@ -9,6 +9,7 @@ import (
 	"mime/quotedprintable"
 	"net"
 	netmail "net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,23 +70,39 @@ func (s *Server) All() []Mail {
 	return append([]Mail(nil), s.mails...)
 }
 
-// Wait returns the first mail to `to` whose subject contains subject,
-// failing the test after timeout.
+// To returns the mails received so far for to whose subject contains
+// subject, oldest first.
+func (s *Server) To(to, subject string) []Mail {
+	var out []Mail
+	for _, m := range s.All() {
+		if slices.ContainsFunc(m.To, func(r string) bool { return strings.EqualFold(r, to) }) && strings.Contains(m.Subject, subject) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Wait returns the newest mail to `to` whose subject contains subject,
+// waiting for the first one and failing the test after timeout.
 func (s *Server) Wait(t testing.TB, to, subject string, timeout time.Duration) Mail {
+	t.Helper()
+	ms := s.WaitCount(t, to, subject, 1, timeout)
+	return ms[len(ms)-1]
+}
+
+// WaitCount waits until at least n mails to `to` whose subject contains
+// subject arrived, and returns them, failing the test after timeout.
+func (s *Server) WaitCount(t testing.TB, to, subject string, n int, timeout time.Duration) []Mail {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		for _, m := range s.All() {
-			for _, r := range m.To {
-				if strings.EqualFold(r, to) && strings.Contains(m.Subject, subject) {
-					return m
-				}
-			}
+		if ms := s.To(to, subject); len(ms) >= n {
+			return ms
 		}
 		select {
 		case <-s.added:
 		case <-deadline:
-			t.Fatalf("no mail to %s about %q within %s; got %d other mails", to, subject, timeout, len(s.All()))
+			t.Fatalf("%d mails to %s about %q within %s; want %d (%d mails in all)", len(s.To(to, subject)), to, subject, timeout, n, len(s.All()))
 		}
 	}
 }
