@@ -114,10 +114,19 @@ func TestOtherTenantGets404(t *testing.T) {
 			"/api/v1/me/mfa/":      victim.Do(t, "POST", "/api/v1/me/mfa/totp", nil).Map(t)["id"].(string),
 			"/api/v1/me/sessions/": firstID(t, victim.Do(t, "GET", "/api/v1/me/sessions", nil)),
 			"/api/v1/users/":       env.AddUser(t, "staff@acme.example", "member", "").ID,
+			"/api/v1/spaces/":      victim.Do(t, "POST", "/api/v1/spaces", map[string]any{"name": "Victim"}).Map(t)["id"].(string),
+			"/api/v1/groups/":      victim.Do(t, "POST", "/api/v1/groups", map[string]any{"name": "Victims"}).Map(t)["id"].(string),
 		}
+		staff := ids["/api/v1/users/"]
+		if r := victim.Do(t, "PUT", "/api/v1/groups/"+ids["/api/v1/groups/"]+"/members/"+staff, map[string]any{}); r.Status != 204 {
+			t.Fatalf("add member: %d %s", r.Status, r.Body)
+		}
+		grant := victim.Do(t, "POST", "/api/v1/spaces/"+ids["/api/v1/spaces/"]+"/grants", map[string]any{"user_id": staff, "access": "viewer"}).Map(t)["id"].(string)
+		inner := strings.NewReplacer("{user}", staff, "{grant}", grant)
+		fake := strings.NewReplacer("{user}", "01a00000-0000-7000-8000-000000000000", "{grant}", "01a00000-0000-7000-8000-000000000000")
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
-		bodies := map[string]any{"POST": map[string]any{}}
+		bodies := map[string]any{"POST": map[string]any{}, "PUT": map[string]any{}}
 		n := 0
 		for _, rt := range env.App.API.Routes() {
 			if !strings.Contains(rt.Path, "{id}") {
@@ -134,12 +143,14 @@ func TestOtherTenantGets404(t *testing.T) {
 				t.Errorf("%s %s: no real id to probe it with; add one to this test", rt.Method, rt.Path)
 				continue
 			}
-			path := strings.ReplaceAll(rt.Path, "{id}", id)
-			missing := strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000")
+			path := inner.Replace(strings.ReplaceAll(rt.Path, "{id}", id))
+			missing := fake.Replace(strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000"))
 			body := bodies[rt.Method]
 			if rt.Method == "PATCH" { // a valid change of each kind of object
 				body = map[string]any{"/api/v1/subjects/": map[string]any{"source": "probe"},
-					"/api/v1/users/": map[string]any{"status": "suspended"}}[strings.TrimSuffix(rt.Path, "{id}")]
+					"/api/v1/users/":  map[string]any{"status": "suspended"},
+					"/api/v1/spaces/": map[string]any{"name": "probe"},
+					"/api/v1/groups/": map[string]any{"name": "probe"}}[strings.TrimSuffix(rt.Path, "{id}")]
 			}
 			got := other.Do(t, rt.Method, path, body)
 			want := other.Do(t, rt.Method, missing, body)
@@ -173,6 +184,13 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		if r := victim.Do(t, "GET", "/api/v1/users/"+ids["/api/v1/users/"], nil); r.Map(t)["status"] != "active" {
 			t.Errorf("other tenant suspended a user: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/spaces/"+ids["/api/v1/spaces/"]+"/grants", nil); r.Status != 200 || !strings.Contains(string(r.Body), grant) ||
+			strings.Contains(string(r.Body), "probe") {
+			t.Errorf("other tenant changed the space's grants: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/groups/"+ids["/api/v1/groups/"], nil); r.Status != 200 || r.Map(t)["name"] != "Victims" || r.Map(t)["members"] != 1.0 {
+			t.Errorf("other tenant changed the group: %s", r.Body)
 		}
 		if r := victim.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
 			t.Errorf("other tenant ended the victim's session: %d", r.Status)

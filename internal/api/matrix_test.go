@@ -8,76 +8,166 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/space"
 )
 
 // principals of the authorization matrix, in the order of its columns.
-var principals = []string{"anonymous", "member", "admin", "owner", "owner token", "member token", "other tenant's admin"}
+// viewer, editor: members with that grant on the matrix's space; group
+// admin: a member who administers the matrix's group; member: a member
+// with neither; member token: a token of an admin since demoted to member.
+var principals = []string{"anonymous", "member", "viewer", "editor", "group admin", "admin", "owner",
+	"owner token", "member token", "other tenant's admin"}
 
 // matrix says, for every route, what each principal gets: ok (past
-// authorization: any status but 401/403), 401 or 403. A route missing here
-// fails the test, so a new route cannot ship without a decision on who may
-// call it. Viewer, editor and group-admin columns arrive with spaces and
-// groups.
+// authorization: any status but 401, 403 or 404), 401, 403, or 404 (the
+// object is hidden from them). Routes on spaces and groups are called with
+// real objects; the /me/… ids are made up, so everyone who gets past
+// authorization finds nothing there. A route missing here fails the test,
+// so a new route cannot ship without a decision on who may call it.
 var matrix = map[string]string{
-	//                                          anon member admin owner owner-token member-token other-admin
-	"GET /healthz":                             "ok ok ok ok ok ok ok",
-	"GET /readyz":                              "ok ok ok ok ok ok ok",
-	"GET /metrics":                             "ok ok ok ok ok ok ok",
-	"GET /api/v1/openapi.json":                 "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/login":                  "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/mfa":                    "401 ok ok ok 401 401 ok",
-	"POST /api/v1/auth/reauth":                 "401 ok ok ok 403 403 ok",
-	"POST /api/v1/auth/logout":                 "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/invitation":             "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/invitation/accept":      "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/password-reset":         "ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/password-reset/confirm": "ok ok ok ok ok ok ok",
-	"GET /api/v1/me":                           "401 ok ok ok 403 403 ok",
-	"PUT /api/v1/me/password":                  "401 ok ok ok 403 403 ok",
-	"GET /api/v1/me/sessions":                  "401 ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/sessions/{id}":          "401 ok ok ok 403 403 ok",
-	"GET /api/v1/me/mfa":                       "401 ok ok ok 403 403 ok",
-	"GET /api/v1/me/mfa/totp":                  "401 ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/totp":                 "401 ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/totp/confirm":         "401 ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/mfa/{id}":               "401 ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/recovery-codes":       "401 ok ok ok 403 403 ok",
-	"GET /api/v1/me/tokens":                    "401 ok ok ok 403 403 ok",
-	"POST /api/v1/me/tokens":                   "401 ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/tokens/{id}":            "401 ok ok ok 403 403 ok",
-	"GET /api/v1/users":                        "401 403 ok ok ok 403 ok",
-	"POST /api/v1/users":                       "401 403 ok ok ok 403 ok",
-	"GET /api/v1/users/{id}":                   "401 403 ok ok ok 403 ok",
-	"PATCH /api/v1/users/{id}":                 "401 403 ok ok 403 403 ok",
-	"POST /api/v1/users/{id}/unlock":           "401 403 ok ok ok 403 ok",
-	"POST /api/v1/users/{id}/invitation":       "401 403 ok ok ok 403 ok",
-	"POST /api/v1/invitations":                 "401 403 ok ok ok 403 ok",
-	"GET /api/v1/settings/security":            "401 403 ok ok ok 403 ok",
-	"PATCH /api/v1/settings/security":          "401 403 ok ok 403 403 ok",
-	"POST /api/v1/subjects":                    "401 403 ok ok ok 403 ok",
-	"GET /api/v1/subjects":                     "401 403 ok ok ok 403 ok",
-	"GET /api/v1/subjects/{id}":                "401 403 ok ok ok 403 ok",
-	"PATCH /api/v1/subjects/{id}":              "401 403 ok ok ok 403 ok",
-	"GET /api/v1/audit":                        "401 403 ok ok ok 403 ok",
-	"GET /api/v1/audit/verify":                 "401 403 ok ok ok 403 ok",
+	//                                                  anon member viewer editor gadmin admin owner o-token m-token other
+	"GET /healthz":                              "ok ok ok ok ok ok ok ok ok ok",
+	"GET /readyz":                               "ok ok ok ok ok ok ok ok ok ok",
+	"GET /metrics":                              "ok ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/openapi.json":                  "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/login":                   "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/mfa":                     "401 ok ok ok ok ok ok 401 401 ok",
+	"POST /api/v1/auth/reauth":                  "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/auth/logout":                  "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/invitation":              "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/invitation/accept":       "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/password-reset":          "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/password-reset/confirm":  "ok ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/me":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"PUT /api/v1/me/password":                   "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/sessions":                   "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/sessions/{id}":           "401 404 404 404 404 404 404 403 403 404",
+	"GET /api/v1/me/mfa":                        "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/mfa/totp":                   "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/totp":                  "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/totp/confirm":          "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/mfa/{id}":                "401 404 404 404 404 404 404 403 403 404",
+	"POST /api/v1/me/mfa/recovery-codes":        "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/tokens":                     "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/tokens":                    "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/tokens/{id}":             "401 404 404 404 404 404 404 403 403 404",
+	"GET /api/v1/users":                         "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/users":                        "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/users/{id}":                    "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/users/{id}":                  "401 403 403 403 403 ok ok 403 403 404",
+	"POST /api/v1/users/{id}/unlock":            "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/users/{id}/invitation":        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/invitations":                  "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/groups":                        "401 ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/groups":                       "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/groups/{id}":                   "401 404 404 404 ok ok ok ok 404 404",
+	"PATCH /api/v1/groups/{id}":                 "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/groups/{id}":                "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/groups/{id}/members/{user}":    "401 404 404 404 ok ok ok ok 404 404",
+	"DELETE /api/v1/groups/{id}/members/{user}": "401 404 404 404 ok ok ok ok 404 404",
+	"POST /api/v1/spaces":                       "401 ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/spaces":                        "401 ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/spaces/{id}":                   "401 404 ok ok 404 ok ok ok 404 404",
+	"PATCH /api/v1/spaces/{id}":                 "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/spaces/{id}/grants":            "401 404 403 ok 404 ok ok ok 404 404",
+	"POST /api/v1/spaces/{id}/grants":           "401 404 403 ok 404 ok ok ok 404 404",
+	"DELETE /api/v1/spaces/{id}/grants/{grant}": "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/settings/security":             "401 403 403 403 403 ok ok ok 403 ok",
+	"PATCH /api/v1/settings/security":           "401 403 403 403 403 ok ok 403 403 ok",
+	"POST /api/v1/subjects":                     "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/subjects":                      "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/subjects/{id}":                 "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/subjects/{id}":               "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/audit":                         "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/audit/verify":                  "401 403 403 403 403 ok ok ok 403 ok",
 }
 
 // TestAuthorizationMatrix walks every route × principal.
 func TestAuthorizationMatrix(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
-		env.AddUser(t, "member@acme.example", "member", apptest.Password)
-		env.AddUser(t, "admin@acme.example", "admin", apptest.Password)
+		ctx := context.Background()
+		ids, sps := env.App.Identity, env.App.Spaces
+		for _, u := range []struct{ email, role string }{{"member", "member"}, {"viewer", "member"}, {"editor", "member"},
+			{"gadmin", "member"}, {"admin", "admin"}} {
+			env.AddUser(t, u.email+"@acme.example", u.role, apptest.Password)
+		}
 		env.AddTenant(t, "globex", "owner@globex.example")
 		// The member token belongs to an admin demoted to member after
 		// making it: its scopes shrink with the role.
 		demoted := env.AddUser(t, "demoted@acme.example", "admin", apptest.Password)
-		memberToken, _, err := env.App.Identity.CreateToken(context.Background(), env.Tenant.ID, "demoted@acme.example", "t", nil, time.Hour)
+		memberToken, _, err := ids.CreateToken(ctx, env.Tenant.ID, "demoted@acme.example", "t", nil, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		owner := env.SignIn(t, "acme", "owner@acme.example")
 		if r := owner.Do(t, "PATCH", "/api/v1/users/"+demoted.ID, map[string]string{"role": "member"}); r.Status != 200 {
 			t.Fatalf("demote: %d %s", r.Status, r.Body)
+		}
+		op := principalOf(t, env, "owner@acme.example")
+		user := func(email string) string {
+			u, err := ids.UserByEmail(ctx, env.Tenant.ID, email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.ID
+		}
+		sp, err := sps.Create(ctx, op, "Matrix", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for email, access := range map[string]string{"viewer@acme.example": space.Viewer, "editor@acme.example": space.Editor} {
+			if _, err := sps.Grant(ctx, op, sp.ID, space.GrantInput{UserID: user(email), Access: access}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		group, err := ids.CreateGroup(ctx, op, "Matrix")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ids.SetMember(ctx, op, group.ID, user("gadmin@acme.example"), true); err != nil {
+			t.Fatal(err)
+		}
+		staff := env.AddUser(t, "staff@acme.example", "member", "")
+		subject := createSubject(t, env, env.Token, map[string]any{"email": "matrix@example.org"})["id"].(string)
+		n := 0
+		throwaway := func() string {
+			n++
+			return env.AddUser(t, fmt.Sprintf("x%d@acme.example", n), "member", "").ID
+		}
+		// path gives the path to call route key with: real objects where
+		// access depends on them, fresh ones for each destructive call.
+		path := func(key, p string) string {
+			switch key {
+			case "DELETE /api/v1/groups/{id}":
+				g, err := ids.CreateGroup(ctx, op, fmt.Sprintf("doomed %d", n))
+				n++
+				if err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/groups/" + g.ID
+			case "DELETE /api/v1/groups/{id}/members/{user}":
+				u := throwaway()
+				if err := ids.SetMember(ctx, op, group.ID, u, false); err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/groups/" + group.ID + "/members/" + u
+			case "PUT /api/v1/groups/{id}/members/{user}":
+				return "/api/v1/groups/" + group.ID + "/members/" + throwaway()
+			case "DELETE /api/v1/spaces/{id}/grants/{grant}":
+				g, err := sps.Grant(ctx, op, sp.ID, space.GrantInput{UserID: throwaway(), Access: space.Viewer})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/spaces/" + sp.ID + "/grants/" + g.ID
+			}
+			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/groups/": group.ID,
+				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject} {
+				if strings.HasPrefix(p, prefix) {
+					return strings.Replace(p, "{id}", id, 1)
+				}
+			}
+			return strings.ReplaceAll(p, "{id}", "01a00000-0000-7000-8000-000000000000")
 		}
 
 		seen := map[string]bool{}
@@ -93,33 +183,33 @@ func TestAuthorizationMatrix(t *testing.T) {
 			if len(wants) != len(principals) {
 				t.Fatalf("%s: %d columns; want %d", key, len(wants), len(principals))
 			}
-			path := strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000")
 			body := map[string]string{"POST": "{}", "PATCH": "{}", "PUT": "{}"}[rt.Method]
 			for i, who := range principals {
-				var r apptest.Response
 				var b any
 				if body != "" {
 					b = body
 				}
+				p := path(key, rt.Path)
+				var r apptest.Response
 				switch who {
 				case "anonymous":
-					r = env.Browser(t).Do(t, rt.Method, path, b)
-				case "member":
-					r = env.SignIn(t, "acme", "member@acme.example").Do(t, rt.Method, path, b)
-				case "admin":
-					r = env.SignIn(t, "acme", "admin@acme.example").Do(t, rt.Method, path, b)
-				case "owner":
-					r = env.SignIn(t, "acme", "owner@acme.example").Do(t, rt.Method, path, b)
+					r = env.Browser(t).Do(t, rt.Method, p, b)
 				case "owner token":
-					r = env.Do(t, env.Token, rt.Method, path, b)
+					r = env.Do(t, env.Token, rt.Method, p, b)
 				case "member token":
-					r = env.Do(t, memberToken, rt.Method, path, b)
+					r = env.Do(t, memberToken, rt.Method, p, b)
 				case "other tenant's admin":
-					r = env.SignIn(t, "globex", "owner@globex.example").Do(t, rt.Method, path, b)
+					r = env.SignIn(t, "globex", "owner@globex.example").Do(t, rt.Method, p, b)
+				default:
+					email := map[string]string{"group admin": "gadmin"}[who]
+					if email == "" {
+						email = who
+					}
+					r = env.SignIn(t, "acme", email+"@acme.example").Do(t, rt.Method, p, b)
 				}
-				got := fmt.Sprint(r.Status)
-				if r.Status != 401 && r.Status != 403 {
-					got = "ok"
+				got := "ok"
+				if r.Status == 401 || r.Status == 403 || r.Status == 404 {
+					got = fmt.Sprint(r.Status)
 				}
 				if got != wants[i] {
 					t.Errorf("%s as %s: %s (%d %.200s); want %s", key, who, got, r.Status, r.Body, wants[i])
@@ -132,4 +222,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	})
+}
+
+// principalOf signs email in (with apptest.Password) and returns how the
+// session acts.
+func principalOf(t *testing.T, env *apptest.Env, email string) identity.Principal {
+	t.Helper()
+	res, err := env.App.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: email, Password: apptest.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := env.App.Identity.AuthenticateSession(context.Background(), res.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -94,6 +94,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		created := env.Do(t, env.Token, "POST", "/api/v1/subjects", map[string]any{"email": "oa@example.org", "attributes": map[string]any{"k": 1}})
 		id, _ := created.Map(t)["id"].(string)
+		spaceID, _ := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "OA"}).Map(t)["id"].(string)
+		groupID, _ := env.Do(t, env.Token, "POST", "/api/v1/groups", map[string]any{"name": "OA"}).Map(t)["id"].(string)
+		owner, err := env.App.Identity.UserByEmail(context.Background(), env.Tenant.ID, "owner@acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
 		b := env.Browser(t)
 		type step struct {
 			method, path, body string
@@ -112,6 +118,22 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/audit?limit=5&action=subject.*", "", true, false},
 			{"GET", "/api/v1/audit?format=csv", "", true, false},
 			{"GET", "/api/v1/audit/verify", "", true, false},
+			{"POST", "/api/v1/spaces", `{"name":"OA2","region":"local"}`, true, false},
+			{"POST", "/api/v1/spaces", `{"name":"OA3","region":"mars"}`, true, false}, // 400
+			{"GET", "/api/v1/spaces", "", true, false},
+			{"GET", "/api/v1/spaces/" + spaceID, "", true, false},
+			{"PATCH", "/api/v1/spaces/" + spaceID, `{"name":"OA renamed"}`, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/grants", `{"user_id":"` + owner.ID + `","access":"viewer"}`, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/grants", `{"user_id":"` + owner.ID + `","access":"owner"}`, false, false}, // 400
+			{"GET", "/api/v1/spaces/" + spaceID + "/grants", "", true, false},
+			{"DELETE", "/api/v1/spaces/" + spaceID + "/grants/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
+			{"GET", "/api/v1/groups", "", true, false},
+			{"POST", "/api/v1/groups", `{"name":"OA"}`, true, false}, // 400: taken
+			{"PUT", "/api/v1/groups/" + groupID + "/members/" + owner.ID, `{"admin":true}`, true, false},
+			{"GET", "/api/v1/groups/" + groupID, "", true, false},
+			{"PATCH", "/api/v1/groups/" + groupID, `{"name":"OA renamed"}`, true, false},
+			{"DELETE", "/api/v1/groups/" + groupID + "/members/" + owner.ID, "", true, false},
+			{"DELETE", "/api/v1/groups/" + groupID, "", true, false},
 			{"GET", "/healthz", "", true, false},
 			{"GET", "/readyz", "", true, false},
 			{"GET", "/metrics", "", true, false},

@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -80,6 +81,22 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/users/{id}/invitation", "users:write", anytime, a.resendInvitation},
 		{"POST", "/api/v1/invitations", "users:write", anytime, a.invite},
 
+		{"GET", "/api/v1/groups", "groups:read", anytime, a.listGroups},
+		{"POST", "/api/v1/groups", "groups:write", anytime, a.createGroup},
+		{"GET", "/api/v1/groups/{id}", "groups:read", anytime, a.getGroup},
+		{"PATCH", "/api/v1/groups/{id}", "groups:write", anytime, a.renameGroup},
+		{"DELETE", "/api/v1/groups/{id}", "groups:write", anytime, a.deleteGroup},
+		{"PUT", "/api/v1/groups/{id}/members/{user}", "groups:write", anytime, a.setMember},
+		{"DELETE", "/api/v1/groups/{id}/members/{user}", "groups:write", anytime, a.removeMember},
+
+		{"POST", "/api/v1/spaces", "spaces:write", anytime, a.createSpace},
+		{"GET", "/api/v1/spaces", "spaces:read", anytime, a.listSpaces},
+		{"GET", "/api/v1/spaces/{id}", "spaces:read", anytime, a.getSpace},
+		{"PATCH", "/api/v1/spaces/{id}", "spaces:write", anytime, a.renameSpace},
+		{"GET", "/api/v1/spaces/{id}/grants", "spaces:read", anytime, a.listGrants},
+		{"POST", "/api/v1/spaces/{id}/grants", "spaces:write", anytime, a.grant},
+		{"DELETE", "/api/v1/spaces/{id}/grants/{grant}", "spaces:write", anytime, a.revoke},
+
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
 
@@ -99,6 +116,7 @@ type API struct {
 	keys     *keyring.Keyring
 	subjects *subject.Service
 	identity *identity.Service
+	spaces   *space.Service
 	log      *audit.Log
 	audit    *audit.Reader
 	logger   *slog.Logger
@@ -117,6 +135,7 @@ type Deps struct {
 	Keys     *keyring.Keyring
 	Subjects *subject.Service
 	Identity *identity.Service
+	Spaces   *space.Service
 	Log      *audit.Log
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -129,7 +148,7 @@ type Deps struct {
 // New builds the API and registers its metrics.
 func New(d Deps) *API {
 	a := &API{
-		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, log: d.Log,
+		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -22,6 +22,7 @@ import (
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
@@ -36,6 +37,7 @@ type App struct {
 	Tenants  *tenant.Service
 	Subjects *subject.Service
 	Identity *identity.Service
+	Spaces   *space.Service
 	Mail     *mail.Outbox
 	API      *api.API
 	Logger   *slog.Logger
@@ -108,6 +110,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	a.Identity = identity.NewService(identity.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects,
 		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, Links: cfg.PublicURL, Now: opt.Now})
+	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -118,7 +121,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }

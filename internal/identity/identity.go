@@ -36,8 +36,13 @@ const (
 )
 
 // Scopes a token may carry: read or write per resource family.
-var Scopes = []string{"audit:read", "settings:read", "settings:write", "subjects:read", "subjects:write",
-	"users:read", "users:write"}
+var Scopes = []string{"audit:read", "groups:read", "groups:write", "settings:read", "settings:write",
+	"spaces:read", "spaces:write", "subjects:read", "subjects:write", "users:read", "users:write"}
+
+// memberScopes are what every active user holds: the resource families in
+// which access is decided per object (a group one belongs to, a space one
+// was granted).
+var memberScopes = []string{"groups:read", "groups:write", "spaces:read", "spaces:write"}
 
 // RoleScopes are the scopes a role holds. A token's scopes are intersected
 // with its owner's on every request, so a demoted user's tokens shrink too.
@@ -46,7 +51,7 @@ func RoleScopes(role string) []string {
 	case RoleOwner, RoleAdmin:
 		return Scopes
 	default:
-		return nil
+		return memberScopes
 	}
 }
 

@@ -239,3 +239,19 @@ func (k *Keyring) MAC(ctx context.Context, q sqldb.Q, tenantID, purpose string, 
 	m.Write(associatedData(parts...))
 	return m.Sum(nil), nil
 }
+
+// TenantDataKey returns the tenant's key for data that belongs to the
+// organisation rather than to one person but may still name people: group
+// and space names, later folder and file names. It is derived (HKDF) from
+// the index key, so it lives and dies with the tenant's other keys.
+func (k *Keyring) TenantDataKey(ctx context.Context, q sqldb.Q, tenantID string) (*DataKey, error) {
+	index, _, err := k.secret(ctx, q, tenantID, secretIndex)
+	if err != nil {
+		return nil, err
+	}
+	key, err := hkdf.Key(sha256.New, index, nil, "custodia/v1 tenant data", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &DataKey{tenantID: tenantID, key: key}, nil
+}

@@ -310,3 +310,39 @@ func TestRotateWhileKeysAreMade(t *testing.T) {
 		t.Logf("%d keys made during 3 rotations, %d stored", n, len(ids)-300)
 	})
 }
+
+// TestTenantDataKey: the tenant's data key is stable, differs per tenant
+// and from every subject key.
+func TestTenantDataKey(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr := newKeyring(t)
+		newTenant(t, db, kr, "t1")
+		newTenant(t, db, kr, "t2")
+		k1, err := kr.TenantDataKey(ctx, db.Read(), "t1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct := k1.Seal("spaces", "name_ct", "s1", []byte("Client: Jane Doe"))
+		again, err := kr.TenantDataKey(ctx, db.Read(), "t1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := again.Open("spaces", "name_ct", "s1", ct); err != nil || string(pt) != "Client: Jane Doe" {
+			t.Fatalf("Open = %q, %v", pt, err)
+		}
+		k2, err := kr.TenantDataKey(ctx, db.Read(), "t2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject := newSubjectKey(t, db, kr, "t1", "s1")
+		for name, k := range map[string]*keyring.DataKey{"other tenant": k2, "a subject key": subject} {
+			if _, err := k.Open("spaces", "name_ct", "s1", ct); !errors.Is(err, keyring.ErrDecrypt) {
+				t.Errorf("%s opened the tenant's data: %v", name, err)
+			}
+		}
+		if _, err := kr.TenantDataKey(ctx, db.Read(), "nope"); err == nil {
+			t.Error("a data key for a tenant that does not exist")
+		}
+	})
+}

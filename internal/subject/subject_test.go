@@ -199,8 +199,8 @@ var secrets = []string{"zelda.quartermaine@example.net", "+447700900123", "44770
 	"ZeldaBrowser/9.1 (quartermaine)", "203.0.113.77", "a tidal orchard hums 5150"}
 
 // seedSecrets stores the secrets everywhere personal data goes — the
-// subject, an account signed in from a known IP and browser, a TOTP seed,
-// a lock notice in the mail outbox — and returns the values made on the
+// subject, group and space names, an account signed in from a known IP and
+// browser, a TOTP seed, a lock notice in the mail outbox — and returns the values made on the
 // way (the TOTP seed) that must not be found either.
 func seedSecrets(t *testing.T, env *apptest.Env) []string {
 	t.Helper()
@@ -219,6 +219,12 @@ func seedSecrets(t *testing.T, env *apptest.Env) []string {
 	r := env.Do(t, env.Token, "GET", "/api/v1/subjects?email="+secrets[0], nil)
 	if r.Status != 200 {
 		t.Fatalf("lookup over HTTP: %d %s", r.Status, r.Body)
+	}
+	// Names of groups and spaces may name people too.
+	for path, name := range map[string]string{"/api/v1/groups": "Team " + secrets[4], "/api/v1/spaces": "Contract " + secrets[4]} {
+		if r := env.Do(t, env.Token, "POST", path, map[string]string{"name": name}); r.Status != 201 {
+			t.Fatalf("POST %s: %d %s", path, r.Status, r.Body)
+		}
 	}
 	return []string{seedAccount(t, env)}
 }

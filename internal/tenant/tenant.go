@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,12 +58,8 @@ func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant
 	if region == "" && len(s.regions) > 0 {
 		region = s.regions[0]
 	}
-	known := false
-	for _, r := range s.regions {
-		known = known || r == region
-	}
-	if !known {
-		return Tenant{}, errs.Field("region", "unknown region (configured: %s)", strings.Join(s.regions, ", "))
+	if err := s.CheckRegion(region); err != nil {
+		return Tenant{}, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -89,6 +86,14 @@ func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant
 		return Tenant{}, err
 	}
 	return t, nil
+}
+
+// CheckRegion refuses a region the operator has not configured.
+func (s *Service) CheckRegion(region string) error {
+	if !slices.Contains(s.regions, region) {
+		return errs.Field("region", "unknown region (configured: %s)", strings.Join(s.regions, ", "))
+	}
+	return nil
 }
 
 // BySlug finds a tenant by slug.
