@@ -12,6 +12,7 @@ import (
 type meResponse struct {
 	ID                string            `json:"id"`
 	Email             string            `json:"email"`
+	Name              string            `json:"name"`
 	Role              string            `json:"role"`
 	Tenant            meTenant          `json:"tenant"`
 	SubjectID         string            `json:"subject_id"`
@@ -39,7 +40,7 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	email, _, err := a.subjects.Email(ctx, p.TenantID, p.SubjectID)
+	profile, err := a.subjects.Profile(ctx, p.TenantID, p.SubjectID)
 	if err != nil {
 		return err
 	}
@@ -47,10 +48,25 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: email, Role: u.Role, SubjectID: u.SubjectID,
+	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: profile.Email, Name: profile.Name, Role: u.Role, SubjectID: u.SubjectID,
 		Tenant: meTenant{ID: t.ID, Slug: t.Slug, Name: t.Name}, CreatedAt: u.CreatedAt, LastLoginAt: u.LastLoginAt,
 		Factors: factors, EnrolmentRequired: p.Enrolment})
 	return nil
+}
+
+func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Name *string `json:"name"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Name != nil {
+		if _, err := a.identity.UpdateProfile(r.Context(), principal(r), *in.Name); err != nil {
+			return err
+		}
+	}
+	return a.me(w, r)
 }
 
 func (a *API) changePassword(w http.ResponseWriter, r *http.Request) error {

@@ -143,6 +143,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example"}`, false, true},
 			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example","password":"` + apptest.Password + `"}`, true, true},
 			{"GET", "/api/v1/me", "", true, true},
+			{"PATCH", "/api/v1/me", `{"name":"O. Wner"}`, true, true},
+			{"GET", "/api/v1/users/export?format=json", "", true, true},
+			{"GET", "/api/v1/users/export?format=csv", "", true, true},
+			{"GET", "/api/v1/users", "", true, true},
+			{"POST", "/api/v1/users/import?dry_run=true", `{}`, false, true}, // 400: not CSV
 			{"GET", "/api/v1/me/sessions", "", true, true},
 			{"GET", "/api/v1/me/mfa", "", true, true},
 			{"GET", "/api/v1/me/mfa/totp", "", true, true},

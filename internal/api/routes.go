@@ -60,6 +60,7 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/auth/password-reset/confirm", Public, anytime, a.resetPassword},
 
 		{"GET", "/api/v1/me", Enrol, anytime, a.me},
+		{"PATCH", "/api/v1/me", Session, anytime, a.updateMe},
 		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
 		{"GET", "/api/v1/me/sessions", Session, anytime, a.listSessions},
 		{"DELETE", "/api/v1/me/sessions/{id}", Session, anytime, a.revokeSession},
@@ -75,6 +76,8 @@ func (a *API) Routes() []Route {
 
 		{"GET", "/api/v1/users", "users:read", anytime, a.listUsers},
 		{"POST", "/api/v1/users", "users:write", anytime, a.createUser},
+		{"GET", "/api/v1/users/export", "users:read", sensitive, a.exportUsers},
+		{"POST", "/api/v1/users/import", "users:write", anytime, a.importUsers},
 		{"GET", "/api/v1/users/{id}", "users:read", anytime, a.getUser},
 		{"PATCH", "/api/v1/users/{id}", "users:write", sensitive, a.updateUser},
 		{"POST", "/api/v1/users/{id}/unlock", "users:write", anytime, a.unlockUser},

@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"errors"
+	"mime"
 	"net/http"
 
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/identity"
 )
@@ -82,5 +86,55 @@ func (a *API) resendInvitation(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (a *API) exportUsers(w http.ResponseWriter, r *http.Request) error {
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "json"
+	}
+	var buf bytes.Buffer // the export is small (one line per account); errors must not follow a 200
+	if err := a.identity.ExportUsers(r.Context(), principal(r), format, &buf); err != nil {
+		return err
+	}
+	ctype := "application/json"
+	if format == "csv" {
+		ctype = "text/csv; charset=utf-8"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", `attachment; filename="users-`+a.now().UTC().Format("20060102T150405Z")+`.`+format+`"`)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// maxImport bounds an uploaded user file.
+const maxImport = 5 << 20
+
+func (a *API) importUsers(w http.ResponseWriter, r *http.Request) error {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "text/csv" {
+		return errs.Field("Content-Type", "send the file as text/csv")
+	}
+	dryRun := false
+	switch v := r.URL.Query().Get("dry_run"); v {
+	case "", "false":
+	case "true":
+		dryRun = true
+	default:
+		return errs.Field("dry_run", "true or false")
+	}
+	body := http.MaxBytesReader(w, r.Body, maxImport)
+	res, err := a.identity.ImportUsers(r.Context(), principal(r), body, dryRun)
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return errs.E(errs.TooLarge, "the file is larger than %d MiB", maxImport>>20)
+	}
+	if err != nil {
+		return err
+	}
+	code := http.StatusCreated
+	if dryRun {
+		code = http.StatusOK
+	}
+	httpio.JSON(w, code, res)
 	return nil
 }

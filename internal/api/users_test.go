@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
@@ -80,4 +81,57 @@ func firstAdmin(t *testing.T, b *apptest.Browser) string {
 	}
 	t.Fatal("no admin")
 	return ""
+}
+
+// TestUserImportExportOverHTTP: a bad file answers problem+json listing
+// every bad row and imports nothing; a good one invites everyone; the
+// export needs a recent sign-in and comes as a CSV attachment.
+func TestUserImportExportOverHTTP(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		owner := env.SignIn(t, "acme", "owner@acme.example")
+		send := func(query, ctype, body string) apptest.Response {
+			t.Helper()
+			return owner.DoRaw(t, "POST", "/api/v1/users/import"+query, ctype, body)
+		}
+		r := send("", "text/csv", "email,role\nnope,member\nx@acme.example,god\n")
+		var p struct {
+			Status int
+			Detail string
+			Errors []struct {
+				Line   int
+				Field  string
+				Reason string
+			}
+		}
+		r.JSON(t, &p)
+		if r.Status != 400 || r.Header.Get("Content-Type") != "application/problem+json" || len(p.Errors) != 2 ||
+			p.Errors[0].Line != 2 || p.Errors[0].Field != "email" || p.Errors[1].Line != 3 || p.Errors[1].Field != "role" {
+			t.Fatalf("bad file: %d %s", r.Status, r.Body)
+		}
+		if r := send("", "application/json", `{}`); r.Status != 400 || r.Map(t)["field"] != "Content-Type" {
+			t.Errorf("JSON body: %d %s", r.Status, r.Body)
+		}
+		if r := send("?dry_run=maybe", "text/csv", "email\na@acme.example\n"); r.Status != 400 || r.Map(t)["field"] != "dry_run" {
+			t.Errorf("dry_run=maybe: %d %s", r.Status, r.Body)
+		}
+		if r := send("?dry_run=true", "text/csv", "email\na@acme.example\n"); r.Status != 200 || r.Map(t)["created"] != 1.0 {
+			t.Errorf("dry run: %d %s", r.Status, r.Body)
+		}
+		if r := send("", "text/csv; charset=utf-8", "email,name\na@acme.example,Ann\n"); r.Status != 201 {
+			t.Fatalf("import: %d %s", r.Status, r.Body)
+		}
+		env.LinkToken(t, "a@acme.example", "invited")
+
+		if r := env.Do(t, env.Token, "GET", "/api/v1/users/export?format=csv", nil); r.Status != 403 {
+			t.Errorf("export with a token: %d", r.Status)
+		}
+		r = owner.Do(t, "GET", "/api/v1/users/export?format=csv", nil)
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") ||
+			!strings.Contains(r.Header.Get("Content-Disposition"), "attachment") || !strings.Contains(string(r.Body), "a@acme.example,Ann,member,invited") {
+			t.Errorf("export: %d %v %s", r.Status, r.Header, r.Body)
+		}
+		if r := owner.Do(t, "GET", "/api/v1/users/export?format=pdf", nil); r.Status != 400 {
+			t.Errorf("export as pdf: %d", r.Status)
+		}
+	})
 }

@@ -60,9 +60,23 @@ func (k Kind) String() string {
 // Error is a classified error.
 type Error struct {
 	Kind   Kind
-	Field  string // JSON name of the offending input, if any
-	Detail string // safe to show to the caller; never contains personal data
-	Err    error  // cause, for logs only
+	Field  string       // JSON name of the offending input, if any
+	Detail string       // safe to show to the caller; never contains personal data
+	Rows   []RowProblem // for a file: every bad row
+	Err    error        // cause, for logs only
+}
+
+// RowProblem is what is wrong with one row of an imported file. It names
+// the line and the column, never the value (which may be personal data).
+type RowProblem struct {
+	Line   int    `json:"line"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// Rows builds an Invalid error listing every bad row of a file.
+func Rows(detail string, rows []RowProblem) error {
+	return &Error{Kind: Invalid, Detail: detail, Rows: rows}
 }
 
 func (e *Error) Error() string {

@@ -31,6 +31,8 @@ type Problem struct {
 	Detail    string `json:"detail,omitempty"`
 	Field     string `json:"field,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Errors lists every bad row when the input was a file.
+	Errors []errs.RowProblem `json:"errors,omitempty"`
 }
 
 // status is the one table from error kinds to HTTP statuses.
@@ -62,7 +64,7 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		RequestID: RequestID(r.Context()),
 	}
 	if e, ok := errs.As(err); ok && kind != errs.Internal {
-		p.Detail, p.Field = e.Detail, e.Field
+		p.Detail, p.Field, p.Errors = e.Detail, e.Field, e.Rows
 		if p.Field != "" {
 			p.Detail = p.Field + ": " + p.Detail
 		}

@@ -128,6 +128,7 @@ func (s *Service) Hasher() *password.Hasher { return s.hasher }
 type NewUser struct {
 	Email    string
 	Role     string // default member
+	Name     string // optional
 	Password string // optional; checked against the tenant's policy
 }
 
@@ -175,7 +176,11 @@ func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, s
 	}
 	subjectID, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, email)
 	if errs.Is(err, errs.NotFound) {
-		sub, cerr := s.subjects.Create(ctx, tenantID, subject.New{Email: email, Source: "account"})
+		var attrs map[string]any
+		if in.Name != "" {
+			attrs = map[string]any{"name": in.Name}
+		}
+		sub, cerr := s.subjects.Create(ctx, tenantID, subject.New{Email: email, Source: "account", Attributes: attrs})
 		if cerr != nil {
 			return User{}, cerr
 		}

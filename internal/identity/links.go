@@ -157,19 +157,25 @@ func (s *Service) Invite(ctx context.Context, p Principal, in Invitation) error 
 	}
 	a, err := s.accountByEmail(ctx, p.TenantID, email)
 	if errs.Is(err, errs.NotFound) {
-		_, err = s.createUser(ctx, p.TenantID, NewUser{Email: email, Role: in.Role}, StatusInvited, func(tx *sqldb.Tx, u User) error {
-			key, err := s.subjects.Key(ctx, p.TenantID, u.SubjectID)
-			if err != nil {
-				return err
-			}
-			return s.sendInvitation(ctx, tx, &account{User: u, tenantID: p.TenantID, email: email, key: key})
-		}, audit.Event{Action: "user.invite", Details: map[string]any{"role": in.Role}})
-		return err
+		return s.inviteNew(ctx, p.TenantID, NewUser{Email: email, Role: in.Role}, "invitation")
 	}
 	if err != nil {
 		return err
 	}
 	return s.remind(ctx, a, "user.invite", map[string]any{"role": in.Role, "existing": true})
+}
+
+// inviteNew makes an invited account for an address that has none and
+// mails it an invitation, in one transaction.
+func (s *Service) inviteNew(ctx context.Context, tenantID string, in NewUser, via string) error {
+	_, err := s.createUser(ctx, tenantID, in, StatusInvited, func(tx *sqldb.Tx, u User) error {
+		key, err := s.subjects.Key(ctx, tenantID, u.SubjectID)
+		if err != nil {
+			return err
+		}
+		return s.sendInvitation(ctx, tx, &account{User: u, tenantID: tenantID, email: in.Email, key: key})
+	}, audit.Event{Action: "user.invite", Details: map[string]any{"role": in.Role, "via": via}})
+	return err
 }
 
 // ResendInvitation sends an invited user a fresh link (the old one stops

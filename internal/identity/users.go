@@ -2,16 +2,20 @@ package identity
 
 import (
 	"context"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
 )
 
-// Account is a user as an admin sees it: with the email.
+// Account is a user as an admin sees it: with email and name.
 type Account struct {
 	User
 	Email string `json:"email"`
+	Name  string `json:"name"`
 }
 
 // rank orders roles: a principal may grant or change only what ranks at
@@ -74,8 +78,8 @@ func (s *Service) Account(ctx context.Context, tenantID, id string) (Account, er
 }
 
 func (s *Service) withEmail(ctx context.Context, tenantID string, u User) (Account, error) {
-	email, _, err := s.subjects.Email(ctx, tenantID, u.SubjectID)
-	return Account{User: u, Email: email}, err
+	pr, err := s.subjects.Profile(ctx, tenantID, u.SubjectID)
+	return Account{User: u, Email: pr.Email, Name: pr.Name}, err
 }
 
 // CreateUserAs is CreateUser on behalf of p, who may not grant a role
@@ -97,6 +101,79 @@ func (s *Service) CreateUserAs(ctx context.Context, p Principal, in NewUser) (Us
 type UserPatch struct {
 	Role   *string `json:"role"`
 	Status *string `json:"status"` // active | suspended
+	Name   *string `json:"name"`   // "" clears
+	Email  *string `json:"email"`
+}
+
+// maxName bounds a person's name, in characters.
+const maxName = 200
+
+// profilePatch turns name and email changes into a rectification of the
+// user's data subject.
+func profilePatch(name, email *string) (subject.Patch, error) {
+	var sp subject.Patch
+	if name != nil {
+		n := strings.TrimSpace(*name)
+		if utf8.RuneCountInString(n) > maxName {
+			return sp, errs.Field("name", "at most %d characters", maxName)
+		}
+		var v any = n
+		if n == "" {
+			v = nil
+		}
+		sp.Attributes = subject.Optional[map[string]any]{Set: true, Value: map[string]any{"name": v}}
+	}
+	if email != nil {
+		e, err := subject.NormalizeEmail(*email)
+		if err != nil {
+			return sp, err
+		}
+		sp.Email = subject.Optional[string]{Set: true, Value: e}
+	}
+	return sp, nil
+}
+
+// checkProfile validates name and email changes for u: the patch to its
+// data subject, refusing another person's email.
+func (s *Service) checkProfile(ctx context.Context, tenantID string, u User, name, email *string) (subject.Patch, error) {
+	sp, err := profilePatch(name, email)
+	if err != nil || !sp.Email.Set {
+		return sp, err
+	}
+	other, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, sp.Email.Value)
+	switch {
+	case err == nil && other != u.SubjectID:
+		return sp, errs.Field("email", "another person in this organisation has this email")
+	case err != nil && !errs.Is(err, errs.NotFound):
+		return sp, err
+	}
+	return sp, nil
+}
+
+// rectify applies a checked profile patch to u's data subject (audited
+// there by field name, never value).
+func (s *Service) rectify(ctx context.Context, tenantID string, u User, sp subject.Patch) error {
+	if !sp.Email.Set && !sp.Attributes.Set {
+		return nil
+	}
+	_, err := s.subjects.Rectify(ctx, tenantID, u.SubjectID, sp)
+	return err
+}
+
+// UpdateProfile lets the principal change their own name.
+func (s *Service) UpdateProfile(ctx context.Context, p Principal, name string) (Account, error) {
+	u, err := s.UserByID(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return Account{}, err
+	}
+	sp, err := s.checkProfile(ctx, p.TenantID, u, &name, nil)
+	if err != nil {
+		return Account{}, err
+	}
+	if err := s.rectify(ctx, p.TenantID, u, sp); err != nil {
+		return Account{}, err
+	}
+	return s.withEmail(ctx, p.TenantID, u)
 }
 
 // UpdateUser changes role or status on behalf of p. Nobody changes an
@@ -125,11 +202,15 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 	if rank(u.Role) > rank(p.Role) {
 		return User{}, errs.E(errs.Forbidden, "a %s cannot change an %s", p.Role, u.Role)
 	}
+	profile, err := s.checkProfile(ctx, p.TenantID, u, patch.Name, patch.Email)
+	if err != nil {
+		return User{}, err
+	}
 	next := u
 	setIf(&next.Role, patch.Role)
 	setIf(&next.Status, patch.Status)
 	if next == u {
-		return u, nil
+		return u, s.rectify(ctx, p.TenantID, u, profile)
 	}
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		if u.Role == RoleOwner && (next.Role != RoleOwner || next.Status != StatusActive) {
@@ -152,5 +233,8 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 		return nil
 	}, audit.Event{Action: "user.update", TargetType: "user", TargetID: id, SubjectID: u.SubjectID,
 		Details: map[string]any{"role": []string{u.Role, next.Role}, "status": []string{u.Status, next.Status}}})
-	return next, err
+	if err != nil {
+		return User{}, err
+	}
+	return next, s.rectify(ctx, p.TenantID, u, profile)
 }

@@ -566,3 +566,30 @@ func (s *Service) Email(ctx context.Context, tenantID, id string) (string, *keyr
 	pt, err := dk.Open(table, "email_ct", id, r.emailCT)
 	return string(pt), dk, err
 }
+
+// Profile is what an account shows of its person: email and name (the
+// "name" attribute).
+type Profile struct {
+	Email string
+	Name  string
+}
+
+// Profile returns a subject's email and name without recording a read:
+// for services that show an account to whoever may manage it, and record
+// that read themselves.
+func (s *Service) Profile(ctx context.Context, tenantID, id string) (Profile, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Profile{}, err
+	}
+	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Profile{}, err
+	}
+	f, err := open(dk, &r)
+	if err != nil {
+		return Profile{}, err
+	}
+	name, _ := f.attributes["name"].(string)
+	return Profile{Email: f.email, Name: name}, nil
+}

@@ -158,6 +158,12 @@ func (b *Browser) Do(t testing.TB, method, path string, body any) Response {
 	return b.env.send(t, b.client, nil, method, path, body)
 }
 
+// DoRaw sends body as it is, with Content-Type ctype.
+func (b *Browser) DoRaw(t testing.TB, method, path, ctype, body string) Response {
+	t.Helper()
+	return b.env.send(t, b.client, http.Header{"Content-Type": {ctype}}, method, path, body)
+}
+
 // Cookie returns the value of the browser's cookie name ("" if none).
 func (b *Browser) Cookie(name string) string {
 	u, _ := url.Parse(b.env.Server.URL)
@@ -271,7 +277,7 @@ func (e *Env) send(t testing.TB, c *http.Client, h http.Header, method, path str
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	if body != nil {
+	if body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	res, err := c.Do(req)
