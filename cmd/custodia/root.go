@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	f.StringVar(&e.cfg.PublicURL, "public-url", cfg.PublicURL, "base URL of links in mail (CUSTODIA_PUBLIC_URL); default https://ADDR")
 	f.StringVar(&e.cfg.SMTPURL, "smtp-url", cfg.SMTPURL, "outgoing mail: smtp://user:password@host:587, smtps://…:465, or smtp://host:25?tls=none (CUSTODIA_SMTP_URL); empty = mail waits in the outbox")
 	f.StringVar(&e.cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of outgoing mail (CUSTODIA_MAIL_FROM)")
+	f.StringVar(&e.cfg.SMSProvider, "sms-provider", cfg.SMSProvider, "second-factor codes by SMS: webhook, or log (development only; codes in the log) (CUSTODIA_SMS_PROVIDER); empty = no SMS")
+	f.StringVar(&e.cfg.SMSWebhookURL, "sms-webhook-url", cfg.SMSWebhookURL, "URL the SMS webhook posts {to, text} to (CUSTODIA_SMS_WEBHOOK_URL)")
+	f.StringVar(&e.cfg.SMSWebhookSecret, "sms-webhook-secret", cfg.SMSWebhookSecret, "HMAC-SHA256 key signing webhook posts, 32+ characters (CUSTODIA_SMS_WEBHOOK_SECRET; prefer the variable)")
 	f.StringSliceVar(&e.cfg.TrustedProxies, "trusted-proxy", cfg.TrustedProxies, "address or CIDR of a reverse proxy whose X-Forwarded-For is believed, repeatable (CUSTODIA_TRUSTED_PROXIES)")
 	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e))
 

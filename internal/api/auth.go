@@ -111,6 +111,16 @@ func (a *API) stepUp(w http.ResponseWriter, r *http.Request, reauth bool) error 
 func (a *API) mfa(w http.ResponseWriter, r *http.Request) error    { return a.stepUp(w, r, false) }
 func (a *API) reauth(w http.ResponseWriter, r *http.Request) error { return a.stepUp(w, r, true) }
 
+// sendSMSCode sends a code to the SMS factor of the signed-in (or
+// half-signed-in) user.
+func (a *API) sendSMSCode(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.SendSignInCode(r.Context(), cookieValue(r, SessionCookie)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
 func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := a.identity.Logout(r.Context(), cookieValue(r, SessionCookie)); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -152,13 +153,24 @@ func (a *API) enrolTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) confirmTOTP(w http.ResponseWriter, r *http.Request) error {
+	return a.confirmFactor(w, r, a.identity.ConfirmTOTP)
+}
+
+func (a *API) confirmSMS(w http.ResponseWriter, r *http.Request) error {
+	return a.confirmFactor(w, r, a.identity.ConfirmSMS)
+}
+
+// confirmFactor answers a factor's first code: the recovery codes, and a
+// new session cookie when an enrolment-only session became full.
+func (a *API) confirmFactor(w http.ResponseWriter, r *http.Request,
+	confirm func(context.Context, identity.Principal, string) (identity.Confirmation, error)) error {
 	var in struct {
 		Code string `json:"code"`
 	}
 	if err := httpio.Decode(w, r, &in); err != nil {
 		return err
 	}
-	c, err := a.identity.ConfirmTOTP(r.Context(), principal(r), in.Code)
+	c, err := confirm(r.Context(), principal(r), in.Code)
 	if err != nil {
 		return err
 	}
@@ -168,6 +180,21 @@ func (a *API) confirmTOTP(w http.ResponseWriter, r *http.Request) error {
 	httpio.JSON(w, http.StatusOK, struct {
 		RecoveryCodes []string `json:"recovery_codes"`
 	}{nonNil(c.RecoveryCodes)})
+	return nil
+}
+
+func (a *API) enrolSMS(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Phone string `json:"phone"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	e, err := a.identity.EnrolSMS(r.Context(), principal(r), in.Phone)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, e)
 	return nil
 }
 

@@ -154,8 +154,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code":"123456"}`, true, true}, // 409: nothing to confirm
 			{"POST", "/api/v1/me/mfa/totp", "", true, true},
 			{"GET", "/api/v1/me/mfa/totp", "", true, true},
-			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code":"x"}`, true, true}, // 400
-			{"POST", "/api/v1/me/mfa/recovery-codes", "", true, true},           // 409: no factor yet
+			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code":"x"}`, true, true},     // 400
+			{"POST", "/api/v1/me/mfa/recovery-codes", "", true, true},               // 409: no factor yet
+			{"POST", "/api/v1/me/mfa/sms", `{"phone":"+447700900123"}`, true, true}, // 409: no SMS provider
+			{"POST", "/api/v1/me/mfa/sms/confirm", `{"code":"123456"}`, true, true}, // 409: nothing to confirm
+			{"POST", "/api/v1/auth/mfa/sms", "", true, true},                        // 409: no SMS provider
 			{"POST", "/api/v1/me/tokens", `{"name":"oa","scopes":["audit:read"],"expires_in_days":3}`, true, true},
 			{"GET", "/api/v1/me/tokens", "", true, true},
 			{"GET", "/api/v1/settings/security", "", true, true},

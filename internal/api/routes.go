@@ -52,6 +52,7 @@ func (a *API) Routes() []Route {
 
 		{"POST", "/api/v1/auth/login", Public, anytime, a.login},
 		{"POST", "/api/v1/auth/mfa", Public, anytime, a.mfa},
+		{"POST", "/api/v1/auth/mfa/sms", Public, anytime, a.sendSMSCode},
 		{"POST", "/api/v1/auth/reauth", Session, anytime, a.reauth},
 		{"POST", "/api/v1/auth/logout", Public, anytime, a.logout},
 		{"POST", "/api/v1/auth/invitation", Public, anytime, a.invitation},
@@ -68,6 +69,8 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/me/mfa/totp", Enrol, anytime, a.totpStatus},
 		{"POST", "/api/v1/me/mfa/totp", Enrol, sensitive, a.enrolTOTP},
 		{"POST", "/api/v1/me/mfa/totp/confirm", Enrol, anytime, a.confirmTOTP},
+		{"POST", "/api/v1/me/mfa/sms", Enrol, sensitive, a.enrolSMS},
+		{"POST", "/api/v1/me/mfa/sms/confirm", Enrol, anytime, a.confirmSMS},
 		{"DELETE", "/api/v1/me/mfa/{id}", Session, sensitive, a.removeFactor},
 		{"POST", "/api/v1/me/mfa/recovery-codes", Session, sensitive, a.regenerateRecoveryCodes},
 		{"GET", "/api/v1/me/tokens", Session, anytime, a.listTokens},

@@ -22,6 +22,7 @@ import (
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
@@ -108,8 +109,13 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	texts, err := sms.New(sms.Config{Provider: cfg.SMSProvider, URL: cfg.SMSWebhookURL, Secret: cfg.SMSWebhookSecret}, a.Logger, nil)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Identity = identity.NewService(identity.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects,
-		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, Links: cfg.PublicURL, Now: opt.Now})
+		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, SMS: texts, Links: cfg.PublicURL, Now: opt.Now})
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
 	proxies, err := cfg.Proxies()
 	if err != nil {

@@ -30,6 +30,10 @@ type Config struct {
 	MailFrom       string   // CUSTODIA_MAIL_FROM
 	TrustedProxies []string // CUSTODIA_TRUSTED_PROXIES ("cidr,cidr"): whose X-Forwarded-For is believed
 
+	SMSProvider      string // CUSTODIA_SMS_PROVIDER: "" (no SMS codes), log (development), webhook
+	SMSWebhookURL    string // CUSTODIA_SMS_WEBHOOK_URL
+	SMSWebhookSecret string // CUSTODIA_SMS_WEBHOOK_SECRET: HMAC key for the webhook's signature
+
 	ShutdownTimeout time.Duration
 }
 
@@ -67,6 +71,9 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.PublicURL, "CUSTODIA_PUBLIC_URL")
 	set(&c.SMTPURL, "CUSTODIA_SMTP_URL")
 	set(&c.MailFrom, "CUSTODIA_MAIL_FROM")
+	set(&c.SMSProvider, "CUSTODIA_SMS_PROVIDER")
+	set(&c.SMSWebhookURL, "CUSTODIA_SMS_WEBHOOK_URL")
+	set(&c.SMSWebhookSecret, "CUSTODIA_SMS_WEBHOOK_SECRET")
 	if v := getenv("CUSTODIA_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = strings.Split(v, ",")
 	}

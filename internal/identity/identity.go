@@ -23,6 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
@@ -98,7 +99,8 @@ type Service struct {
 	hasher   *password.Hasher
 	blocked  password.Blocklist
 	mail     *mail.Outbox
-	links    string // public base URL for links in mail
+	sms      sms.Sender // nil: no SMS codes
+	links    string     // public base URL for links in mail
 	now      func() time.Time
 }
 
@@ -111,14 +113,15 @@ type Deps struct {
 	Tenants  *tenant.Service
 	Hasher   *password.Hasher
 	Mail     *mail.Outbox
-	Links    string // public base URL, e.g. https://custodia.example.org
+	SMS      sms.Sender // nil when the operator configured none
+	Links    string     // public base URL, e.g. https://custodia.example.org
 	Now      func() time.Time
 }
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
-		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, links: d.Links, now: d.Now}
+		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, sms: d.SMS, links: d.Links, now: d.Now}
 }
 
 // Hasher is the password hasher the service uses.

@@ -367,46 +367,39 @@ func actions(t *testing.T, env *apptest.Env, subjectID string) map[string]int {
 // still signs in afterwards.
 func TestRehashOnLogin(t *testing.T) {
 	stronger := password.Params{Memory: 24 * 1024, Time: 3, Threads: 1}
-	for _, engine := range []struct{ name, url string }{{"sqlite", ""}, {"postgres", "postgres"}} {
-		t.Run(engine.name, func(t *testing.T) {
-			url := engine.url
-			if url != "" {
-				url = sqldbtest.PostgresURL(t)
-			}
-			env := apptest.NewWith(t, url, func(_ *config.Config, o *app.Options) { o.Password = stronger })
-			ctx := context.Background()
-			u := env.AddUser(t, "old@acme.example", "member", "")
-			weak, err := password.NewHasher(password.Default, 1, time.Second)
-			if err != nil {
+	apptest.RunWith(t, func(_ *config.Config, o *app.Options) { o.Password = stronger }, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		u := env.AddUser(t, "old@acme.example", "member", "")
+		weak, err := password.NewHasher(password.Default, 1, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := weak.Hash(ctx, pw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := func() string {
+			var h string
+			if err := env.App.DB.Read().QueryRow(ctx, "SELECT password_hash FROM users WHERE tenant_id = ? AND id = ?",
+				env.Tenant.ID, u.ID).Scan(&h); err != nil {
 				t.Fatal(err)
 			}
-			old, err := weak.Hash(ctx, pw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stored := func() string {
-				var h string
-				if err := env.App.DB.Read().QueryRow(ctx, "SELECT password_hash FROM users WHERE tenant_id = ? AND id = ?",
-					env.Tenant.ID, u.ID).Scan(&h); err != nil {
-					t.Fatal(err)
-				}
-				return h
-			}
-			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
-				_, err := tx.Exec(ctx, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?", old, env.Tenant.ID, u.ID)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := login(env, "old@acme.example", pw, ""); err != nil {
-				t.Fatal(err)
-			}
-			if h := stored(); !strings.HasPrefix(h, "$argon2id$v=19$m=24576,t=3,p=1$") {
-				t.Fatalf("hash after sign-in %q; want the stronger parameters", h)
-			}
-			if _, err := login(env, "old@acme.example", pw, ""); err != nil {
-				t.Errorf("sign-in with the rehashed password: %v", err)
-			}
-		})
-	}
+			return h
+		}
+		if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?", old, env.Tenant.ID, u.ID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := login(env, "old@acme.example", pw, ""); err != nil {
+			t.Fatal(err)
+		}
+		if h := stored(); !strings.HasPrefix(h, "$argon2id$v=19$m=24576,t=3,p=1$") {
+			t.Fatalf("hash after sign-in %q; want the stronger parameters", h)
+		}
+		if _, err := login(env, "old@acme.example", pw, ""); err != nil {
+			t.Errorf("sign-in with the rehashed password: %v", err)
+		}
+	})
 }

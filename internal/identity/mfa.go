@@ -28,6 +28,7 @@ import (
 const (
 	MethodTOTP     = "totp"
 	MethodRecovery = "recovery"
+	MethodSMS      = "sms"
 )
 
 // totpPeriod and totpSkew: a code is valid for its 30-second step and one
@@ -162,8 +163,7 @@ type Confirmation struct {
 }
 
 // ConfirmTOTP checks the first code of the pending authenticator app and
-// makes it count. With the user's first factor come 10 recovery codes, and
-// an enrolment-only session becomes a full one (with a new secret).
+// makes it count (see confirmFactor).
 func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Confirmation, error) {
 	if code == "" {
 		return Confirmation{}, errs.Field("code", "required")
@@ -192,6 +192,13 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 			SubjectID: p.SubjectID, Outcome: audit.Failure})
 		return Confirmation{}, errs.Field("code", "is not the current code of the authenticator app")
 	}
+	return s.confirmFactor(ctx, p, id, MethodTOTP, step)
+}
+
+// confirmFactor makes a pending factor count (for TOTP, with the step its
+// first code used). With the user's first factor come 10 recovery codes,
+// and an enrolment-only session becomes a full one (with a new secret).
+func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind string, step int64) (Confirmation, error) {
 	methods, err := s.methods(ctx, p.TenantID, p.UserID)
 	if err != nil {
 		return Confirmation{}, err
@@ -211,7 +218,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return errs.E(errs.Conflict, "this authenticator app was confirmed or replaced meanwhile")
+			return errs.E(errs.Conflict, "this factor was confirmed or replaced meanwhile")
 		}
 		if err := s.storeRecoveryCodes(ctx, tx, p, c.RecoveryCodes); err != nil {
 			return err
@@ -221,7 +228,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 		}
 		return err
 	}, audit.Event{Action: "mfa.confirm", TargetType: "factor", TargetID: id, SubjectID: p.SubjectID,
-		Details: map[string]any{"kind": MethodTOTP, "recovery_codes_issued": len(c.RecoveryCodes)}})
+		Details: map[string]any{"kind": kind, "recovery_codes_issued": len(c.RecoveryCodes)}})
 	return c, err
 }
 
@@ -286,6 +293,9 @@ func (s *Service) checkFactor(ctx context.Context, a *account, method, code stri
 		return s.useTOTP(ctx, a, code)
 	case MethodRecovery:
 		return s.useRecoveryCode(ctx, a, code)
+	case MethodSMS:
+		ok, err := s.useSMSCode(ctx, a.tenantID, a.ID, code, true)
+		return ok, 0, err
 	default:
 		return false, 0, nil
 	}

@@ -64,8 +64,15 @@ func (c *Clock) Advance(d time.Duration) {
 // Run runs fn on SQLite and on PostgreSQL.
 func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, New(t, "")) })
-	t.Run("postgres", func(t *testing.T) { fn(t, New(t, sqldbtest.PostgresURL(t))) })
+	RunWith(t, nil, fn)
+}
+
+// RunWith is Run with a hook that may change the configuration and options
+// before the app opens (see NewWith).
+func RunWith(t *testing.T, hook func(*config.Config, *app.Options), fn func(t *testing.T, env *Env)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, NewWith(t, "", hook)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, NewWith(t, sqldbtest.PostgresURL(t), hook)) })
 }
 
 // New builds an app on databaseURL ("" for SQLite in a temp dir) with a
