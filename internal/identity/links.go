@@ -335,13 +335,15 @@ func (s *Service) AcceptInvitation(ctx context.Context, in LinkInput) (LoginResu
 		if err := s.use(ctx, tx, l); err != nil {
 			return err
 		}
-		now := s.now().UnixMicro()
-		if err := setPassword(ctx, tx, a, hash, now); err != nil {
+		// Only a first password: a password set meanwhile (by a reset) stays.
+		upd, err := tx.Exec(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ?, status = ?
+			WHERE tenant_id = ? AND id = ? AND password_hash = '' AND status IN (?, ?)`,
+			hash, s.now().UnixMicro(), StatusActive, a.tenantID, a.ID, StatusInvited, StatusActive)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "UPDATE users SET status = ? WHERE tenant_id = ? AND id = ? AND status = ?",
-			StatusActive, a.tenantID, a.ID, StatusInvited); err != nil {
-			return err
+		if n, err := upd.RowsAffected(); err != nil || n != 1 {
+			return errors.Join(errLink, err)
 		}
 		if res.Session, res.ExpiresAt, err = s.startSession(ctx, tx, a, state, sec, in.Client); err != nil {
 			return err
