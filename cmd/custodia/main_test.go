@@ -62,15 +62,7 @@ func TestUserCreatePasswordStdin(t *testing.T) {
 		if code, out, errOut := cliIn(t, env, "a calm river at dawn 1899\r\nignored\n", args...); code != 0 || !strings.Contains(out, "(admin)") {
 			t.Fatalf("user create: %d %s %s", code, out, errOut)
 		}
-		cfg, err := config.Load(func(k string) string { return env[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := app.Open(context.Background(), cfg, app.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
+		a := openApp(t, env)
 		for pw, ok := range map[string]bool{"a calm river at dawn 1899": true, "a calm river at dawn 1899\r": false} {
 			_, err := a.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: "pat@acme.example", Password: pw})
 			if (err == nil) != ok {
@@ -90,15 +82,7 @@ func TestTenantSetupLink(t *testing.T) {
 		if code != 0 || m == nil || !strings.Contains(errOut, "owner only") {
 			t.Fatalf("tenant create: %d %q %q; want a setup link", code, out, errOut)
 		}
-		cfg, err := config.Load(func(k string) string { return env[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := app.Open(context.Background(), cfg, app.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
+		a := openApp(t, env)
 		ctx := context.Background()
 		in := identity.LinkInput{Secret: m[1], Password: "the owner's own passphrase"}
 		if res, err := a.Identity.AcceptInvitation(ctx, in); err != nil || res.Session == "" {
@@ -111,6 +95,22 @@ func TestTenantSetupLink(t *testing.T) {
 			t.Errorf("owner signs in with the chosen password: %v", err)
 		}
 	})
+}
+
+// openApp opens the app the CLI just worked on, in-process, until the
+// test ends.
+func openApp(t *testing.T, env map[string]string) *app.App {
+	t.Helper()
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Open(context.Background(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }
 
 func engines(t *testing.T, fn func(t *testing.T, env map[string]string)) {
