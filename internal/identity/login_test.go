@@ -241,24 +241,8 @@ func TestTOTPCodesWorkOnce(t *testing.T) {
 		}
 		now := code(t, env, secret, env.Now.Now())
 		// Many sessions answer with the same code at once: exactly one wins.
-		var wins atomic.Int64
-		var wg sync.WaitGroup
-		for range 10 {
-			r, err := login(env, "ann@acme.example", pw, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() {
-				if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "totp", Code: now}); err == nil {
-					wins.Add(1)
-				} else if err != identity.ErrLoginFailed {
-					t.Errorf("CompleteMFA: %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("one code completed %d sign-ins; want 1", wins.Load())
+		if wins, _ := raceCode(t, env, "ann@acme.example", identity.MethodTOTP, now); wins != 1 {
+			t.Fatalf("one code completed %d sign-ins; want 1", wins)
 		}
 		// The first session replays it later: refused.
 		if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: res.Session, Method: "totp", Code: now}); err != identity.ErrLoginFailed {
@@ -307,27 +291,11 @@ func TestRecoveryCodes(t *testing.T) {
 				}
 			}
 		}
-		var wins atomic.Int64
-		var wg sync.WaitGroup
-		for range 10 {
-			r, err := login(env, "bo@acme.example", pw, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() {
-				// Typed in upper case with spaces: still the same code.
-				c := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
-				if up, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "recovery", Code: c}); err == nil {
-					wins.Add(1)
-					if up.Remaining != 9 {
-						t.Errorf("%d codes left; want 9", up.Remaining)
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("one recovery code completed %d sign-ins; want 1", wins.Load())
+		// Typed in upper case with spaces: still the same code.
+		c := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
+		wins, up := raceCode(t, env, "bo@acme.example", identity.MethodRecovery, c)
+		if wins != 1 || up.Remaining != 9 {
+			t.Fatalf("one recovery code completed %d sign-ins (%d codes left); want 1 (9 left)", wins, up.Remaining)
 		}
 		r, _ := login(env, "bo@acme.example", pw, "")
 		if _, err := ids.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: "recovery", Code: codes[1]}); err != nil {
@@ -360,6 +328,41 @@ func actions(t *testing.T, env *apptest.Env, subjectID string) map[string]int {
 		}
 		cursor = next
 	}
+}
+
+// raceCode signs email in ten times and answers all ten second-factor
+// prompts with the same code at once. It returns how many succeeded and the
+// result of the one that did; a failure other than ErrLoginFailed fails
+// the test.
+func raceCode(t *testing.T, env *apptest.Env, email, method, code string) (int, identity.StepUpResult) {
+	t.Helper()
+	var sessions []string
+	for range 10 {
+		r, err := login(env, email, pw, "")
+		if err != nil || !r.MFARequired {
+			t.Fatalf("sign in: %+v %v", r, err)
+		}
+		sessions = append(sessions, r.Session)
+	}
+	var mu sync.Mutex
+	var wins int
+	var won identity.StepUpResult
+	var wg sync.WaitGroup
+	for _, ss := range sessions {
+		wg.Go(func() {
+			up, err := env.App.Identity.CompleteMFA(context.Background(), identity.StepUpInput{Session: ss, Method: method, Code: code})
+			if err != nil && err != identity.ErrLoginFailed {
+				t.Errorf("CompleteMFA: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				wins, won = wins+1, up
+			}
+		})
+	}
+	wg.Wait()
+	return wins, won
 }
 
 // TestRehashOnLogin: when the operator raises the argon2id parameters, a
