@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -77,15 +78,16 @@ type stepUpResponse struct {
 
 func (a *API) stepUp(w http.ResponseWriter, r *http.Request, reauth bool) error {
 	var in struct {
-		Method   string `json:"method"`
-		Code     string `json:"code"`
-		Password string `json:"password"`
+		Method     string          `json:"method"`
+		Code       string          `json:"code"`
+		Credential json.RawMessage `json:"credential"`
+		Password   string          `json:"password"`
 	}
 	if err := httpio.Decode(w, r, &in); err != nil {
 		return err
 	}
 	su := identity.StepUpInput{Session: cookieValue(r, SessionCookie), Device: cookieValue(r, DeviceCookie),
-		Method: in.Method, Code: in.Code, Password: in.Password, Client: a.client(r)}
+		Method: in.Method, Code: in.Code, Credential: in.Credential, Password: in.Password, Client: a.client(r)}
 	var res identity.StepUpResult
 	var err error
 	if reauth {
@@ -118,6 +120,17 @@ func (a *API) sendSMSCode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// passkeyChallenge starts a passkey answer for the signed-in (or
+// half-signed-in) user: the options for navigator.credentials.get.
+func (a *API) passkeyChallenge(w http.ResponseWriter, r *http.Request) error {
+	opts, err := a.identity.BeginPasskeySignIn(r.Context(), cookieValue(r, SessionCookie))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, opts)
 	return nil
 }
 

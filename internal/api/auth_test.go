@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/identity/passkeytest"
 )
 
 const pw = apptest.Password
@@ -348,4 +351,70 @@ func TestAuthRateLimit(t *testing.T) {
 	if r := env.Do(t, env.Token, "GET", "/api/v1/subjects", nil); r.Status != 200 {
 		t.Errorf("the limit reached beyond /auth/*: %d", r.Status)
 	}
+}
+
+// TestPasskeyOverHTTP: a passkey is registered, then answers the second
+// factor at sign-in and at re-authentication, through the JSON a browser
+// would pass to navigator.credentials.create/get and back.
+func TestPasskeyOverHTTP(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		env.AddUser(t, "pat@acme.example", "member", pw)
+		b := env.SignIn(t, "acme", "pat@acme.example")
+		key := passkeytest.New(t, env.App.Config.PublicURL)
+		opts := b.Do(t, "POST", "/api/v1/me/mfa/passkey", map[string]string{"name": "Desk key"})
+		if opts.Status != 200 {
+			t.Fatalf("enrol: %d %s", opts.Status, opts.Body)
+		}
+		if r := b.Do(t, "POST", "/api/v1/me/mfa/passkey/confirm", map[string]any{"credential": "not a credential"}); r.Status != 400 ||
+			r.Map(t)["field"] != "credential" {
+			t.Errorf("malformed credential: %d %s", r.Status, r.Body)
+		}
+		c := b.Do(t, "POST", "/api/v1/me/mfa/passkey/confirm", map[string]any{"credential": json.RawMessage(key.Create(t, opts.Body))})
+		var codes struct {
+			RecoveryCodes []string `json:"recovery_codes"`
+		}
+		if c.JSON(t, &codes); c.Status != 200 || len(codes.RecoveryCodes) != 10 {
+			t.Fatalf("confirm: %d %s", c.Status, c.Body)
+		}
+		var factors struct{ Items []identity.Factor }
+		if b.Do(t, "GET", "/api/v1/me/mfa", nil).JSON(t, &factors); len(factors.Items) != 1 || factors.Items[0].Name != "Desk key" {
+			t.Errorf("factors: %+v", factors.Items)
+		}
+
+		b2 := env.Browser(t)
+		if m := b2.Login(t, "acme", "pat@acme.example", pw).Map(t); m["mfa_required"] != true || fmt.Sprint(m["methods"]) != "[passkey recovery]" {
+			t.Fatalf("login: %v", m)
+		}
+		ch := b2.Do(t, "POST", "/api/v1/auth/mfa/passkey", nil)
+		var req struct {
+			PublicKey struct {
+				RPID             string `json:"rpId"`
+				AllowCredentials []struct{ ID string }
+			} `json:"publicKey"`
+		}
+		if ch.JSON(t, &req); ch.Status != 200 || req.PublicKey.RPID != "localhost" || len(req.PublicKey.AllowCredentials) != 1 ||
+			req.PublicKey.AllowCredentials[0].ID != key.CredentialID() {
+			t.Fatalf("challenge: %d %s", ch.Status, ch.Body)
+		}
+		if r := b2.Do(t, "POST", "/api/v1/auth/mfa", map[string]any{"method": "passkey", "credential": json.RawMessage(key.Get(t, ch.Body))}); r.Status != 200 {
+			t.Fatalf("mfa: %d %s", r.Status, r.Body)
+		}
+		if r := b2.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
+			t.Errorf("after the passkey: %d", r.Status)
+		}
+
+		// Later, a sensitive action wants the password and the passkey again.
+		env.Now.Advance(11 * time.Minute)
+		if r := b2.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "ci"}); r.Status != 403 {
+			t.Fatalf("token without re-authentication: %d %s", r.Status, r.Body)
+		}
+		ch = b2.Do(t, "POST", "/api/v1/auth/mfa/passkey", nil)
+		if r := b2.Do(t, "POST", "/api/v1/auth/reauth", map[string]any{"password": pw, "method": "passkey",
+			"credential": json.RawMessage(key.Get(t, ch.Body))}); r.Status != 200 {
+			t.Fatalf("re-authenticate with the passkey: %d %s", r.Status, r.Body)
+		}
+		if r := b2.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "ci"}); r.Status != 201 {
+			t.Errorf("token after re-authentication: %d %s", r.Status, r.Body)
+		}
+	})
 }

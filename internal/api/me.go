@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -174,13 +175,18 @@ func (a *API) confirmFactor(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
+	confirmed(w, c)
+	return nil
+}
+
+// confirmed answers a confirmed factor.
+func confirmed(w http.ResponseWriter, c identity.Confirmation) {
 	if c.Session != "" {
 		sessionStarted(w, c.Session, "")
 	}
 	httpio.JSON(w, http.StatusOK, struct {
 		RecoveryCodes []string `json:"recovery_codes"`
 	}{nonNil(c.RecoveryCodes)})
-	return nil
 }
 
 func (a *API) enrolSMS(w http.ResponseWriter, r *http.Request) error {
@@ -195,6 +201,38 @@ func (a *API) enrolSMS(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusCreated, e)
+	return nil
+}
+
+// enrolPasskey starts registering a passkey: the options for
+// navigator.credentials.create.
+func (a *API) enrolPasskey(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	opts, err := a.identity.EnrolPasskey(r.Context(), principal(r), in.Name)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, opts)
+	return nil
+}
+
+func (a *API) confirmPasskey(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Credential json.RawMessage `json:"credential"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := a.identity.ConfirmPasskey(r.Context(), principal(r), in.Credential)
+	if err != nil {
+		return err
+	}
+	confirmed(w, c)
 	return nil
 }
 

@@ -159,6 +159,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/me/mfa/sms", `{"phone":"+447700900123"}`, true, true}, // 409: no SMS provider
 			{"POST", "/api/v1/me/mfa/sms/confirm", `{"code":"123456"}`, true, true}, // 409: nothing to confirm
 			{"POST", "/api/v1/auth/mfa/sms", "", true, true},                        // 409: no SMS provider
+			{"POST", "/api/v1/me/mfa/passkey", `{"name":"OA key"}`, true, true},
+			{"POST", "/api/v1/me/mfa/passkey/confirm", `{"credential":{"id":"x"}}`, true, true}, // 400
+			{"POST", "/api/v1/me/mfa/passkey/confirm", `{}`, false, true},                       // 400
+			{"POST", "/api/v1/auth/mfa/passkey", "", true, true},                                // 409: no passkey
 			{"POST", "/api/v1/me/tokens", `{"name":"oa","scopes":["audit:read"],"expires_in_days":3}`, true, true},
 			{"GET", "/api/v1/me/tokens", "", true, true},
 			{"GET", "/api/v1/settings/security", "", true, true},

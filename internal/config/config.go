@@ -25,7 +25,7 @@ type Config struct {
 	TLSKey       string   // CUSTODIA_TLS_KEY
 	LogLevel     string   // CUSTODIA_LOG_LEVEL: debug, info, warn, error
 
-	PublicURL      string   // CUSTODIA_PUBLIC_URL: base of links in mail; default https://Addr
+	PublicURL      string   // CUSTODIA_PUBLIC_URL: base of links in mail and the passkey relying party; default https://Addr (localhost for a loopback Addr)
 	SMTPURL        string   // CUSTODIA_SMTP_URL: smtp://user:pass@host:587; empty = mail waits in the outbox
 	MailFrom       string   // CUSTODIA_MAIL_FROM
 	TrustedProxies []string // CUSTODIA_TRUSTED_PROXIES ("cidr,cidr"): whose X-Forwarded-For is believed
@@ -130,7 +130,7 @@ func (c *Config) Validate() error {
 		seen[r.Name] = true
 	}
 	if c.PublicURL == "" {
-		c.PublicURL = "https://" + c.Addr
+		c.PublicURL = defaultPublicURL(c.Addr)
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
 		return fmt.Errorf("public URL %q: want https://host[:port]", c.PublicURL)
@@ -179,4 +179,15 @@ func (c *Config) Proxies() ([]netip.Prefix, error) {
 		out = append(out, pr.Masked())
 	}
 	return out, nil
+}
+
+// defaultPublicURL is https://ADDR, with "localhost" for a loopback or
+// unspecified host: browsers treat localhost as a secure context and
+// accept it as a passkey relying party, which they never do for an IP.
+func defaultPublicURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "https://" + net.JoinHostPort(host, port)
 }

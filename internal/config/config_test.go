@@ -33,6 +33,23 @@ func TestLoadAndValidate(t *testing.T) {
 	}
 }
 
+func TestDefaultPublicURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8443":           "https://localhost:8443",
+		"[::1]:443":                "https://localhost:443",
+		"0.0.0.0:8443":             "https://localhost:8443",
+		":8443":                    "https://localhost:8443",
+		"custodia.example.org:443": "https://custodia.example.org:443",
+		"10.1.2.3:8443":            "https://10.1.2.3:8443",
+	} {
+		c := config.Default()
+		c.Addr = addr
+		if err := c.Validate(); err != nil || c.PublicURL != want {
+			t.Errorf("Addr %s: public URL %q, %v; want %q", addr, c.PublicURL, err, want)
+		}
+	}
+}
+
 func TestValidateRefuses(t *testing.T) {
 	for name, mutate := range map[string]func(*config.Config){
 		"no data dir":      func(c *config.Config) { c.DataDir = "" },

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -101,6 +102,8 @@ type Service struct {
 	mail     *mail.Outbox
 	sms      sms.Sender // nil: no SMS codes
 	links    string     // public base URL for links in mail
+	rp       *webauthn.WebAuthn
+	rpErr    error // why there are no passkeys (the public URL names an IP)
 	now      func() time.Time
 }
 
@@ -120,8 +123,10 @@ type Deps struct {
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
-	return &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
+	s := &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
 		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, sms: d.SMS, links: d.Links, now: d.Now}
+	s.rp, s.rpErr = newRelyingParty(d.Links)
+	return s
 }
 
 // Hasher is the password hasher the service uses.

@@ -29,6 +29,7 @@ const (
 	MethodTOTP     = "totp"
 	MethodRecovery = "recovery"
 	MethodSMS      = "sms"
+	MethodPasskey  = "passkey"
 )
 
 // totpPeriod and totpSkew: a code is valid for its 30-second step and one
@@ -44,6 +45,7 @@ var totpOpts = totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algo
 type Factor struct {
 	ID          string     `json:"id"`
 	Kind        string     `json:"kind"`
+	Name        string     `json:"name,omitempty"` // passkeys: the name the user gave it
 	Confirmed   bool       `json:"confirmed"`
 	CreatedAt   time.Time  `json:"created_at"`
 	ConfirmedAt *time.Time `json:"confirmed_at"`
@@ -51,23 +53,44 @@ type Factor struct {
 
 // Factors lists the user's second factors.
 func (s *Service) Factors(ctx context.Context, tenantID, userID string) ([]Factor, error) {
-	rows, err := s.db.Read().Query(ctx, `SELECT id, kind, created_at, confirmed_at FROM mfa_factors
-		WHERE tenant_id = ? AND user_id = ? ORDER BY id`, tenantID, userID)
+	rows, err := s.db.Read().Query(ctx, `SELECT f.id, f.kind, f.label_ct, f.created_at, f.confirmed_at, u.subject_id FROM mfa_factors f
+		JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
+		WHERE f.tenant_id = ? AND f.user_id = ? ORDER BY f.id`, tenantID, userID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := []Factor{}
+	labels := map[int][]byte{}
+	var subjectID string
 	for rows.Next() {
 		var f Factor
+		var label []byte
 		var created, confirmed int64
-		if err := rows.Scan(&f.ID, &f.Kind, &created, &confirmed); err != nil {
+		if err := rows.Scan(&f.ID, &f.Kind, &label, &created, &confirmed, &subjectID); err != nil {
 			return nil, err
 		}
 		f.CreatedAt, f.ConfirmedAt, f.Confirmed = micros(created), optMicros(confirmed), confirmed != 0
+		if label != nil {
+			labels[len(out)] = label
+		}
 		out = append(out, f)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil || len(labels) == 0 {
+		return out, err
+	}
+	key, err := s.subjects.Key(ctx, tenantID, subjectID)
+	if err != nil {
+		return nil, err
+	}
+	for i, ct := range labels {
+		name, err := key.Open("mfa_factors", "label_ct", out[i].ID, ct)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Name = string(name)
+	}
+	return out, nil
 }
 
 // methods are the second factors the user can answer with now: the kinds
@@ -192,13 +215,30 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 			SubjectID: p.SubjectID, Outcome: audit.Failure})
 		return Confirmation{}, errs.Field("code", "is not the current code of the authenticator app")
 	}
-	return s.confirmFactor(ctx, p, id, MethodTOTP, step)
+	return s.confirmFactor(ctx, p, id, MethodTOTP, s.confirmPending(ctx, p.TenantID, id, step))
 }
 
-// confirmFactor makes a pending factor count (for TOTP, with the step its
-// first code used). With the user's first factor come 10 recovery codes,
-// and an enrolment-only session becomes a full one (with a new secret).
-func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind string, step int64) (Confirmation, error) {
+// confirmPending makes a pending factor row count (for TOTP, with the step
+// its first code used); of two concurrent confirmations one wins.
+func (s *Service) confirmPending(ctx context.Context, tenantID, id string, step int64) func(tx *sqldb.Tx) error {
+	return func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET confirmed_at = ?, last_step = ? WHERE tenant_id = ? AND id = ? AND confirmed_at = 0",
+			s.now().UnixMicro(), step, tenantID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "this factor was confirmed or replaced meanwhile")
+		}
+		return nil
+	}
+}
+
+// confirmFactor makes factor id count: activate writes it as confirmed,
+// in the transaction that also issues the user's first 10 recovery codes
+// (with their first factor) and turns an enrolment-only session into a
+// full one (with a new secret).
+func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind string, activate func(tx *sqldb.Tx) error) (Confirmation, error) {
 	methods, err := s.methods(ctx, p.TenantID, p.UserID)
 	if err != nil {
 		return Confirmation{}, err
@@ -212,13 +252,9 @@ func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind strin
 		return Confirmation{}, err
 	}
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET confirmed_at = ?, last_step = ? WHERE tenant_id = ? AND id = ? AND confirmed_at = 0",
-			s.now().UnixMicro(), step, p.TenantID, id)
+		err := activate(tx)
 		if err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errs.E(errs.Conflict, "this factor was confirmed or replaced meanwhile")
 		}
 		if err := s.storeRecoveryCodes(ctx, tx, p, c.RecoveryCodes); err != nil {
 			return err
@@ -284,17 +320,21 @@ func (s *Service) matchTOTP(secret, code string, after int64) (int64, bool) {
 	return 0, false
 }
 
-// checkFactor verifies a second-factor answer and uses it up: a TOTP step
-// is accepted once (a conditional UPDATE, so also under concurrency), a
-// recovery code once. remaining is the recovery codes left after one is used.
-func (s *Service) checkFactor(ctx context.Context, a *account, method, code string) (ok bool, remaining int, err error) {
-	switch method {
+// checkFactor verifies a second-factor answer of session sessionID and
+// uses it up: a TOTP step is accepted once (a conditional UPDATE, so also
+// under concurrency), an SMS or recovery code once, a passkey challenge
+// once. remaining is the recovery codes left after one is used.
+func (s *Service) checkFactor(ctx context.Context, a *account, sessionID string, in StepUpInput) (ok bool, remaining int, err error) {
+	switch in.Method {
 	case MethodTOTP:
-		return s.useTOTP(ctx, a, code)
+		return s.useTOTP(ctx, a, in.Code)
 	case MethodRecovery:
-		return s.useRecoveryCode(ctx, a, code)
+		return s.useRecoveryCode(ctx, a, in.Code)
 	case MethodSMS:
-		ok, err := s.useSMSCode(ctx, a.tenantID, a.ID, code, true)
+		ok, err := s.useSMSCode(ctx, a.tenantID, a.ID, in.Code, true)
+		return ok, 0, err
+	case MethodPasskey:
+		ok, err := s.usePasskey(ctx, a, sessionID, in.Credential)
 		return ok, 0, err
 	default:
 		return false, 0, nil

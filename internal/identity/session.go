@@ -121,12 +121,13 @@ func (s *Service) AuthenticateSession(ctx context.Context, secret string) (Princ
 
 // StepUpInput is a second-factor answer, or a re-authentication.
 type StepUpInput struct {
-	Session  string // the session cookie's secret
-	Device   string // the device cookie's secret, if any
-	Method   string // totp | recovery
-	Code     string
-	Password string // re-authentication only
-	Client   Client
+	Session    string // the session cookie's secret
+	Device     string // the device cookie's secret, if any
+	Method     string // totp | sms | recovery | passkey
+	Code       string // totp, sms, recovery
+	Credential []byte // passkey: the PublicKeyCredential (JSON) answering the session's challenge
+	Password   string // re-authentication only
+	Client     Client
 }
 
 // StepUpResult is the rotated session.
@@ -185,7 +186,11 @@ func (s *Service) stepUp(ctx context.Context, ss *session, in StepUpInput, actio
 		if in.Method == "" {
 			return StepUpResult{}, errs.Field("method", "required: one of %v", methods)
 		}
-		if in.Code == "" {
+		if in.Method == MethodPasskey {
+			if in.Code != "" {
+				return StepUpResult{}, errs.Field("code", "not for passkeys: send the credential")
+			}
+		} else if in.Code == "" {
 			return StepUpResult{}, errs.Field("code", "required")
 		}
 	}
@@ -204,7 +209,7 @@ func (s *Service) stepUp(ctx context.Context, ss *session, in StepUpInput, actio
 		if len(methods) == 0 && action != "auth.mfa" {
 			return true, nil
 		}
-		ok, remaining, err := s.checkFactor(ctx, a, in.Method, in.Code)
+		ok, remaining, err := s.checkFactor(ctx, a, ss.id, in)
 		res.Remaining = remaining
 		return ok, err
 	})

@@ -122,7 +122,7 @@ func (s *Service) ConfirmSMS(ctx context.Context, p Principal, code string) (Con
 			SubjectID: p.SubjectID, Outcome: audit.Failure})
 		return Confirmation{}, errs.Field("code", "is not the code we sent, or it has expired")
 	}
-	return s.confirmFactor(ctx, p, f.id, MethodSMS, 0)
+	return s.confirmFactor(ctx, p, f.id, MethodSMS, s.confirmPending(ctx, p.TenantID, f.id, 0))
 }
 
 // SendSignInCode sends an SMS code to the user of a session that is

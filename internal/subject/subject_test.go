@@ -3,6 +3,7 @@ package subject_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/identity/passkeytest"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -229,8 +231,10 @@ func seedSecrets(t *testing.T, env *apptest.Env) []string {
 	return []string{seedAccount(t, env)}
 }
 
-// seedAccount makes the seeded subject a user who signs in, enrols TOTP
-// and then gets locked out (a mail is queued); it returns the TOTP seed.
+// seedAccount makes the seeded subject a user who signs in, enrols TOTP,
+// registers a passkey under a name that names them, starts a passkey
+// sign-in and then gets locked out (a mail is queued); it returns the TOTP
+// seed.
 func seedAccount(t *testing.T, env *apptest.Env) string {
 	t.Helper()
 	ctx := context.Background()
@@ -246,6 +250,23 @@ func seedAccount(t *testing.T, env *apptest.Env) string {
 	}
 	e, err := env.App.Identity.EnrolTOTP(ctx, p)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A passkey named after the person, and a sign-in waiting for it.
+	opts, err := env.App.Identity.EnrolPasskey(ctx, p, "Key of "+secrets[4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(opts)
+	key := passkeytest.New(t, env.App.Config.PublicURL)
+	if _, err := env.App.Identity.ConfirmPasskey(ctx, p, key.Create(t, raw)); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := env.App.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: secrets[0], Password: secrets[9], Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.App.Identity.BeginPasskeySignIn(ctx, pending.Session); err != nil {
 		t.Fatal(err)
 	}
 	for range 6 {
