@@ -101,7 +101,7 @@ func TestSubjectLifecycle(t *testing.T) {
 	})
 }
 
-// TestOtherTenantGets404 calls every route with an {id} as another tenant's
+// TestOtherTenantGets404 calls every route with an {id} or {key} as another tenant's
 // owner, with the id of a real object of this tenant, and wants exactly
 // what a missing id gets.
 func TestOtherTenantGets404(t *testing.T) {
@@ -116,6 +116,8 @@ func TestOtherTenantGets404(t *testing.T) {
 			"/api/v1/users/":       env.AddUser(t, "staff@acme.example", "member", "").ID,
 			"/api/v1/spaces/":      victim.Do(t, "POST", "/api/v1/spaces", map[string]any{"name": "Victim"}).Map(t)["id"].(string),
 			"/api/v1/groups/":      victim.Do(t, "POST", "/api/v1/groups", map[string]any{"name": "Victims"}).Map(t)["id"].(string),
+			"/api/v1/purposes/": victim.Do(t, "POST", "/api/v1/purposes", map[string]any{"key": "victim", "name": "Victims",
+				"legal_basis": "contract", "data_categories": []string{"user.name"}}).Map(t)["key"].(string),
 		}
 		staff := ids["/api/v1/users/"]
 		if r := victim.Do(t, "PUT", "/api/v1/groups/"+ids["/api/v1/groups/"]+"/members/"+staff, map[string]any{}); r.Status != 204 {
@@ -123,13 +125,14 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		grant := victim.Do(t, "POST", "/api/v1/spaces/"+ids["/api/v1/spaces/"]+"/grants", map[string]any{"user_id": staff, "access": "viewer"}).Map(t)["id"].(string)
 		inner := strings.NewReplacer("{user}", staff, "{grant}", grant)
-		fake := strings.NewReplacer("{user}", "01a00000-0000-7000-8000-000000000000", "{grant}", "01a00000-0000-7000-8000-000000000000")
+		const fakeID = "01a00000-0000-7000-8000-000000000000"
+		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID)
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
 		bodies := map[string]any{"POST": map[string]any{}, "PUT": map[string]any{}}
 		n := 0
 		for _, rt := range env.App.API.Routes() {
-			if !strings.Contains(rt.Path, "{id}") {
+			if !strings.Contains(rt.Path, "{id}") && !strings.Contains(rt.Path, "{key}") {
 				continue
 			}
 			n++
@@ -143,14 +146,16 @@ func TestOtherTenantGets404(t *testing.T) {
 				t.Errorf("%s %s: no real id to probe it with; add one to this test", rt.Method, rt.Path)
 				continue
 			}
-			path := inner.Replace(strings.ReplaceAll(rt.Path, "{id}", id))
-			missing := fake.Replace(strings.ReplaceAll(rt.Path, "{id}", "01a00000-0000-7000-8000-000000000000"))
+			object := strings.NewReplacer("{id}", id, "{key}", id)
+			path := inner.Replace(object.Replace(rt.Path))
+			missing := fake.Replace(strings.NewReplacer("{id}", fakeID, "{key}", fakeID).Replace(rt.Path))
 			body := bodies[rt.Method]
 			if rt.Method == "PATCH" { // a valid change of each kind of object
 				body = map[string]any{"/api/v1/subjects/": map[string]any{"source": "probe"},
-					"/api/v1/users/":  map[string]any{"status": "suspended"},
-					"/api/v1/spaces/": map[string]any{"name": "probe"},
-					"/api/v1/groups/": map[string]any{"name": "probe"}}[strings.TrimSuffix(rt.Path, "{id}")]
+					"/api/v1/users/":    map[string]any{"status": "suspended"},
+					"/api/v1/spaces/":   map[string]any{"name": "probe"},
+					"/api/v1/groups/":   map[string]any{"name": "probe"},
+					"/api/v1/purposes/": map[string]any{"name": "probe"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
 			}
 			got := other.Do(t, rt.Method, path, body)
 			want := other.Do(t, rt.Method, missing, body)
@@ -191,6 +196,9 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		if r := victim.Do(t, "GET", "/api/v1/groups/"+ids["/api/v1/groups/"], nil); r.Status != 200 || r.Map(t)["name"] != "Victims" || r.Map(t)["members"] != 1.0 {
 			t.Errorf("other tenant changed the group: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/purposes/victim", nil); r.Status != 200 || r.Map(t)["name"] != "Victims" || r.Map(t)["notice"] != nil {
+			t.Errorf("other tenant changed the purpose: %s", r.Body)
 		}
 		if r := victim.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
 			t.Errorf("other tenant ended the victim's session: %d", r.Status)

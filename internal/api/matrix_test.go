@@ -9,6 +9,7 @@ import (
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/space"
 )
 
@@ -82,6 +83,14 @@ var matrix = map[string]string{
 	"GET /api/v1/spaces/{id}/grants":            "401 404 403 ok 404 ok ok ok 404 404",
 	"POST /api/v1/spaces/{id}/grants":           "401 404 403 ok 404 ok ok ok 404 404",
 	"DELETE /api/v1/spaces/{id}/grants/{grant}": "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/taxonomy":                      "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/purposes":                     "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/purposes":                      "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/purposes/{key}":                "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/purposes/{key}":              "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/purposes/{key}/notices":        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/purposes/{key}/notices":       "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/register":                      "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/settings/security":             "401 403 403 403 403 ok ok ok 403 ok",
 	"PATCH /api/v1/settings/security":           "401 403 403 403 403 ok ok 403 403 ok",
 	"POST /api/v1/subjects":                     "401 403 403 403 403 ok ok ok 403 ok",
@@ -138,6 +147,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		staff := env.AddUser(t, "staff@acme.example", "member", "")
+		purpose, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "matrix",
+			Name: "Matrix", LegalBasis: register.Contract, DataCategories: []string{"user.name"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		subject := createSubject(t, env, env.Token, map[string]any{"email": "matrix@example.org"})["id"].(string)
 		n := 0
 		throwaway := func() string {
@@ -176,6 +190,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					return strings.Replace(p, "{id}", id, 1)
 				}
 			}
+			p = strings.Replace(p, "{key}", purpose.Key, 1)
 			return strings.ReplaceAll(p, "{id}", "01a00000-0000-7000-8000-000000000000")
 		}
 

@@ -134,6 +134,18 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/groups/" + groupID, `{"name":"OA renamed"}`, true, false},
 			{"DELETE", "/api/v1/groups/" + groupID + "/members/" + owner.ID, "", true, false},
 			{"DELETE", "/api/v1/groups/" + groupID, "", true, false},
+			{"GET", "/api/v1/taxonomy", "", true, false},
+			{"POST", "/api/v1/purposes", `{"key":"oa.news","name":"News","legal_basis":"consent","data_categories":["user.contact.email"],"transfers":[{"country":"US","mechanism":"adequacy_decision"}],"consent_valid_days":30,"notice_text":"We send news."}`, true, false},
+			{"POST", "/api/v1/purposes", `{"key":"oa.bad","name":"Bad","legal_basis":"consent","data_categories":["user.contact.email"]}`, true, false}, // 400: no notice
+			{"POST", "/api/v1/purposes", `{"key":"oa.bad","legal_basis":"whim"}`, false, false},
+			{"GET", "/api/v1/purposes", "", true, false},
+			{"GET", "/api/v1/purposes/oa.news", "", true, false},
+			{"GET", "/api/v1/purposes/oa.none", "", true, false}, // 404
+			{"PATCH", "/api/v1/purposes/oa.news", `{"recipients":["Printer Ltd"]}`, true, false},
+			{"POST", "/api/v1/purposes/oa.news/notices", `{"text":"We send news weekly."}`, true, false},
+			{"GET", "/api/v1/purposes/oa.news/notices", "", true, false},
+			{"GET", "/api/v1/register?format=json", "", true, false},
+			{"GET", "/api/v1/register?format=csv", "", true, false},
 			{"GET", "/healthz", "", true, false},
 			{"GET", "/readyz", "", true, false},
 			{"GET", "/metrics", "", true, false},

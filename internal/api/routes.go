@@ -15,9 +15,11 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // Route is one endpoint.
@@ -106,6 +108,15 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/spaces/{id}/grants", "spaces:write", anytime, a.grant},
 		{"DELETE", "/api/v1/spaces/{id}/grants/{grant}", "spaces:write", anytime, a.revoke},
 
+		{"GET", "/api/v1/taxonomy", "purposes:read", anytime, a.taxonomy},
+		{"POST", "/api/v1/purposes", "purposes:write", anytime, a.createPurpose},
+		{"GET", "/api/v1/purposes", "purposes:read", anytime, a.listPurposes},
+		{"GET", "/api/v1/purposes/{key}", "purposes:read", anytime, a.getPurpose},
+		{"PATCH", "/api/v1/purposes/{key}", "purposes:write", anytime, a.updatePurpose},
+		{"GET", "/api/v1/purposes/{key}/notices", "purposes:read", anytime, a.listNotices},
+		{"POST", "/api/v1/purposes/{key}/notices", "purposes:write", anytime, a.addNotice},
+		{"GET", "/api/v1/register", "purposes:read", anytime, a.exportRegister},
+
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
 
@@ -126,6 +137,8 @@ type API struct {
 	subjects *subject.Service
 	identity *identity.Service
 	spaces   *space.Service
+	register *register.Service
+	tenants  *tenant.Service
 	log      *audit.Log
 	audit    *audit.Reader
 	logger   *slog.Logger
@@ -145,6 +158,8 @@ type Deps struct {
 	Subjects *subject.Service
 	Identity *identity.Service
 	Spaces   *space.Service
+	Register *register.Service
+	Tenants  *tenant.Service
 	Log      *audit.Log
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -158,6 +173,7 @@ type Deps struct {
 func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
+		register: d.Register, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

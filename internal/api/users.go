@@ -90,21 +90,32 @@ func (a *API) resendInvitation(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) exportUsers(w http.ResponseWriter, r *http.Request) error {
-	format := r.URL.Query().Get("format")
-	if format == "" {
-		format = "json"
-	}
+	format := formatParam(r)
 	var buf bytes.Buffer // the export is small (one line per account); errors must not follow a 200
 	if err := a.identity.ExportUsers(r.Context(), principal(r), format, &buf); err != nil {
 		return err
 	}
+	return a.attachment(w, "users", format, buf.Bytes())
+}
+
+// formatParam is ?format=, json by default.
+func formatParam(r *http.Request) string {
+	if f := r.URL.Query().Get("format"); f != "" {
+		return f
+	}
+	return "json"
+}
+
+// attachment answers an export (built in full first, so that an error
+// never follows a 200) as a file named after what and the time.
+func (a *API) attachment(w http.ResponseWriter, what, format string, body []byte) error {
 	ctype := "application/json"
 	if format == "csv" {
 		ctype = "text/csv; charset=utf-8"
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Disposition", `attachment; filename="users-`+a.now().UTC().Format("20060102T150405Z")+`.`+format+`"`)
-	_, err := w.Write(buf.Bytes())
+	w.Header().Set("Content-Disposition", `attachment; filename="`+what+`-`+a.now().UTC().Format("20060102T150405Z")+`.`+format+`"`)
+	_, err := w.Write(body)
 	return err
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -39,6 +40,7 @@ type App struct {
 	Subjects *subject.Service
 	Identity *identity.Service
 	Spaces   *space.Service
+	Register *register.Service
 	Mail     *mail.Outbox
 	API      *api.API
 	Logger   *slog.Logger
@@ -117,6 +119,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Identity = identity.NewService(identity.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects,
 		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, SMS: texts, Links: cfg.PublicURL, Now: opt.Now})
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
+	a.Register = register.NewService(db, a.Log, opt.Now)
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -127,7 +130,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }

@@ -38,7 +38,7 @@ const (
 )
 
 // Scopes a token may carry: read or write per resource family.
-var Scopes = []string{"audit:read", "groups:read", "groups:write", "settings:read", "settings:write",
+var Scopes = []string{"audit:read", "groups:read", "groups:write", "purposes:read", "purposes:write", "settings:read", "settings:write",
 	"spaces:read", "spaces:write", "subjects:read", "subjects:write", "users:read", "users:write"}
 
 // memberScopes are what every active user holds: the resource families in
