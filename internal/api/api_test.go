@@ -124,9 +124,15 @@ func TestOtherTenantGets404(t *testing.T) {
 			t.Fatalf("add member: %d %s", r.Status, r.Body)
 		}
 		grant := victim.Do(t, "POST", "/api/v1/spaces/"+ids["/api/v1/spaces/"]+"/grants", map[string]any{"user_id": staff, "access": "viewer"}).Map(t)["id"].(string)
-		inner := strings.NewReplacer("{user}", staff, "{grant}", grant)
+		if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", map[string]any{"key": "victim.news", "name": "News", "legal_basis": "consent",
+			"data_categories": []string{"user.contact.email"}, "notice_text": "News."}); r.Status != 201 {
+			t.Fatalf("purpose: %d %s", r.Status, r.Body)
+		}
+		event := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+s["id"].(string)+"/consents",
+			map[string]any{"purpose": "victim.news", "action": "grant", "method": "api"}).Map(t)["id"].(string)
+		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event)
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
-		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID)
+		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID)
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
 		bodies := map[string]any{"POST": map[string]any{}, "PUT": map[string]any{}}
@@ -179,6 +185,10 @@ func TestOtherTenantGets404(t *testing.T) {
 			if len(page.Items) != 0 {
 				t.Errorf("lookup %s as other tenant found %v", q, page.Items)
 			}
+		}
+		var ledger struct{ History []any }
+		if env.Do(t, env.Token, "GET", "/api/v1/subjects/"+s["id"].(string)+"/consents", nil).JSON(t, &ledger); len(ledger.History) != 1 {
+			t.Errorf("other tenant changed the consent ledger: %d events", len(ledger.History))
 		}
 		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+s["id"].(string), nil)
 		if r.Status != 200 || r.Map(t)["source"] != "api" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/space"
@@ -28,77 +29,82 @@ var principals = []string{"anonymous", "member", "viewer", "editor", "group admi
 // so a new route cannot ship without a decision on who may call it.
 var matrix = map[string]string{
 	//                                                  anon member viewer editor gadmin admin owner o-token m-token other
-	"GET /healthz":                              "ok ok ok ok ok ok ok ok ok ok",
-	"GET /readyz":                               "ok ok ok ok ok ok ok ok ok ok",
-	"GET /metrics":                              "ok ok ok ok ok ok ok ok ok ok",
-	"GET /api/v1/openapi.json":                  "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/login":                   "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/mfa":                     "401 ok ok ok ok ok ok 401 401 ok",
-	"POST /api/v1/auth/mfa/sms":                 "401 ok ok ok ok ok ok 401 401 ok",
-	"POST /api/v1/auth/mfa/passkey":             "401 ok ok ok ok ok ok 401 401 ok",
-	"POST /api/v1/auth/reauth":                  "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/auth/logout":                  "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/invitation":              "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/invitation/accept":       "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/password-reset":          "ok ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/auth/password-reset/confirm":  "ok ok ok ok ok ok ok ok ok ok",
-	"GET /api/v1/me":                            "401 ok ok ok ok ok ok 403 403 ok",
-	"PATCH /api/v1/me":                          "401 ok ok ok ok ok ok 403 403 ok",
-	"PUT /api/v1/me/password":                   "401 ok ok ok ok ok ok 403 403 ok",
-	"GET /api/v1/me/sessions":                   "401 ok ok ok ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/sessions/{id}":           "401 404 404 404 404 404 404 403 403 404",
-	"GET /api/v1/me/mfa":                        "401 ok ok ok ok ok ok 403 403 ok",
-	"GET /api/v1/me/mfa/totp":                   "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/totp":                  "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/totp/confirm":          "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/sms":                   "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/sms/confirm":           "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/passkey":               "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/mfa/passkey/confirm":       "401 ok ok ok ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/mfa/{id}":                "401 404 404 404 404 404 404 403 403 404",
-	"POST /api/v1/me/mfa/recovery-codes":        "401 ok ok ok ok ok ok 403 403 ok",
-	"GET /api/v1/me/tokens":                     "401 ok ok ok ok ok ok 403 403 ok",
-	"POST /api/v1/me/tokens":                    "401 ok ok ok ok ok ok 403 403 ok",
-	"DELETE /api/v1/me/tokens/{id}":             "401 404 404 404 404 404 404 403 403 404",
-	"GET /api/v1/users":                         "401 403 403 403 403 ok ok ok 403 ok",
-	"POST /api/v1/users":                        "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/users/export":                  "401 403 403 403 403 ok ok 403 403 ok",
-	"POST /api/v1/users/import":                 "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/users/{id}":                    "401 403 403 403 403 ok ok ok 403 404",
-	"PATCH /api/v1/users/{id}":                  "401 403 403 403 403 ok ok 403 403 404",
-	"POST /api/v1/users/{id}/unlock":            "401 403 403 403 403 ok ok ok 403 404",
-	"POST /api/v1/users/{id}/invitation":        "401 403 403 403 403 ok ok ok 403 404",
-	"POST /api/v1/invitations":                  "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/groups":                        "401 ok ok ok ok ok ok ok ok ok",
-	"POST /api/v1/groups":                       "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/groups/{id}":                   "401 404 404 404 ok ok ok ok 404 404",
-	"PATCH /api/v1/groups/{id}":                 "401 403 403 403 403 ok ok ok 403 404",
-	"DELETE /api/v1/groups/{id}":                "401 403 403 403 403 ok ok ok 403 404",
-	"PUT /api/v1/groups/{id}/members/{user}":    "401 404 404 404 ok ok ok ok 404 404",
-	"DELETE /api/v1/groups/{id}/members/{user}": "401 404 404 404 ok ok ok ok 404 404",
-	"POST /api/v1/spaces":                       "401 ok ok ok ok ok ok ok ok ok",
-	"GET /api/v1/spaces":                        "401 ok ok ok ok ok ok ok ok ok",
-	"GET /api/v1/spaces/{id}":                   "401 404 ok ok 404 ok ok ok 404 404",
-	"PATCH /api/v1/spaces/{id}":                 "401 404 403 ok 404 ok ok ok 404 404",
-	"GET /api/v1/spaces/{id}/grants":            "401 404 403 ok 404 ok ok ok 404 404",
-	"POST /api/v1/spaces/{id}/grants":           "401 404 403 ok 404 ok ok ok 404 404",
-	"DELETE /api/v1/spaces/{id}/grants/{grant}": "401 404 403 ok 404 ok ok ok 404 404",
-	"GET /api/v1/taxonomy":                      "401 403 403 403 403 ok ok ok 403 ok",
-	"POST /api/v1/purposes":                     "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/purposes":                      "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/purposes/{key}":                "401 403 403 403 403 ok ok ok 403 404",
-	"PATCH /api/v1/purposes/{key}":              "401 403 403 403 403 ok ok ok 403 404",
-	"GET /api/v1/purposes/{key}/notices":        "401 403 403 403 403 ok ok ok 403 404",
-	"POST /api/v1/purposes/{key}/notices":       "401 403 403 403 403 ok ok ok 403 404",
-	"GET /api/v1/register":                      "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/settings/security":             "401 403 403 403 403 ok ok ok 403 ok",
-	"PATCH /api/v1/settings/security":           "401 403 403 403 403 ok ok 403 403 ok",
-	"POST /api/v1/subjects":                     "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/subjects":                      "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/subjects/{id}":                 "401 403 403 403 403 ok ok ok 403 404",
-	"PATCH /api/v1/subjects/{id}":               "401 403 403 403 403 ok ok ok 403 404",
-	"GET /api/v1/audit":                         "401 403 403 403 403 ok ok ok 403 ok",
-	"GET /api/v1/audit/verify":                  "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /healthz":                                       "ok ok ok ok ok ok ok ok ok ok",
+	"GET /readyz":                                        "ok ok ok ok ok ok ok ok ok ok",
+	"GET /metrics":                                       "ok ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/openapi.json":                           "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/login":                            "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/mfa":                              "401 ok ok ok ok ok ok 401 401 ok",
+	"POST /api/v1/auth/mfa/sms":                          "401 ok ok ok ok ok ok 401 401 ok",
+	"POST /api/v1/auth/mfa/passkey":                      "401 ok ok ok ok ok ok 401 401 ok",
+	"POST /api/v1/auth/reauth":                           "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/auth/logout":                           "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/invitation":                       "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/invitation/accept":                "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/password-reset":                   "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/auth/password-reset/confirm":           "ok ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/me":                                     "401 ok ok ok ok ok ok 403 403 ok",
+	"PATCH /api/v1/me":                                   "401 ok ok ok ok ok ok 403 403 ok",
+	"PUT /api/v1/me/password":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/sessions":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/sessions/{id}":                    "401 404 404 404 404 404 404 403 403 404",
+	"GET /api/v1/me/mfa":                                 "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/mfa/totp":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/totp":                           "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/totp/confirm":                   "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/sms":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/sms/confirm":                    "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/passkey":                        "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/mfa/passkey/confirm":                "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/mfa/{id}":                         "401 404 404 404 404 404 404 403 403 404",
+	"POST /api/v1/me/mfa/recovery-codes":                 "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/tokens":                              "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/tokens":                             "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/tokens/{id}":                      "401 404 404 404 404 404 404 403 403 404",
+	"GET /api/v1/users":                                  "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/users":                                 "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/users/export":                           "401 403 403 403 403 ok ok 403 403 ok",
+	"POST /api/v1/users/import":                          "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/users/{id}":                             "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/users/{id}":                           "401 403 403 403 403 ok ok 403 403 404",
+	"POST /api/v1/users/{id}/unlock":                     "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/users/{id}/invitation":                 "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/invitations":                           "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/groups":                                 "401 ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/groups":                                "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/groups/{id}":                            "401 404 404 404 ok ok ok ok 404 404",
+	"PATCH /api/v1/groups/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/groups/{id}":                         "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/groups/{id}/members/{user}":             "401 404 404 404 ok ok ok ok 404 404",
+	"DELETE /api/v1/groups/{id}/members/{user}":          "401 404 404 404 ok ok ok ok 404 404",
+	"POST /api/v1/spaces":                                "401 ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/spaces":                                 "401 ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/spaces/{id}":                            "401 404 ok ok 404 ok ok ok 404 404",
+	"PATCH /api/v1/spaces/{id}":                          "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/spaces/{id}/grants":                     "401 404 403 ok 404 ok ok ok 404 404",
+	"POST /api/v1/spaces/{id}/grants":                    "401 404 403 ok 404 ok ok ok 404 404",
+	"DELETE /api/v1/spaces/{id}/grants/{grant}":          "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/taxonomy":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/purposes":                              "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/purposes":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/purposes/{key}":                         "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/purposes/{key}":                       "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/purposes/{key}/notices":                 "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/purposes/{key}/notices":                "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/register":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/settings/security":                      "401 403 403 403 403 ok ok ok 403 ok",
+	"PATCH /api/v1/settings/security":                    "401 403 403 403 403 ok ok 403 403 ok",
+	"POST /api/v1/subjects":                              "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/subjects":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/consents":                "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/consents/{event}/receipt": "401 403 403 403 403 ok ok ok 403 404",
+	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok",
+	"GET /api/v1/audit":                                  "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/audit/verify":                           "401 403 403 403 403 ok ok ok 403 ok",
 }
 
 // TestAuthorizationMatrix walks every route × principal.
@@ -153,6 +159,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		subject := createSubject(t, env, env.Token, map[string]any{"email": "matrix@example.org"})["id"].(string)
+		if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Matrix news.", Purpose: register.Purpose{
+			Key: "matrix.news", Name: "Matrix news", LegalBasis: register.Consent, DataCategories: []string{"user.contact.email"}}}); err != nil {
+			t.Fatal(err)
+		}
+		event, err := env.App.Consent.Record(ctx, env.Tenant.ID, subject, consent.Input{Purpose: "matrix.news", Action: consent.Grant, Method: "api"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		n := 0
 		throwaway := func() string {
 			n++
@@ -161,6 +175,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		// path gives the path to call route key with: real objects where
 		// access depends on them, fresh ones for each destructive call.
 		path := func(key, p string) string {
+			p = strings.NewReplacer("{key}", purpose.Key, "{event}", event.ID, "{tenant}", "acme").Replace(p)
 			switch key {
 			case "DELETE /api/v1/groups/{id}":
 				g, err := ids.CreateGroup(ctx, op, fmt.Sprintf("doomed %d", n))
@@ -190,7 +205,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 					return strings.Replace(p, "{id}", id, 1)
 				}
 			}
-			p = strings.Replace(p, "{key}", purpose.Key, 1)
 			return strings.ReplaceAll(p, "{id}", "01a00000-0000-7000-8000-000000000000")
 		}
 

@@ -146,6 +146,15 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/purposes/oa.news/notices", "", true, false},
 			{"GET", "/api/v1/register?format=json", "", true, false},
 			{"GET", "/api/v1/register?format=csv", "", true, false},
+			{"POST", "/api/v1/subjects/" + id + "/consents", `{"purpose":"oa.news","action":"grant","method":"web_form","source":"form","ip":"192.0.2.9"}`, true, false},
+			{"POST", "/api/v1/subjects/" + id + "/consents", `{"purpose":"oa.news","action":"perhaps","method":"api"}`, false, false}, // 400
+			{"GET", "/api/v1/subjects/" + id + "/consents", "", true, false},
+			{"GET", "/api/v1/subjects/" + id + "/consents/verify", "", true, false},
+			{"GET", "/api/v1/subjects/" + id + "/consents/01a00000-0000-7000-8000-000000000000/receipt", "", true, false}, // 404
+			{"GET", "/api/v1/subjects?consent=missing&purpose=oa.news", "", true, false},
+			{"GET", "/api/v1/subjects?consent=missing", "", true, false},
+			{"GET", "/privacy/acme/keys", "", true, false},
+			{"GET", "/privacy/nobody/keys", "", true, false}, // 404
 			{"GET", "/healthz", "", true, false},
 			{"GET", "/readyz", "", true, false},
 			{"GET", "/metrics", "", true, false},

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/register"
@@ -124,6 +125,11 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects", "subjects:read", anytime, a.listSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
+		{"POST", "/api/v1/subjects/{id}/consents", "subjects:write", anytime, a.recordConsent},
+		{"GET", "/api/v1/subjects/{id}/consents", "subjects:read", anytime, a.consentLedger},
+		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},
+		{"GET", "/api/v1/subjects/{id}/consents/{event}/receipt", "subjects:read", anytime, a.consentReceipt},
+		{"GET", "/privacy/{tenant}/keys", Public, anytime, a.receiptKeys},
 
 		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
 		{"GET", "/api/v1/audit/verify", "audit:read", anytime, a.verifyAudit},
@@ -138,6 +144,7 @@ type API struct {
 	identity *identity.Service
 	spaces   *space.Service
 	register *register.Service
+	consent  *consent.Service
 	tenants  *tenant.Service
 	log      *audit.Log
 	audit    *audit.Reader
@@ -159,6 +166,7 @@ type Deps struct {
 	Identity *identity.Service
 	Spaces   *space.Service
 	Register *register.Service
+	Consent  *consent.Service
 	Tenants  *tenant.Service
 	Log      *audit.Log
 	Logger   *slog.Logger
@@ -173,7 +181,7 @@ type Deps struct {
 func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
-		register: d.Register, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

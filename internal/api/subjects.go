@@ -54,7 +54,7 @@ func (a *API) rectifySubject(w http.ResponseWriter, r *http.Request) error {
 
 // listSubjects looks subjects up by one identifier, or pages through all.
 func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "email", "phone", "external_id", "cursor", "limit")
+	q, err := query(r, "email", "phone", "external_id", "cursor", "limit", "consent", "purpose")
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,18 @@ func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	subs, next, err := a.subjects.List(r.Context(), tid, q.Get("cursor"), limit)
+	o := subject.ListOptions{After: q.Get("cursor"), Limit: limit}
+	switch c := q.Get("consent"); {
+	case c == "missing":
+		if o.Where, err = a.consent.MissingFilter(r.Context(), tid, q.Get("purpose")); err != nil {
+			return err
+		}
+	case c != "":
+		return errs.Field("consent", "missing is the only filter")
+	case q.Has("purpose"):
+		return errs.Field("purpose", "only with consent=missing")
+	}
+	subs, next, err := a.subjects.List(r.Context(), tid, o)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
@@ -41,6 +42,7 @@ type App struct {
 	Identity *identity.Service
 	Spaces   *space.Service
 	Register *register.Service
+	Consent  *consent.Service
 	Mail     *mail.Outbox
 	API      *api.API
 	Logger   *slog.Logger
@@ -120,6 +122,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, SMS: texts, Links: cfg.PublicURL, Now: opt.Now})
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
 	a.Register = register.NewService(db, a.Log, opt.Now)
+	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
+		Tenants: a.Tenants, Issuer: cfg.PublicURL, Now: opt.Now})
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -130,7 +134,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Tenants: a.Tenants, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }

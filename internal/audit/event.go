@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/custodia/custodia/internal/keyring"
@@ -114,6 +115,8 @@ type record struct {
 	Details        string
 	PrevHash       []byte
 	Hash           []byte
+
+	details map[string]any // encoded into Details when the record is appended
 }
 
 // actorSecret is what actor_ct holds.
@@ -158,7 +161,20 @@ func genesis(tenantID string) []byte {
 	return h[:]
 }
 
-// newRecord fills everything but seq and hashes.
+// encodeDetails sets Details from the event's map, as it is now.
+func (r *record) encodeDetails() error {
+	if len(r.details) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(r.details)
+	if err != nil {
+		return fmt.Errorf("audit event %s: %w", r.Action, err)
+	}
+	r.Details = string(b)
+	return nil
+}
+
+// newRecord fills everything but seq, hashes and the encoded details.
 func newRecord(tenantID, id string, at time.Time, a Actor, requestID string, e Event) (record, error) {
 	r := record{
 		TenantID: tenantID, ID: id, At: at.UnixMicro(),
@@ -169,13 +185,7 @@ func newRecord(tenantID, id string, at time.Time, a Actor, requestID string, e E
 	if r.Outcome == "" {
 		r.Outcome = Success
 	}
-	if len(e.Details) > 0 {
-		b, err := json.Marshal(e.Details)
-		if err != nil {
-			return r, err
-		}
-		r.Details = string(b)
-	}
+	r.details = e.Details
 	if a.Key != nil {
 		b, err := json.Marshal(actorSecret{Display: a.Display, IP: a.IP, UserAgent: a.UserAgent})
 		if err != nil {

@@ -79,7 +79,9 @@ func (l *Log) Close() {
 // Commit runs fn (which may be nil) and appends events for tenantID in one
 // transaction, returning once both are durable. The actor and request id
 // come from ctx. When fn fails nothing of it and none of the events are
-// written, and its error is returned.
+// written, and its error is returned. The events' Details maps are encoded
+// after fn has run, so fn may complete them with what it found (a sequence
+// number, a hash).
 func (l *Log) Commit(ctx context.Context, tenantID string, fn func(tx *sqldb.Tx) error, events ...Event) error {
 	actor := ActorFrom(ctx)
 	reqID := requestIDFrom(ctx)
@@ -180,6 +182,9 @@ func (l *Log) commit(batch []*unit) {
 				}
 				for j := range u.records {
 					r := &u.records[j]
+					if err := r.encodeDetails(); err != nil {
+						return err
+					}
 					r.Seq = next.seq + 1
 					r.PrevHash = next.hash
 					r.Hash = r.hash()

@@ -255,3 +255,19 @@ func (k *Keyring) TenantDataKey(ctx context.Context, q sqldb.Q, tenantID string)
 	}
 	return &DataKey{tenantID: tenantID, key: key}, nil
 }
+
+// ConsentSigningKey returns the tenant's ed25519 key for consent receipts,
+// derived (HKDF) from the index key: stable across key rotations, and
+// distinct from the audit signing key so that the two can be published
+// and, one day, replaced apart.
+func (k *Keyring) ConsentSigningKey(ctx context.Context, q sqldb.Q, tenantID string) (ed25519.PrivateKey, error) {
+	index, _, err := k.secret(ctx, q, tenantID, secretIndex)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hkdf.Key(sha256.New, index, nil, "custodia/v1 consent receipts", ed25519.SeedSize)
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}

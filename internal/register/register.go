@@ -193,7 +193,7 @@ func check(p *Purpose) error {
 	}, "a condition of Art. 9(2) or Art. 10"); err != nil {
 		return err
 	}
-	kinds := specials(p.DataCategories)
+	kinds := Specials(p.DataCategories)
 	has := func(set []string) bool {
 		return slices.ContainsFunc(p.SpecialConditions, func(c string) bool { return slices.Contains(set, c) })
 	}

@@ -54,9 +54,9 @@ func lookup(cats []Category, key string) (Category, bool) {
 	return Category{}, false
 }
 
-// specials are the special kinds ("art9", "art10") among the data
+// Specials are the special kinds ("art9", "art10") among the data
 // categories: a key is special when it or one of its ancestors is.
-func specials(keys []string) map[string]bool {
+func Specials(keys []string) map[string]bool {
 	kinds := map[string]bool{}
 	for _, k := range keys {
 		for _, c := range shipped.DataCategories {

@@ -385,16 +385,34 @@ func (s *Service) Find(ctx context.Context, tenantID string, l Lookup) ([]Subjec
 	return s.revealRows(ctx, tenantID, rows, "subject.lookup", map[string]any{"by": field})
 }
 
+// Where narrows a listing: a condition on the subjects table from another
+// package of this module (never from a client), with its arguments.
+type Where struct {
+	SQL  string
+	Args []any
+}
+
+// ListOptions select a page of subjects.
+type ListOptions struct {
+	After string // the cursor: list subjects after this id
+	Limit int    // 1 to 500; 0 means 50
+	Where Where  // optional
+}
+
 // List returns a page of the tenant's subjects in creation order and the
 // cursor of the next page ("" at the end); each subject read is recorded.
-func (s *Service) List(ctx context.Context, tenantID, after string, limit int) ([]Subject, string, error) {
-	if limit <= 0 {
-		limit = 50
+func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]Subject, string, error) {
+	if o.Limit <= 0 {
+		o.Limit = 50
 	}
-	if limit > 500 {
+	if o.Limit > 500 {
 		return nil, "", errs.Field("limit", "at most 500")
 	}
-	rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?", tenantID, after, limit+1)
+	q, args := selectRow+" WHERE tenant_id = ? AND id > ?", []any{tenantID, o.After}
+	if o.Where.SQL != "" {
+		q, args = q+" AND ("+o.Where.SQL+")", append(args, o.Where.Args...)
+	}
+	rows, err := s.db.Read().Query(ctx, q+" ORDER BY id LIMIT ?", append(args, o.Limit+1)...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list subjects: %w", err)
 	}
@@ -403,9 +421,9 @@ func (s *Service) List(ctx context.Context, tenantID, after string, limit int) (
 		return nil, "", err
 	}
 	next := ""
-	if len(subs) > limit {
-		subs = subs[:limit]
-		next = subs[limit-1].ID
+	if len(subs) > o.Limit {
+		subs = subs[:o.Limit]
+		next = subs[o.Limit-1].ID
 	}
 	return subs, next, nil
 }
@@ -527,7 +545,13 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 // Key returns the data key of a subject, for services that seal data about
 // them (the audit actor, accounts).
 func (s *Service) Key(ctx context.Context, tenantID, id string) (*keyring.DataKey, error) {
-	return s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+	k, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
+	if errors.Is(err, keyring.ErrKeyDestroyed) {
+		if _, err := findRow(ctx, s.db.Read(), tenantID, id); err != nil {
+			return nil, err // no such subject (in this tenant): 404, not 410
+		}
+	}
+	return k, err
 }
 
 // IDByEmail finds the subject id with this email, without recording a read

@@ -13,10 +13,12 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/passkeytest"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
@@ -141,7 +143,7 @@ func TestOtherTenantSeesNothing(t *testing.T) {
 		if found, err := s.Find(ctx, other.ID, subject.Lookup{Email: "shared@example.org"}); err != nil || len(found) != 0 {
 			t.Errorf("Find from other tenant = %v, %v", found, err)
 		}
-		if list, _, err := s.List(ctx, other.ID, "", 100); err != nil || len(list) != 1 || list[0].Email != "owner@globex.example" {
+		if list, _, err := s.List(ctx, other.ID, subject.ListOptions{Limit: 100}); err != nil || len(list) != 1 || list[0].Email != "owner@globex.example" {
 			t.Errorf("List of other tenant = %+v, %v; want only its own owner", list, err)
 		}
 		// The same email may exist in both tenants: indexes are per tenant.
@@ -201,7 +203,7 @@ var secrets = []string{"zelda.quartermaine@example.net", "+447700900123", "44770
 	"ZeldaBrowser/9.1 (quartermaine)", "203.0.113.77", "a tidal orchard hums 5150"}
 
 // seedSecrets stores the secrets everywhere personal data goes — the
-// subject, group and space names, an account signed in from a known IP and
+// subject, where its consent came from, group and space names, an account signed in from a known IP and
 // browser, a TOTP seed, a lock notice in the mail outbox — and returns the values made on the
 // way (the TOTP seed) that must not be found either.
 func seedSecrets(t *testing.T, env *apptest.Env) []string {
@@ -221,6 +223,15 @@ func seedSecrets(t *testing.T, env *apptest.Env) []string {
 	r := env.Do(t, env.Token, "GET", "/api/v1/subjects?email="+secrets[0], nil)
 	if r.Status != 200 {
 		t.Fatalf("lookup over HTTP: %d %s", r.Status, r.Body)
+	}
+	// Where consent came from is personal too (the source, the IP).
+	if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "News by email.", Purpose: register.Purpose{
+		Key: "news", Name: "News", LegalBasis: register.Consent, DataCategories: []string{"user.contact.email"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.App.Consent.Record(ctx, env.Tenant.ID, sub.ID, consent.Input{Purpose: "news", Action: consent.Grant,
+		Method: "web_form", Source: secrets[5], IP: secrets[8]}); err != nil {
+		t.Fatal(err)
 	}
 	// Names of groups and spaces may name people too.
 	for path, name := range map[string]string{"/api/v1/groups": "Team " + secrets[4], "/api/v1/spaces": "Contract " + secrets[4]} {

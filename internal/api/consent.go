@@ -1,0 +1,67 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/httpio"
+)
+
+func (a *API) recordConsent(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Purpose       string `json:"purpose"`
+		Action        string `json:"action"`
+		Method        string `json:"method"`
+		NoticeVersion int    `json:"notice_version"`
+		Source        string `json:"source"`
+		IP            string `json:"ip"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	rec, err := a.consent.Record(r.Context(), principal(r).TenantID, r.PathValue("id"), consent.Input{Purpose: in.Purpose,
+		Action: in.Action, Method: in.Method, NoticeVersion: in.NoticeVersion, Source: in.Source, IP: in.IP})
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, rec)
+	return nil
+}
+
+func (a *API) consentLedger(w http.ResponseWriter, r *http.Request) error {
+	l, err := a.consent.Ledger(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, l)
+	return nil
+}
+
+func (a *API) verifyConsent(w http.ResponseWriter, r *http.Request) error {
+	v, err := a.consent.Verify(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) consentReceipt(w http.ResponseWriter, r *http.Request) error {
+	rc, err := a.consent.Receipt(r.Context(), principal(r).TenantID, r.PathValue("id"), r.PathValue("event"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, map[string]string{"receipt": rc})
+	return nil
+}
+
+// receiptKeys publishes the keys that verify a tenant's consent receipts.
+func (a *API) receiptKeys(w http.ResponseWriter, r *http.Request) error {
+	ks, err := a.consent.Keys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	httpio.JSON(w, http.StatusOK, ks)
+	return nil
+}

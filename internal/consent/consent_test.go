@@ -1,0 +1,288 @@
+package consent_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+	"github.com/custodia/custodia/internal/subject"
+)
+
+func TestMain(m *testing.M) { sqldbtest.Main(m) }
+
+// purpose adds a consent-based purpose with key whose consent lasts days
+// (0: until withdrawn).
+func purpose(t *testing.T, env *apptest.Env, key string, days int) register.Purpose {
+	t.Helper()
+	p, err := env.App.Register.Create(context.Background(), env.Tenant.ID, register.New{NoticeText: "We send " + key + " news.",
+		Purpose: register.Purpose{Key: key, Name: strings.ToUpper(key), LegalBasis: register.Consent,
+			DataCategories: []string{"user.contact.email"}, Recipients: []string{"Mailer Ltd"}, ConsentValidDays: days}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func person(t *testing.T, env *apptest.Env, email string) string {
+	t.Helper()
+	s, err := env.App.Subjects.Create(context.Background(), env.Tenant.ID, subject.New{Email: email})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.ID
+}
+
+func record(t *testing.T, env *apptest.Env, subjectID, purposeKey, action string) consent.Recorded {
+	t.Helper()
+	r, err := env.App.Consent.Record(context.Background(), env.Tenant.ID, subjectID, consent.Input{Purpose: purposeKey,
+		Action: action, Method: "web_form", Source: "signup form", IP: "198.51.100.23"})
+	if err != nil {
+		t.Fatalf("%s %s: %v", action, purposeKey, err)
+	}
+	return r
+}
+
+// TestLedgerIsAppendOnlyAndChained: events chain; the database refuses to
+// change one; an event replaced by an altered copy, and a history cut
+// short, are both found by Verify.
+func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		cs := env.App.Consent
+		purpose(t, env, "news", 0)
+		ann := person(t, env, "ann@example.org")
+		g := record(t, env, ann, "news", consent.Grant)
+		record(t, env, ann, "news", consent.Withdraw)
+		last := record(t, env, ann, "news", consent.Grant)
+		if g.Seq != 1 || last.Seq != 3 || g.IP != "198.51.100.0/24" || g.NoticeHash != register.NoticeHash("We send news news.") {
+			t.Errorf("events: %+v … %+v", g.Event, last.Event)
+		}
+		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || !v.OK || v.Events != 3 || v.Head != last.Hash {
+			t.Fatalf("verify: %+v %v", v, err)
+		}
+		if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE consent_events SET action = 'grant' WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
+			return err
+		}); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("UPDATE of the ledger: %v; want refused", err)
+		}
+
+		// Swap event 2 for a copy that says "grant" instead of "withdraw".
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exec(`CREATE TABLE saved AS SELECT * FROM consent_events WHERE tenant_id = ? AND subject_id = ?`, env.Tenant.ID, ann)
+		exec("DELETE FROM consent_events WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
+		exec(`INSERT INTO consent_events SELECT tenant_id, id, subject_id, seq, purpose_id, purpose_key, notice_version, notice_hash,
+			'grant', method, origin_ct, created_at, valid_until, prev_hash, hash, receipt FROM saved WHERE seq = 2`)
+		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || v.OK || !strings.Contains(v.Problem, "event 2: altered") {
+			t.Errorf("altered event: %+v %v", v, err)
+		}
+		// Put it back, then cut the history short.
+		exec("DELETE FROM consent_events WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
+		exec("INSERT INTO consent_events SELECT * FROM saved WHERE seq = 2")
+		if v, _ := cs.Verify(ctx, env.Tenant.ID, ann); !v.OK {
+			t.Fatalf("restored ledger: %+v", v)
+		}
+		exec("DELETE FROM consent_events WHERE tenant_id = ? AND subject_id = ? AND seq = 3", env.Tenant.ID, ann)
+		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || v.OK || !strings.Contains(v.Problem, "event 3") {
+			t.Errorf("truncated ledger: %+v %v", v, err)
+		}
+		// Removing a middle event breaks the chain.
+		exec("DELETE FROM consent_events WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
+		exec("INSERT INTO consent_events SELECT * FROM saved WHERE seq = 3")
+		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || v.OK || !strings.Contains(v.Problem, "seq 3 where 2 was due") {
+			t.Errorf("ledger without its middle: %+v %v", v, err)
+		}
+	})
+}
+
+// TestConcurrentAppends: parallel events for one person get consecutive
+// places in one unbroken chain.
+func TestConcurrentAppends(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		purpose(t, env, "news", 0)
+		bo := person(t, env, "bo@example.org")
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				action := []string{consent.Grant, consent.Withdraw}[i%2]
+				if _, err := env.App.Consent.Record(context.Background(), env.Tenant.ID, bo,
+					consent.Input{Purpose: "news", Action: action, Method: "api"}); err != nil {
+					t.Errorf("append %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if v, err := env.App.Consent.Verify(context.Background(), env.Tenant.ID, bo); err != nil || !v.OK || v.Events != 10 {
+			t.Errorf("after parallel appends: %+v %v", v, err)
+		}
+	})
+}
+
+// TestReceipts: each event's receipt verifies offline with the published
+// key and says what happened; an altered receipt does not verify.
+func TestReceipts(t *testing.T) {
+	env := apptest.New(t, "")
+	ctx := context.Background()
+	purpose(t, env, "news", 365)
+	cy := person(t, env, "cy@example.org")
+	r := record(t, env, cy, "news", consent.Grant)
+	keys, err := env.App.Consent.Keys(ctx, "acme")
+	if err != nil || len(keys.Keys) != 1 || keys.Keys[0].Crv != "Ed25519" {
+		t.Fatalf("keys: %+v %v", keys, err)
+	}
+	c, err := consent.VerifyReceipt(r.Receipt, keys)
+	if err != nil {
+		t.Fatalf("receipt does not verify: %v", err)
+	}
+	if c.Version != consent.KantaraVersion || c.ConsentReceiptID != r.ID || c.PIIPrincipalID != cy || c.CollectionMethod != "web_form" ||
+		c.Custodia.Action != consent.Grant || c.Custodia.NoticeHash != r.NoticeHash || c.Custodia.EventHash != r.Hash ||
+		c.PIIControllers[0].PIIController != "ACME Ltd" || c.Custodia.ValidUntil == 0 || !c.Services[0].Purposes[0].ThirdPartyDisclosure {
+		t.Errorf("claims: %+v", c)
+	}
+	if strings.Contains(r.Receipt, "cy@example.org") || strings.Contains(r.Receipt, "198.51.100") {
+		t.Error("the receipt names the person")
+	}
+	again, err := env.App.Consent.Receipt(ctx, env.Tenant.ID, cy, r.ID)
+	if err != nil || again != r.Receipt {
+		t.Errorf("stored receipt: %v", err)
+	}
+	parts := strings.Split(r.Receipt, ".")
+	payload := []byte(parts[1])
+	payload[10] ^= 1 // flip one bit of one base64 character
+	for name, bad := range map[string]string{
+		"altered payload":   parts[0] + "." + string(payload) + "." + parts[2],
+		"swapped signature": parts[0] + "." + parts[1] + "." + strings.Split(record(t, env, cy, "news", consent.Withdraw).Receipt, ".")[2],
+		"truncated":         parts[0] + "." + parts[1],
+	} {
+		if _, err := consent.VerifyReceipt(bad, keys); err == nil {
+			t.Errorf("%s receipt verified", name)
+		}
+	}
+	other, _ := env.AddTenant(t, "globex", "owner@globex.example")
+	otherKeys, err := env.App.Consent.Keys(ctx, other.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := consent.VerifyReceipt(r.Receipt, otherKeys); err == nil {
+		t.Error("another tenant's key verified the receipt")
+	}
+}
+
+// TestConsentMissing: the contacts without valid consent, for a purpose
+// and for any, through grant → withdraw → re-grant → expiry.
+func TestConsentMissing(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 30)
+		purpose(t, env, "events", 0)
+		ann, bo, cy := person(t, env, "ann@example.org"), person(t, env, "bo@example.org"), person(t, env, "cy@example.org")
+		ours := []string{ann, bo, cy}
+		missing := func(key string) []string {
+			t.Helper()
+			w, err := env.App.Consent.MissingFilter(ctx, env.Tenant.ID, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs, _, err := env.App.Subjects.List(ctx, env.Tenant.ID, subject.ListOptions{Where: w, Limit: 500})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, s := range subs {
+				if slices.Contains(ours, s.ID) {
+					out = append(out, s.ID)
+				}
+			}
+			return out
+		}
+		want := func(step, key string, ids ...string) {
+			t.Helper()
+			if got := missing(key); !slices.Equal(got, ids) {
+				t.Errorf("%s: missing %q = %v; want %v", step, key, got, ids)
+			}
+		}
+		want("start", "news", ann, bo, cy)
+		want("start", "", ann, bo, cy)
+		record(t, env, ann, "news", consent.Grant)
+		want("granted", "news", bo, cy)
+		record(t, env, ann, "news", consent.Withdraw)
+		want("withdrawn", "news", ann, bo, cy)
+		record(t, env, ann, "news", consent.Grant)
+		want("granted again", "news", bo, cy)
+		record(t, env, bo, "events", consent.Grant)
+		want("other purpose", "news", bo, cy)
+		want("other purpose", "", cy)
+		env.Now.Advance(30*24*time.Hour - time.Minute)
+		want("a minute before expiry", "news", bo, cy)
+		env.Now.Advance(2 * time.Minute)
+		want("expired", "news", ann, bo, cy)
+		want("expired, any purpose", "", ann, cy)
+		l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, ann)
+		if err != nil || len(l.State) != 1 || l.State[0].Status != consent.Expired || len(l.History) != 3 {
+			t.Errorf("ledger after expiry: %+v %v", l, err)
+		}
+		if _, err := env.App.Consent.MissingFilter(ctx, env.Tenant.ID, "nope"); !errs.Is(err, errs.Invalid) {
+			t.Errorf("unknown purpose: %v", err)
+		}
+	})
+}
+
+// TestRecordRefusals: bad input is refused by field and leaves no trace.
+func TestRecordRefusals(t *testing.T) {
+	env := apptest.New(t, "")
+	ctx := context.Background()
+	purpose(t, env, "news", 0)
+	if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "billing", Name: "Billing",
+		LegalBasis: register.Contract, DataCategories: []string{"user.name"}}}); err != nil {
+		t.Fatal(err)
+	}
+	dee := person(t, env, "dee@example.org")
+	for name, c := range map[string]struct {
+		in    consent.Input
+		field string
+	}{
+		"no purpose":        {consent.Input{Action: consent.Grant, Method: "api"}, "purpose"},
+		"unknown purpose":   {consent.Input{Purpose: "nope", Action: consent.Grant, Method: "api"}, "purpose"},
+		"not consent-based": {consent.Input{Purpose: "billing", Action: consent.Grant, Method: "api"}, "purpose"},
+		"bad action":        {consent.Input{Purpose: "news", Action: "maybe", Method: "api"}, "action"},
+		"bad method":        {consent.Input{Purpose: "news", Action: consent.Grant, Method: "telepathy"}, "method"},
+		"bad ip":            {consent.Input{Purpose: "news", Action: consent.Grant, Method: "api", IP: "home"}, "ip"},
+		"unknown notice":    {consent.Input{Purpose: "news", Action: consent.Grant, Method: "api", NoticeVersion: 7}, "notice_version"},
+		"source too long":   {consent.Input{Purpose: "news", Action: consent.Grant, Method: "api", Source: strings.Repeat("x", 201)}, "source"},
+	} {
+		_, err := env.App.Consent.Record(ctx, env.Tenant.ID, dee, c.in)
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != c.field {
+			t.Errorf("%s: %v; want a problem with field %s", name, err, c.field)
+		}
+	}
+	if _, err := env.App.Consent.Record(ctx, env.Tenant.ID, "01a00000-0000-7000-8000-000000000000",
+		consent.Input{Purpose: "news", Action: consent.Grant, Method: "api"}); !errs.Is(err, errs.NotFound) {
+		t.Errorf("unknown subject: %v", err)
+	}
+	if l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, dee); err != nil || len(l.History) != 0 {
+		t.Errorf("refused events were stored: %+v %v", l, err)
+	}
+	// An earlier notice version can be named; its hash is recorded.
+	first, _ := env.App.Register.Get(ctx, env.Tenant.ID, "news")
+	if _, err := env.App.Register.AddNotice(ctx, env.Tenant.ID, "news", "We send news, now weekly."); err != nil {
+		t.Fatal(err)
+	}
+	r, err := env.App.Consent.Record(ctx, env.Tenant.ID, dee, consent.Input{Purpose: "news", Action: consent.Grant, Method: "paper", NoticeVersion: 1})
+	if err != nil || r.NoticeVersion != 1 || r.NoticeHash != first.Notice.SHA256 {
+		t.Errorf("grant for notice 1: %+v %v", r.Event, err)
+	}
+}
