@@ -1,5 +1,5 @@
 -- The consent ledger: one row per grant or withdrawal, appended, never
--- changed (an UPDATE is refused by a trigger; rows go only with the
+-- changed (an UPDATE is refused by a trigger, migration 0010; rows go only with the
 -- person, on erasure). Each subject's events form a chain: seq counts from
 -- 1 and hash is a keyed MAC (tenant key) over the previous hash and the
 -- event, so an edited, removed or reordered event breaks the chain, and
@@ -40,11 +40,3 @@ CREATE TABLE consent_state (
     PRIMARY KEY (tenant_id, subject_id, purpose_id)
 );
 CREATE INDEX consent_state_by_purpose ON consent_state (tenant_id, purpose_id, action, valid_until);
-
-CREATE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'consent_events is append-only';
-END;
-$$;
-CREATE TRIGGER consent_events_append_only BEFORE UPDATE ON consent_events
-    FOR EACH ROW EXECUTE FUNCTION consent_events_append_only();
