@@ -130,6 +130,8 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		event := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+s["id"].(string)+"/consents",
 			map[string]any{"purpose": "victim.news", "action": "grant", "method": "api"}).Map(t)["id"].(string)
+		ids["/api/v1/campaigns/"] = env.Do(t, env.Token, "POST", "/api/v1/campaigns", map[string]any{"name": "Victims",
+			"purpose": "victim.news", "audience": "subjects", "subject_ids": []string{s["id"].(string)}}).Map(t)["id"].(string)
 		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event)
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
 		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID)

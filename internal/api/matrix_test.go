@@ -102,7 +102,14 @@ var matrix = map[string]string{
 	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents/{event}/receipt": "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/campaigns":                             "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/campaigns":                              "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/campaigns/{id}":                         "401 403 403 403 403 ok ok ok 403 404",
 	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok",
+	"GET /privacy/{tenant}/consent/{token}":              "ok ok ok ok ok ok ok ok ok ok",
+	"POST /privacy/{tenant}/consent/{token}":             "ok ok ok ok ok ok ok ok ok ok",
+	"GET /privacy/{tenant}/withdraw/{purpose}/{token}":   "ok ok ok ok ok ok ok ok ok ok",
+	"POST /privacy/{tenant}/withdraw/{purpose}/{token}":  "ok ok ok ok ok ok ok ok ok ok",
 	"GET /api/v1/audit":                                  "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 ok ok ok 403 ok",
 }
@@ -167,6 +174,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		camp, err := env.App.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "Matrix", Purpose: "matrix.news",
+			Audience: consent.AudienceSubjects, SubjectIDs: []string{subject}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		n := 0
 		throwaway := func() string {
 			n++
@@ -177,6 +189,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		path := func(key, p string) string {
 			p = strings.NewReplacer("{key}", purpose.Key, "{event}", event.ID, "{tenant}", "acme").Replace(p)
 			switch key {
+			case "GET /privacy/{tenant}/withdraw/{purpose}/{token}", "POST /privacy/{tenant}/withdraw/{purpose}/{token}":
+				return event.WithdrawURL[strings.Index(event.WithdrawURL, "/privacy/"):]
+			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}":
+				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
 			case "DELETE /api/v1/groups/{id}":
 				g, err := ids.CreateGroup(ctx, op, fmt.Sprintf("doomed %d", n))
 				n++
@@ -200,7 +216,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/spaces/" + sp.ID + "/grants/" + g.ID
 			}
 			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/groups/": group.ID,
-				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject} {
+				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID} {
 				if strings.HasPrefix(p, prefix) {
 					return strings.Replace(p, "{id}", id, 1)
 				}

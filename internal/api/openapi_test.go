@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,14 @@ import (
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/app/apptest"
 )
+
+// The public privacy pages answer HTML: validated as a string body.
+func init() {
+	openapi3filter.RegisterBodyDecoder("text/html", func(r io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+		b, err := io.ReadAll(r)
+		return string(b), err
+	})
+}
 
 func loadDoc(t *testing.T) *openapi3.T {
 	t.Helper()
@@ -153,6 +162,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/subjects/" + id + "/consents/01a00000-0000-7000-8000-000000000000/receipt", "", true, false}, // 404
 			{"GET", "/api/v1/subjects?consent=missing&purpose=oa.news", "", true, false},
 			{"GET", "/api/v1/subjects?consent=missing", "", true, false},
+			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
+			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"all"}`, false, false}, // 400
+			{"GET", "/api/v1/campaigns", "", true, false},
+			{"GET", "/api/v1/campaigns/01a00000-0000-7000-8000-000000000000", "", true, false},    // 404
+			{"GET", "/privacy/acme/consent/" + strings.Repeat("x", 43), "", true, false},          // 410
+			{"GET", "/privacy/acme/withdraw/oa.news/" + strings.Repeat("x", 43), "", true, false}, // 404
 			{"GET", "/privacy/acme/keys", "", true, false},
 			{"GET", "/privacy/nobody/keys", "", true, false}, // 404
 			{"GET", "/healthz", "", true, false},

@@ -129,7 +129,15 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects/{id}/consents", "subjects:read", anytime, a.consentLedger},
 		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},
 		{"GET", "/api/v1/subjects/{id}/consents/{event}/receipt", "subjects:read", anytime, a.consentReceipt},
+		{"POST", "/api/v1/campaigns", "subjects:write", anytime, a.startCampaign},
+		{"GET", "/api/v1/campaigns", "subjects:read", anytime, a.listCampaigns},
+		{"GET", "/api/v1/campaigns/{id}", "subjects:read", anytime, a.getCampaign},
+
 		{"GET", "/privacy/{tenant}/keys", Public, anytime, a.receiptKeys},
+		{"GET", "/privacy/{tenant}/consent/{token}", Public, anytime, a.viewConsentLink},
+		{"POST", "/privacy/{tenant}/consent/{token}", Public, anytime, a.answerConsentLink},
+		{"GET", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.viewWithdrawLink},
+		{"POST", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.withdrawByLink},
 
 		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
 		{"GET", "/api/v1/audit/verify", "audit:read", anytime, a.verifyAudit},

@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
 	a.Register = register.NewService(db, a.Log, opt.Now)
 	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
-		Tenants: a.Tenants, Issuer: cfg.PublicURL, Now: opt.Now})
+		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()

@@ -40,6 +40,7 @@ const (
 	ActorToken    = "token"
 	ActorOperator = "operator"
 	ActorSystem   = "system"
+	ActorSubject  = "subject" // a data subject acting through a link mailed to them
 )
 
 // Actor is who acts. Display, IP and UserAgent are personal data and are
@@ -47,7 +48,7 @@ const (
 // are not stored at all.
 type Actor struct {
 	Type      string
-	ID        string // user, token or operator id
+	ID        string // user, token, operator or subject id
 	SubjectID string // the actor's data subject, if a person
 	Display   string
 	IP        string

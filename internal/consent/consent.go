@@ -34,6 +34,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
@@ -86,7 +87,8 @@ type Event struct {
 // Recorded is an appended event with its signed receipt.
 type Recorded struct {
 	Event
-	Receipt string `json:"receipt"` // a JWS (EdDSA); keys at /privacy/{tenant}/keys
+	Receipt     string `json:"receipt"`                // a JWS (EdDSA); keys at /privacy/{tenant}/keys
+	WithdrawURL string `json:"withdraw_url,omitempty"` // grants: the public page where the person withdraws it
 }
 
 // State is where a subject stands for one purpose.
@@ -114,6 +116,7 @@ type Service struct {
 	subjects *subject.Service
 	register *register.Service
 	tenants  *tenant.Service
+	mail     *mail.Outbox
 	issuer   string // public base URL
 	now      func() time.Time
 }
@@ -126,6 +129,7 @@ type Deps struct {
 	Subjects *subject.Service
 	Register *register.Service
 	Tenants  *tenant.Service
+	Mail     *mail.Outbox
 	Issuer   string // public base URL, e.g. https://custodia.example.org
 	Now      func() time.Time
 }
@@ -133,7 +137,7 @@ type Deps struct {
 // NewService returns a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, keys: d.Keys, log: d.Log, audit: audit.NewReader(d.DB, d.Keys), subjects: d.Subjects,
-		register: d.Register, tenants: d.Tenants, issuer: d.Issuer, now: d.Now}
+		register: d.Register, tenants: d.Tenants, mail: d.Mail, issuer: d.Issuer, now: d.Now}
 }
 
 // TruncateIP keeps the network of an address: /24 of IPv4, /48 of IPv6.
@@ -205,6 +209,22 @@ func (s *Service) check(in *Input) error {
 // it with its signed receipt. Consent can only be given to a purpose based
 // on consent, for a notice version it has; withdrawing is always possible.
 func (s *Service) Record(ctx context.Context, tenantID, subjectID string, in Input) (Recorded, error) {
+	return s.record(ctx, tenantID, subjectID, in, nil)
+}
+
+// record is Record that also runs within, when not nil, in the event's
+// transaction before it is written: an error from within records nothing.
+func (s *Service) record(ctx context.Context, tenantID, subjectID string, in Input, within func(tx *sqldb.Tx) error) (Recorded, error) {
+	rec, err := s.append(ctx, tenantID, subjectID, in, within)
+	if err != nil || rec.Action != Grant {
+		return rec, err
+	}
+	rec.WithdrawURL, err = s.WithdrawURL(ctx, tenantID, subjectID, rec.Purpose)
+	return rec, err
+}
+
+// append writes the event.
+func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Input, within func(tx *sqldb.Tx) error) (Recorded, error) {
 	key, err := s.subjects.Key(ctx, tenantID, subjectID) // first: an unknown subject is 404 whatever the input
 	if err != nil {
 		return Recorded{}, err
@@ -247,6 +267,11 @@ func (s *Service) Record(ctx context.Context, tenantID, subjectID string, in Inp
 		}
 		if err != nil {
 			return err
+		}
+		if within != nil {
+			if err := within(tx); err != nil {
+				return err
+			}
 		}
 		prev := genesis(tenantID, subjectID)
 		err = tx.QueryRow(ctx, "SELECT seq, hash FROM consent_events WHERE tenant_id = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1",

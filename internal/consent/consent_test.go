@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -285,4 +286,49 @@ func TestRecordRefusals(t *testing.T) {
 	if err != nil || r.NoticeVersion != 1 || r.NoticeHash != first.Notice.SHA256 {
 		t.Errorf("grant for notice 1: %+v %v", r.Event, err)
 	}
+}
+
+var campaignLink = regexp.MustCompile(`/privacy/acme/consent/([A-Za-z0-9_-]{43})\b`)
+
+// TestCampaignLinkAnswersOnce: ten answers released together on one link:
+// exactly one is recorded, whatever order the database sees them in.
+func TestCampaignLinkAnswersOnce(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 0)
+		ann := person(t, env, "ann@example.org")
+		c, err := env.App.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "refresh", Purpose: "news",
+			Audience: consent.AudienceSubjects, SubjectIDs: []string{ann}})
+		if err != nil || c.Counts.Recipients != 1 {
+			t.Fatalf("start: %+v %v", c, err)
+		}
+		m := campaignLink.FindStringSubmatch(env.Mail.Wait(t, "ann@example.org", "consent", 10*time.Second).Text)
+		if m == nil {
+			t.Fatal("no link in the mail")
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for range 10 {
+			wg.Go(func() {
+				<-start
+				_, err := env.App.Consent.AnswerLink(ctx, "acme", m[1], consent.AnswerGrant, 1, "192.0.2.1", "test")
+				if err != nil && !errs.Is(err, errs.Gone) {
+					t.Errorf("answer: %v", err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					wins++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, ann)
+		if err != nil || wins != 1 || len(l.History) != 1 {
+			t.Fatalf("%d answers won, ledger %+v %v", wins, l.History, err)
+		}
+	})
 }

@@ -30,6 +30,7 @@ import (
 
 // Message is one email to one data subject.
 type Message struct {
+	ID        string `json:"-"` // optional: the caller's id for this mail (a UUID); made when empty
 	TenantID  string `json:"-"`
 	SubjectID string `json:"-"` // the recipient, whose key seals the message
 	Kind      string `json:"-"` // what it is: invitation, password-reset, account-locked…
@@ -66,7 +67,20 @@ type Outbox struct {
 	now    func() time.Time
 	wake   chan struct{}
 	mu     sync.Mutex // one delivery pass at a time in this process
+	fb     Feedback
 }
+
+// Feedback hears, per recipient, that an address works or does not: a
+// message accepted by the SMTP server, or refused for good (a 5xx reply,
+// a hard bounce).
+type Feedback interface {
+	Delivered(ctx context.Context, tenantID, subjectID string) error
+	Bounced(ctx context.Context, tenantID, subjectID, mailID, reason string) error
+}
+
+// SetFeedback makes the outbox report deliveries and hard bounces to fb.
+// Call it before Run.
+func (o *Outbox) SetFeedback(fb Feedback) { o.fb = fb }
 
 // New returns an outbox. With no URL configured, mail waits in the outbox
 // until one is.
@@ -133,6 +147,11 @@ func (o *Outbox) Queue(ctx context.Context, tx *sqldb.Tx, key *keyring.DataKey, 
 	id, err := uuid.NewV7()
 	if err != nil {
 		return err
+	}
+	if m.ID != "" {
+		if id, err = uuid.Parse(m.ID); err != nil {
+			return fmt.Errorf("mail: message id: %w", err)
+		}
 	}
 	pt, err := json.Marshal(m)
 	if err != nil {
@@ -273,7 +292,13 @@ func (o *Outbox) send(ctx context.Context, d *due) error {
 	err = client.DialAndSendWithContext(ctx, msg)
 	if err == nil {
 		d.sent = true
-		return o.finish(ctx, d, true, "")
+		if err := o.finish(ctx, d, true, ""); err != nil {
+			return err
+		}
+		if o.fb != nil {
+			o.feedback(d, o.fb.Delivered(ctx, d.tenantID, d.subjectID))
+		}
+		return nil
 	}
 	// SMTP errors may quote the recipient: keep the status code only.
 	reason := "smtp: connection or protocol error"
@@ -284,13 +309,27 @@ func (o *Outbox) send(ctx context.Context, d *due) error {
 		permanent = !se.IsTemp() && se.ErrorCode() >= 500
 	}
 	if permanent || d.attempts+1 >= maxAttempts {
-		return o.finish(ctx, d, false, reason)
+		if err := o.finish(ctx, d, false, reason); err != nil {
+			return err
+		}
+		if permanent && o.fb != nil {
+			o.feedback(d, o.fb.Bounced(ctx, d.tenantID, d.subjectID, d.id, reason))
+		}
+		return nil
 	}
 	return o.db.WithTx(ctx, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE mail_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE tenant_id = ? AND id = ?",
 			o.now().Add(backoff(d.attempts)).UnixMicro(), reason, d.tenantID, d.id)
 		return err
 	})
+}
+
+// feedback logs a failure to report on d: the message's own outcome is
+// recorded already and delivery goes on.
+func (o *Outbox) feedback(d *due, err error) {
+	if err != nil && !errs.Is(err, errs.NotFound) && !errs.Is(err, errs.Gone) {
+		o.logger.Error("mail feedback", "tenant", d.tenantID, "mail_id", d.id, "error", err.Error())
+	}
 }
 
 // finish marks a message sent, or failed for good.

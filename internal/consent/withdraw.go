@@ -1,0 +1,127 @@
+package consent
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/base64"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// Withdraw links: every grant comes with a link at which the person can
+// withdraw it again, as easily as they gave it — no account, no code. The
+// link names the purpose and carries the subject id with a MAC under a
+// tenant key, so it needs no stored state, never expires, and cannot be
+// made for anyone else.
+
+var errWithdrawLink = errs.E(errs.NotFound, "this withdrawal link is not valid")
+
+// withdrawToken is the subject id's 16 bytes and 16 bytes of MAC.
+func (s *Service) withdrawToken(ctx context.Context, tenantID, subjectID, purposeKey string) (string, error) {
+	id, err := uuid.Parse(subjectID)
+	if err != nil {
+		return "", err
+	}
+	mac, err := s.keys.MAC(ctx, s.db.Read(), tenantID, "consent-withdraw", subjectID, purposeKey)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(append(id[:], mac[:16]...)), nil
+}
+
+// WithdrawURL returns the public link at which the subject withdraws
+// consent to the purpose.
+func (s *Service) WithdrawURL(ctx context.Context, tenantID, subjectID, purposeKey string) (string, error) {
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	tok, err := s.withdrawToken(ctx, tenantID, subjectID, purposeKey)
+	if err != nil {
+		return "", err
+	}
+	return s.issuer + "/privacy/" + t.Slug + "/withdraw/" + purposeKey + "/" + tok, nil
+}
+
+// WithdrawPage is what the page of a withdrawal link shows.
+type WithdrawPage struct {
+	Organisation string
+	Purpose      string
+	Granted      bool // false: there is nothing (left) to withdraw
+}
+
+// withdrawLink checks a withdrawal link and returns its tenant and subject.
+func (s *Service) withdrawLink(ctx context.Context, slug, purposeKey, token string) (string, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) != 32 {
+		return "", "", errWithdrawLink
+	}
+	t, err := s.tenants.BySlug(ctx, slug)
+	if err != nil {
+		return "", "", errWithdrawLink
+	}
+	id, _ := uuid.FromBytes(raw[:16])
+	want, err := s.withdrawToken(ctx, t.ID, id.String(), purposeKey)
+	if err != nil {
+		return "", "", err
+	}
+	wantRaw, _ := base64.RawURLEncoding.DecodeString(want)
+	if !hmac.Equal(raw, wantRaw) {
+		return "", "", errWithdrawLink
+	}
+	if _, err := s.subjects.Key(ctx, t.ID, id.String()); err != nil {
+		return "", "", errWithdrawLink // erased since
+	}
+	return t.ID, id.String(), nil
+}
+
+// granted reports whether the subject's current state for the purpose is
+// a valid grant.
+func (s *Service) granted(ctx context.Context, tenantID, subjectID, purposeKey string) (bool, error) {
+	var n int
+	err := s.db.Read().QueryRow(ctx, `SELECT COUNT(*) FROM consent_state c JOIN purposes p ON p.tenant_id = c.tenant_id AND p.id = c.purpose_id
+		WHERE c.tenant_id = ? AND c.subject_id = ? AND p.key = ? AND c.action = ? AND (c.valid_until = 0 OR c.valid_until > ?)`,
+		tenantID, subjectID, purposeKey, Grant, s.now().UnixMicro()).Scan(&n)
+	return n > 0, err
+}
+
+// ViewWithdraw returns what the page of a withdrawal link shows.
+func (s *Service) ViewWithdraw(ctx context.Context, slug, purposeKey, token string) (WithdrawPage, error) {
+	tenantID, subjectID, err := s.withdrawLink(ctx, slug, purposeKey, token)
+	if err != nil {
+		return WithdrawPage{}, err
+	}
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return WithdrawPage{}, err
+	}
+	p, err := s.register.Get(ctx, tenantID, purposeKey)
+	if err != nil {
+		return WithdrawPage{}, errWithdrawLink
+	}
+	g, err := s.granted(ctx, tenantID, subjectID, purposeKey)
+	return WithdrawPage{Organisation: t.Name, Purpose: p.Name, Granted: g}, err
+}
+
+// WithdrawByLink records the withdrawal a person asked for on the page of
+// a withdrawal link. With no valid grant to withdraw it records nothing
+// and answers false.
+func (s *Service) WithdrawByLink(ctx context.Context, slug, purposeKey, token, ip, userAgent string) (bool, error) {
+	tenantID, subjectID, err := s.withdrawLink(ctx, slug, purposeKey, token)
+	if err != nil {
+		return false, err
+	}
+	if g, err := s.granted(ctx, tenantID, subjectID, purposeKey); err != nil || !g {
+		return false, err
+	}
+	key, err := s.subjects.Key(ctx, tenantID, subjectID)
+	if err != nil {
+		return false, err
+	}
+	ctx = audit.WithActor(ctx, audit.Actor{Type: audit.ActorSubject, ID: subjectID, SubjectID: subjectID, IP: ip, UserAgent: userAgent, Key: key})
+	_, err = s.Record(ctx, tenantID, subjectID, Input{Purpose: purposeKey, Action: Withdraw, Method: "email_link", Source: "withdrawal link", IP: ip})
+	return err == nil, err
+}
