@@ -132,6 +132,8 @@ func TestOtherTenantGets404(t *testing.T) {
 			map[string]any{"purpose": "victim.news", "action": "grant", "method": "api"}).Map(t)["id"].(string)
 		ids["/api/v1/campaigns/"] = env.Do(t, env.Token, "POST", "/api/v1/campaigns", map[string]any{"name": "Victims",
 			"purpose": "victim.news", "audience": "subjects", "subject_ids": []string{s["id"].(string)}}).Map(t)["id"].(string)
+		ids["/api/v1/retention/policies/"] = env.Do(t, env.Token, "POST", "/api/v1/retention/policies", map[string]any{"name": "Victims",
+			"trigger": "created", "period_days": 3650, "action": "erase", "enabled": false}).Map(t)["id"].(string)
 		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event)
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
 		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID)
@@ -160,10 +162,11 @@ func TestOtherTenantGets404(t *testing.T) {
 			body := bodies[rt.Method]
 			if rt.Method == "PATCH" { // a valid change of each kind of object
 				body = map[string]any{"/api/v1/subjects/": map[string]any{"source": "probe"},
-					"/api/v1/users/":    map[string]any{"status": "suspended"},
-					"/api/v1/spaces/":   map[string]any{"name": "probe"},
-					"/api/v1/groups/":   map[string]any{"name": "probe"},
-					"/api/v1/purposes/": map[string]any{"name": "probe"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
+					"/api/v1/users/":              map[string]any{"status": "suspended"},
+					"/api/v1/spaces/":             map[string]any{"name": "probe"},
+					"/api/v1/groups/":             map[string]any{"name": "probe"},
+					"/api/v1/purposes/":           map[string]any{"name": "probe"},
+					"/api/v1/retention/policies/": map[string]any{"name": "probe"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
 			}
 			got := other.Do(t, rt.Method, path, body)
 			want := other.Do(t, rt.Method, missing, body)

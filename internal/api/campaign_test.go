@@ -186,6 +186,14 @@ func TestConsentCampaign(t *testing.T) {
 			t.Errorf("counts: %+v", got)
 		}
 
+		// A bounce reported later (by the provider, through the API) counts too.
+		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+bo+"/bounces", map[string]any{"kind": "hard", "reason": "5.1.1"}); r.Status != 201 {
+			t.Fatalf("bounce: %d %s", r.Status, r.Body)
+		}
+		if got := campaign(t, env, c.ID).Counts; got.Bounced != 1 {
+			t.Errorf("bounced after a reported bounce: %+v", got)
+		}
+
 		// Withdrawing is as easy as granting: the page after the grant gives the link.
 		wl := linkIn(t, withdrawLink, string(done.Body))
 		if r := env.Browser(t).Do(t, "GET", wl, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Withdraw my consent") {

@@ -11,6 +11,7 @@ import (
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/space"
 )
 
@@ -94,10 +95,20 @@ var matrix = map[string]string{
 	"GET /api/v1/register":                               "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/settings/security":                      "401 403 403 403 403 ok ok ok 403 ok",
 	"PATCH /api/v1/settings/security":                    "401 403 403 403 403 ok ok 403 403 ok",
+	"GET /api/v1/settings/retention":                     "401 403 403 403 403 ok ok ok 403 ok",
+	"PUT /api/v1/settings/retention":                     "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/retention/policies":                     "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/retention/policies":                    "401 403 403 403 403 ok ok ok 403 ok",
+	"PATCH /api/v1/retention/policies/{id}":              "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/retention/policies/{id}":             "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/retention/run":                         "401 403 403 403 403 ok ok ok 403 ok",
 	"POST /api/v1/subjects":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/subjects":                               "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/subjects/{id}/legal-hold":               "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/subjects/{id}/legal-hold":            "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/consents":                "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 ok ok ok 403 404",
@@ -179,7 +190,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		created, erase, off := retention.Created, retention.Erase, false
+		policy, err := env.App.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: &created, Trigger: &created,
+			PeriodDays: ptr(1), Action: &erase, Enabled: &off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1
 		throwaway := func() string {
 			n++
 			return env.AddUser(t, fmt.Sprintf("x%d@acme.example", n), "member", "").ID
@@ -193,6 +210,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return event.WithdrawURL[strings.Index(event.WithdrawURL, "/privacy/"):]
 			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
+			case "DELETE /api/v1/retention/policies/{id}":
+				p, err := env.App.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: &key, Trigger: &created, PeriodDays: &n, Action: &erase, Enabled: &off})
+				n++
+				if err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/retention/policies/" + p.ID
 			case "DELETE /api/v1/groups/{id}":
 				g, err := ids.CreateGroup(ctx, op, fmt.Sprintf("doomed %d", n))
 				n++
@@ -216,7 +240,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/spaces/" + sp.ID + "/grants/" + g.ID
 			}
 			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/groups/": group.ID,
-				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID} {
+				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID,
+				"/api/v1/retention/policies/": policy.ID} {
 				if strings.HasPrefix(p, prefix) {
 					return strings.Replace(p, "{id}", id, 1)
 				}
@@ -292,3 +317,5 @@ func principalOf(t *testing.T, env *apptest.Env, email string) identity.Principa
 	}
 	return p
 }
+
+func ptr[T any](v T) *T { return &v }

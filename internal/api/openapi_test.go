@@ -162,6 +162,18 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/subjects/" + id + "/consents/01a00000-0000-7000-8000-000000000000/receipt", "", true, false}, // 404
 			{"GET", "/api/v1/subjects?consent=missing&purpose=oa.news", "", true, false},
 			{"GET", "/api/v1/subjects?consent=missing", "", true, false},
+			{"POST", "/api/v1/subjects/" + id + "/bounces", `{"kind":"soft","reason":"4.2.2"}`, true, false},
+			{"POST", "/api/v1/subjects/" + id + "/bounces", `{"kind":"maybe"}`, false, false}, // 400
+			{"PUT", "/api/v1/subjects/" + id + "/legal-hold", `{"reason":"Case 7"}`, true, false},
+			{"DELETE", "/api/v1/subjects/" + id + "/legal-hold", "", true, false},
+			{"GET", "/api/v1/settings/retention", "", true, false},
+			{"PUT", "/api/v1/settings/retention", `{"inactive_after_bounce_days":45}`, true, false},
+			{"PUT", "/api/v1/settings/retention", `{"inactive_after_bounce_days":-1}`, false, false}, // 400
+			{"POST", "/api/v1/retention/policies", `{"name":"OA","trigger":"created","period_days":3650,"action":"anonymise"}`, true, false},
+			{"POST", "/api/v1/retention/policies", `{"name":"OA","trigger":"created","period_days":0,"action":"erase"}`, false, false}, // 400
+			{"GET", "/api/v1/retention/policies", "", true, false},
+			{"PATCH", "/api/v1/retention/policies/01a00000-0000-7000-8000-000000000000", `{"enabled":false}`, true, false}, // 404
+			{"POST", "/api/v1/retention/run", `{"dry_run":true}`, true, false},
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"all"}`, false, false}, // 400
 			{"GET", "/api/v1/campaigns", "", true, false},

@@ -17,6 +17,7 @@ import (
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
@@ -120,11 +121,21 @@ func (a *API) Routes() []Route {
 
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
+		{"GET", "/api/v1/settings/retention", "settings:read", anytime, a.getRetentionSettings},
+		{"PUT", "/api/v1/settings/retention", "settings:write", anytime, a.putRetentionSettings},
+		{"GET", "/api/v1/retention/policies", "settings:read", anytime, a.listPolicies},
+		{"POST", "/api/v1/retention/policies", "settings:write", anytime, a.createPolicy},
+		{"PATCH", "/api/v1/retention/policies/{id}", "settings:write", anytime, a.updatePolicy},
+		{"DELETE", "/api/v1/retention/policies/{id}", "settings:write", anytime, a.deletePolicy},
+		{"POST", "/api/v1/retention/run", "settings:write", anytime, a.runRetention},
 
 		{"POST", "/api/v1/subjects", "subjects:write", anytime, a.createSubject},
 		{"GET", "/api/v1/subjects", "subjects:read", anytime, a.listSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
+		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},
+		{"PUT", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.holdSubject},
+		{"DELETE", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.releaseSubject},
 		{"POST", "/api/v1/subjects/{id}/consents", "subjects:write", anytime, a.recordConsent},
 		{"GET", "/api/v1/subjects/{id}/consents", "subjects:read", anytime, a.consentLedger},
 		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},
@@ -153,6 +164,7 @@ type API struct {
 	spaces   *space.Service
 	register *register.Service
 	consent  *consent.Service
+	retain   *retention.Service
 	tenants  *tenant.Service
 	log      *audit.Log
 	audit    *audit.Reader
@@ -168,18 +180,19 @@ type API struct {
 
 // Deps are what the API is built from.
 type Deps struct {
-	DB       *sqldb.DB
-	Keys     *keyring.Keyring
-	Subjects *subject.Service
-	Identity *identity.Service
-	Spaces   *space.Service
-	Register *register.Service
-	Consent  *consent.Service
-	Tenants  *tenant.Service
-	Log      *audit.Log
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
-	Now      func() time.Time
+	DB        *sqldb.DB
+	Keys      *keyring.Keyring
+	Subjects  *subject.Service
+	Identity  *identity.Service
+	Spaces    *space.Service
+	Register  *register.Service
+	Consent   *consent.Service
+	Retention *retention.Service
+	Tenants   *tenant.Service
+	Log       *audit.Log
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry
+	Now       func() time.Time
 
 	TrustedProxies []netip.Prefix // whose X-Forwarded-For is believed
 	AuthRate       RateLimit      // per-address limit on /api/v1/auth/*
@@ -189,7 +202,7 @@ type Deps struct {
 func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
-		register: d.Register, consent: d.Consent, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, retain: d.Retention, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -24,6 +24,7 @@ import (
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -33,19 +34,20 @@ import (
 
 // App is a built Custodia.
 type App struct {
-	Config   config.Config
-	DB       *sqldb.DB
-	Keys     *keyring.Keyring
-	Log      *audit.Log
-	Tenants  *tenant.Service
-	Subjects *subject.Service
-	Identity *identity.Service
-	Spaces   *space.Service
-	Register *register.Service
-	Consent  *consent.Service
-	Mail     *mail.Outbox
-	API      *api.API
-	Logger   *slog.Logger
+	Config    config.Config
+	DB        *sqldb.DB
+	Keys      *keyring.Keyring
+	Log       *audit.Log
+	Tenants   *tenant.Service
+	Subjects  *subject.Service
+	Identity  *identity.Service
+	Spaces    *space.Service
+	Register  *register.Service
+	Consent   *consent.Service
+	Retention *retention.Service
+	Mail      *mail.Outbox
+	API       *api.API
+	Logger    *slog.Logger
 
 	// MasterKeyCreated is true when this start created the master key file.
 	MasterKeyCreated bool
@@ -124,6 +126,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Register = register.NewService(db, a.Log, opt.Now)
 	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
+	a.Retention = retention.NewService(db, a.Log, a.Subjects, a.Logger, opt.Now)
+	a.Mail.SetFeedback(a.Retention)
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -134,7 +138,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Tenants: a.Tenants, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }
@@ -208,6 +212,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopJobs()
 	go a.Mail.Run(jobs, 30*time.Second)
+	go a.Retention.Loop(jobs, time.Hour)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

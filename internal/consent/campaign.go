@@ -72,7 +72,7 @@ type Counts struct {
 	Recipients int `json:"recipients"` // contacts mailed a link
 	Queued     int `json:"queued"`     // mail not yet accepted by the SMTP server
 	Sent       int `json:"sent"`       // mail accepted by the SMTP server
-	Bounced    int `json:"bounced"`    // refused for good, or reported bounced since
+	Bounced    int `json:"bounced"`    // refused for good by the SMTP server, or a hard bounce reported since
 	Answered   int `json:"answered"`
 	Granted    int `json:"granted"`
 	Refused    int `json:"refused"`
@@ -362,7 +362,8 @@ func (s *Service) campaigns(ctx context.Context, tenantID, cond string, args ...
 			COUNT(r.subject_id),
 			COALESCE(SUM(CASE WHEN m.sent_at = 0 AND m.failed_at = 0 THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN m.sent_at <> 0 THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN m.failed_at <> 0 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN m.failed_at <> 0 OR EXISTS (SELECT 1 FROM subject_bounces b WHERE b.tenant_id = r.tenant_id
+				AND b.subject_id = r.subject_id AND b.kind = 'hard' AND b.at >= r.created_at) THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN r.answered_at <> 0 THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN r.answer = ? THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN r.answer = ? THEN 1 ELSE 0 END), 0)

@@ -273,6 +273,10 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 				return err
 			}
 		}
+		if _, err := tx.Exec(ctx, "UPDATE subjects SET last_activity_at = ? WHERE tenant_id = ? AND id = ?",
+			now.UnixMicro(), tenantID, subjectID); err != nil {
+			return err
+		}
 		prev := genesis(tenantID, subjectID)
 		err = tx.QueryRow(ctx, "SELECT seq, hash FROM consent_events WHERE tenant_id = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1",
 			tenantID, subjectID).Scan(&e.Seq, &prev)

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,7 +26,9 @@ import (
 
 // Statuses of a subject.
 const (
-	StatusActive = "active"
+	StatusActive     = "active"
+	StatusInactive   = "inactive"   // its address has not worked for the tenant's period
+	StatusAnonymised = "anonymised" // kept for counts; nothing identifies the person any more
 )
 
 // Subject is a data subject as the API shows it.
@@ -37,8 +40,14 @@ type Subject struct {
 	Attributes map[string]any `json:"attributes"`
 	Source     string         `json:"source,omitempty"`
 	Status     string         `json:"status"`
-	CreatedAt  time.Time      `json:"created_at"`
+	CreatedAt  time.Time      `json:"created_at"` // when the contact was added
 	UpdatedAt  time.Time      `json:"updated_at"`
+	// LastActivityAt is the last change by or about the person: created,
+	// rectified, a consent given or withdrawn.
+	LastActivityAt time.Time  `json:"last_activity_at"`
+	BouncingSince  *time.Time `json:"bouncing_since"` // first hard bounce since the address last worked
+	InactiveSince  *time.Time `json:"inactive_since"`
+	LegalHold      bool       `json:"legal_hold"` // kept from every deletion while set
 }
 
 // New is the input of Create.
@@ -86,6 +95,8 @@ type row struct {
 	emailIdx, phoneIdx, externalIdx []byte
 	attributesCT, sourceCT          []byte
 	createdAt, updatedAt            int64
+	lastActivity, bouncing          int64
+	inactive, held                  int64
 }
 
 const table = "subjects"
@@ -204,7 +215,17 @@ func (r *row) subject(f fields) Subject {
 		ID: r.id, Email: f.email, Phone: f.phone, ExternalID: f.externalID, Attributes: f.attributes,
 		Source: f.source, Status: r.status,
 		CreatedAt: time.UnixMicro(r.createdAt).UTC(), UpdatedAt: time.UnixMicro(r.updatedAt).UTC(),
+		LastActivityAt: time.UnixMicro(r.lastActivity).UTC(), BouncingSince: timeOrNil(r.bouncing),
+		InactiveSince: timeOrNil(r.inactive), LegalHold: r.held != 0,
 	}
+}
+
+func timeOrNil(us int64) *time.Time {
+	if us == 0 {
+		return nil
+	}
+	t := time.UnixMicro(us).UTC()
+	return &t
 }
 
 // Create stores a new subject. Email and external id are unique per tenant.
@@ -221,7 +242,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject,
 		return Subject{}, err
 	}
 	now := s.now().UnixMicro()
-	r := row{id: id.String(), status: StatusActive, createdAt: now, updatedAt: now}
+	r := row{id: id.String(), status: StatusActive, createdAt: now, updatedAt: now, lastActivity: now}
 	dk, wk, err := s.keys.NewSubjectKey(ctx, s.db.Read(), tenantID, r.id)
 	if err != nil {
 		return Subject{}, err
@@ -237,10 +258,10 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject,
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
-			external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at, last_activity_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
-			r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt)
+			r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity)
 		if sqldb.IsUniqueViolation(err) {
 			return errs.E(errs.Conflict, "a subject with this email or external_id already exists")
 		}
@@ -294,12 +315,12 @@ func checkUnique(ctx context.Context, tx *sqldb.Tx, tenantID, selfID string, r *
 }
 
 const selectRow = `SELECT id, status, email_ct, email_bidx, phone_ct, phone_bidx, external_id_ct, external_id_bidx,
-	attributes_ct, source_ct, created_at, updated_at FROM subjects`
+	attributes_ct, source_ct, created_at, updated_at, last_activity_at, bouncing_since, inactive_since, held_since FROM subjects`
 
 func scanRow(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := sc.Scan(&r.id, &r.status, &r.emailCT, &r.emailIdx, &r.phoneCT, &r.phoneIdx, &r.externalCT, &r.externalIdx,
-		&r.attributesCT, &r.sourceCT, &r.createdAt, &r.updatedAt)
+		&r.attributesCT, &r.sourceCT, &r.createdAt, &r.updatedAt, &r.lastActivity, &r.bouncing, &r.inactive, &r.held)
 	return r, err
 }
 
@@ -317,6 +338,9 @@ func findRow(ctx context.Context, q sqldb.Q, tenantID, id string) (row, error) {
 }
 
 func (s *Service) reveal(ctx context.Context, tenantID string, r row) (Subject, error) {
+	if r.status == StatusAnonymised { // its key is gone and nothing about the person is left
+		return r.subject(fields{attributes: map[string]any{}}), nil
+	}
 	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, r.id)
 	if err != nil {
 		return Subject{}, err
@@ -537,8 +561,18 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 		}
 		return r.subject(f), nil
 	}
+	if r.status == StatusAnonymised {
+		return Subject{}, errs.E(errs.Conflict, "this subject is anonymised; nothing about them can be changed")
+	}
 	prevUpdated := r.updatedAt
 	r.updatedAt = max(s.now().UnixMicro(), prevUpdated+1)
+	r.lastActivity = r.updatedAt
+	if slices.Contains(changed, "email") { // a new address has not bounced
+		r.bouncing = 0
+		if r.status == StatusInactive {
+			r.status, r.inactive = StatusActive, 0
+		}
+	}
 	if err := s.seal(ctx, tenantID, dk, f, &r); err != nil {
 		return Subject{}, err
 	}
@@ -547,10 +581,11 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 			return err
 		}
 		res, err := tx.Exec(ctx, `UPDATE subjects SET email_ct = ?, email_bidx = ?, phone_ct = ?, phone_bidx = ?,
-			external_id_ct = ?, external_id_bidx = ?, attributes_ct = ?, source_ct = ?, updated_at = ?
+			external_id_ct = ?, external_id_bidx = ?, attributes_ct = ?, source_ct = ?, updated_at = ?,
+			last_activity_at = ?, bouncing_since = ?, status = ?, inactive_since = ?
 			WHERE tenant_id = ? AND id = ? AND updated_at = ?`,
 			r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx, r.attributesCT, r.sourceCT,
-			r.updatedAt, tenantID, r.id, prevUpdated)
+			r.updatedAt, r.lastActivity, r.bouncing, r.status, r.inactive, tenantID, r.id, prevUpdated)
 		if err != nil {
 			return fmt.Errorf("update subject: %w", err)
 		}
@@ -603,6 +638,9 @@ func (s *Service) Email(ctx context.Context, tenantID, id string) (string, *keyr
 	r, err := findRow(ctx, s.db.Read(), tenantID, id)
 	if err != nil {
 		return "", nil, err
+	}
+	if r.status == StatusAnonymised {
+		return "", nil, errs.E(errs.Gone, "this subject is anonymised")
 	}
 	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
 	if err != nil {

@@ -239,7 +239,16 @@ func seedSecrets(t *testing.T, env *apptest.Env) []string {
 			t.Fatalf("POST %s: %d %s", path, r.Status, r.Body)
 		}
 	}
-	return []string{seedAccount(t, env)}
+	seed := seedAccount(t, env)
+	// A legal hold's reason may name the person; a campaign mails them.
+	if _, err := env.App.Subjects.Hold(ctx, env.Tenant.ID, sub.ID, "Dispute "+secrets[4]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.App.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "refresh", Purpose: "news",
+		Audience: consent.AudienceSubjects, SubjectIDs: []string{sub.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	return []string{seed}
 }
 
 // seedAccount makes the seeded subject a user who signs in, enrols TOTP,
