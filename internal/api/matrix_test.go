@@ -104,6 +104,8 @@ var matrix = map[string]string{
 	"POST /api/v1/retention/run":                         "401 403 403 403 403 ok ok ok 403 ok",
 	"POST /api/v1/subjects":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/subjects":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"POST /api/v1/subjects/import":                       "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/subjects/export":                        "401 403 403 403 403 ok ok 403 403 ok",
 	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",

@@ -174,6 +174,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/retention/policies", "", true, false},
 			{"PATCH", "/api/v1/retention/policies/01a00000-0000-7000-8000-000000000000", `{"enabled":false}`, true, false}, // 404
 			{"POST", "/api/v1/retention/run", `{"dry_run":true}`, true, false},
+			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oa-import@example.org"}]`, true, false},
+			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oops"}]`, true, false}, // 400
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"all"}`, false, false}, // 400
 			{"GET", "/api/v1/campaigns", "", true, false},
@@ -193,6 +195,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/me", "", true, true},
 			{"PATCH", "/api/v1/me", `{"name":"O. Wner"}`, true, true},
 			{"GET", "/api/v1/users/export?format=json", "", true, true},
+			{"GET", "/api/v1/subjects/export?format=json", "", true, true},
+			{"GET", "/api/v1/subjects/export?format=csv", "", true, true},
 			{"GET", "/api/v1/users/export?format=csv", "", true, true},
 			{"GET", "/api/v1/users", "", true, true},
 			{"POST", "/api/v1/users/import?dry_run=true", `{}`, false, true}, // 400: not CSV

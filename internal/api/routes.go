@@ -131,6 +131,8 @@ func (a *API) Routes() []Route {
 
 		{"POST", "/api/v1/subjects", "subjects:write", anytime, a.createSubject},
 		{"GET", "/api/v1/subjects", "subjects:read", anytime, a.listSubjects},
+		{"POST", "/api/v1/subjects/import", "subjects:write", anytime, a.importSubjects},
+		{"GET", "/api/v1/subjects/export", "subjects:read", sensitive, a.exportSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
 		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},

@@ -1,9 +1,15 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
@@ -129,4 +135,83 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// maxContactsFile bounds an uploaded contacts file.
+const maxContactsFile = 256 << 20
+
+// importSubjects imports contacts from CSV or JSON. With Accept:
+// application/x-ndjson it streams progress — {"done":n,"total":t} after
+// each chunk written — and ends with {"result":…} or {"error":…}; a file
+// with bad rows is refused before anything streams.
+func (a *API) importSubjects(w http.ResponseWriter, r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	parse := map[string]func(io.Reader) ([]subject.ImportRow, []errs.RowProblem, error){
+		"text/csv": subject.ParseCSV, "application/json": subject.ParseJSON}[mt]
+	if parse == nil {
+		return errs.Field("Content-Type", "send the file as text/csv or application/json")
+	}
+	q := r.URL.Query()
+	dryRun := false
+	switch v := q.Get("dry_run"); v {
+	case "", "false":
+	case "true":
+		dryRun = true
+	default:
+		return errs.Field("dry_run", "true or false")
+	}
+	existing := q.Get("existing")
+	if existing == "" {
+		existing = subject.ExistingFail
+	}
+	rows, problems, err := parse(http.MaxBytesReader(w, r.Body, maxContactsFile))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return errs.E(errs.TooLarge, "the file is larger than %d MiB", maxContactsFile>>20)
+	}
+	if err != nil {
+		return err
+	}
+	stream := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	started := false
+	line := func(v any) {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		_ = json.NewEncoder(w).Encode(v)
+		_ = http.NewResponseController(w).Flush()
+	}
+	var progress func(done, total int)
+	if stream {
+		progress = func(done, total int) { line(map[string]int{"done": done, "total": total}) }
+	}
+	res, err := a.subjects.Import(r.Context(), principal(r).TenantID, rows, problems, existing, dryRun, progress)
+	switch {
+	case err != nil && started:
+		a.logger.ErrorContext(r.Context(), "import stopped", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
+		line(map[string]any{"error": map[string]any{"detail": "the import stopped; the contacts counted as created were kept",
+			"created": res.Created, "request_id": httpio.RequestID(r.Context())}})
+		return nil
+	case err != nil:
+		return err
+	case stream:
+		line(map[string]any{"result": res})
+		return nil
+	case dryRun:
+		httpio.JSON(w, http.StatusOK, res)
+	default:
+		httpio.JSON(w, http.StatusCreated, res)
+	}
+	return nil
+}
+
+// exportSubjects answers every subject of the tenant as CSV or JSON.
+func (a *API) exportSubjects(w http.ResponseWriter, r *http.Request) error {
+	format := formatParam(r)
+	var buf bytes.Buffer // built in full first, so that an error never follows a 200
+	if err := a.subjects.Export(r.Context(), principal(r).TenantID, format, &buf); err != nil {
+		return err
+	}
+	return a.attachment(w, "contacts", format, buf.Bytes())
 }
