@@ -269,3 +269,49 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressWorksAgain: with a period of 0 a hard bounce makes a contact
+// inactive at once; a new address makes it active again; mail accepted by
+// the SMTP server clears an earlier bounce.
+func TestAddressWorksAgain(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		if r := env.Do(t, env.Token, "PUT", "/api/v1/settings/retention", map[string]any{"inactive_after_bounce_days": 0}); r.Status != 200 {
+			t.Fatalf("settings: %d %s", r.Status, r.Body)
+		}
+		ann, bo := create(t, env, "ann@example.org"), create(t, env, "bo@example.org")
+		r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+ann+"/bounces", map[string]any{"kind": "hard", "reason": "5.1.1"})
+		if r.Status != 201 || r.Map(t)["status"] != "inactive" {
+			t.Fatalf("bounce with period 0: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "PATCH", "/api/v1/subjects/"+ann, map[string]any{"email": "ann@new.example.org"}); r.Status != 200 ||
+			r.Map(t)["status"] != "active" || r.Map(t)["bouncing_since"] != nil {
+			t.Fatalf("new address: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "PUT", "/api/v1/settings/retention", map[string]any{"inactive_after_bounce_days": 30}); r.Status != 200 {
+			t.Fatalf("settings: %d %s", r.Status, r.Body)
+		}
+		env.Do(t, env.Token, "POST", "/api/v1/subjects/"+bo+"/bounces", map[string]any{"kind": "hard"})
+		if _, s := status(t, env, bo); s.BouncingSince == nil || s.Status != "active" {
+			t.Fatalf("bounced: %+v", s)
+		}
+		if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", map[string]any{"key": "news", "name": "News", "legal_basis": "consent",
+			"data_categories": []string{"user.contact.email"}, "notice_text": "News."}); r.Status != 201 {
+			t.Fatalf("purpose: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "POST", "/api/v1/campaigns", map[string]any{"name": "ask", "purpose": "news", "audience": "subjects",
+			"subject_ids": []string{bo}}); r.Status != 201 {
+			t.Fatalf("campaign: %d %s", r.Status, r.Body)
+		}
+		env.Mail.Wait(t, "bo@example.org", "consent", 10*time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, s := status(t, env, bo); s.BouncingSince == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a delivered mail did not clear the bounce")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
