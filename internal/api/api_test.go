@@ -134,6 +134,8 @@ func TestOtherTenantGets404(t *testing.T) {
 			"purpose": "victim.news", "audience": "subjects", "subject_ids": []string{s["id"].(string)}}).Map(t)["id"].(string)
 		ids["/api/v1/retention/policies/"] = env.Do(t, env.Token, "POST", "/api/v1/retention/policies", map[string]any{"name": "Victims",
 			"trigger": "created", "period_days": 3650, "action": "erase", "enabled": false}).Map(t)["id"].(string)
+		ids["/api/v1/requests/"] = env.Do(t, env.Token, "POST", "/api/v1/requests", map[string]any{"type": "access",
+			"subject_id": s["id"].(string)}).Map(t)["id"].(string)
 		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event)
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
 		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID)
@@ -166,7 +168,8 @@ func TestOtherTenantGets404(t *testing.T) {
 					"/api/v1/spaces/":             map[string]any{"name": "probe"},
 					"/api/v1/groups/":             map[string]any{"name": "probe"},
 					"/api/v1/purposes/":           map[string]any{"name": "probe"},
-					"/api/v1/retention/policies/": map[string]any{"name": "probe"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
+					"/api/v1/retention/policies/": map[string]any{"name": "probe"},
+					"/api/v1/requests/":           map[string]any{"status": "verified"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
 			}
 			got := other.Do(t, rt.Method, path, body)
 			want := other.Do(t, rt.Method, missing, body)

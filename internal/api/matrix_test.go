@@ -12,6 +12,7 @@ import (
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/space"
 )
 
@@ -95,6 +96,8 @@ var matrix = map[string]string{
 	"GET /api/v1/register":                               "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/settings/security":                      "401 403 403 403 403 ok ok ok 403 ok",
 	"PATCH /api/v1/settings/security":                    "401 403 403 403 403 ok ok 403 403 ok",
+	"GET /api/v1/settings/organisation":                  "401 403 403 403 403 ok ok ok 403 ok",
+	"PUT /api/v1/settings/organisation":                  "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/settings/retention":                     "401 403 403 403 403 ok ok ok 403 ok",
 	"PUT /api/v1/settings/retention":                     "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/retention/policies":                     "401 403 403 403 403 ok ok ok 403 ok",
@@ -123,6 +126,11 @@ var matrix = map[string]string{
 	"POST /privacy/{tenant}/consent/{token}":             "ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/withdraw/{purpose}/{token}":   "ok ok ok ok ok ok ok ok ok ok",
 	"POST /privacy/{tenant}/withdraw/{purpose}/{token}":  "ok ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/requests":                              "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/requests":                               "401 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/requests/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/requests/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/requests/{id}/extend":                  "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/audit":                                  "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 ok ok ok 403 ok",
 }
@@ -192,6 +200,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dsr, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", SubjectID: subject})
+		if err != nil {
+			t.Fatal(err)
+		}
 		created, erase, off := retention.Created, retention.Erase, false
 		policy, err := env.App.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: &created, Trigger: &created,
 			PeriodDays: ptr(1), Action: &erase, Enabled: &off})
@@ -243,7 +255,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/groups/": group.ID,
 				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID,
-				"/api/v1/retention/policies/": policy.ID} {
+				"/api/v1/retention/policies/": policy.ID, "/api/v1/requests/": dsr.ID} {
 				if strings.HasPrefix(p, prefix) {
 					return strings.Replace(p, "{id}", id, 1)
 				}

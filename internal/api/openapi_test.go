@@ -176,6 +176,15 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/retention/run", `{"dry_run":true}`, true, false},
 			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oa-import@example.org"}]`, true, false},
 			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oops"}]`, true, false}, // 400
+			{"GET", "/api/v1/settings/organisation", "", true, false},
+			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"Europe/Paris"}`, true, false},
+			{"POST", "/api/v1/requests", `{"type":"access","subject_id":"` + id + `","channel":"email"}`, true, false},
+			{"POST", "/api/v1/requests", `{"type":"gossip","email":"x@example.org"}`, false, false}, // 400
+			{"GET", "/api/v1/requests?status=open", "", true, false},
+			{"GET", "/api/v1/requests?due=overdue", "", true, false},
+			{"GET", "/api/v1/requests/01a00000-0000-7000-8000-000000000000", "", true, false},                          // 404
+			{"PATCH", "/api/v1/requests/01a00000-0000-7000-8000-000000000000", `{"status":"verified"}`, true, false},   // 404
+			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/extend", `{"reason":"busy"}`, true, false}, // 404
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"all"}`, false, false}, // 400
 			{"GET", "/api/v1/campaigns", "", true, false},

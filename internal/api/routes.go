@@ -18,6 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
@@ -121,6 +122,8 @@ func (a *API) Routes() []Route {
 
 		{"GET", "/api/v1/settings/security", "settings:read", anytime, a.getSecurity},
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
+		{"GET", "/api/v1/settings/organisation", "settings:read", anytime, a.getOrganisation},
+		{"PUT", "/api/v1/settings/organisation", "settings:write", anytime, a.putOrganisation},
 		{"GET", "/api/v1/settings/retention", "settings:read", anytime, a.getRetentionSettings},
 		{"PUT", "/api/v1/settings/retention", "settings:write", anytime, a.putRetentionSettings},
 		{"GET", "/api/v1/retention/policies", "settings:read", anytime, a.listPolicies},
@@ -152,6 +155,12 @@ func (a *API) Routes() []Route {
 		{"GET", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.viewWithdrawLink},
 		{"POST", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.withdrawByLink},
 
+		{"POST", "/api/v1/requests", "subjects:write", anytime, a.createRequest},
+		{"GET", "/api/v1/requests", "subjects:read", anytime, a.listRequests},
+		{"GET", "/api/v1/requests/{id}", "subjects:read", anytime, a.getRequest},
+		{"PATCH", "/api/v1/requests/{id}", "subjects:write", anytime, a.updateRequest},
+		{"POST", "/api/v1/requests/{id}/extend", "subjects:write", anytime, a.extendRequest},
+
 		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
 		{"GET", "/api/v1/audit/verify", "audit:read", anytime, a.verifyAudit},
 	}
@@ -167,6 +176,7 @@ type API struct {
 	register *register.Service
 	consent  *consent.Service
 	retain   *retention.Service
+	rights   *rights.Service
 	tenants  *tenant.Service
 	log      *audit.Log
 	audit    *audit.Reader
@@ -190,6 +200,7 @@ type Deps struct {
 	Register  *register.Service
 	Consent   *consent.Service
 	Retention *retention.Service
+	Rights    *rights.Service
 	Tenants   *tenant.Service
 	Log       *audit.Log
 	Logger    *slog.Logger
@@ -204,7 +215,7 @@ type Deps struct {
 func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
-		register: d.Register, consent: d.Consent, retain: d.Retention, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

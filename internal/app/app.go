@@ -25,6 +25,7 @@ import (
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sms"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -45,6 +46,7 @@ type App struct {
 	Register  *register.Service
 	Consent   *consent.Service
 	Retention *retention.Service
+	Rights    *rights.Service
 	Mail      *mail.Outbox
 	API       *api.API
 	Logger    *slog.Logger
@@ -128,6 +130,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
 	a.Retention = retention.NewService(db, a.Log, a.Subjects, a.Logger, opt.Now)
 	a.Mail.SetFeedback(a.Retention)
+	a.Rights = rights.NewService(db, a.Keys, a.Log, a.Subjects, a.Tenants, a.Mail, opt.Now)
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -138,7 +141,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Tenants: a.Tenants, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Rights: a.Rights, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }

@@ -255,9 +255,11 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 	}
 	defer rows.Close()
 	kept := map[string]string{
-		"subject_keys": "destroyed first, by keyring.DestroySubjectKey",
-		"users":        "accounts are closed, never erased by retention",
-		"audit_events": "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
+		"subject_keys":        "destroyed first, by keyring.DestroySubjectKey",
+		"users":               "accounts are closed, never erased by retention",
+		"audit_events":        "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
+		"data_requests":       "the controller's record of handling a request: type, dates, statuses; the extension reason is sealed under the destroyed key",
+		"data_request_events": "the request's history; its notes are sealed under the destroyed key",
 	}
 	for rows.Next() {
 		var name string

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // time zones work on machines without a zoneinfo database
 
 	"github.com/google/uuid"
 
@@ -27,7 +28,16 @@ type Tenant struct {
 	Name      string    `json:"name"`
 	Region    string    `json:"region"`
 	Status    string    `json:"status"`
+	TimeZone  string    `json:"time_zone"` // IANA name; request deadlines end at midnight here
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// Location is the tenant's time zone.
+func (t Tenant) Location() *time.Location {
+	if loc, err := time.LoadLocation(t.TimeZone); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 // Service creates and finds tenants.
@@ -65,7 +75,7 @@ func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant
 	if err != nil {
 		return Tenant{}, err
 	}
-	t := Tenant{ID: id.String(), Slug: slug, Name: name, Region: region, Status: "active", CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	t := Tenant{ID: id.String(), Slug: slug, Name: name, Region: region, Status: "active", TimeZone: "UTC", CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	tk, err := s.keys.NewTenantKeys(ctx, t.ID)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("make tenant keys: %w", err)
@@ -109,8 +119,8 @@ func (s *Service) ByID(ctx context.Context, id string) (Tenant, error) {
 func (s *Service) find(ctx context.Context, column, value string) (Tenant, error) {
 	var t Tenant
 	var created int64
-	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, created_at FROM tenants WHERE "+column+" = ?", value).
-		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &created)
+	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, time_zone, created_at FROM tenants WHERE "+column+" = ?", value).
+		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
 	}
@@ -119,4 +129,27 @@ func (s *Service) find(ctx context.Context, column, value string) (Tenant, error
 	}
 	t.CreatedAt = time.UnixMicro(created).UTC()
 	return t, nil
+}
+
+// SetTimeZone changes the tenant's time zone (an IANA name such as
+// Europe/Paris). Deadlines already computed keep their instant.
+func (s *Service) SetTimeZone(ctx context.Context, tenantID, zone string) (Tenant, error) {
+	zone = strings.TrimSpace(zone)
+	if _, err := time.LoadLocation(zone); err != nil || zone == "" || zone == "Local" {
+		return Tenant{}, errs.Field("time_zone", "an IANA time zone name, e.g. Europe/Paris")
+	}
+	old, err := s.ByID(ctx, tenantID)
+	if err != nil {
+		return Tenant{}, err
+	}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ? WHERE id = ?", zone, tenantID)
+		return err
+	}, audit.Event{Action: "tenant.time_zone", TargetType: "tenant", TargetID: tenantID,
+		Details: map[string]any{"time_zone": []string{old.TimeZone, zone}}})
+	if err != nil {
+		return Tenant{}, err
+	}
+	old.TimeZone = zone
+	return old, nil
 }

@@ -1,0 +1,96 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/rights"
+)
+
+func (a *API) createRequest(w http.ResponseWriter, r *http.Request) error {
+	var in rights.Input
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	req, err := a.rights.Create(r.Context(), principal(r).TenantID, in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, req)
+	return nil
+}
+
+func (a *API) listRequests(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	rs, err := a.rights.List(r.Context(), principal(r).TenantID, rights.Filter{Status: q.Get("status"), Due: q.Get("due"),
+		SubjectID: q.Get("subject_id")})
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, map[string]any{"requests": rs})
+	return nil
+}
+
+func (a *API) getRequest(w http.ResponseWriter, r *http.Request) error {
+	req, err := a.rights.Get(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, req)
+	return nil
+}
+
+func (a *API) updateRequest(w http.ResponseWriter, r *http.Request) error {
+	var in rights.Change
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	req, err := a.rights.Update(r.Context(), principal(r).TenantID, r.PathValue("id"), in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, req)
+	return nil
+}
+
+func (a *API) extendRequest(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	req, err := a.rights.Extend(r.Context(), principal(r).TenantID, r.PathValue("id"), in.Reason)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, req)
+	return nil
+}
+
+// organisation is the tenant's own settings.
+type organisation struct {
+	TimeZone string `json:"time_zone"`
+}
+
+func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {
+	t, err := a.tenants.ByID(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, organisation{TimeZone: t.TimeZone})
+	return nil
+}
+
+func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
+	var in organisation
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	t, err := a.tenants.SetTimeZone(r.Context(), principal(r).TenantID, in.TimeZone)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, organisation{TimeZone: t.TimeZone})
+	return nil
+}

@@ -1,0 +1,525 @@
+// Package rights handles data-subject requests (GDPR Art. 15–22): their
+// intake, identity verification, deadlines in the tenant's time zone,
+// extension, assignment, notes, and every transition, each one audited.
+package rights
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
+)
+
+// Request types.
+var Types = []string{"access", "portability", "rectification", "erasure", "restriction", "objection", "withdraw_consent"}
+
+// Channels a request arrives by.
+var Channels = []string{"email", "phone", "post", "in_person", "web_form", "api", "portal"}
+
+// Statuses of a request.
+const (
+	Received   = "received"
+	Verified   = "verified"
+	InProgress = "in_progress"
+	Completed  = "completed"
+	Rejected   = "rejected"
+)
+
+// next lists the transitions allowed from each status.
+var next = map[string][]string{
+	Received:   {Verified, Rejected},
+	Verified:   {InProgress, Completed, Rejected},
+	InProgress: {Completed, Rejected},
+}
+
+// ReasonCodes say why a request was rejected.
+var ReasonCodes = []string{"identity_not_verified", "manifestly_unfounded", "excessive", "no_data", "other"}
+
+// dueSoon is how close a deadline must be to count as due soon.
+const dueSoon = 7 * 24 * time.Hour
+
+// Request is a data-subject request.
+type Request struct {
+	ID              string     `json:"id"`
+	Type            string     `json:"type"`
+	SubjectID       string     `json:"subject_id"`
+	Channel         string     `json:"channel"`
+	Status          string     `json:"status"`
+	ReasonCode      string     `json:"reason_code,omitempty"`
+	AssigneeID      string     `json:"assignee_id,omitempty"`
+	ReceivedAt      time.Time  `json:"received_at"`
+	DueAt           time.Time  `json:"due_at"`
+	ExtendedDueAt   *time.Time `json:"extended_due_at"`
+	ExtensionReason string     `json:"extension_reason,omitempty"`
+	Overdue         bool       `json:"overdue"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	History         []Event    `json:"history,omitempty"`
+}
+
+// Event is one step of a request's history.
+type Event struct {
+	Seq        int       `json:"seq"`
+	Kind       string    `json:"kind"` // received | status | assigned | note | extended
+	FromStatus string    `json:"from_status,omitempty"`
+	ToStatus   string    `json:"to_status,omitempty"`
+	ActorID    string    `json:"actor_id"`
+	Note       string    `json:"note,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Input is a new request: the person by subject id, email or phone.
+type Input struct {
+	Type      string `json:"type"`
+	SubjectID string `json:"subject_id"`
+	Email     string `json:"email"`
+	Phone     string `json:"phone"`
+	Channel   string `json:"channel"`
+	Note      string `json:"note"`
+}
+
+// Change moves a request on: a status (with a reason code when
+// rejecting), an assignee, a note. Empty fields stay.
+type Change struct {
+	Status     string  `json:"status"`
+	ReasonCode string  `json:"reason_code"`
+	AssigneeID *string `json:"assignee_id"`
+	Note       string  `json:"note"`
+}
+
+// Filter selects requests.
+type Filter struct {
+	Status    string // one status, or "open" (not completed nor rejected)
+	Due       string // overdue | soon (within 7 days, not overdue)
+	SubjectID string
+}
+
+// Service keeps requests.
+type Service struct {
+	db       *sqldb.DB
+	keys     *keyring.Keyring
+	log      *audit.Log
+	subjects *subject.Service
+	tenants  *tenant.Service
+	mail     *mail.Outbox
+	now      func() time.Time
+}
+
+// NewService returns a Service.
+func NewService(db *sqldb.DB, keys *keyring.Keyring, log *audit.Log, subjects *subject.Service, tenants *tenant.Service,
+	outbox *mail.Outbox, now func() time.Time) *Service {
+	return &Service{db: db, keys: keys, log: log, subjects: subjects, tenants: tenants, mail: outbox, now: now}
+}
+
+func checkNote(note string) error {
+	if utf8.RuneCountInString(note) > 4000 || !utf8.ValidString(note) {
+		return errs.Field("note", "at most 4000 characters")
+	}
+	return nil
+}
+
+// Create records a request as received. A person named by email or phone
+// who is not a subject yet becomes one (source "request"): the request
+// and everything about it is sealed under their key, so that erasing them
+// reaches it.
+func (s *Service) Create(ctx context.Context, tenantID string, in Input) (Request, error) {
+	if !slices.Contains(Types, in.Type) {
+		return Request{}, errs.Field("type", "one of %s", strings.Join(Types, ", "))
+	}
+	if in.Channel == "" {
+		in.Channel = "api"
+	}
+	if !slices.Contains(Channels, in.Channel) {
+		return Request{}, errs.Field("channel", "one of %s", strings.Join(Channels, ", "))
+	}
+	if err := checkNote(in.Note); err != nil {
+		return Request{}, err
+	}
+	subjectID, err := s.person(ctx, tenantID, in)
+	if err != nil {
+		return Request{}, err
+	}
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return Request{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Request{}, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	r := Request{ID: id.String(), Type: in.Type, SubjectID: subjectID, Channel: in.Channel, Status: Received,
+		ReceivedAt: now, DueAt: DueAt(now, t.Location()), UpdatedAt: now}
+	key, err := s.subjects.Key(ctx, tenantID, subjectID)
+	if err != nil {
+		return Request{}, err
+	}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO data_requests (tenant_id, id, subject_id, type, channel, status, received_at, due_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, r.ID, subjectID, r.Type, r.Channel, r.Status,
+			now.UnixMicro(), r.DueAt.UnixMicro(), now.UnixMicro()); err != nil {
+			return err
+		}
+		return s.addEvent(ctx, tx, tenantID, r.ID, subjectID, key, Event{Kind: "received", ToStatus: Received, Note: in.Note, At: now})
+	}, audit.Event{Action: "request.create", TargetType: "request", TargetID: r.ID, SubjectID: subjectID,
+		Details: map[string]any{"type": r.Type, "channel": r.Channel, "due_at": r.DueAt.Format(time.RFC3339)}})
+	if err != nil {
+		return Request{}, err
+	}
+	return s.Get(ctx, tenantID, r.ID)
+}
+
+// person resolves who a request is about.
+func (s *Service) person(ctx context.Context, tenantID string, in Input) (string, error) {
+	n := 0
+	for _, v := range []string{in.SubjectID, in.Email, in.Phone} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return "", errs.Field("subject_id", "name the person by exactly one of subject_id, email or phone")
+	}
+	switch {
+	case in.SubjectID != "":
+		if _, err := s.subjects.Key(ctx, tenantID, in.SubjectID); err != nil {
+			if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Gone) {
+				return "", errs.Field("subject_id", "no such subject")
+			}
+			return "", err
+		}
+		return in.SubjectID, nil
+	case in.Email != "":
+		id, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, in.Email)
+		if !errs.Is(err, errs.NotFound) {
+			return id, err
+		}
+	default:
+		found, err := s.subjects.Find(ctx, tenantID, subject.Lookup{Phone: in.Phone})
+		if err != nil || len(found) > 0 {
+			if len(found) > 0 {
+				return found[0].ID, nil
+			}
+			return "", err
+		}
+	}
+	sub, err := s.subjects.Create(ctx, tenantID, subject.New{Email: in.Email, Phone: in.Phone, Source: "request"})
+	if err != nil {
+		return "", err
+	}
+	return sub.ID, nil
+}
+
+// addEvent appends to a request's history inside tx.
+func (s *Service) addEvent(ctx context.Context, tx *sqldb.Tx, tenantID, requestID, subjectID string, key *keyring.DataKey, e Event) error {
+	var seq int
+	if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM data_request_events WHERE tenant_id = ? AND request_id = ?",
+		tenantID, requestID).Scan(&seq); err != nil {
+		return err
+	}
+	seq++
+	var note []byte
+	if e.Note != "" {
+		note = key.Seal("data_request_events", "note_ct", fmt.Sprintf("%s/%d", requestID, seq), []byte(e.Note))
+	}
+	actor := audit.ActorFrom(ctx)
+	_, err := tx.Exec(ctx, `INSERT INTO data_request_events (tenant_id, request_id, seq, subject_id, kind, from_status, to_status, actor_id, note_ct, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, requestID, seq, subjectID, e.Kind, e.FromStatus, e.ToStatus,
+		actor.Type+":"+actor.ID, note, e.At.UnixMicro())
+	return err
+}
+
+const selectRequest = `SELECT id, subject_id, type, channel, status, reason_code, assignee_id, received_at, due_at,
+	extended_due_at, extension_ct, updated_at FROM data_requests`
+
+type stored struct {
+	Request
+	extensionCT []byte
+}
+
+func (s *Service) scan(rows interface{ Scan(...any) error }) (stored, error) {
+	var r stored
+	var received, due, extended, updated int64
+	err := rows.Scan(&r.ID, &r.SubjectID, &r.Type, &r.Channel, &r.Status, &r.ReasonCode, &r.AssigneeID, &received, &due,
+		&extended, &r.extensionCT, &updated)
+	r.ReceivedAt, r.DueAt, r.UpdatedAt = time.UnixMicro(received).UTC(), time.UnixMicro(due).UTC(), time.UnixMicro(updated).UTC()
+	deadline := r.DueAt
+	if extended != 0 {
+		t := time.UnixMicro(extended).UTC()
+		r.ExtendedDueAt, deadline = &t, t
+	}
+	r.Overdue = r.open() && s.now().After(deadline)
+	return r, err
+}
+
+func (r Request) open() bool { return r.Status != Completed && r.Status != Rejected }
+
+// Get returns a request with its history. Reading it is audited.
+func (s *Service) Get(ctx context.Context, tenantID, id string) (Request, error) {
+	r, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errs.E(errs.NotFound, "no such request")
+	}
+	if err != nil {
+		return Request{}, err
+	}
+	key, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, r.SubjectID)
+	if err != nil && !errors.Is(err, keyring.ErrKeyDestroyed) {
+		return Request{}, err
+	}
+	if key != nil && r.extensionCT != nil {
+		if pt, err := key.Open("data_requests", "extension_ct", r.ID, r.extensionCT); err == nil {
+			r.ExtensionReason = string(pt)
+		}
+	}
+	rows, err := s.db.Read().Query(ctx, `SELECT seq, kind, from_status, to_status, actor_id, note_ct, at FROM data_request_events
+		WHERE tenant_id = ? AND request_id = ? ORDER BY seq`, tenantID, id)
+	if err != nil {
+		return Request{}, err
+	}
+	defer rows.Close()
+	r.History = []Event{}
+	for rows.Next() {
+		var e Event
+		var note []byte
+		var at int64
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.FromStatus, &e.ToStatus, &e.ActorID, &note, &at); err != nil {
+			return Request{}, err
+		}
+		e.At = time.UnixMicro(at).UTC()
+		if key != nil && note != nil {
+			if pt, err := key.Open("data_request_events", "note_ct", fmt.Sprintf("%s/%d", id, e.Seq), note); err == nil {
+				e.Note = string(pt)
+			}
+		}
+		r.History = append(r.History, e)
+	}
+	if err := rows.Err(); err != nil {
+		return Request{}, err
+	}
+	return r.Request, s.log.Record(ctx, tenantID, audit.Event{Action: "request.read", TargetType: "request", TargetID: id, SubjectID: r.SubjectID})
+}
+
+// List returns the tenant's requests matching f, the nearest deadline
+// first.
+func (s *Service) List(ctx context.Context, tenantID string, f Filter) ([]Request, error) {
+	q, args := selectRequest+" WHERE tenant_id = ?", []any{tenantID}
+	switch {
+	case f.Status == "open":
+		q += " AND status NOT IN (?, ?)"
+		args = append(args, Completed, Rejected)
+	case f.Status != "":
+		if !slices.Contains([]string{Received, Verified, InProgress, Completed, Rejected}, f.Status) {
+			return nil, errs.Field("status", "open, received, verified, in_progress, completed or rejected")
+		}
+		q += " AND status = ?"
+		args = append(args, f.Status)
+	}
+	if f.SubjectID != "" {
+		q += " AND subject_id = ?"
+		args = append(args, f.SubjectID)
+	}
+	now := s.now().UnixMicro()
+	deadline := "CASE WHEN extended_due_at <> 0 THEN extended_due_at ELSE due_at END"
+	switch f.Due {
+	case "":
+	case "overdue":
+		q += " AND status NOT IN (?, ?) AND " + deadline + " < ?"
+		args = append(args, Completed, Rejected, now)
+	case "soon":
+		q += " AND status NOT IN (?, ?) AND " + deadline + " >= ? AND " + deadline + " < ?"
+		args = append(args, Completed, Rejected, now, now+dueSoon.Microseconds())
+	default:
+		return nil, errs.Field("due", "overdue or soon")
+	}
+	rows, err := s.db.Read().Query(ctx, q+" ORDER BY "+deadline+", id LIMIT 1000", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Request{}
+	for rows.Next() {
+		r, err := s.scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Request)
+	}
+	return out, rows.Err()
+}
+
+// Update applies a change: a transition (audited with from and to), an
+// assignee, a note.
+func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Request, error) {
+	cur, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errs.E(errs.NotFound, "no such request")
+	}
+	if err != nil {
+		return Request{}, err
+	}
+	if err := checkNote(c.Note); err != nil {
+		return Request{}, err
+	}
+	if c.Status != "" && !slices.Contains(next[cur.Status], c.Status) {
+		return Request{}, &errs.Error{Kind: errs.Conflict, Field: "status",
+			Detail: fmt.Sprintf("a %s request can move to %s", cur.Status, orNothing(next[cur.Status]))}
+	}
+	if c.Status == Rejected && !slices.Contains(ReasonCodes, c.ReasonCode) {
+		return Request{}, errs.Field("reason_code", "rejecting needs one of %s", strings.Join(ReasonCodes, ", "))
+	}
+	if c.Status != Rejected && c.ReasonCode != "" {
+		return Request{}, errs.Field("reason_code", "only when rejecting")
+	}
+	if c.AssigneeID != nil && *c.AssigneeID != "" {
+		var role string
+		err := s.db.Read().QueryRow(ctx, "SELECT role FROM users WHERE tenant_id = ? AND id = ? AND status = 'active'", tenantID, *c.AssigneeID).Scan(&role)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && role == "member") {
+			return Request{}, errs.Field("assignee_id", "an active owner or admin of the tenant")
+		}
+		if err != nil {
+			return Request{}, err
+		}
+	}
+	if c.Status == "" && c.AssigneeID == nil && c.Note == "" {
+		return Request{}, errs.Field("status", "nothing to change: give status, assignee_id or note")
+	}
+	key, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, cur.SubjectID)
+	if errors.Is(err, keyring.ErrKeyDestroyed) {
+		key = nil // the person was erased: the request's record stays, without notes
+	} else if err != nil {
+		return Request{}, err
+	}
+	if key == nil && c.Note != "" {
+		return Request{}, errs.E(errs.Gone, "the person was erased; notes about them can no longer be kept")
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	details := map[string]any{}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		status, reason, assignee := cur.Status, cur.ReasonCode, cur.AssigneeID
+		if c.Status != "" {
+			status, reason = c.Status, c.ReasonCode
+			details["from"], details["to"] = cur.Status, c.Status
+			if reason != "" {
+				details["reason_code"] = reason
+			}
+		}
+		if c.AssigneeID != nil {
+			assignee = *c.AssigneeID
+			details["assignee_id"] = assignee
+		}
+		res, err := tx.Exec(ctx, `UPDATE data_requests SET status = ?, reason_code = ?, assignee_id = ?, updated_at = ?
+			WHERE tenant_id = ? AND id = ? AND status = ?`, status, reason, assignee, now.UnixMicro(), tenantID, id, cur.Status)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "the request changed meanwhile; read it again")
+		}
+		kind := "note"
+		switch {
+		case c.Status != "":
+			kind = "status"
+		case c.AssigneeID != nil:
+			kind = "assigned"
+		}
+		from, to := "", ""
+		if c.Status != "" {
+			from, to = cur.Status, c.Status
+		}
+		return s.addEvent(ctx, tx, tenantID, id, cur.SubjectID, key, Event{Kind: kind, FromStatus: from, ToStatus: to, Note: c.Note, At: now})
+	}, audit.Event{Action: "request.update", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: details})
+	if err != nil {
+		return Request{}, err
+	}
+	return s.Get(ctx, tenantID, id)
+}
+
+func orNothing(list []string) string {
+	if len(list) == 0 {
+		return "nothing: it is closed"
+	}
+	return strings.Join(list, " or ")
+}
+
+// Extend pushes a request's deadline to three months after receipt, with
+// a reason the requester is told by mail (Art. 12(3)). Only before the
+// first deadline has passed, once, and while the request is open.
+func (s *Service) Extend(ctx context.Context, tenantID, id, reason string) (Request, error) {
+	cur, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errs.E(errs.NotFound, "no such request")
+	}
+	if err != nil {
+		return Request{}, err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" || utf8.RuneCountInString(reason) > 2000 {
+		return Request{}, errs.Field("reason", "required (the requester is told it), at most 2000 characters")
+	}
+	switch {
+	case !cur.open():
+		return Request{}, errs.E(errs.Conflict, "the request is %s", cur.Status)
+	case cur.ExtendedDueAt != nil:
+		return Request{}, errs.E(errs.Conflict, "the deadline was extended already")
+	case s.now().After(cur.DueAt):
+		return Request{}, errs.E(errs.Conflict, "the deadline (%s) has passed: an extension must be decided and told within the first month", cur.DueAt.Format(time.RFC3339))
+	}
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return Request{}, err
+	}
+	email, key, err := s.subjects.Email(ctx, tenantID, cur.SubjectID)
+	if err != nil {
+		return Request{}, err
+	}
+	extended := ExtendedDueAt(cur.ReceivedAt, t.Location())
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE data_requests SET extended_due_at = ?, extension_ct = ?, updated_at = ?
+			WHERE tenant_id = ? AND id = ? AND extended_due_at = 0`, extended.UnixMicro(),
+			key.Seal("data_requests", "extension_ct", id, []byte(reason)), now.UnixMicro(), tenantID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "the deadline was extended already")
+		}
+		if err := s.addEvent(ctx, tx, tenantID, id, cur.SubjectID, key, Event{Kind: "extended", Note: reason, At: now}); err != nil {
+			return err
+		}
+		if email == "" {
+			return nil // no address: the admin tells the person by the channel the request came in
+		}
+		return s.mail.Queue(ctx, tx, key, mail.Message{TenantID: tenantID, SubjectID: cur.SubjectID, Kind: "request-extended", To: email,
+			Subject: t.Name + " needs more time for your request",
+			Text: fmt.Sprintf(`Hello,
+
+%s received your %s request on %s. It needs more time to answer it,
+and will answer by %s at the latest, for this reason:
+
+%s
+
+— sent for %s by Custodia
+`, t.Name, strings.ReplaceAll(cur.Type, "_", " "), cur.ReceivedAt.In(t.Location()).Format("2 January 2006"),
+				extended.In(t.Location()).Format("2 January 2006"), reason, t.Name)})
+	}, audit.Event{Action: "request.extend", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID,
+		Details: map[string]any{"extended_due_at": extended.Format(time.RFC3339), "notified": email != ""}})
+	if err != nil {
+		return Request{}, err
+	}
+	return s.Get(ctx, tenantID, id)
+}
