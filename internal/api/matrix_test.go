@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/space"
+	subjectpkg "github.com/custodia/custodia/internal/subject"
 )
 
 // principals of the authorization matrix, in the order of its columns.
@@ -111,6 +112,8 @@ var matrix = map[string]string{
 	"GET /api/v1/subjects/export":                        "401 403 403 403 403 ok ok 403 403 ok",
 	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/erase":                   "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/erasure":                  "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",
 	"PUT /api/v1/subjects/{id}/legal-hold":               "401 403 403 403 403 ok ok ok 403 404",
 	"DELETE /api/v1/subjects/{id}/legal-hold":            "401 403 403 403 403 ok ok ok 403 404",
@@ -200,6 +203,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		erased := createSubject(t, env, env.Token, map[string]any{"email": "erased@example.org"})["id"].(string)
+		if _, err := env.App.Subjects.Erase(ctx, env.Tenant.ID, erased, subjectpkg.EraseInput{Reason: "api"}); err != nil {
+			t.Fatal(err)
+		}
 		dsr, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", SubjectID: subject})
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +231,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return event.WithdrawURL[strings.Index(event.WithdrawURL, "/privacy/"):]
 			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
+			case "GET /api/v1/subjects/{id}/erasure":
+				return "/api/v1/subjects/" + erased + "/erasure"
+			case "POST /api/v1/subjects/{id}/erase":
+				n++
+				return "/api/v1/subjects/" + createSubject(t, env, env.Token, map[string]any{"email": fmt.Sprintf("doomed%d@example.org", n)})["id"].(string) + "/erase"
 			case "DELETE /api/v1/retention/policies/{id}":
 				p, err := env.App.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: &key, Trigger: &created, PeriodDays: &n, Action: &erase, Enabled: &off})
 				n++

@@ -175,7 +175,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/retention/policies/01a00000-0000-7000-8000-000000000000", `{"enabled":false}`, true, false}, // 404
 			{"POST", "/api/v1/retention/run", `{"dry_run":true}`, true, false},
 			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oa-import@example.org"}]`, true, false},
-			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oops"}]`, true, false}, // 400
+			{"POST", "/api/v1/subjects/import?dry_run=true", `[{"email":"oops"}]`, true, false},      // 400
+			{"GET", "/api/v1/subjects/" + id + "/erasure", "", true, false},                          // 404: not erased
+			{"POST", "/api/v1/subjects/01a00000-0000-7000-8000-000000000000/erase", "", true, false}, // 404
 			{"GET", "/api/v1/settings/organisation", "", true, false},
 			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"Europe/Paris"}`, true, false},
 			{"POST", "/api/v1/requests", `{"type":"access","subject_id":"` + id + `","channel":"email"}`, true, false},

@@ -5,6 +5,7 @@ import (
 
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/rights"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 func (a *API) createRequest(w http.ResponseWriter, r *http.Request) error {
@@ -92,5 +93,49 @@ func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, organisation{TimeZone: t.TimeZone})
+	return nil
+}
+
+// eraseSubject erases a subject (and their account, if any), optionally
+// answering a verified erasure request, which is then completed.
+func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		RequestID string `json:"request_id"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpio.Decode(w, r, &in); err != nil {
+			return err
+		}
+	}
+	tid, id := principal(r).TenantID, r.PathValue("id")
+	if _, err := a.subjects.Key(r.Context(), tid, id); err != nil {
+		return err // unknown: 404; erased already: 410
+	}
+	reason := "api"
+	if in.RequestID != "" {
+		if err := a.rights.ErasureRequest(r.Context(), tid, in.RequestID, id); err != nil {
+			return err
+		}
+		reason = "request"
+	}
+	c, err := a.subjects.Erase(r.Context(), tid, id, subject.EraseInput{Reason: reason, RequestID: in.RequestID, Accounts: true})
+	if err != nil {
+		return err
+	}
+	if in.RequestID != "" {
+		if err := a.rights.Complete(r.Context(), tid, in.RequestID); err != nil {
+			return err
+		}
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) erasureCertificate(w http.ResponseWriter, r *http.Request) error {
+	c, err := a.subjects.ErasureCertificate(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
 	return nil
 }

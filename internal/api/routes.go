@@ -138,6 +138,8 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects/export", "subjects:read", sensitive, a.exportSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
+		{"POST", "/api/v1/subjects/{id}/erase", "subjects:write", anytime, a.eraseSubject},
+		{"GET", "/api/v1/subjects/{id}/erasure", "subjects:read", anytime, a.erasureCertificate},
 		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},
 		{"PUT", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.holdSubject},
 		{"DELETE", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.releaseSubject},

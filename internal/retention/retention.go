@@ -405,7 +405,7 @@ func (s *Service) runPolicy(ctx context.Context, tenantID string, p Policy, dryR
 	why := map[string]any{"policy": p.ID, "trigger": p.Trigger, "period_days": p.PeriodDays}
 	for _, id := range ids {
 		if p.Action == Erase {
-			err = s.subjects.Erase(ctx, tenantID, id, why)
+			_, err = s.subjects.Erase(ctx, tenantID, id, subject.EraseInput{Reason: "retention policy " + p.ID, Details: why})
 		} else {
 			err = s.subjects.Anonymise(ctx, tenantID, id, p.DataCategories, why)
 		}

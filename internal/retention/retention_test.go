@@ -138,7 +138,7 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 			t.Fatalf("hold: %d %s", r.Status, r.Body)
 		}
 
-		if err := env.App.Subjects.Erase(ctx, env.Tenant.ID, cy, nil); !errs.Is(err, errs.Conflict) {
+		if _, err := env.App.Subjects.Erase(ctx, env.Tenant.ID, cy, subject.EraseInput{Reason: "api"}); !errs.Is(err, errs.Conflict) {
 			t.Fatalf("erasing a held contact: %v", err)
 		}
 
@@ -161,7 +161,7 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 		if rep := run(t, env, false); rep.Policies[0].Count != 2 {
 			t.Fatalf("run: %+v", rep)
 		}
-		for id, want := range map[string]int{ann: 404, dee: 404, bo: 200, cy: 200} {
+		for id, want := range map[string]int{ann: 410, dee: 410, bo: 200, cy: 200} {
 			if code, _ := status(t, env, id); code != want {
 				t.Errorf("after the run %s: %d, want %d", id, code, want)
 			}
@@ -183,7 +183,7 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 		if rep := run(t, env, false); rep.Policies[0].Count != 1 {
 			t.Fatalf("after the release: %+v", rep)
 		}
-		if code, _ := status(t, env, cy); code != 404 {
+		if code, _ := status(t, env, cy); code != 410 {
 			t.Errorf("released contact: %d", code)
 		}
 
@@ -255,11 +255,12 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 	}
 	defer rows.Close()
 	kept := map[string]string{
-		"subject_keys":        "destroyed first, by keyring.DestroySubjectKey",
-		"users":               "accounts are closed, never erased by retention",
-		"audit_events":        "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
-		"data_requests":       "the controller's record of handling a request: type, dates, statuses; the extension reason is sealed under the destroyed key",
-		"data_request_events": "the request's history; its notes are sealed under the destroyed key",
+		"subject_keys":         "destroyed first, by keyring.DestroySubjectKey",
+		"users":                "accounts are closed, never erased by retention",
+		"audit_events":         "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
+		"data_requests":        "the controller's record of handling a request: type, dates, statuses; the extension reason is sealed under the destroyed key",
+		"data_request_events":  "the request's history; its notes are sealed under the destroyed key",
+		"erasure_certificates": "what is kept of an erasure: when, why, by whom, counts",
 	}
 	for rows.Next() {
 		var name string

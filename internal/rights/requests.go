@@ -523,3 +523,28 @@ and will answer by %s at the latest, for this reason:
 	}
 	return s.Get(ctx, tenantID, id)
 }
+
+// ErasureRequest checks that request id asks for the erasure of
+// subjectID and has been verified, so that the erasure can answer it.
+func (s *Service) ErasureRequest(ctx context.Context, tenantID, id, subjectID string) error {
+	r, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return errs.Field("request_id", "no such request")
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Type != "erasure" || r.SubjectID != subjectID:
+		return errs.Field("request_id", "not an erasure request of this subject")
+	case r.Status != Verified && r.Status != InProgress:
+		return &errs.Error{Kind: errs.Conflict, Field: "request_id", Detail: "the request is " + r.Status + "; erase once it is verified"}
+	}
+	return nil
+}
+
+// Complete marks a request completed (after the erasure that answers it).
+func (s *Service) Complete(ctx context.Context, tenantID, id string) error {
+	_, err := s.Update(ctx, tenantID, id, Change{Status: Completed})
+	return err
+}

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -384,4 +385,32 @@ func IsForeignKeyViolation(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23503"
+}
+
+// Scrub makes deleted rows leave the files now rather than later, after an
+// erasure: on SQLite (whose freed pages secure_delete zeroes) it
+// checkpoints the WAL into the database and truncates it, so that no old
+// page image with the deleted rows stays in the WAL. It retries while
+// readers hold old snapshots and reports whether it got through. On
+// PostgreSQL it does nothing: dead tuples stay in the data files until
+// their space is reused (see SECURITY.md).
+func (db *DB) Scrub(ctx context.Context) (bool, error) {
+	if db.dialect != SQLite {
+		return true, nil
+	}
+	for range 20 {
+		var busy, logFrames, done int
+		if err := db.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+			return false, err
+		}
+		if busy == 0 {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false, nil
 }

@@ -182,59 +182,43 @@ func (s *Service) setHold(ctx context.Context, tenantID, id string, since int64,
 	return s.reveal(ctx, tenantID, r)
 }
 
-// ContactTables are the tables that hold rows about a contact, by
-// subject_id, removed when the contact is erased (subject_keys and
-// subjects go last). A test checks that every table with a subject_id
-// column is here or is one that erasure of a contact must keep.
-var ContactTables = []string{"consent_events", "consent_state", "consent_campaign_recipients", "subject_bounces", "mail_outbox"}
-
 // errHeld refuses to delete or anonymise a held subject.
 var errHeld = errs.E(errs.Conflict, "this subject is under a legal hold; release it first")
 
 // lockContact checks, in tx, that id is a contact (not an account, whose
 // end is closing the account) that is not held, and returns its status.
 func lockContact(ctx context.Context, tx *sqldb.Tx, db *sqldb.DB, tenantID, id string) (string, error) {
-	var status string
-	var held int64
-	err := tx.QueryRow(ctx, "SELECT status, held_since FROM subjects WHERE tenant_id = ? AND id = ?"+db.ForUpdate(), tenantID, id).Scan(&status, &held)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", errNotFound
-	}
+	status, userID, err := lockSubject(ctx, tx, db, tenantID, id)
 	if err != nil {
 		return "", err
 	}
-	if held != 0 {
-		return "", errHeld
-	}
-	var n int
-	if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, id).Scan(&n); err != nil {
-		return "", err
-	}
-	if n > 0 {
+	if userID != "" {
 		return "", errs.E(errs.Conflict, "this subject is a user account; accounts end by being closed, not by retention")
 	}
 	return status, nil
 }
 
-// Erase deletes a contact: its data key first (crypto-shredding whatever
-// ciphertext of it remains anywhere, in backups too), then its rows. The
-// audit keeps the subject id and why, never who it was.
-func (s *Service) Erase(ctx context.Context, tenantID, id string, why map[string]any) error {
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		if _, err := lockContact(ctx, tx, s.db, tenantID, id); err != nil {
-			return err
-		}
-		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
-			return err
-		}
-		for _, t := range ContactTables {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE tenant_id = ? AND subject_id = ?", tenantID, id); err != nil {
-				return fmt.Errorf("erase from %s: %w", t, err)
-			}
-		}
-		_, err := tx.Exec(ctx, "DELETE FROM subjects WHERE tenant_id = ? AND id = ?", tenantID, id)
-		return err
-	}, audit.Event{Action: "subject.erase", TargetType: "subject", TargetID: id, SubjectID: id, Details: why})
+// lockSubject locks a subject that is not held and returns its status and
+// user id ("" for a contact).
+func lockSubject(ctx context.Context, tx *sqldb.Tx, db *sqldb.DB, tenantID, id string) (string, string, error) {
+	var status string
+	var held int64
+	err := tx.QueryRow(ctx, "SELECT status, held_since FROM subjects WHERE tenant_id = ? AND id = ?"+db.ForUpdate(), tenantID, id).Scan(&status, &held)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", errNotFound
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if held != 0 {
+		return "", "", errHeld
+	}
+	var userID string
+	err = tx.QueryRow(ctx, "SELECT id FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, id).Scan(&userID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", "", err
+	}
+	return status, userID, nil
 }
 
 // Fields of a contact that anonymisation can clear one by one, by the

@@ -329,7 +329,7 @@ var errNotFound = errs.E(errs.NotFound, "no such subject")
 func findRow(ctx context.Context, q sqldb.Q, tenantID, id string) (row, error) {
 	r, err := scanRow(q.QueryRow(ctx, selectRow+" WHERE tenant_id = ? AND id = ?", tenantID, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return r, errNotFound
+		return r, gone(ctx, q, tenantID, id)
 	}
 	if err != nil {
 		return r, fmt.Errorf("find subject: %w", err)

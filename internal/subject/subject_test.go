@@ -299,10 +299,21 @@ func seedAccount(t *testing.T, env *apptest.Env) string {
 }
 
 func TestNoPlaintextAtRest(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) {
-		env := apptest.New(t, "")
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		made := seedSecrets(t, env)
-		// Read the files while the app runs: the WAL holds the fresh pages.
+		assertNoSecrets(t, "the database", dumpStore(t, env), made...)
+		assertNoSecrets(t, "logs", []byte(env.Logs.String()), made...)
+	})
+}
+
+// dumpStore returns every byte the store holds: on SQLite the whole data
+// dir (database file and WAL, read while the app runs so the WAL holds the
+// fresh pages); on PostgreSQL the text of every row of every table, and
+// every bytea column raw.
+func dumpStore(t *testing.T, env *apptest.Env) []byte {
+	t.Helper()
+	ctx := context.Background()
+	if env.App.DB.Dialect() == sqldb.SQLite {
 		var all []byte
 		err := filepath.Walk(env.DataDir, func(path string, info os.FileInfo, err error) error {
 			if err != nil || info.IsDir() {
@@ -318,54 +329,47 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(env.DataDir, "custodia.db-wal")); err != nil {
 			t.Fatalf("expected a WAL file: %v", err)
 		}
-		assertNoSecrets(t, "data dir", all, made...)
-		assertNoSecrets(t, "logs", []byte(env.Logs.String()), made...)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		env := apptest.New(t, sqldbtest.PostgresURL(t))
-		made := seedSecrets(t, env)
-		ctx := context.Background()
-		tables := sqldbtest.Strings(t, env.App.DB, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
-		if len(tables) < 8 {
-			t.Fatalf("found only tables %v", tables)
-		}
-		var dump bytes.Buffer
-		for _, table := range tables {
-			// Text of every row, bytea as hex and as escaped bytes.
-			for _, expr := range []string{"row_to_json(t)::text", "encode(convert_to(row_to_json(t)::text, 'UTF8'), 'escape')"} {
-				r, err := env.App.DB.Read().Query(ctx, "SELECT "+expr+" FROM "+table+" t")
-				if err != nil {
+		return all
+	}
+	tables := sqldbtest.Strings(t, env.App.DB, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	if len(tables) < 8 {
+		t.Fatalf("found only tables %v", tables)
+	}
+	var dump bytes.Buffer
+	for _, table := range tables {
+		// Text of every row, bytea as hex and as escaped bytes.
+		for _, expr := range []string{"row_to_json(t)::text", "encode(convert_to(row_to_json(t)::text, 'UTF8'), 'escape')"} {
+			r, err := env.App.DB.Read().Query(ctx, "SELECT "+expr+" FROM "+table+" t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r.Next() {
+				var s string
+				if err := r.Scan(&s); err != nil {
 					t.Fatal(err)
 				}
-				for r.Next() {
-					var s string
-					if err := r.Scan(&s); err != nil {
-						t.Fatal(err)
-					}
-					dump.WriteString(s)
-				}
-				r.Close()
+				dump.WriteString(s)
 			}
-			var raw []byte // the bytea columns themselves, as bytes
-			cols := sqldbtest.Strings(t, env.App.DB, `SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'bytea'`, table)
-			for _, c := range cols {
-				rr, err := env.App.DB.Read().Query(ctx, "SELECT "+c+" FROM "+table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for rr.Next() {
-					_ = rr.Scan(&raw)
-					dump.Write(raw)
-				}
-				rr.Close()
+			r.Close()
+		}
+		var raw []byte // the bytea columns themselves, as bytes
+		cols := sqldbtest.Strings(t, env.App.DB, `SELECT column_name FROM information_schema.columns WHERE table_name = ? AND data_type = 'bytea'`, table)
+		for _, c := range cols {
+			rr, err := env.App.DB.Read().Query(ctx, "SELECT "+c+" FROM "+table)
+			if err != nil {
+				t.Fatal(err)
 			}
+			for rr.Next() {
+				_ = rr.Scan(&raw)
+				dump.Write(raw)
+			}
+			rr.Close()
 		}
-		if !strings.Contains(dump.String(), "subject.create") {
-			t.Fatal("the dump does not look like a dump of the database")
-		}
-		assertNoSecrets(t, "database", dump.Bytes(), made...)
-		assertNoSecrets(t, "logs", []byte(env.Logs.String()), made...)
-	})
+	}
+	if !strings.Contains(dump.String(), "subject.create") {
+		t.Fatal("the dump does not look like a dump of the database")
+	}
+	return dump.Bytes()
 }
 
 func assertNoSecrets(t *testing.T, where string, b []byte, more ...string) {

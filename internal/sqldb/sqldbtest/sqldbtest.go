@@ -258,3 +258,14 @@ func Strings(t testing.TB, db *sqldb.DB, query string, args ...any) []string {
 	}
 	return out
 }
+
+// Bytes runs query on the read pool and returns the first column of its
+// one row, failing the test when there is none.
+func Bytes(t testing.TB, db *sqldb.DB, query string, args ...any) []byte {
+	t.Helper()
+	var b []byte
+	if err := db.Read().QueryRow(context.Background(), query, args...).Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
