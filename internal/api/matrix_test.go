@@ -112,6 +112,7 @@ var matrix = map[string]string{
 	"GET /api/v1/subjects/export":                        "401 403 403 403 403 ok ok 403 403 ok",
 	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/export":                   "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/erase":                   "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/erasure":                  "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"net/http"
 
 	"github.com/custodia/custodia/internal/httpio"
@@ -138,4 +139,17 @@ func (a *API) erasureCertificate(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpio.JSON(w, http.StatusOK, c)
 	return nil
+}
+
+// exportSubject answers the access/portability zip of one subject.
+func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
+	var buf bytes.Buffer
+	id := r.PathValue("id")
+	if err := a.access.Export(r.Context(), principal(r).TenantID, id, &buf); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="subject-`+id+`-`+a.now().UTC().Format("20060102T150405Z")+`.zip"`)
+	_, err := w.Write(buf.Bytes())
+	return err
 }

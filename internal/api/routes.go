@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
@@ -138,6 +139,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects/export", "subjects:read", sensitive, a.exportSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
+		{"GET", "/api/v1/subjects/{id}/export", "subjects:read", anytime, a.exportSubject},
 		{"POST", "/api/v1/subjects/{id}/erase", "subjects:write", anytime, a.eraseSubject},
 		{"GET", "/api/v1/subjects/{id}/erasure", "subjects:read", anytime, a.erasureCertificate},
 		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},
@@ -179,6 +181,7 @@ type API struct {
 	consent  *consent.Service
 	retain   *retention.Service
 	rights   *rights.Service
+	access   *access.Service
 	tenants  *tenant.Service
 	log      *audit.Log
 	audit    *audit.Reader
@@ -203,6 +206,7 @@ type Deps struct {
 	Consent   *consent.Service
 	Retention *retention.Service
 	Rights    *rights.Service
+	Access    *access.Service
 	Tenants   *tenant.Service
 	Log       *audit.Log
 	Logger    *slog.Logger
@@ -217,7 +221,7 @@ type Deps struct {
 func New(d Deps) *API {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
-		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, access: d.Access, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
@@ -47,6 +48,7 @@ type App struct {
 	Consent   *consent.Service
 	Retention *retention.Service
 	Rights    *rights.Service
+	Access    *access.Service
 	Mail      *mail.Outbox
 	API       *api.API
 	Logger    *slog.Logger
@@ -131,6 +133,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Retention = retention.NewService(db, a.Log, a.Subjects, a.Logger, opt.Now)
 	a.Mail.SetFeedback(a.Retention)
 	a.Rights = rights.NewService(db, a.Keys, a.Log, a.Subjects, a.Tenants, a.Mail, opt.Now)
+	a.Access = access.NewService(access.Deps{DB: db, Log: a.Log, Audit: audit.NewReader(db, a.Keys), Subjects: a.Subjects,
+		Consent: a.Consent, Register: a.Register, Rights: a.Rights, Tenants: a.Tenants, Now: opt.Now})
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -141,7 +145,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Rights: a.Rights, Tenants: a.Tenants, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Rights: a.Rights, Access: a.Access, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }
