@@ -179,3 +179,31 @@ func diff(want, got string) string {
 	}
 	return "(same lines)"
 }
+
+// TestMembersDownloadTheirOwnData: a member (no rights on subjects) gets
+// their own zip from their account, and nobody else's.
+func TestMembersDownloadTheirOwnData(t *testing.T) {
+	env := apptest.New(t, "")
+	env.AddUser(t, "mia@acme.example", "member", apptest.Password)
+	other := seed(t, env)
+	mia := env.SignIn(t, "acme", "mia@acme.example")
+	r := mia.Do(t, "GET", "/api/v1/me/export", nil)
+	if r.Status != 200 {
+		t.Fatalf("own export: %d %s", r.Status, r.Body)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(r.Body), int64(len(r.Body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := zr.Open("subject.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held access.Held
+	if err := json.NewDecoder(f).Decode(&held); err != nil || held.Subject.Email != "mia@acme.example" || held.Account == nil || held.Account.Role != "member" {
+		t.Fatalf("own export: %+v %v", held, err)
+	}
+	if r := mia.Do(t, "GET", "/api/v1/subjects/"+other+"/export", nil); r.Status != 403 {
+		t.Errorf("a member exporting someone else: %d", r.Status)
+	}
+}

@@ -49,6 +49,7 @@ var matrix = map[string]string{
 	"GET /api/v1/me":                                     "401 ok ok ok ok ok ok 403 403 ok",
 	"PATCH /api/v1/me":                                   "401 ok ok ok ok ok ok 403 403 ok",
 	"PUT /api/v1/me/password":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"GET /api/v1/me/export":                              "401 ok ok ok ok ok ok 403 403 ok",
 	"GET /api/v1/me/sessions":                            "401 ok ok ok ok ok ok 403 403 ok",
 	"DELETE /api/v1/me/sessions/{id}":                    "401 404 404 404 404 404 404 403 403 404",
 	"GET /api/v1/me/mfa":                                 "401 ok ok ok ok ok ok 403 403 ok",

@@ -143,8 +143,17 @@ func (a *API) erasureCertificate(w http.ResponseWriter, r *http.Request) error {
 
 // exportSubject answers the access/portability zip of one subject.
 func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
+	return a.accessZip(w, r, r.PathValue("id"))
+}
+
+// exportMe answers a signed-in person's own zip: members see all their own
+// data (self-service access and portability).
+func (a *API) exportMe(w http.ResponseWriter, r *http.Request) error {
+	return a.accessZip(w, r, principal(r).SubjectID)
+}
+
+func (a *API) accessZip(w http.ResponseWriter, r *http.Request, id string) error {
 	var buf bytes.Buffer
-	id := r.PathValue("id")
 	if err := a.access.Export(r.Context(), principal(r).TenantID, id, &buf); err != nil {
 		return err
 	}

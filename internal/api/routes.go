@@ -70,6 +70,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/me", Enrol, anytime, a.me},
 		{"PATCH", "/api/v1/me", Session, anytime, a.updateMe},
 		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
+		{"GET", "/api/v1/me/export", Session, sensitive, a.exportMe},
 		{"GET", "/api/v1/me/sessions", Session, anytime, a.listSessions},
 		{"DELETE", "/api/v1/me/sessions/{id}", Session, anytime, a.revokeSession},
 		{"GET", "/api/v1/me/mfa", Enrol, anytime, a.listFactors},
