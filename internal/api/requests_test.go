@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +131,37 @@ func TestRequestLifecycle(t *testing.T) {
 			t.Errorf("rejected: %+v", rej)
 		}
 	})
+}
+
+// TestOverdueDigest: once a day the admins get the requests overdue or
+// due soon — by id and type, never by who asked.
+func TestOverdueDigest(t *testing.T) {
+	env := apptest.New(t, "")
+	ctx := context.Background()
+	env.AddUser(t, "admin@acme.example", "admin", apptest.Password)
+	env.AddUser(t, "mia@acme.example", "member", apptest.Password)
+	if n, err := env.App.Rights.Digest(ctx, env.Tenant.ID); err != nil || n != 0 {
+		t.Fatalf("digest with nothing due: %d %v", n, err)
+	}
+	late := request(t, env, "POST", "/api/v1/requests", map[string]any{"type": "access", "email": "zed@example.org"}, 201)
+	env.Now.Advance(33 * 24 * time.Hour)
+	if n, err := env.App.Rights.Digest(ctx, env.Tenant.ID); err != nil || n != 2 {
+		t.Fatalf("digest: %d %v", n, err)
+	}
+	for _, to := range []string{"owner@acme.example", "admin@acme.example"} {
+		m := env.Mail.Wait(t, to, "overdue", 10*time.Second)
+		if !strings.Contains(m.Text, late.ID) || strings.Contains(m.Text, "zed@example.org") {
+			t.Errorf("digest to %s: %s", to, m.Text)
+		}
+	}
+	if n, err := env.App.Rights.Digest(ctx, env.Tenant.ID); err != nil || n != 0 {
+		t.Errorf("a second digest the same day: %d %v", n, err)
+	}
+	env.Now.Advance(24 * time.Hour)
+	if n, err := env.App.Rights.Digest(ctx, env.Tenant.ID); err != nil || n != 2 {
+		t.Errorf("the next day's digest: %d %v", n, err)
+	}
+	if got := len(env.Mail.To("mia@acme.example", "overdue")); got != 0 {
+		t.Errorf("a member got %d digests", got)
+	}
 }

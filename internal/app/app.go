@@ -220,6 +220,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopJobs()
 	go a.Mail.Run(jobs, 30*time.Second)
 	go a.Retention.Loop(jobs, time.Hour)
+	go a.Rights.Loop(jobs, time.Hour, a.Logger)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
