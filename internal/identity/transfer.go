@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/csvfile"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -148,77 +148,33 @@ func (s *Service) ImportUsers(ctx context.Context, p Principal, r io.Reader, dry
 
 // readImport parses the CSV file into rows, reporting structural problems.
 func readImport(r io.Reader) ([]importRow, []errs.RowProblem, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, nil, errs.Field("file", "empty: the first line must name the columns (email, name, role)")
-	}
-	if err != nil {
-		return nil, nil, errs.Field("file", "not CSV: %s", csvReason(err))
-	}
 	col := map[string]int{} // column name → index + 1; 0 means absent
-	var problems []errs.RowProblem
-	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-		switch {
-		case h != "email" && h != "name" && h != "role":
-			problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "unknown column; use email, name, role"})
-		case col[h] != 0:
-			problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "column named twice"})
-		default:
-			col[h] = i + 1
-		}
-	}
-	if col["email"] == 0 {
-		return nil, nil, errs.Field("file", "the first line must name an email column")
-	}
-	cell := func(rec []string, name string) string {
-		if i := col[name]; i > 0 && i <= len(rec) {
-			return strings.TrimSpace(rec[i-1])
-		}
-		return ""
-	}
 	var rows []importRow
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, nil, errs.Rows(fmt.Sprintf("line %d is not valid CSV; nothing was imported", pe.StartLine),
-					[]errs.RowProblem{{Line: pe.StartLine, Field: "file", Reason: csvReason(err)}})
+	problems, err := csvfile.Read(r, "email, name, role", maxImportRows, func(names []string) ([]errs.RowProblem, error) {
+		var problems []errs.RowProblem
+		for i, h := range names {
+			h = strings.ToLower(h)
+			switch {
+			case h != "email" && h != "name" && h != "role":
+				problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "unknown column; use email, name, role"})
+			case col[h] != 0:
+				problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "column named twice"})
+			default:
+				col[h] = i + 1
 			}
-			return nil, nil, err
 		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue // a blank line
+		if col["email"] == 0 {
+			return nil, errs.Field("file", "the first line must name an email column")
 		}
-		if len(rows) == maxImportRows {
-			return nil, nil, errs.Field("file", "at most %d rows per file", maxImportRows)
+		return problems, nil
+	}, func(line int, rec []string) {
+		cell := func(name string) string {
+			if i := col[name]; i > 0 {
+				return strings.TrimSpace(rec[i-1])
+			}
+			return ""
 		}
-		if len(rec) != len(header) {
-			problems = append(problems, errs.RowProblem{Line: line, Field: "file",
-				Reason: fmt.Sprintf("%d cells; the header has %d", len(rec), len(header))})
-			continue
-		}
-		rows = append(rows, importRow{line: line, email: cell(rec, "email"), name: cell(rec, "name"), role: strings.ToLower(cell(rec, "role"))})
-	}
-	if len(rows) == 0 && len(problems) == 0 {
-		return nil, nil, errs.Field("file", "no rows after the header")
-	}
-	return rows, problems, nil
-}
-
-// csvReason is a parse error without the offending text.
-func csvReason(err error) string {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return "unreadable"
+		rows = append(rows, importRow{line: line, email: cell("email"), name: cell("name"), role: strings.ToLower(cell("role"))})
+	})
+	return rows, problems, err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/csvfile"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -67,92 +68,57 @@ type ImportResult struct {
 
 // ParseCSV reads a contacts file with a header row.
 func ParseCSV(r io.Reader) ([]ImportRow, []errs.RowProblem, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, nil, errs.Field("file", "empty: the first line must name the columns (email, phone, external_id, source, name, attributes.<key>)")
-	}
-	if err != nil {
-		return nil, nil, errs.Field("file", "not CSV: %s", csvReason(err))
-	}
-	header = slices.Clone(header)
-	var problems []errs.RowProblem
-	seen := map[string]bool{}
-	for i, h := range header {
-		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
-		if !strings.HasPrefix(h, attrPrefix) {
-			h = strings.ToLower(h)
-		}
-		header[i] = h
-		switch {
-		case seen[h]:
-			problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "column named twice"})
-		case slices.Contains(importColumns, h), slices.Contains(readOnlyColumns, h), strings.HasPrefix(h, attrPrefix) && len(h) > len(attrPrefix):
-		default:
-			problems = append(problems, errs.RowProblem{Line: 1, Field: h,
-				Reason: "unknown column; use email, phone, external_id, source, name or attributes.<key>"})
-		}
-		seen[h] = true
-	}
-	if !seen["email"] && !seen["phone"] && !seen["external_id"] {
-		return nil, nil, errs.Field("file", "the first line must name an email, phone or external_id column")
-	}
+	var header []string
 	var rows []ImportRow
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, nil, errs.Rows(fmt.Sprintf("line %d is not valid CSV; nothing was imported", pe.StartLine),
-					[]errs.RowProblem{{Line: pe.StartLine, Field: "file", Reason: csvReason(err)}})
-			}
-			return nil, nil, err
-		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue // a blank line
-		}
-		if len(rows) == MaxImportRows {
-			return nil, nil, errs.Field("file", "at most %d rows per file", MaxImportRows)
-		}
-		if len(rec) != len(header) {
-			problems = append(problems, errs.RowProblem{Line: line, Field: "file",
-				Reason: fmt.Sprintf("%d cells; the header has %d", len(rec), len(header))})
-			continue
-		}
-		row := ImportRow{Line: line}
-		for i, h := range header {
-			v := unsafeCell(strings.TrimSpace(rec[i]))
-			if v == "" {
-				continue
-			}
-			switch {
-			case h == "email":
-				row.Email = v
-			case h == "phone":
-				row.Phone = v
-			case h == "external_id":
-				row.ExternalID = v
-			case h == "source":
-				row.Source = v
-			case h == "name", strings.HasPrefix(h, attrPrefix):
-				if row.Attributes == nil {
-					row.Attributes = map[string]any{}
+	problems, err := csvfile.Read(r, "email, phone, external_id, source, name, attributes.<key>", MaxImportRows,
+		func(names []string) ([]errs.RowProblem, error) {
+			var problems []errs.RowProblem
+			seen := map[string]bool{}
+			for _, h := range names {
+				if !strings.HasPrefix(h, attrPrefix) {
+					h = strings.ToLower(h)
 				}
-				row.Attributes[strings.TrimPrefix(h, attrPrefix)] = v
+				header = append(header, h)
+				switch {
+				case seen[h]:
+					problems = append(problems, errs.RowProblem{Line: 1, Field: h, Reason: "column named twice"})
+				case slices.Contains(importColumns, h), slices.Contains(readOnlyColumns, h), strings.HasPrefix(h, attrPrefix) && len(h) > len(attrPrefix):
+				default:
+					problems = append(problems, errs.RowProblem{Line: 1, Field: h,
+						Reason: "unknown column; use email, phone, external_id, source, name or attributes.<key>"})
+				}
+				seen[h] = true
 			}
-		}
-		rows = append(rows, row)
-	}
-	if len(rows) == 0 && len(problems) == 0 {
-		return nil, nil, errs.Field("file", "no rows after the header")
-	}
-	return rows, problems, nil
+			if !seen["email"] && !seen["phone"] && !seen["external_id"] {
+				return nil, errs.Field("file", "the first line must name an email, phone or external_id column")
+			}
+			return problems, nil
+		}, func(line int, rec []string) {
+			row := ImportRow{Line: line}
+			for i, h := range header {
+				v := unsafeCell(strings.TrimSpace(rec[i]))
+				if v == "" {
+					continue
+				}
+				switch {
+				case h == "email":
+					row.Email = v
+				case h == "phone":
+					row.Phone = v
+				case h == "external_id":
+					row.ExternalID = v
+				case h == "source":
+					row.Source = v
+				case h == "name", strings.HasPrefix(h, attrPrefix):
+					if row.Attributes == nil {
+						row.Attributes = map[string]any{}
+					}
+					row.Attributes[strings.TrimPrefix(h, attrPrefix)] = v
+				}
+			}
+			rows = append(rows, row)
+		})
+	return rows, problems, err
 }
 
 // unsafeCell undoes audit.SafeCell, so that an exported phone number
@@ -162,14 +128,6 @@ func unsafeCell(s string) string {
 		return s[1:]
 	}
 	return s
-}
-
-func csvReason(err error) string {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return "unreadable"
 }
 
 // ParseJSON reads contacts as {"items": [...]} or a bare array; a row's
