@@ -152,7 +152,7 @@ type File struct {
 // with issue 6), so an error never follows a partial zip. The export is
 // audited.
 func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.Writer) error {
-	sub, err := s.subjects.Get(ctx, tenantID, subjectID)
+	sub, err := s.subjects.ReadForExport(ctx, tenantID, subjectID)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ func (a *API) recordConsent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) consentLedger(w http.ResponseWriter, r *http.Request) error {
+	if err := a.subjects.Usable(r.Context(), principal(r).TenantID, r.PathValue("id"), "consent.read"); err != nil {
+		return err
+	}
 	l, err := a.consent.Ledger(r.Context(), principal(r).TenantID, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -47,6 +50,9 @@ func (a *API) verifyConsent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) consentReceipt(w http.ResponseWriter, r *http.Request) error {
+	if err := a.subjects.Usable(r.Context(), principal(r).TenantID, r.PathValue("id"), "consent.read"); err != nil {
+		return err
+	}
 	rc, err := a.consent.Receipt(r.Context(), principal(r).TenantID, r.PathValue("id"), r.PathValue("event"))
 	if err != nil {
 		return err

@@ -119,6 +119,9 @@ var matrix = map[string]string{
 	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",
 	"PUT /api/v1/subjects/{id}/legal-hold":               "401 403 403 403 403 ok ok ok 403 404",
 	"DELETE /api/v1/subjects/{id}/legal-hold":            "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/subjects/{id}/restriction":              "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/subjects/{id}/restriction":           "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/subjects/{id}/objections/{purpose}":     "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/consents":                "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 ok ok ok 403 404",
@@ -127,6 +130,10 @@ var matrix = map[string]string{
 	"GET /api/v1/campaigns":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/campaigns/{id}":                         "401 403 403 403 403 ok ok ok 403 404",
 	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok",
+	"GET /privacy/{tenant}":                              "ok ok ok ok ok ok ok ok ok ok",
+	"POST /privacy/{tenant}/requests":                    "ok ok ok ok ok ok ok ok ok ok",
+	"GET /privacy/{tenant}/confirm/{token}":              "ok ok ok ok ok ok ok ok ok ok",
+	"POST /privacy/{tenant}/confirm/{token}":             "ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/consent/{token}":              "ok ok ok ok ok ok ok ok ok ok",
 	"POST /privacy/{tenant}/consent/{token}":             "ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/withdraw/{purpose}/{token}":   "ok ok ok ok ok ok ok ok ok ok",
@@ -136,6 +143,7 @@ var matrix = map[string]string{
 	"GET /api/v1/requests/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/requests/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/requests/{id}/extend":                  "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/objections":                             "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit":                                  "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 ok ok ok 403 ok",
 }
@@ -196,6 +204,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			Key: "matrix.news", Name: "Matrix news", LegalBasis: register.Consent, DataCategories: []string{"user.contact.email"}}}); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{
+			Key: "matrix.analytics", Name: "Matrix analytics", LegalBasis: register.LegitimateInterests, DataCategories: []string{"user.contact.email"}}}); err != nil {
+			t.Fatal(err)
+		}
 		event, err := env.App.Consent.Record(ctx, env.Tenant.ID, subject, consent.Input{Purpose: "matrix.news", Action: consent.Grant, Method: "api"})
 		if err != nil {
 			t.Fatal(err)
@@ -219,6 +231,18 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// objection opens (again) an objection of subject to a purpose based
+		// on legitimate interests, and answers the purpose.
+		objection := func() string {
+			r, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "objection", SubjectID: subject, Purposes: []string{"matrix.analytics"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.App.Rights.Update(ctx, env.Tenant.ID, r.ID, rights.Change{Status: rights.Verified}); err != nil {
+				t.Fatal(err)
+			}
+			return "matrix.analytics"
+		}
 		n := 1
 		throwaway := func() string {
 			n++
@@ -231,7 +255,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			switch key {
 			case "GET /privacy/{tenant}/withdraw/{purpose}/{token}", "POST /privacy/{tenant}/withdraw/{purpose}/{token}":
 				return event.WithdrawURL[strings.Index(event.WithdrawURL, "/privacy/"):]
-			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}":
+			case "PUT /api/v1/subjects/{id}/objections/{purpose}":
+				return "/api/v1/subjects/" + subject + "/objections/" + objection()
+			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}",
+				"GET /privacy/{tenant}/confirm/{token}", "POST /privacy/{tenant}/confirm/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
 			case "GET /api/v1/subjects/{id}/erasure":
 				return "/api/v1/subjects/" + erased + "/erasure"

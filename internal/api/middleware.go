@@ -120,8 +120,8 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 			return errs.E(errs.Forbidden, "cross-origin request refused")
 		}
 	}
-	if strings.HasPrefix(rt.Path, "/api/v1/auth/") && !a.limiter.allow(clientIP(r, a.proxies)) {
-		return errs.E(errs.TooManyRequests, "too many sign-in requests from this address; wait a minute")
+	if (strings.HasPrefix(rt.Path, "/api/v1/auth/") || rt.Path == "/privacy/{tenant}/requests") && !a.limiter.allow(clientIP(r, a.proxies)) {
+		return errs.E(errs.TooManyRequests, "too many requests from this address; wait a minute")
 	}
 	if rt.Access == Public {
 		return rt.Handler(w, r)

@@ -194,6 +194,20 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/campaigns/01a00000-0000-7000-8000-000000000000", "", true, false},    // 404
 			{"GET", "/privacy/acme/consent/" + strings.Repeat("x", 43), "", true, false},          // 410
 			{"GET", "/privacy/acme/withdraw/oa.news/" + strings.Repeat("x", 43), "", true, false}, // 404
+			{"PUT", "/api/v1/subjects/" + id + "/restriction", `{"reason":"Accuracy disputed"}`, true, false},
+			{"GET", "/api/v1/subjects/" + id, "", true, false},               // 409: restricted
+			{"GET", "/api/v1/subjects/" + id + "/consents", "", true, false}, // 409: restricted
+			{"DELETE", "/api/v1/subjects/" + id + "/restriction", "", true, false},
+			{"DELETE", "/api/v1/subjects/" + id + "/restriction", "", true, false}, // 409: not restricted
+			{"PUT", "/api/v1/subjects/" + id + "/restriction", `{}`, false, false}, // 400
+			{"POST", "/api/v1/requests", `{"type":"withdraw_consent","subject_id":"` + id + `","purposes":["oa.news"]}`, true, false},
+			{"POST", "/api/v1/requests", `{"type":"access","subject_id":"` + id + `","purposes":["oa.news"]}`, true, false}, // 400
+			{"GET", "/api/v1/objections?status=open", "", true, false},
+			{"GET", "/api/v1/objections?status=maybe", "", false, false},                                    // 400
+			{"PUT", "/api/v1/subjects/" + id + "/objections/oa.news", `{"decision":"upheld"}`, true, false}, // 404
+			{"GET", "/privacy/acme", "", true, false},
+			{"GET", "/privacy/nobody", "", true, false},                                  // 404
+			{"GET", "/privacy/acme/confirm/" + strings.Repeat("x", 43), "", true, false}, // 410
 			{"GET", "/privacy/acme/keys", "", true, false},
 			{"GET", "/privacy/nobody/keys", "", true, false}, // 404
 			{"GET", "/healthz", "", true, false},

@@ -146,6 +146,9 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},
 		{"PUT", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.holdSubject},
 		{"DELETE", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.releaseSubject},
+		{"PUT", "/api/v1/subjects/{id}/restriction", "subjects:write", anytime, a.restrictSubject},
+		{"DELETE", "/api/v1/subjects/{id}/restriction", "subjects:write", anytime, a.unrestrictSubject},
+		{"PUT", "/api/v1/subjects/{id}/objections/{purpose}", "subjects:write", anytime, a.decideObjection},
 		{"POST", "/api/v1/subjects/{id}/consents", "subjects:write", anytime, a.recordConsent},
 		{"GET", "/api/v1/subjects/{id}/consents", "subjects:read", anytime, a.consentLedger},
 		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},
@@ -154,6 +157,10 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/campaigns", "subjects:read", anytime, a.listCampaigns},
 		{"GET", "/api/v1/campaigns/{id}", "subjects:read", anytime, a.getCampaign},
 
+		{"GET", "/privacy/{tenant}", Public, anytime, a.viewPortal},
+		{"POST", "/privacy/{tenant}/requests", Public, anytime, a.portalIntake},
+		{"GET", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.viewConfirmLink},
+		{"POST", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.confirmLink},
 		{"GET", "/privacy/{tenant}/keys", Public, anytime, a.receiptKeys},
 		{"GET", "/privacy/{tenant}/consent/{token}", Public, anytime, a.viewConsentLink},
 		{"POST", "/privacy/{tenant}/consent/{token}", Public, anytime, a.answerConsentLink},
@@ -165,6 +172,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/requests/{id}", "subjects:read", anytime, a.getRequest},
 		{"PATCH", "/api/v1/requests/{id}", "subjects:write", anytime, a.updateRequest},
 		{"POST", "/api/v1/requests/{id}/extend", "subjects:write", anytime, a.extendRequest},
+		{"GET", "/api/v1/objections", "subjects:read", anytime, a.listObjections},
 
 		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
 		{"GET", "/api/v1/audit/verify", "audit:read", anytime, a.verifyAudit},

@@ -132,7 +132,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
 	a.Retention = retention.NewService(db, a.Log, a.Subjects, a.Logger, opt.Now)
 	a.Mail.SetFeedback(a.Retention)
-	a.Rights = rights.NewService(db, a.Keys, a.Log, a.Subjects, a.Tenants, a.Mail, opt.Now)
+	a.Rights = rights.NewService(rights.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
+		Consent: a.Consent, Tenants: a.Tenants, Mail: a.Mail, Links: cfg.PublicURL, Now: opt.Now})
 	a.Access = access.NewService(access.Deps{DB: db, Log: a.Log, Audit: audit.NewReader(db, a.Keys), Subjects: a.Subjects,
 		Consent: a.Consent, Register: a.Register, Rights: a.Rights, Tenants: a.Tenants, Now: opt.Now})
 	proxies, err := cfg.Proxies()

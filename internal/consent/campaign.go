@@ -2,10 +2,7 @@ package consent
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,6 +177,7 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 	if err != nil {
 		return Campaign{}, err
 	}
+	where.SQL = "restricted_since = 0 AND (" + where.SQL + ")" // restricted data is not used, not even to ask
 	t, err := s.tenants.ByID(ctx, tenantID)
 	if err != nil {
 		return Campaign{}, err
@@ -231,7 +229,7 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 		if err != nil {
 			return Campaign{}, err
 		}
-		secret := newLinkSecret()
+		secret := keyring.NewSecret()
 		msg := campaignMail(t.Name, s.issuer+"/privacy/"+t.Slug+"/consent/"+secret, p, c.ExpiresAt)
 		msg.ID, msg.TenantID, msg.SubjectID, msg.To = mailID.String(), tenantID, sid, email
 		rs = append(rs, recipient{subjectID: sid, mailID: mailID.String(), hash: linkHash(secret), key: key, msg: msg})
@@ -326,18 +324,7 @@ changes: without your consent, this use does not happen.
 `, org, p.Name, link, expires.Format("2 January 2006"), org)}
 }
 
-func newLinkSecret() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func linkHash(secret string) []byte {
-	h := sha256.Sum256([]byte("consent-link:" + secret))
-	return h[:]
-}
+func linkHash(secret string) []byte { return keyring.HashSecret("consent-link", secret) }
 
 // Campaign returns a campaign and its counts.
 func (s *Service) Campaign(ctx context.Context, tenantID, id string) (Campaign, error) {

@@ -55,7 +55,7 @@ const (
 )
 
 // Methods are the ways consent is collected.
-var Methods = []string{"web_form", "api", "import", "email_link", "portal", "paper", "verbal"}
+var Methods = []string{"web_form", "api", "import", "email_link", "portal", "paper", "verbal", "request"}
 
 // Input is a consent event to record.
 type Input struct {

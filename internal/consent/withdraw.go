@@ -114,14 +114,22 @@ func (s *Service) WithdrawByLink(ctx context.Context, slug, purposeKey, token, i
 	if err != nil {
 		return false, err
 	}
-	if g, err := s.granted(ctx, tenantID, subjectID, purposeKey); err != nil || !g {
-		return false, err
-	}
 	key, err := s.subjects.Key(ctx, tenantID, subjectID)
 	if err != nil {
 		return false, err
 	}
 	ctx = audit.WithActor(ctx, audit.Actor{Type: audit.ActorSubject, ID: subjectID, SubjectID: subjectID, IP: ip, UserAgent: userAgent, Key: key})
-	_, err = s.Record(ctx, tenantID, subjectID, Input{Purpose: purposeKey, Action: Withdraw, Method: "email_link", Source: "withdrawal link", IP: ip})
+	return s.WithdrawGranted(ctx, tenantID, subjectID, Input{Purpose: purposeKey, Method: "email_link", Source: "withdrawal link", IP: ip})
+}
+
+// WithdrawGranted records the withdrawal in (Action is set) when the
+// subject's consent to in.Purpose is granted and unexpired, and answers
+// whether it did: withdrawing what is not given records nothing.
+func (s *Service) WithdrawGranted(ctx context.Context, tenantID, subjectID string, in Input) (bool, error) {
+	if g, err := s.granted(ctx, tenantID, subjectID, in.Purpose); err != nil || !g {
+		return false, err
+	}
+	in.Action = Withdraw
+	_, err := s.Record(ctx, tenantID, subjectID, in)
 	return err == nil, err
 }

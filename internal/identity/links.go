@@ -12,6 +12,7 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity/password"
+	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
@@ -73,7 +74,7 @@ type link struct {
 // whose tenant is active and whose user may still use it: an invitation
 // only while the user has no password, a reset only while active.
 func (s *Service) findLink(ctx context.Context, secret, purpose string) (*link, error) {
-	if !wellFormedSecret(secret) {
+	if !keyring.WellFormedSecret(secret) {
 		return nil, errLink
 	}
 	var l link

@@ -352,7 +352,7 @@ func (s *Service) signedIn(ctx context.Context, tx *sqldb.Tx, a *account, b budg
 		_, err := tx.Exec(ctx, "UPDATE devices SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, a.tenantID, b.id)
 		return device, err
 	}
-	if !wellFormedSecret(device) {
+	if !keyring.WellFormedSecret(device) {
 		device = newSecret()
 	}
 	id, err := uuid.NewV7()
@@ -456,17 +456,4 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		}
 		return s.mail.Queue(ctx, tx, a.key, m)
 	}, audit.Event{Action: "user.password.change", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID})
-}
-
-// wellFormedSecret reports whether s looks like a secret newSecret made.
-func wellFormedSecret(s string) bool {
-	if len(s) != 43 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -2,9 +2,7 @@ package identity
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,18 +12,12 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// newSecret returns 256 random bits, base64url: a session, device or
-// one-time-link secret.
-func newSecret() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+// newSecret returns a session, device or one-time-link secret.
+func newSecret() string { return keyring.NewSecret() }
 
 // startSession inserts a session and returns its secret and absolute end.
 func (s *Service) startSession(ctx context.Context, tx *sqldb.Tx, a *account, state string, sec Security, c Client) (string, time.Time, error) {
@@ -63,7 +55,7 @@ var errNoSession = errs.E(errs.Unauthenticated, "not signed in, or the session h
 // past the absolute limit, idle too long, or whose user or tenant is no
 // longer active.
 func (s *Service) findSession(ctx context.Context, secret string) (*session, error) {
-	if !wellFormedSecret(secret) {
+	if !keyring.WellFormedSecret(secret) {
 		return nil, errNoSession
 	}
 	q := s.db.Read()

@@ -295,12 +295,13 @@ func (s *Service) policies(ctx context.Context, q string, args ...any) ([]Policy
 	return out, rows.Err()
 }
 
-// candidates selects the contacts a policy reaches now: never a held one,
-// never an account, never one already anonymised.
+// candidates selects the contacts a policy reaches now: never a held or
+// restricted one (a restriction keeps data, Art. 18(1)(b)–(c)), never an
+// account, never one already anonymised.
 func (s *Service) candidates(p Policy) subject.Where {
 	now := s.now()
 	cutoff := now.AddDate(0, 0, -p.PeriodDays).UnixMicro()
-	conds := []string{"held_since = 0", "status <> ?",
+	conds := []string{"held_since = 0", "restricted_since = 0", "status <> ?",
 		"NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = subjects.tenant_id AND u.subject_id = subjects.id)"}
 	args := []any{subject.StatusAnonymised}
 	if p.Status != AnyStatus {

@@ -114,7 +114,7 @@ func (s *Service) admins(ctx context.Context, tenantID string) ([]string, error)
 }
 
 // Loop sends every active tenant's digest once a day (checking every
-// interval) until ctx ends.
+// interval) and purges expired portal intakes, until ctx ends.
 func (s *Service) Loop(ctx context.Context, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -134,6 +134,9 @@ func (s *Service) Loop(ctx context.Context, interval time.Duration, logger *slog
 			if _, err := s.Digest(ctx, id); err != nil && ctx.Err() == nil {
 				logger.Error("requests digest", "tenant", id, "error", err.Error())
 			}
+		}
+		if _, err := s.PurgeIntakes(ctx); err != nil && ctx.Err() == nil {
+			logger.Error("purge portal intakes", "error", err.Error())
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ package rights
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,9 +17,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/mail"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
@@ -65,6 +68,7 @@ type Request struct {
 	DueAt           time.Time  `json:"due_at"`
 	ExtendedDueAt   *time.Time `json:"extended_due_at"`
 	ExtensionReason string     `json:"extension_reason,omitempty"`
+	Purposes        []string   `json:"purposes,omitempty"` // objection, withdraw_consent: the purposes named; none = all that apply
 	Overdue         bool       `json:"overdue"`
 	UpdatedAt       time.Time  `json:"updated_at"`
 	History         []Event    `json:"history,omitempty"`
@@ -73,7 +77,7 @@ type Request struct {
 // Event is one step of a request's history.
 type Event struct {
 	Seq        int       `json:"seq"`
-	Kind       string    `json:"kind"` // received | status | assigned | note | extended
+	Kind       string    `json:"kind"` // received | status | assigned | note | extended | applied | delivered
 	FromStatus string    `json:"from_status,omitempty"`
 	ToStatus   string    `json:"to_status,omitempty"`
 	ActorID    string    `json:"actor_id"`
@@ -83,12 +87,13 @@ type Event struct {
 
 // Input is a new request: the person by subject id, email or phone.
 type Input struct {
-	Type      string `json:"type"`
-	SubjectID string `json:"subject_id"`
-	Email     string `json:"email"`
-	Phone     string `json:"phone"`
-	Channel   string `json:"channel"`
-	Note      string `json:"note"`
+	Type      string   `json:"type"`
+	SubjectID string   `json:"subject_id"`
+	Email     string   `json:"email"`
+	Phone     string   `json:"phone"`
+	Channel   string   `json:"channel"`
+	Note      string   `json:"note"`
+	Purposes  []string `json:"purposes"` // objection, withdraw_consent: purpose keys; none = all that apply
 }
 
 // Change moves a request on: a status (with a reason code when
@@ -113,15 +118,32 @@ type Service struct {
 	keys     *keyring.Keyring
 	log      *audit.Log
 	subjects *subject.Service
+	register *register.Service
+	consent  *consent.Service
 	tenants  *tenant.Service
 	mail     *mail.Outbox
+	links    string
 	now      func() time.Time
 }
 
+// Deps are what a Service is built from.
+type Deps struct {
+	DB       *sqldb.DB
+	Keys     *keyring.Keyring
+	Log      *audit.Log
+	Subjects *subject.Service
+	Register *register.Service
+	Consent  *consent.Service
+	Tenants  *tenant.Service
+	Mail     *mail.Outbox
+	Links    string // the public base URL of links mailed to people
+	Now      func() time.Time
+}
+
 // NewService returns a Service.
-func NewService(db *sqldb.DB, keys *keyring.Keyring, log *audit.Log, subjects *subject.Service, tenants *tenant.Service,
-	outbox *mail.Outbox, now func() time.Time) *Service {
-	return &Service{db: db, keys: keys, log: log, subjects: subjects, tenants: tenants, mail: outbox, now: now}
+func NewService(d Deps) *Service {
+	return &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, register: d.Register, consent: d.Consent,
+		tenants: d.Tenants, mail: d.Mail, links: d.Links, now: d.Now}
 }
 
 func checkNote(note string) error {
@@ -136,22 +158,72 @@ func checkNote(note string) error {
 // and everything about it is sealed under their key, so that erasing them
 // reaches it.
 func (s *Service) Create(ctx context.Context, tenantID string, in Input) (Request, error) {
-	if !slices.Contains(Types, in.Type) {
-		return Request{}, errs.Field("type", "one of %s", strings.Join(Types, ", "))
-	}
-	if in.Channel == "" {
-		in.Channel = "api"
-	}
-	if !slices.Contains(Channels, in.Channel) {
-		return Request{}, errs.Field("channel", "one of %s", strings.Join(Channels, ", "))
-	}
-	if err := checkNote(in.Note); err != nil {
+	if err := s.check(ctx, tenantID, &in); err != nil {
 		return Request{}, err
 	}
 	subjectID, err := s.person(ctx, tenantID, in)
 	if err != nil {
 		return Request{}, err
 	}
+	return s.create(ctx, tenantID, subjectID, in, false, nil)
+}
+
+// check validates a new request.
+func (s *Service) check(ctx context.Context, tenantID string, in *Input) error {
+	if !slices.Contains(Types, in.Type) {
+		return errs.Field("type", "one of %s", strings.Join(Types, ", "))
+	}
+	if in.Channel == "" {
+		in.Channel = "api"
+	}
+	if !slices.Contains(Channels, in.Channel) {
+		return errs.Field("channel", "one of %s", strings.Join(Channels, ", "))
+	}
+	if err := checkNote(in.Note); err != nil {
+		return err
+	}
+	return s.checkPurposes(ctx, tenantID, in.Type, in.Purposes)
+}
+
+// objectableBases are the legal bases whose processing a person can stop:
+// consent by withdrawing it, a public task or legitimate interests by
+// objecting (Art. 21(1)).
+var objectableBases = []string{register.Consent, register.PublicTask, register.LegitimateInterests}
+
+// checkPurposes checks the purposes a request names: only an objection or
+// a withdrawal names them, each a purpose of the register it can apply to.
+func (s *Service) checkPurposes(ctx context.Context, tenantID, typ string, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if typ != "objection" && typ != "withdraw_consent" {
+		return errs.Field("purposes", "only an objection or a consent withdrawal names purposes")
+	}
+	if len(keys) > 100 {
+		return errs.Field("purposes", "at most 100")
+	}
+	for _, k := range keys {
+		p, err := s.register.Get(ctx, tenantID, k)
+		if errs.Is(err, errs.NotFound) {
+			return errs.Field("purposes", "no purpose with the key %q in the register", k)
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case typ == "withdraw_consent" && p.LegalBasis != register.Consent:
+			return errs.Field("purposes", "%q is based on %s, not on consent", k, p.LegalBasis)
+		case !slices.Contains(objectableBases, p.LegalBasis):
+			return errs.Field("purposes", "%q is based on %s: the right to object does not apply", k, p.LegalBasis)
+		}
+	}
+	return nil
+}
+
+// create inserts a request about subjectID, received — or verified, with
+// the step in its history — and runs within, when not nil, in the same
+// transaction.
+func (s *Service) create(ctx context.Context, tenantID, subjectID string, in Input, verified bool, within func(tx *sqldb.Tx) error) (Request, error) {
 	t, err := s.tenants.ByID(ctx, tenantID)
 	if err != nil {
 		return Request{}, err
@@ -160,22 +232,41 @@ func (s *Service) Create(ctx context.Context, tenantID string, in Input) (Reques
 	if err != nil {
 		return Request{}, err
 	}
+	purposes, err := json.Marshal(append([]string{}, in.Purposes...))
+	if err != nil {
+		return Request{}, err
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	r := Request{ID: id.String(), Type: in.Type, SubjectID: subjectID, Channel: in.Channel, Status: Received,
 		ReceivedAt: now, DueAt: DueAt(now, t.Location()), UpdatedAt: now}
+	if verified {
+		r.Status = Verified
+	}
 	key, err := s.subjects.Key(ctx, tenantID, subjectID)
 	if err != nil {
 		return Request{}, err
 	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO data_requests (tenant_id, id, subject_id, type, channel, status, received_at, due_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, r.ID, subjectID, r.Type, r.Channel, r.Status,
-			now.UnixMicro(), r.DueAt.UnixMicro(), now.UnixMicro()); err != nil {
+		if within != nil {
+			if err := within(tx); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO data_requests (tenant_id, id, subject_id, type, channel, status, received_at, due_at, updated_at, purposes)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, r.ID, subjectID, r.Type, r.Channel, r.Status,
+			now.UnixMicro(), r.DueAt.UnixMicro(), now.UnixMicro(), string(purposes)); err != nil {
 			return err
 		}
-		return s.addEvent(ctx, tx, tenantID, r.ID, subjectID, key, Event{Kind: "received", ToStatus: Received, Note: in.Note, At: now})
+		if err := s.addEvent(ctx, tx, tenantID, r.ID, subjectID, key, Event{Kind: "received", ToStatus: Received, Note: in.Note, At: now}); err != nil {
+			return err
+		}
+		if !verified {
+			return nil
+		}
+		return s.addEvent(ctx, tx, tenantID, r.ID, subjectID, key, Event{Kind: "status", FromStatus: Received, ToStatus: Verified,
+			Note: "The requester confirmed their email address with the link mailed to it.", At: now})
 	}, audit.Event{Action: "request.create", TargetType: "request", TargetID: r.ID, SubjectID: subjectID,
-		Details: map[string]any{"type": r.Type, "channel": r.Channel, "due_at": r.DueAt.Format(time.RFC3339)}})
+		Details: map[string]any{"type": r.Type, "channel": r.Channel, "status": r.Status, "due_at": r.DueAt.Format(time.RFC3339)}})
 	if err != nil {
 		return Request{}, err
 	}
@@ -243,7 +334,7 @@ func (s *Service) addEvent(ctx context.Context, tx *sqldb.Tx, tenantID, requestI
 }
 
 const selectRequest = `SELECT id, subject_id, type, channel, status, reason_code, assignee_id, received_at, due_at,
-	extended_due_at, extension_ct, updated_at FROM data_requests`
+	extended_due_at, extension_ct, updated_at, purposes FROM data_requests`
 
 type stored struct {
 	Request
@@ -253,8 +344,12 @@ type stored struct {
 func (s *Service) scan(rows interface{ Scan(...any) error }) (stored, error) {
 	var r stored
 	var received, due, extended, updated int64
+	var purposes string
 	err := rows.Scan(&r.ID, &r.SubjectID, &r.Type, &r.Channel, &r.Status, &r.ReasonCode, &r.AssigneeID, &received, &due,
-		&extended, &r.extensionCT, &updated)
+		&extended, &r.extensionCT, &updated, &purposes)
+	if err == nil {
+		err = json.Unmarshal([]byte(purposes), &r.Purposes)
+	}
 	r.ReceivedAt, r.DueAt, r.UpdatedAt = time.UnixMicro(received).UTC(), time.UnixMicro(due).UTC(), time.UnixMicro(updated).UTC()
 	deadline := r.DueAt
 	if extended != 0 {
@@ -406,8 +501,19 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Re
 	if key == nil && c.Note != "" {
 		return Request{}, errs.E(errs.Gone, "the person was erased; notes about them can no longer be kept")
 	}
+	events := []audit.Event{{Action: "request.update", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: map[string]any{}}}
+	var applied string
+	if need, err := s.needsApply(ctx, tenantID, cur.Request, c.Status); err != nil {
+		return Request{}, err
+	} else if need {
+		var did map[string]any
+		if did, applied, err = s.apply(ctx, tenantID, cur.Request); err != nil {
+			return Request{}, err
+		}
+		events = append(events, audit.Event{Action: "request.apply", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: did})
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	details := map[string]any{}
+	details := events[0].Details
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
 		status, reason, assignee := cur.Status, cur.ReasonCode, cur.AssigneeID
 		if c.Status != "" {
@@ -440,8 +546,13 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Re
 		if c.Status != "" {
 			from, to = cur.Status, c.Status
 		}
+		if applied != "" {
+			if err := s.addEvent(ctx, tx, tenantID, id, cur.SubjectID, key, Event{Kind: "applied", Note: applied, At: now}); err != nil {
+				return err
+			}
+		}
 		return s.addEvent(ctx, tx, tenantID, id, cur.SubjectID, key, Event{Kind: kind, FromStatus: from, ToStatus: to, Note: c.Note, At: now})
-	}, audit.Event{Action: "request.update", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: details})
+	}, events...)
 	if err != nil {
 		return Request{}, err
 	}

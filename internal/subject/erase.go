@@ -25,12 +25,49 @@ import (
 // subject_id, removed when the subject is erased (subject_keys and
 // subjects go last). A test checks that every table with a subject_id
 // column is here or is one that erasure must keep.
-var ContactTables = []string{"consent_events", "consent_state", "consent_campaign_recipients", "subject_bounces", "mail_outbox"}
+var ContactTables = []string{"consent_events", "consent_state", "consent_campaign_recipients", "subject_bounces", "mail_outbox",
+	"download_links", "objections"}
 
 // accountTables hold rows about an account, by user_id; erasing a person
 // who has an account removes them, then the account.
 var accountTables = []string{"sessions", "devices", "mfa_factors", "recovery_codes", "api_tokens", "account_links",
 	"group_members", "sms_codes"}
+
+// eraseIntakes removes what the person asked on the privacy portal and
+// has not confirmed yet (found by their email's blind index): each
+// intake's own key, its mail, the intake.
+func eraseIntakes(ctx context.Context, tx *sqldb.Tx, tenantID, id string, del func(table, where string, args ...any) error) error {
+	rows, err := tx.Query(ctx, `SELECT i.id FROM portal_intakes i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.email_bidx = i.email_bidx
+		WHERE i.tenant_id = ? AND s.id = ?`, tenantID, id)
+	if err != nil {
+		return err
+	}
+	var intakes []string
+	for rows.Next() {
+		var i string
+		if err := rows.Scan(&i); err != nil {
+			rows.Close()
+			return err
+		}
+		intakes = append(intakes, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, i := range intakes {
+		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, i); err != nil {
+			return err
+		}
+		if err := del("mail_outbox", "subject_id = ?", i); err != nil {
+			return err
+		}
+		if err := del("portal_intakes", "id = ?", i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Certificate is what is kept of an erasure.
 type Certificate struct {
@@ -102,6 +139,9 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 			}
 		}
 		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
+			return err
+		}
+		if err := eraseIntakes(ctx, tx, tenantID, id, del); err != nil {
 			return err
 		}
 		for _, t := range ContactTables {

@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -19,7 +20,8 @@ import (
 // with attributes, where their consent came from, a campaign mail, a
 // legal hold, a bounce, an account that signed in (sessions, TOTP, a
 // passkey, a lock notice), audit events with them as actor, a request
-// with notes and an extension mailed to them — erases them through the
+// with notes and an extension mailed to them, an objection, a
+// restriction, an unconfirmed request on the privacy portal — erases them through the
 // API, and then looks at every byte the store holds: none of their values,
 // nor their wrapped data key, nor the blind indexes that could confirm
 // their email, phone or external id, is left; the only rows still naming
@@ -47,9 +49,29 @@ func TestErasureCompleteness(t *testing.T) {
 		if _, err := env.App.Subjects.RecordBounce(ctx, env.Tenant.ID, id, subject.BounceInput{Kind: subject.SoftBounce, Reason: "4.2.2"}); err != nil {
 			t.Fatal(err)
 		}
+		// An objection (open), a restriction with a reason naming them, and
+		// a portal request they have not confirmed yet.
+		if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "analytics", Name: "Analytics",
+			LegalBasis: register.LegitimateInterests, DataCategories: []string{"user.contact.email"}}}); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "objection", SubjectID: id, Purposes: []string{"analytics"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.App.Rights.Update(ctx, env.Tenant.ID, obj.ID, rights.Change{Status: rights.Verified}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.App.Subjects.Restrict(ctx, env.Tenant.ID, id, "Disputes "+secrets[4]); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.App.Rights.Intake(ctx, env.Tenant.Slug, rights.PortalInput{Type: "access", Email: secrets[0], Details: "I live at " + secrets[4]}); err != nil {
+			t.Fatal(err)
+		}
 		// What would unlock or confirm them, taken before the erasure.
 		var unlock [][]byte
 		unlock = append(unlock, sqldbtest.Bytes(t, env.App.DB, "SELECT wrapped FROM subject_keys WHERE tenant_id = ? AND subject_id = ?", env.Tenant.ID, id))
+		unlock = append(unlock, sqldbtest.Bytes(t, env.App.DB, `SELECT wrapped FROM subject_keys WHERE tenant_id = ? AND subject_id = (SELECT id FROM portal_intakes)`, env.Tenant.ID))
 		for field, v := range map[string]string{"email": secrets[0], "phone": "+" + secrets[2], "external_id": secrets[3]} {
 			idx, err := env.App.Keys.BlindIndex(ctx, env.App.DB.Read(), env.Tenant.ID, field, v)
 			if err != nil {

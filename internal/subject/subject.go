@@ -48,6 +48,9 @@ type Subject struct {
 	BouncingSince  *time.Time `json:"bouncing_since"` // first hard bounce since the address last worked
 	InactiveSince  *time.Time `json:"inactive_since"`
 	LegalHold      bool       `json:"legal_hold"` // kept from every deletion while set
+	// RestrictedSince is set while processing is restricted (Art. 18):
+	// the data is kept and can be exported, and is not shown otherwise.
+	RestrictedSince *time.Time `json:"restricted_since"`
 }
 
 // New is the input of Create.
@@ -96,7 +99,7 @@ type row struct {
 	attributesCT, sourceCT          []byte
 	createdAt, updatedAt            int64
 	lastActivity, bouncing          int64
-	inactive, held                  int64
+	inactive, held, restricted      int64
 }
 
 const table = "subjects"
@@ -216,8 +219,17 @@ func (r *row) subject(f fields) Subject {
 		Source: f.source, Status: r.status,
 		CreatedAt: time.UnixMicro(r.createdAt).UTC(), UpdatedAt: time.UnixMicro(r.updatedAt).UTC(),
 		LastActivityAt: time.UnixMicro(r.lastActivity).UTC(), BouncingSince: timeOrNil(r.bouncing),
-		InactiveSince: timeOrNil(r.inactive), LegalHold: r.held != 0,
+		InactiveSince: timeOrNil(r.inactive), LegalHold: r.held != 0, RestrictedSince: timeOrNil(r.restricted),
 	}
+}
+
+// shown is the subject as answered after a change: a restricted
+// subject's data is kept, not shown.
+func (r *row) shown(f fields) Subject {
+	if r.restricted != 0 {
+		return r.subject(fields{attributes: map[string]any{}})
+	}
+	return r.subject(f)
 }
 
 func timeOrNil(us int64) *time.Time {
@@ -315,12 +327,12 @@ func checkUnique(ctx context.Context, tx *sqldb.Tx, tenantID, selfID string, r *
 }
 
 const selectRow = `SELECT id, status, email_ct, email_bidx, phone_ct, phone_bidx, external_id_ct, external_id_bidx,
-	attributes_ct, source_ct, created_at, updated_at, last_activity_at, bouncing_since, inactive_since, held_since FROM subjects`
+	attributes_ct, source_ct, created_at, updated_at, last_activity_at, bouncing_since, inactive_since, held_since, restricted_since FROM subjects`
 
 func scanRow(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := sc.Scan(&r.id, &r.status, &r.emailCT, &r.emailIdx, &r.phoneCT, &r.phoneIdx, &r.externalCT, &r.externalIdx,
-		&r.attributesCT, &r.sourceCT, &r.createdAt, &r.updatedAt, &r.lastActivity, &r.bouncing, &r.inactive, &r.held)
+		&r.attributesCT, &r.sourceCT, &r.createdAt, &r.updatedAt, &r.lastActivity, &r.bouncing, &r.inactive, &r.held, &r.restricted)
 	return r, err
 }
 
@@ -337,8 +349,18 @@ func findRow(ctx context.Context, q sqldb.Q, tenantID, id string) (row, error) {
 	return r, nil
 }
 
+// reveal opens a subject's row; a restricted subject's data stays closed
+// (see ReadForExport for the one use left to it).
 func (s *Service) reveal(ctx context.Context, tenantID string, r row) (Subject, error) {
-	if r.status == StatusAnonymised { // its key is gone and nothing about the person is left
+	if r.status == StatusAnonymised || r.restricted != 0 { // anonymised: its key is gone and nothing about the person is left
+		return r.subject(fields{attributes: map[string]any{}}), nil
+	}
+	return s.open(ctx, tenantID, r)
+}
+
+// open decrypts a subject's row.
+func (s *Service) open(ctx context.Context, tenantID string, r row) (Subject, error) {
+	if r.status == StatusAnonymised {
 		return r.subject(fields{attributes: map[string]any{}}), nil
 	}
 	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, r.id)
@@ -352,10 +374,14 @@ func (s *Service) reveal(ctx context.Context, tenantID string, r row) (Subject, 
 	return r.subject(f), nil
 }
 
-// Get reads one subject and records the read.
+// Get reads one subject and records the read. A restricted subject is
+// refused (409), and the refusal recorded.
 func (s *Service) Get(ctx context.Context, tenantID, id string) (Subject, error) {
 	r, err := findRow(ctx, s.db.Read(), tenantID, id)
 	if err != nil {
+		return Subject{}, err
+	}
+	if err := s.refuseRestricted(ctx, tenantID, r, "subject.read"); err != nil {
 		return Subject{}, err
 	}
 	sub, err := s.reveal(ctx, tenantID, r)
@@ -406,7 +432,7 @@ func (s *Service) Find(ctx context.Context, tenantID string, l Lookup) ([]Subjec
 	if err != nil {
 		return nil, fmt.Errorf("look up subjects: %w", err)
 	}
-	return s.revealRows(ctx, tenantID, rows, "subject.lookup", map[string]any{"by": field})
+	return s.revealRows(ctx, tenantID, rows, s.reveal, "subject.lookup", map[string]any{"by": field})
 }
 
 // Where narrows a listing: a condition on the subjects table from another
@@ -440,7 +466,7 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	if err != nil {
 		return nil, "", fmt.Errorf("list subjects: %w", err)
 	}
-	subs, err := s.revealRows(ctx, tenantID, rows, "subject.list", nil)
+	subs, err := s.revealRows(ctx, tenantID, rows, s.reveal, "subject.list", nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -476,7 +502,8 @@ func (s *Service) IDs(ctx context.Context, tenantID string, w Where, after strin
 	return ids, rows.Err()
 }
 
-func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Rows, action string, details map[string]any) ([]Subject, error) {
+func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Rows, reveal func(context.Context, string, row) (Subject, error),
+	action string, details map[string]any) ([]Subject, error) {
 	var rs []row
 	for rows.Next() {
 		r, err := scanRow(rows)
@@ -493,7 +520,7 @@ func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Row
 	subs := make([]Subject, 0, len(rs))
 	events := make([]audit.Event, 0, len(rs))
 	for _, r := range rs {
-		sub, err := s.reveal(ctx, tenantID, r)
+		sub, err := reveal(ctx, tenantID, r)
 		if err != nil {
 			return nil, err
 		}
@@ -559,7 +586,7 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 		if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id}); err != nil {
 			return Subject{}, err
 		}
-		return r.subject(f), nil
+		return r.shown(f), nil
 	}
 	if r.status == StatusAnonymised {
 		return Subject{}, errs.E(errs.Conflict, "this subject is anonymised; nothing about them can be changed")
@@ -598,7 +625,7 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 	if err != nil {
 		return Subject{}, err
 	}
-	return r.subject(f), nil
+	return r.shown(f), nil
 }
 
 // Key returns the data key of a subject, for services that seal data about

@@ -33,7 +33,7 @@ import (
 // identifier and ignores the read-only ones, so an export imports back.
 var (
 	importColumns   = []string{"email", "phone", "external_id", "source", "name"}
-	readOnlyColumns = []string{"id", "status", "created_at", "updated_at", "last_activity_at", "bouncing_since", "inactive_since", "legal_hold"}
+	readOnlyColumns = []string{"id", "status", "created_at", "updated_at", "last_activity_at", "bouncing_since", "inactive_since", "legal_hold", "restricted_since"}
 )
 
 const attrPrefix = "attributes."
@@ -169,6 +169,7 @@ func ParseJSON(r io.Reader) ([]ImportRow, []errs.RowProblem, error) {
 			BouncingSince  *string        `json:"bouncing_since"`
 			InactiveSince  *string        `json:"inactive_since"`
 			LegalHold      bool           `json:"legal_hold"`
+			Restricted     *string        `json:"restricted_since"`
 			Attributes     map[string]any `json:"attributes"`
 		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
@@ -346,7 +347,8 @@ func (s *Service) importChunk(ctx context.Context, tenantID string, chunk []prep
 	}, events...)
 }
 
-// Export writes every subject of the tenant as CSV (cells a spreadsheet
+// Export writes every subject of the tenant — restricted ones too, whose
+// data may be stored and exported — as CSV (cells a spreadsheet
 // would run as formulas neutralised; one attributes.<key> column per
 // attribute key in use) or JSON ({"items": [...]}). Each subject exported
 // is an audit event, and so is the export.
@@ -360,7 +362,7 @@ func (s *Service) Export(ctx context.Context, tenantID, format string, w io.Writ
 		if err != nil {
 			return err
 		}
-		page, err := s.revealRows(ctx, tenantID, rows, "subject.export", nil)
+		page, err := s.revealRows(ctx, tenantID, rows, s.open, "subject.export", nil) // exporting is left to restricted data
 		if err != nil {
 			return err
 		}
@@ -388,7 +390,7 @@ func (s *Service) Export(ctx context.Context, tenantID, format string, w io.Writ
 	}
 	attrs := slices.Sorted(maps.Keys(keys))
 	header := []string{"id", "email", "phone", "external_id", "source", "status", "created_at", "updated_at",
-		"last_activity_at", "bouncing_since", "inactive_since", "legal_hold"}
+		"last_activity_at", "bouncing_since", "inactive_since", "legal_hold", "restricted_since"}
 	for _, k := range attrs {
 		header = append(header, attrPrefix+k)
 	}
@@ -405,7 +407,7 @@ func (s *Service) Export(ctx context.Context, tenantID, format string, w io.Writ
 	for _, sub := range all {
 		rec := []string{sub.ID, sub.Email, sub.Phone, sub.ExternalID, sub.Source, sub.Status, stamp(&sub.CreatedAt),
 			stamp(&sub.UpdatedAt), stamp(&sub.LastActivityAt), stamp(sub.BouncingSince), stamp(sub.InactiveSince),
-			fmt.Sprint(sub.LegalHold)}
+			fmt.Sprint(sub.LegalHold), stamp(sub.RestrictedSince)}
 		for _, k := range attrs {
 			v, ok := sub.Attributes[k]
 			switch {

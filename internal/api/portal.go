@@ -1,0 +1,122 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/rights"
+)
+
+// The privacy portal, /privacy/{tenant}: people ask for their rights
+// there, confirm by the link mailed to them, and — for an access or
+// portability request — download their data by a single-use link.
+
+// portalType is a request type as the portal's form offers it.
+type portalType struct{ Key, Title string }
+
+func (a *API) viewPortal(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.rights.Portal(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	types := make([]portalType, 0, len(p.Types))
+	for _, t := range p.Types {
+		types = append(types, portalType{t, rights.TypeTitle(t)})
+	}
+	return a.page(w, r, http.StatusOK, "portal", "Your personal data at "+p.Organisation,
+		map[string]any{"Portal": p, "Types": types, "Slug": r.PathValue("tenant")})
+}
+
+func (a *API) portalIntake(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		return a.pageError(w, r, errs.Field("type", "a form with type, email and details, at most 16 KiB"))
+	}
+	slug := r.PathValue("tenant")
+	err := a.rights.Intake(r.Context(), slug, rights.PortalInput{Type: r.PostForm.Get("type"), Email: r.PostForm.Get("email"),
+		Details: r.PostForm.Get("details"), Purposes: r.PostForm["purposes"]})
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	p, err := a.rights.Portal(r.Context(), slug)
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	return a.page(w, r, http.StatusAccepted, "intake", "Check your mailbox", map[string]any{"Organisation": p.Organisation})
+}
+
+func (a *API) viewConfirmLink(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.rights.ViewIntake(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	return a.page(w, r, http.StatusOK, "confirm", "Confirm your request", map[string]any{"Page": p})
+}
+
+func (a *API) confirmLink(w http.ResponseWriter, r *http.Request) error {
+	slug, token := r.PathValue("tenant"), r.PathValue("token")
+	page, err := a.rights.ViewIntake(r.Context(), slug, token)
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	req, err := a.rights.ConfirmIntake(r.Context(), slug, token, clientIP(r, a.proxies), r.UserAgent())
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	t, err := a.tenants.BySlug(r.Context(), slug)
+	if err != nil {
+		return err
+	}
+	return a.page(w, r, http.StatusCreated, "confirm", "Your request is sent", map[string]any{"Request": req,
+		"Organisation": page.Organisation, "Title": page.Title, "Mailed": true,
+		"Due": req.DueAt.In(t.Location()).Format("2 January 2006")})
+}
+
+func (a *API) restrictSubject(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	s, err := a.subjects.Restrict(r.Context(), principal(r).TenantID, r.PathValue("id"), in.Reason)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) unrestrictSubject(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.rights.LiftRestriction(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) listObjections(w http.ResponseWriter, r *http.Request) error {
+	os, err := a.rights.Objections(r.Context(), principal(r).TenantID, r.URL.Query().Get("status"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, map[string]any{"objections": os})
+	return nil
+}
+
+func (a *API) decideObjection(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Decision string `json:"decision"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	o, err := a.rights.Decide(r.Context(), principal(r).TenantID, r.PathValue("id"), r.PathValue("purpose"), in.Decision)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, o)
+	return nil
+}

@@ -1,0 +1,218 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/rights"
+	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
+)
+
+var confirmLink = regexp.MustCompile(`https://[^/\s]+(/privacy/acme/confirm/[A-Za-z0-9_-]{43})\b`)
+
+// portalAsk submits the portal's form.
+func portalAsk(t *testing.T, env *apptest.Env, form url.Values) apptest.Response {
+	t.Helper()
+	return env.Browser(t).DoRaw(t, "POST", "/privacy/acme/requests", "application/x-www-form-urlencoded", form.Encode())
+}
+
+// portalRequest asks on the portal as email and confirms by the mailed
+// link, answering the request made.
+func portalRequest(t *testing.T, env *apptest.Env, email string, form url.Values) rights.Request {
+	t.Helper()
+	before := len(env.Mail.To(email, "Confirm your request"))
+	form.Set("email", email)
+	if r := portalAsk(t, env, form); r.Status != 202 {
+		t.Fatalf("portal: %d %s", r.Status, r.Body)
+	}
+	ms := env.Mail.WaitCount(t, email, "Confirm your request", before+1, 10*time.Second)
+	link := linkIn(t, confirmLink, ms[len(ms)-1].Text)
+	r := env.Browser(t).DoRaw(t, "POST", link, "application/x-www-form-urlencoded", "")
+	if r.Status != 201 {
+		t.Fatalf("confirm: %d %s", r.Status, r.Body)
+	}
+	id := regexp.MustCompile(`<strong>([0-9a-f-]{36})</strong>`).FindStringSubmatch(string(r.Body))
+	if id == nil {
+		t.Fatalf("no reference on the page: %s", r.Body)
+	}
+	return request(t, env, "GET", "/api/v1/requests/"+id[1], nil, 200)
+}
+
+func countRows(t *testing.T, env *apptest.Env, query string, args ...any) string {
+	t.Helper()
+	return sqldbtest.Strings(t, env.App.DB, query, args...)[0]
+}
+
+// TestPrivacyPortal: a person asks on the public portal; nothing is a
+// request until they open the link mailed to the address they gave, and
+// then exactly one request exists, verified; the portal answers alike for
+// known and unknown addresses, refuses bad input without keeping
+// anything, bounds the mails to one address, and forgets unconfirmed
+// intakes — key, mail and all — when they expire.
+func TestPrivacyPortal(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		for _, p := range []map[string]any{
+			{"key": "news", "name": "Monthly news", "legal_basis": "consent", "data_categories": []string{"user.contact.email"}, "notice_text": "News."},
+			{"key": "analytics", "name": "Usage analytics", "legal_basis": "legitimate_interests", "data_categories": []string{"user.contact.email"}},
+			{"key": "billing", "name": "Billing", "legal_basis": "contract", "data_categories": []string{"user.contact.email"}},
+		} {
+			if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", p); r.Status != 201 {
+				t.Fatalf("purpose: %d %s", r.Status, r.Body)
+			}
+		}
+		known := createSubject(t, env, env.Token, map[string]any{"email": "known@example.org"})["id"].(string)
+
+		page := env.Browser(t).Do(t, "GET", "/privacy/acme", nil)
+		body := string(page.Body)
+		if page.Status != 200 || !strings.Contains(body, `action="/privacy/acme/requests"`) || !strings.Contains(body, "Usage analytics") ||
+			!strings.Contains(body, "Monthly news") || strings.Contains(body, "Billing") || !strings.Contains(page.Header.Get("Content-Security-Policy"), "form-action 'self'") {
+			t.Fatalf("portal page: %d %s %s", page.Status, page.Header, body)
+		}
+		if r := env.Browser(t).Do(t, "GET", "/privacy/nobody", nil); r.Status != 404 {
+			t.Errorf("unknown tenant: %d", r.Status)
+		}
+
+		// Bad input: a clear page naming the field; nothing kept, nothing mailed.
+		for _, bad := range []struct {
+			form  url.Values
+			field string
+		}{
+			{url.Values{"type": {"gossip"}, "email": {"a@example.org"}}, "type:"},
+			{url.Values{"type": {"access"}, "email": {"not an address"}}, "email:"},
+			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "purposes": {"news"}}, "purposes:"},
+			{url.Values{"type": {"objection"}, "email": {"a@example.org"}, "purposes": {"billing"}}, "purposes:"},
+			{url.Values{"type": {"withdraw_consent"}, "email": {"a@example.org"}, "purposes": {"analytics"}}, "purposes:"},
+			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "details": {strings.Repeat("x", 4001)}}, "details:"},
+		} {
+			if r := portalAsk(t, env, bad.form); r.Status != 400 || !strings.Contains(string(r.Body), bad.field) {
+				t.Errorf("%v: %d %s; want 400 naming %s", bad.form, r.Status, r.Body, bad.field)
+			}
+		}
+		if n := countRows(t, env, "SELECT COUNT(*) FROM portal_intakes"); n != "0" {
+			t.Fatalf("bad input kept %s intakes", n)
+		}
+
+		// Known and unknown addresses get the same answer.
+		a := portalAsk(t, env, url.Values{"type": {"access"}, "email": {"known@example.org"}, "details": {"Since 2019, at 12 Rue Secrète"}})
+		b := portalAsk(t, env, url.Values{"type": {"access"}, "email": {"stranger@example.org"}})
+		if a.Status != 202 || b.Status != 202 || !bytes.Equal(a.Body, b.Body) {
+			t.Fatalf("known %d / unknown %d answers differ:\n%s\n%s", a.Status, b.Status, a.Body, b.Body)
+		}
+		m := env.Mail.Wait(t, "known@example.org", "Confirm your request", 10*time.Second)
+		link := linkIn(t, confirmLink, m.Text)
+		env.Mail.Wait(t, "stranger@example.org", "Confirm your request", 10*time.Second)
+
+		// Not a request yet; what it says is sealed.
+		if rs := listRequests(t, env); len(rs) != 0 {
+			t.Fatalf("requests before confirmation: %+v", rs)
+		}
+		if raw := sqldbtest.Bytes(t, env.App.DB, "SELECT intake_ct FROM portal_intakes ORDER BY created_at LIMIT 1"); bytes.Contains(raw, []byte("Rue Secrète")) ||
+			bytes.Contains(raw, []byte("known@example.org")) {
+			t.Fatal("the intake is stored in clear")
+		}
+		// Opening the link (a mail scanner does) changes nothing.
+		if r := env.Browser(t).Do(t, "GET", link, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Send my request") {
+			t.Fatalf("confirm page: %d %s", r.Status, r.Body)
+		}
+		if rs := listRequests(t, env); len(rs) != 0 {
+			t.Fatalf("opening the link made a request: %+v", rs)
+		}
+
+		// Ten confirmations at once: one request.
+		var wg sync.WaitGroup
+		codes := make(chan int, 10)
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes <- env.Browser(t).DoRaw(t, "POST", link, "application/x-www-form-urlencoded", "").Status
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		won := 0
+		for c := range codes {
+			switch c {
+			case 201:
+				won++
+			case 410:
+			default:
+				t.Errorf("parallel confirmation: %d", c)
+			}
+		}
+		rs := listRequests(t, env)
+		if won != 1 || len(rs) != 1 {
+			t.Fatalf("%d confirmations won, %d requests; want 1 and 1", won, len(rs))
+		}
+		req := request(t, env, "GET", "/api/v1/requests/"+rs[0].ID, nil, 200)
+		if req.SubjectID != known || req.Status != rights.Verified || req.Channel != "portal" || req.Type != "access" ||
+			len(req.History) != 2 || req.History[0].Note != "Since 2019, at 12 Rue Secrète" || req.History[1].ToStatus != rights.Verified {
+			t.Fatalf("confirmed request: %+v", req)
+		}
+		if r := env.Browser(t).Do(t, "GET", link, nil); r.Status != 410 {
+			t.Errorf("used link: %d", r.Status)
+		}
+		if n := countRows(t, env, "SELECT COUNT(*) FROM portal_intakes"); n != "1" { // the stranger's is still waiting
+			t.Errorf("%s intakes left; want 1", n)
+		}
+
+		// At most three unconfirmed intakes per address: the fourth is answered alike and mails nothing.
+		for range 3 {
+			if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 202 {
+				t.Fatalf("intake: %d %s", r.Status, r.Body)
+			}
+		}
+		env.Mail.WaitCount(t, "flood@example.org", "Confirm your request", 3, 10*time.Second)
+		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 202 {
+			t.Fatalf("fourth intake: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := len(env.Mail.To("flood@example.org", "Confirm your request")); n != 3 {
+			t.Errorf("%d mails to one address; want 3", n)
+		}
+
+		// Unconfirmed intakes expire and are purged with their keys and mail.
+		env.Now.Advance(25 * time.Hour)
+		if r := env.Browser(t).Do(t, "GET", linkIn(t, confirmLink, env.Mail.To("stranger@example.org", "Confirm")[0].Text), nil); r.Status != 410 {
+			t.Errorf("expired link: %d", r.Status)
+		}
+		n, err := env.App.Rights.PurgeIntakes(context.Background())
+		if err != nil || n != 4 {
+			t.Fatalf("purge: %d, %v; want 4", n, err)
+		}
+		if c := countRows(t, env, `SELECT COUNT(*) FROM subject_keys k WHERE NOT EXISTS (SELECT 1 FROM subjects s
+			WHERE s.tenant_id = k.tenant_id AND s.id = k.subject_id)`); c != "0" {
+			t.Errorf("%s intake keys left", c)
+		}
+		if c := countRows(t, env, "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'request-confirm'"); c != "0" {
+			t.Errorf("%s confirmation mails left", c)
+		}
+		if c := countRows(t, env, "SELECT COUNT(*) FROM subjects WHERE status <> 'x'"); c != "2" { // owner, known: strangers never became subjects
+			t.Errorf("%s subjects; want 2", c)
+		}
+
+		// A restriction asked on the portal takes effect when confirmed.
+		if r := portalRequest(t, env, "known@example.org", url.Values{"type": {"restriction"}}); r.Status != rights.Verified || r.History[len(r.History)-1].Kind != "applied" {
+			t.Fatalf("portal restriction: %+v", r)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+known, nil); r.Status != 409 {
+			t.Errorf("reading a subject restricted through the portal: %d", r.Status)
+		}
+	})
+}
+
+func listRequests(t *testing.T, env *apptest.Env) []rights.Request {
+	t.Helper()
+	var out struct {
+		Requests []rights.Request `json:"requests"`
+	}
+	env.Do(t, env.Token, "GET", "/api/v1/requests", nil).JSON(t, &out)
+	return out.Requests
+}
