@@ -129,6 +129,8 @@ var matrix = map[string]string{
 	"POST /api/v1/campaigns":                             "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/campaigns":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/campaigns/{id}":                         "401 403 403 403 403 ok ok ok 403 404",
+	"GET /privacy/{tenant}/download/{token}":             "ok ok ok ok ok ok ok ok ok ok",
+	"POST /privacy/{tenant}/download/{token}":            "ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}":                              "ok ok ok ok ok ok ok ok ok ok",
 	"POST /privacy/{tenant}/requests":                    "ok ok ok ok ok ok ok ok ok ok",
@@ -143,6 +145,7 @@ var matrix = map[string]string{
 	"GET /api/v1/requests/{id}":                          "401 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/requests/{id}":                        "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/requests/{id}/extend":                  "401 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/requests/{id}/deliver":                 "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/objections":                             "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit":                                  "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 ok ok ok 403 ok",
@@ -258,7 +261,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			case "PUT /api/v1/subjects/{id}/objections/{purpose}":
 				return "/api/v1/subjects/" + subject + "/objections/" + objection()
 			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}",
-				"GET /privacy/{tenant}/confirm/{token}", "POST /privacy/{tenant}/confirm/{token}":
+				"GET /privacy/{tenant}/confirm/{token}", "POST /privacy/{tenant}/confirm/{token}",
+				"GET /privacy/{tenant}/download/{token}", "POST /privacy/{tenant}/download/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
 			case "GET /api/v1/subjects/{id}/erasure":
 				return "/api/v1/subjects/" + erased + "/erasure"

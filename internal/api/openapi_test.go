@@ -206,8 +206,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/objections?status=maybe", "", false, false},                                    // 400
 			{"PUT", "/api/v1/subjects/" + id + "/objections/oa.news", `{"decision":"upheld"}`, true, false}, // 404
 			{"GET", "/privacy/acme", "", true, false},
-			{"GET", "/privacy/nobody", "", true, false},                                  // 404
-			{"GET", "/privacy/acme/confirm/" + strings.Repeat("x", 43), "", true, false}, // 410
+			{"GET", "/privacy/nobody", "", true, false},                                                // 404
+			{"GET", "/privacy/acme/confirm/" + strings.Repeat("x", 43), "", true, false},               // 410
+			{"GET", "/privacy/acme/download/" + strings.Repeat("x", 43), "", true, false},              // 410
+			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/deliver", "", true, false}, // 404
 			{"GET", "/privacy/acme/keys", "", true, false},
 			{"GET", "/privacy/nobody/keys", "", true, false}, // 404
 			{"GET", "/healthz", "", true, false},

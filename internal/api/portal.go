@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/rights"
@@ -119,4 +123,48 @@ func (a *API) decideObjection(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpio.JSON(w, http.StatusOK, o)
 	return nil
+}
+
+func (a *API) deliverRequest(w http.ResponseWriter, r *http.Request) error {
+	d, err := a.rights.Deliver(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (a *API) viewDownload(w http.ResponseWriter, r *http.Request) error {
+	d, err := a.rights.FindDownload(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	return a.page(w, r, http.StatusOK, "download", "Your personal data", map[string]any{"Page": d})
+}
+
+// download answers the zip of a download link, made now and handed out
+// only once the link is spent, so that a failure never costs the link.
+func (a *API) download(w http.ResponseWriter, r *http.Request) error {
+	d, err := a.rights.FindDownload(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	key, err := a.subjects.Key(r.Context(), d.TenantID, d.SubjectID)
+	if err != nil {
+		return a.pageError(w, r, err)
+	}
+	ctx := audit.WithActor(r.Context(), audit.Actor{Type: audit.ActorSubject, ID: d.SubjectID, SubjectID: d.SubjectID,
+		IP: clientIP(r, a.proxies), UserAgent: r.UserAgent(), Key: key})
+	var buf bytes.Buffer
+	if err := a.access.Export(ctx, d.TenantID, d.SubjectID, &buf); err != nil {
+		return a.pageError(w, r, err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	if err := a.rights.SpendDownload(ctx, d, hex.EncodeToString(sum[:]), buf.Len()); err != nil {
+		return a.pageError(w, r, err)
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="personal-data-`+a.now().UTC().Format("20060102")+`.zip"`)
+	_, err = w.Write(buf.Bytes())
+	return err
 }

@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"regexp"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -215,4 +218,92 @@ func listRequests(t *testing.T, env *apptest.Env) []rights.Request {
 	}
 	env.Do(t, env.Token, "GET", "/api/v1/requests", nil).JSON(t, &out)
 	return out.Requests
+}
+
+var downloadLink = regexp.MustCompile(`https://[^/\s]+(/privacy/acme/download/[A-Za-z0-9_-]{43})\b`)
+
+// TestAccessDelivery: an access request asked on the portal is answered
+// by a mailed link that downloads the zip once — made then, audited with
+// its SHA-256 — and expires; delivering again ends the earlier link.
+func TestAccessDelivery(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ann := createSubject(t, env, env.Token, map[string]any{"email": "ann@example.org", "attributes": map[string]any{"city": "Lyon"}})["id"].(string)
+		req := portalRequest(t, env, "ann@example.org", url.Values{"type": {"access"}})
+		if req.SubjectID != ann {
+			t.Fatalf("request of %s; want %s", req.SubjectID, ann)
+		}
+		received := request(t, env, "POST", "/api/v1/requests", map[string]any{"type": "access", "subject_id": ann}, 201)
+		erasure := request(t, env, "POST", "/api/v1/requests", map[string]any{"type": "erasure", "subject_id": ann}, 201)
+		verify(t, env, erasure.ID)
+		for _, id := range []string{received.ID, erasure.ID} {
+			if r := env.Do(t, env.Token, "POST", "/api/v1/requests/"+id+"/deliver", nil); r.Status != 409 {
+				t.Errorf("delivering %s: %d %s", id, r.Status, r.Body)
+			}
+		}
+		var d rights.Delivery
+		if r := env.Do(t, env.Token, "POST", "/api/v1/requests/"+req.ID+"/deliver", nil); r.Status != 200 {
+			t.Fatalf("deliver: %d %s", r.Status, r.Body)
+		} else if r.JSON(t, &d); d.Request.Status != rights.Completed || d.Request.History[len(d.Request.History)-2].Kind != "delivered" {
+			t.Fatalf("delivered request: %+v", d.Request)
+		}
+		link := linkIn(t, downloadLink, env.Mail.Wait(t, "ann@example.org", "Your personal data", 10*time.Second).Text)
+		if r := env.Browser(t).Do(t, "GET", link, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Download my data") {
+			t.Fatalf("download page: %d %s", r.Status, r.Body)
+		}
+
+		var wg sync.WaitGroup
+		got := make(chan apptest.Response, 5)
+		for range 5 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got <- env.Browser(t).DoRaw(t, "POST", link, "application/x-www-form-urlencoded", "")
+			}()
+		}
+		wg.Wait()
+		close(got)
+		var zip []byte
+		for r := range got {
+			switch {
+			case r.Status == 200 && r.Header.Get("Content-Type") == "application/zip":
+				if zip != nil {
+					t.Fatal("the link downloaded twice")
+				}
+				zip = r.Body
+			case r.Status != 410:
+				t.Errorf("parallel download: %d %s", r.Status, r.Body)
+			}
+		}
+		if zip == nil {
+			t.Fatal("no download")
+		}
+		if s := string(unzipFile(t, zip, "subject.json")); !strings.Contains(s, "ann@example.org") || !strings.Contains(s, "Lyon") {
+			t.Errorf("subject.json: %s", s)
+		}
+		var page auditPage
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=request.download", nil).JSON(t, &page)
+		sum := sha256.Sum256(zip)
+		if len(page.Items) != 1 || page.Items[0].Details["sha256"] != hex.EncodeToString(sum[:]) || page.Items[0].Actor.Type != audit.ActorSubject {
+			t.Fatalf("download audit: %+v", page.Items)
+		}
+		if r := env.Browser(t).Do(t, "GET", link, nil); r.Status != 410 {
+			t.Errorf("used link: %d", r.Status)
+		}
+
+		// Delivering again ends the unused earlier link; links expire.
+		env.Do(t, env.Token, "POST", "/api/v1/requests/"+req.ID+"/deliver", nil)
+		first := linkIn(t, downloadLink, env.Mail.WaitCount(t, "ann@example.org", "Your personal data", 2, 10*time.Second)[1].Text)
+		env.Do(t, env.Token, "POST", "/api/v1/requests/"+req.ID+"/deliver", nil)
+		second := linkIn(t, downloadLink, env.Mail.WaitCount(t, "ann@example.org", "Your personal data", 3, 10*time.Second)[2].Text)
+		if r := env.Browser(t).Do(t, "GET", first, nil); r.Status != 410 {
+			t.Errorf("superseded link: %d", r.Status)
+		}
+		if r := env.Browser(t).Do(t, "GET", second, nil); r.Status != 200 {
+			t.Errorf("new link: %d", r.Status)
+		}
+		env.Now.Advance(7*24*time.Hour + time.Minute)
+		if r := env.Browser(t).DoRaw(t, "POST", second, "application/x-www-form-urlencoded", ""); r.Status != 410 {
+			t.Errorf("expired link: %d", r.Status)
+		}
+	})
 }

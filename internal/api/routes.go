@@ -161,6 +161,8 @@ func (a *API) Routes() []Route {
 		{"POST", "/privacy/{tenant}/requests", Public, anytime, a.portalIntake},
 		{"GET", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.viewConfirmLink},
 		{"POST", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.confirmLink},
+		{"GET", "/privacy/{tenant}/download/{token}", Public, anytime, a.viewDownload},
+		{"POST", "/privacy/{tenant}/download/{token}", Public, anytime, a.download},
 		{"GET", "/privacy/{tenant}/keys", Public, anytime, a.receiptKeys},
 		{"GET", "/privacy/{tenant}/consent/{token}", Public, anytime, a.viewConsentLink},
 		{"POST", "/privacy/{tenant}/consent/{token}", Public, anytime, a.answerConsentLink},
@@ -172,6 +174,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/requests/{id}", "subjects:read", anytime, a.getRequest},
 		{"PATCH", "/api/v1/requests/{id}", "subjects:write", anytime, a.updateRequest},
 		{"POST", "/api/v1/requests/{id}/extend", "subjects:write", anytime, a.extendRequest},
+		{"POST", "/api/v1/requests/{id}/deliver", "subjects:write", anytime, a.deliverRequest},
 		{"GET", "/api/v1/objections", "subjects:read", anytime, a.listObjections},
 
 		{"GET", "/api/v1/audit", "audit:read", anytime, a.listAudit},
