@@ -50,6 +50,8 @@ var matrix = map[string]string{
 	"PATCH /api/v1/me":                                   "401 ok ok ok ok ok ok 403 403 ok",
 	"PUT /api/v1/me/password":                            "401 ok ok ok ok ok ok 403 403 ok",
 	"GET /api/v1/me/export":                              "401 ok ok ok ok ok ok 403 403 ok",
+	"POST /api/v1/me/closure":                            "401 ok ok ok ok ok ok 403 403 ok",
+	"DELETE /api/v1/me/closure":                          "401 ok ok ok ok ok ok 403 403 ok",
 	"GET /api/v1/me/sessions":                            "401 ok ok ok ok ok ok 403 403 ok",
 	"DELETE /api/v1/me/sessions/{id}":                    "401 404 404 404 404 404 404 403 403 404",
 	"GET /api/v1/me/mfa":                                 "401 ok ok ok ok ok ok 403 403 ok",

@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/rights"
 )
 
 type meResponse struct {
@@ -20,6 +21,7 @@ type meResponse struct {
 	SubjectID         string            `json:"subject_id"`
 	CreatedAt         time.Time         `json:"created_at"`
 	LastLoginAt       *time.Time        `json:"last_login_at"`
+	ClosesAt          *time.Time        `json:"closes_at"`
 	Factors           []identity.Factor `json:"factors"`
 	EnrolmentRequired bool              `json:"enrolment_required"`
 }
@@ -51,7 +53,7 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: profile.Email, Name: profile.Name, Role: u.Role, SubjectID: u.SubjectID,
-		Tenant: meTenant{ID: t.ID, Slug: t.Slug, Name: t.Name}, CreatedAt: u.CreatedAt, LastLoginAt: u.LastLoginAt,
+		Tenant: meTenant{ID: t.ID, Slug: t.Slug, Name: t.Name}, CreatedAt: u.CreatedAt, LastLoginAt: u.LastLoginAt, ClosesAt: u.ClosesAt,
 		Factors: factors, EnrolmentRequired: p.Enrolment})
 	return nil
 }
@@ -329,5 +331,26 @@ func (a *API) patchSecurity(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+// closeMe closes the signed-in person's own account: erased after the
+// tenant's grace period unless they cancel.
+func (a *API) closeMe(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	c, err := a.rights.CloseAccount(r.Context(), p.TenantID, p.UserID, p.SubjectID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) cancelCloseMe(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	if err := a.rights.CancelClosure(r.Context(), p.TenantID, p.UserID, p.SubjectID); err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, rights.Closure{})
 	return nil
 }

@@ -229,6 +229,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/users", "", true, true},
 			{"POST", "/api/v1/users/import?dry_run=true", `{}`, false, true}, // 400: not CSV
 			{"GET", "/api/v1/me/export", "", true, true},
+			{"POST", "/api/v1/me/closure", "", true, true},   // 409: the last owner
+			{"DELETE", "/api/v1/me/closure", "", true, true}, // 409: not closing
 			{"GET", "/api/v1/me/sessions", "", true, true},
 			{"GET", "/api/v1/me/mfa", "", true, true},
 			{"GET", "/api/v1/me/mfa/totp", "", true, true},

@@ -7,6 +7,7 @@ import (
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 func (a *API) createRequest(w http.ResponseWriter, r *http.Request) error {
@@ -71,8 +72,8 @@ func (a *API) extendRequest(w http.ResponseWriter, r *http.Request) error {
 }
 
 // organisation is the tenant's own settings.
-type organisation struct {
-	TimeZone string `json:"time_zone"`
+func organisationOf(t tenant.Tenant) tenant.Organisation {
+	return tenant.Organisation{TimeZone: t.TimeZone, ClosureGraceDays: &t.ClosureGraceDays}
 }
 
 func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {
@@ -80,20 +81,20 @@ func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, organisation{TimeZone: t.TimeZone})
+	httpio.JSON(w, http.StatusOK, organisationOf(t))
 	return nil
 }
 
 func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
-	var in organisation
+	var in tenant.Organisation
 	if err := httpio.Decode(w, r, &in); err != nil {
 		return err
 	}
-	t, err := a.tenants.SetTimeZone(r.Context(), principal(r).TenantID, in.TimeZone)
+	t, err := a.tenants.SetOrganisation(r.Context(), principal(r).TenantID, in)
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, organisation{TimeZone: t.TimeZone})
+	httpio.JSON(w, http.StatusOK, organisationOf(t))
 	return nil
 }
 

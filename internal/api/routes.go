@@ -71,6 +71,8 @@ func (a *API) Routes() []Route {
 		{"PATCH", "/api/v1/me", Session, anytime, a.updateMe},
 		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
 		{"GET", "/api/v1/me/export", Session, sensitive, a.exportMe},
+		{"POST", "/api/v1/me/closure", Session, sensitive, a.closeMe},
+		{"DELETE", "/api/v1/me/closure", Session, anytime, a.cancelCloseMe},
 		{"GET", "/api/v1/me/sessions", Session, anytime, a.listSessions},
 		{"DELETE", "/api/v1/me/sessions/{id}", Session, anytime, a.revokeSession},
 		{"GET", "/api/v1/me/mfa", Enrol, anytime, a.listFactors},

@@ -65,6 +65,7 @@ type User struct {
 	Status      string     `json:"status"`
 	CreatedAt   time.Time  `json:"created_at"`
 	LastLoginAt *time.Time `json:"last_login_at"`
+	ClosesAt    *time.Time `json:"closes_at"` // the holder closed the account: it is erased then
 }
 
 // Principal is who a request acts as.
@@ -263,12 +264,12 @@ func (s *Service) UserByID(ctx context.Context, tenantID, id string) (User, erro
 	return scanUser(s.db.Read().QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? AND id = ?", tenantID, id))
 }
 
-const userColumns = "id, subject_id, role, status, created_at, last_login_at"
+const userColumns = "id, subject_id, role, status, created_at, last_login_at, closes_at"
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
-	var created, last int64
-	err := row.Scan(&u.ID, &u.SubjectID, &u.Role, &u.Status, &created, &last)
+	var created, last, closes int64
+	err := row.Scan(&u.ID, &u.SubjectID, &u.Role, &u.Status, &created, &last, &closes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, errNoUser
 	}
@@ -276,6 +277,10 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	if last != 0 {
 		t := time.UnixMicro(last).UTC()
 		u.LastLoginAt = &t
+	}
+	if closes != 0 {
+		t := time.UnixMicro(closes).UTC()
+		u.ClosesAt = &t
 	}
 	return u, err
 }

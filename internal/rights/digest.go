@@ -114,7 +114,8 @@ func (s *Service) admins(ctx context.Context, tenantID string) ([]string, error)
 }
 
 // Loop sends every active tenant's digest once a day (checking every
-// interval) and purges expired portal intakes, until ctx ends.
+// interval), purges expired portal intakes and erases closed accounts
+// whose grace period is over, until ctx ends.
 func (s *Service) Loop(ctx context.Context, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -137,6 +138,9 @@ func (s *Service) Loop(ctx context.Context, interval time.Duration, logger *slog
 		}
 		if _, err := s.PurgeIntakes(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("purge portal intakes", "error", err.Error())
+		}
+		if _, err := s.CloseDue(ctx); err != nil && ctx.Err() == nil {
+			logger.Error("close accounts", "error", err.Error())
 		}
 		select {
 		case <-ctx.Done():

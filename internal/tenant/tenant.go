@@ -23,13 +23,16 @@ import (
 
 // Tenant is one organisation.
 type Tenant struct {
-	ID        string    `json:"id"`
-	Slug      string    `json:"slug"`
-	Name      string    `json:"name"`
-	Region    string    `json:"region"`
-	Status    string    `json:"status"`
-	TimeZone  string    `json:"time_zone"` // IANA name; request deadlines end at midnight here
-	CreatedAt time.Time `json:"created_at"`
+	ID       string `json:"id"`
+	Slug     string `json:"slug"`
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	Status   string `json:"status"`
+	TimeZone string `json:"time_zone"` // IANA name; request deadlines end at midnight here
+	// ClosureGraceDays is how long a member's account stays after they
+	// close it (and can still cancel) before it is erased.
+	ClosureGraceDays int       `json:"account_closure_grace_days"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // Location is the tenant's time zone.
@@ -119,8 +122,8 @@ func (s *Service) ByID(ctx context.Context, id string) (Tenant, error) {
 func (s *Service) find(ctx context.Context, column, value string) (Tenant, error) {
 	var t Tenant
 	var created int64
-	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, time_zone, created_at FROM tenants WHERE "+column+" = ?", value).
-		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &created)
+	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, time_zone, closure_grace_days, created_at FROM tenants WHERE "+column+" = ?", value).
+		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
 	}
@@ -131,25 +134,42 @@ func (s *Service) find(ctx context.Context, column, value string) (Tenant, error
 	return t, nil
 }
 
-// SetTimeZone changes the tenant's time zone (an IANA name such as
-// Europe/Paris). Deadlines already computed keep their instant.
-func (s *Service) SetTimeZone(ctx context.Context, tenantID, zone string) (Tenant, error) {
-	zone = strings.TrimSpace(zone)
+// Organisation is what an admin sets about the tenant.
+type Organisation struct {
+	TimeZone         string `json:"time_zone"`
+	ClosureGraceDays *int   `json:"account_closure_grace_days"` // nil: unchanged
+}
+
+// MaxClosureGraceDays bounds the grace period of account closure.
+const MaxClosureGraceDays = 365
+
+// SetOrganisation changes the tenant's time zone (an IANA name such as
+// Europe/Paris; deadlines already computed keep their instant) and, when
+// given, the grace period of account closure (0–365 days).
+func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organisation) (Tenant, error) {
+	zone := strings.TrimSpace(in.TimeZone)
 	if _, err := time.LoadLocation(zone); err != nil || zone == "" || zone == "Local" {
 		return Tenant{}, errs.Field("time_zone", "an IANA time zone name, e.g. Europe/Paris")
+	}
+	if g := in.ClosureGraceDays; g != nil && (*g < 0 || *g > MaxClosureGraceDays) {
+		return Tenant{}, errs.Field("account_closure_grace_days", "0 to %d days", MaxClosureGraceDays)
 	}
 	old, err := s.ByID(ctx, tenantID)
 	if err != nil {
 		return Tenant{}, err
 	}
+	t := old
+	t.TimeZone = zone
+	if in.ClosureGraceDays != nil {
+		t.ClosureGraceDays = *in.ClosureGraceDays
+	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ? WHERE id = ?", zone, tenantID)
+		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ?, closure_grace_days = ? WHERE id = ?", t.TimeZone, t.ClosureGraceDays, tenantID)
 		return err
-	}, audit.Event{Action: "tenant.time_zone", TargetType: "tenant", TargetID: tenantID,
-		Details: map[string]any{"time_zone": []string{old.TimeZone, zone}}})
+	}, audit.Event{Action: "tenant.organisation", TargetType: "tenant", TargetID: tenantID,
+		Details: map[string]any{"time_zone": []string{old.TimeZone, t.TimeZone}, "account_closure_grace_days": []int{old.ClosureGraceDays, t.ClosureGraceDays}}})
 	if err != nil {
 		return Tenant{}, err
 	}
-	old.TimeZone = zone
-	return old, nil
+	return t, nil
 }
