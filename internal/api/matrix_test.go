@@ -124,6 +124,7 @@ var matrix = map[string]string{
 	"PUT /api/v1/subjects/{id}/restriction":              "401 403 403 403 403 ok ok ok 403 404",
 	"DELETE /api/v1/subjects/{id}/restriction":           "401 403 403 403 403 ok ok ok 403 404",
 	"PUT /api/v1/subjects/{id}/objections/{purpose}":     "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/processing":               "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/consents":                "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 ok ok ok 403 404",

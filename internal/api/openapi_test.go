@@ -203,6 +203,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/requests", `{"type":"withdraw_consent","subject_id":"` + id + `","purposes":["oa.news"]}`, true, false},
 			{"POST", "/api/v1/requests", `{"type":"access","subject_id":"` + id + `","purposes":["oa.news"]}`, true, false}, // 400
 			{"GET", "/api/v1/objections?status=open", "", true, false},
+			{"GET", "/api/v1/subjects/" + id + "/processing?purpose=oa.news", "", true, false},
+			{"GET", "/api/v1/subjects/" + id + "/processing?purpose=oa.none", "", true, false},              // 400
 			{"GET", "/api/v1/objections?status=maybe", "", false, false},                                    // 400
 			{"PUT", "/api/v1/subjects/" + id + "/objections/oa.news", `{"decision":"upheld"}`, true, false}, // 404
 			{"GET", "/privacy/acme", "", true, false},

@@ -168,3 +168,12 @@ func (a *API) download(w http.ResponseWriter, r *http.Request) error {
 	_, err = w.Write(buf.Bytes())
 	return err
 }
+
+func (a *API) processing(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.rights.Processing(r.Context(), principal(r).TenantID, r.PathValue("id"), r.URL.Query().Get("purpose"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, p)
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,18 @@ func unzipFile(t *testing.T, b []byte, name string) []byte {
 	return out
 }
 
+// processing asks whether subject id's data may be used for purpose.
+func processing(t *testing.T, env *apptest.Env, id, purpose string) rights.Processing {
+	t.Helper()
+	var p rights.Processing
+	r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id+"/processing?purpose="+purpose, nil)
+	if r.Status != 200 {
+		t.Fatalf("processing: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &p)
+	return p
+}
+
 // verify moves request id to verified and answers it.
 func verify(t *testing.T, env *apptest.Env, id string) rights.Request {
 	t.Helper()
@@ -59,7 +72,7 @@ func hasApplied(r rights.Request) bool {
 func TestRestriction(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", map[string]any{"key": "news", "name": "News", "legal_basis": "consent",
-			"data_categories": []string{"user.contact.email"}, "notice_text": "News."}); r.Status != 201 {
+			"data_categories": []string{"user.contact.email"}, "notice_text": "News.", "recipients": []string{"Mailer Ltd"}}); r.Status != 201 {
 			t.Fatalf("purpose: %d %s", r.Status, r.Body)
 		}
 		ann := createSubject(t, env, env.Token, map[string]any{"email": "ann@example.org", "attributes": map[string]any{"city": "Lyon"}})["id"].(string)
@@ -69,6 +82,12 @@ func TestRestriction(t *testing.T) {
 		}
 		if req = verify(t, env, req.ID); !hasApplied(req) {
 			t.Fatalf("verified restriction not applied: %+v", req.History)
+		}
+		if len(req.NotifyRecipients) != 1 || req.NotifyRecipients[0] != "Mailer Ltd" {
+			t.Errorf("recipients to tell (Art. 19): %v", req.NotifyRecipients)
+		}
+		if p := processing(t, env, ann, "news"); p.Allowed || !slices.Contains(p.Reasons, "restricted") {
+			t.Errorf("processing a restricted subject: %+v", p)
 		}
 
 		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+ann, nil)
@@ -167,6 +186,17 @@ func TestObjectionAndWithdrawal(t *testing.T) {
 		if s := state(bo); s["news"] != consent.Granted || s["offers"] != consent.Withdrawn {
 			t.Fatalf("after withdrawing offers: %v", s)
 		}
+		if p := processing(t, env, bo, "news"); !p.Allowed || len(p.Reasons) != 0 {
+			t.Errorf("news after withdrawing offers: %+v", p)
+		}
+		if p := processing(t, env, bo, "offers"); p.Allowed || p.Reasons[0] != "no_consent" {
+			t.Errorf("offers after withdrawing them: %+v", p)
+		}
+		for _, q := range []string{"", "?purpose=nope"} {
+			if r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+bo+"/processing"+q, nil); r.Status != 400 || r.Map(t)["field"] != "purpose" {
+				t.Errorf("processing%s: %d %s", q, r.Status, r.Body)
+			}
+		}
 		// Moving on applies nothing twice.
 		if w = request(t, env, "PATCH", "/api/v1/requests/"+w.ID, map[string]any{"status": "completed"}, 200); !hasApplied(w) {
 			t.Errorf("applied again on completion: %+v", w.History)
@@ -186,12 +216,21 @@ func TestObjectionAndWithdrawal(t *testing.T) {
 		if len(l.Objections) != 1 || l.Objections[0].SubjectID != cy || l.Objections[0].Purpose != "analytics" || l.Objections[0].RequestID != o.ID {
 			t.Fatalf("open objections: %+v", l.Objections)
 		}
+		if p := processing(t, env, cy, "analytics"); p.Allowed || p.Reasons[0] != "objection_open" || p.LegalBasis != "legitimate_interests" {
+			t.Errorf("analytics while the objection is open: %+v", p)
+		}
+		if p := processing(t, env, bo, "analytics"); !p.Allowed {
+			t.Errorf("analytics of someone who did not object: %+v", p)
+		}
 		path := "/api/v1/subjects/" + cy + "/objections/analytics"
 		if r := env.Do(t, env.Token, "PUT", path, map[string]any{"decision": "ignored"}); r.Status != 400 || r.Map(t)["field"] != "decision" {
 			t.Errorf("bad decision: %d %s", r.Status, r.Body)
 		}
 		if r := env.Do(t, env.Token, "PUT", path, map[string]any{"decision": "upheld"}); r.Status != 200 || r.Map(t)["status"] != "upheld" {
 			t.Fatalf("decide: %d %s", r.Status, r.Body)
+		}
+		if p := processing(t, env, cy, "analytics"); p.Allowed || p.Reasons[0] != "objection_upheld" {
+			t.Errorf("analytics after the objection is upheld: %+v", p)
 		}
 		if r := env.Do(t, env.Token, "PUT", path, map[string]any{"decision": "overridden"}); r.Status != 409 {
 			t.Errorf("deciding twice: %d", r.Status)

@@ -151,6 +151,7 @@ func (a *API) Routes() []Route {
 		{"PUT", "/api/v1/subjects/{id}/restriction", "subjects:write", anytime, a.restrictSubject},
 		{"DELETE", "/api/v1/subjects/{id}/restriction", "subjects:write", anytime, a.unrestrictSubject},
 		{"PUT", "/api/v1/subjects/{id}/objections/{purpose}", "subjects:write", anytime, a.decideObjection},
+		{"GET", "/api/v1/subjects/{id}/processing", "subjects:read", anytime, a.processing},
 		{"POST", "/api/v1/subjects/{id}/consents", "subjects:write", anytime, a.recordConsent},
 		{"GET", "/api/v1/subjects/{id}/consents", "subjects:read", anytime, a.consentLedger},
 		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},

@@ -80,6 +80,12 @@ func (s *Service) withdrawLink(ctx context.Context, slug, purposeKey, token stri
 
 // granted reports whether the subject's current state for the purpose is
 // a valid grant.
+// Granted reports whether the subject's consent to purposeKey is granted
+// and unexpired now.
+func (s *Service) Granted(ctx context.Context, tenantID, subjectID, purposeKey string) (bool, error) {
+	return s.granted(ctx, tenantID, subjectID, purposeKey)
+}
+
 func (s *Service) granted(ctx context.Context, tenantID, subjectID, purposeKey string) (bool, error) {
 	var n int
 	err := s.db.Read().QueryRow(ctx, `SELECT COUNT(*) FROM consent_state c JOIN purposes p ON p.tenant_id = c.tenant_id AND p.id = c.purpose_id

@@ -69,9 +69,13 @@ type Request struct {
 	ExtendedDueAt   *time.Time `json:"extended_due_at"`
 	ExtensionReason string     `json:"extension_reason,omitempty"`
 	Purposes        []string   `json:"purposes,omitempty"` // objection, withdraw_consent: the purposes named; none = all that apply
-	Overdue         bool       `json:"overdue"`
-	UpdatedAt       time.Time  `json:"updated_at"`
-	History         []Event    `json:"history,omitempty"`
+	// NotifyRecipients are the recipients (from the register) the
+	// controller must tell of a rectification, erasure or restriction
+	// (Art. 19), on a request read alone.
+	NotifyRecipients []string  `json:"notify_recipients,omitempty"`
+	Overdue          bool      `json:"overdue"`
+	UpdatedAt        time.Time `json:"updated_at"`
+	History          []Event   `json:"history,omitempty"`
 }
 
 // Event is one step of a request's history.
@@ -404,6 +408,11 @@ func (s *Service) Get(ctx context.Context, tenantID, id string) (Request, error)
 	}
 	if err := rows.Err(); err != nil {
 		return Request{}, err
+	}
+	if slices.Contains(notifiedTypes, r.Type) {
+		if r.NotifyRecipients, err = s.recipients(ctx, tenantID); err != nil {
+			return Request{}, err
+		}
 	}
 	return r.Request, s.log.Record(ctx, tenantID, audit.Event{Action: "request.read", TargetType: "request", TargetID: id, SubjectID: r.SubjectID})
 }

@@ -127,3 +127,16 @@ func (s *Service) setRestriction(ctx context.Context, tenantID, id, action strin
 	}
 	return s.reveal(ctx, tenantID, r)
 }
+
+// State is what decides whether a subject's data may be used now.
+type State struct {
+	Status     string
+	Restricted bool
+}
+
+// State answers a subject's status and restriction, without reading their
+// data (nothing is recorded): 404 or 410 for an unknown or erased one.
+func (s *Service) State(ctx context.Context, tenantID, id string) (State, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	return State{Status: r.status, Restricted: r.restricted != 0}, err
+}
