@@ -201,6 +201,30 @@ func TestPrivacyPortal(t *testing.T) {
 			t.Errorf("%s subjects; want 2", c)
 		}
 
+		// Parallel confirmations by someone unknown: one subject, one request.
+		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"newcomer@example.org"}}); r.Status != 202 {
+			t.Fatalf("intake: %d", r.Status)
+		}
+		newLink := linkIn(t, confirmLink, env.Mail.Wait(t, "newcomer@example.org", "Confirm your request", 10*time.Second).Text)
+		statuses := make(chan int, 6)
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses <- env.Browser(t).DoRaw(t, "POST", newLink, "application/x-www-form-urlencoded", "").Status
+			}()
+		}
+		wg.Wait()
+		close(statuses)
+		for c := range statuses {
+			if c != 201 && c != 410 {
+				t.Errorf("parallel confirmation by a newcomer: %d", c)
+			}
+		}
+		if c := countRows(t, env, "SELECT COUNT(*) FROM data_requests WHERE channel = 'portal' AND type = 'erasure'"); c != "1" {
+			t.Errorf("%s requests from one link", c)
+		}
+
 		// A restriction asked on the portal takes effect when confirmed.
 		if r := portalRequest(t, env, "known@example.org", url.Values{"type": {"restriction"}}); r.Status != rights.Verified || r.History[len(r.History)-1].Kind != "applied" {
 			t.Fatalf("portal restriction: %+v", r)

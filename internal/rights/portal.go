@@ -256,6 +256,9 @@ func (s *Service) ConfirmIntake(ctx context.Context, slug, secret, ip, userAgent
 		return Request{}, err
 	}
 	subjectID, err := s.person(ctx, p.tenantID, Input{Email: p.Email})
+	if errs.Is(err, errs.Conflict) { // a parallel confirmation made them a subject just now
+		subjectID, err = s.person(ctx, p.tenantID, Input{Email: p.Email})
+	}
 	if err != nil {
 		return Request{}, err
 	}
