@@ -2,7 +2,8 @@
 # The whole check, as CI runs it: gofmt, go vet, staticcheck, govulncheck
 # (when its database can be reached), then every test — SQLite always,
 # PostgreSQL on a throwaway cluster the tests start from the PostgreSQL
-# binaries. Under CI=true a missing PostgreSQL fails instead of skipping.
+# binaries, S3 on a versitygw the tests start (built into .tools/ here).
+# Under CI=true a missing PostgreSQL or versitygw fails instead of skipping.
 #
 #   scripts/test.sh         everything
 #   scripts/test.sh lint    only the static checks
@@ -50,6 +51,14 @@ else
 fi
 
 [ "${1:-}" = "lint" ] && exit 0
+
+VERSITYGW_VERSION=v1.8.0
+step "versitygw $VERSITYGW_VERSION (the real S3-compatible server the blob store tests run against)"
+if [ ! -x "$TOOLS/versitygw" ]; then
+  echo "building it into .tools/ (about 3 minutes, once)"
+  GOBIN="$TOOLS" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
+export CUSTODIA_VERSITYGW="$TOOLS/versitygw"
 
 step "go test (SQLite and PostgreSQL)"
 if [ "${CI:-}" = "true" ]; then

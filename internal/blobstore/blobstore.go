@@ -1,0 +1,198 @@
+// Package blobstore keeps objects — encrypted file content — in the
+// regions the operator declares: a local directory (file://…, the
+// embedded default under the data dir) or an S3-compatible bucket
+// (s3://bucket?region=…&endpoint=…), both through gocloud.dev/blob.
+//
+// What it stores is opaque: callers encrypt before writing. A write is
+// whole or absent: an upload that fails or is cancelled midway leaves no
+// object behind. A region that cannot be reached answers 503.
+package blobstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// regions
+	_ "gocloud.dev/blob/s3blob"   // s3:// regions
+	"gocloud.dev/gcerrors"
+
+	"github.com/custodia/custodia/internal/errs"
+)
+
+// Store is one region's blob store.
+type Store struct {
+	Region string
+	bucket *blob.Bucket
+}
+
+// Open opens the store of region name at rawURL. A file:// region is
+// created when missing and keeps its temporary files inside itself, so
+// that nothing of a region's content is ever written outside it.
+func Open(ctx context.Context, name, rawURL string) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", name, err)
+	}
+	if u.Scheme == "file" {
+		q := u.Query()
+		for k, v := range map[string]string{"create_dir": "true", "no_tmp_dir": "true", "metadata": "skip"} {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	b, err := blob.OpenBucket(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", name, err)
+	}
+	return &Store{Region: name, bucket: b}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.bucket.Close() }
+
+// CheckKey refuses keys that are not plain relative paths: empty, too
+// long, absolute, with "." or ".." segments, backslashes, control
+// characters or invalid UTF-8. Keys are made by Custodia, never taken
+// from users; this guards against a mistake becoming a traversal.
+func CheckKey(key string) error {
+	switch {
+	case key == "" || len(key) > 512 || !utf8.ValidString(key):
+		return fmt.Errorf("blobstore: bad key %q", key)
+	case strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") || strings.Contains(key, `\`):
+		return fmt.Errorf("blobstore: bad key %q", key)
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("blobstore: bad key %q", key)
+		}
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("blobstore: bad key %q", key)
+		}
+	}
+	return nil
+}
+
+// wrap turns a driver error into the project's kinds.
+func (s *Store) wrap(err error, key string) error {
+	if err == nil {
+		return nil
+	}
+	switch gcerrors.Code(err) {
+	case gcerrors.NotFound:
+		return errs.E(errs.NotFound, "no such object")
+	case gcerrors.Canceled, gcerrors.DeadlineExceeded:
+		return err
+	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.PermissionDenied, gcerrors.Unimplemented:
+		return &errs.Error{Kind: errs.Unavailable, Detail: "the storage region " + s.Region + " is not available; try again later",
+			Err: fmt.Errorf("region %s, object %s: %w", s.Region, key, err)}
+	}
+	return fmt.Errorf("region %s, object %s: %w", s.Region, key, err)
+}
+
+// Put writes r to key, replacing any object there, and answers the bytes
+// written. If r or the store fails, or ctx ends, no object is left (and a
+// replaced one stays as it was).
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := CheckKey(key); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		return 0, s.wrap(err, key)
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		cancel() // aborts the write: nothing is committed
+		_ = w.Close()
+		return n, s.wrap(err, key)
+	}
+	return n, s.wrap(w.Close(), key)
+}
+
+// Get opens key for reading from offset, length bytes (-1: to the end).
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
+	r, err := s.bucket.NewRangeReader(ctx, key, offset, length, nil)
+	if err != nil {
+		return nil, s.wrap(err, key)
+	}
+	return r, nil
+}
+
+// Size answers the size of key.
+func (s *Store) Size(ctx context.Context, key string) (int64, error) {
+	if err := CheckKey(key); err != nil {
+		return 0, err
+	}
+	a, err := s.bucket.Attributes(ctx, key)
+	if err != nil {
+		return 0, s.wrap(err, key)
+	}
+	return a.Size, nil
+}
+
+// Delete deletes key; a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	err := s.bucket.Delete(ctx, key)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return nil
+	}
+	return s.wrap(err, key)
+}
+
+// Object is one listed object.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// List calls fn for every object whose key starts with prefix, in key
+// order, until fn returns an error.
+func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return s.wrap(err, prefix)
+		}
+		if o.IsDir {
+			continue
+		}
+		if err := fn(Object{Key: o.Key, Size: o.Size}); err != nil {
+			return err
+		}
+	}
+}
+
+// Ping checks that the region can be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.bucket.IsAccessible(ctx)
+	if err == nil && !ok {
+		err = errors.New("bucket not accessible")
+	}
+	if err != nil {
+		return &errs.Error{Kind: errs.Unavailable, Detail: "the storage region " + s.Region + " is not available; try again later",
+			Err: fmt.Errorf("region %s: %w", s.Region, err)}
+	}
+	return nil
+}
