@@ -119,6 +119,17 @@ func TestOtherTenantGets404(t *testing.T) {
 			"/api/v1/purposes/": victim.Do(t, "POST", "/api/v1/purposes", map[string]any{"key": "victim", "name": "Victims",
 				"legal_basis": "contract", "data_categories": []string{"user.name"}}).Map(t)["key"].(string),
 		}
+		space := ids["/api/v1/spaces/"]
+		upload := func(name string) string {
+			r := victim.DoRaw(t, "PUT", "/api/v1/spaces/"+space+"/files/"+name, "text/plain", "victim's file")
+			if r.Status != 201 {
+				t.Fatalf("upload: %d %s", r.Status, r.Body)
+			}
+			return r.Map(t)["id"].(string)
+		}
+		ids["/api/v1/files/"] = upload("victim.txt")
+		upload("trashed.txt")
+		ids["/api/v1/trash/"] = victim.Do(t, "DELETE", "/api/v1/spaces/"+space+"/files/trashed.txt", nil).Map(t)["id"].(string)
 		staff := ids["/api/v1/users/"]
 		if r := victim.Do(t, "PUT", "/api/v1/groups/"+ids["/api/v1/groups/"]+"/members/"+staff, map[string]any{}); r.Status != 204 {
 			t.Fatalf("add member: %d %s", r.Status, r.Body)
@@ -136,15 +147,15 @@ func TestOtherTenantGets404(t *testing.T) {
 			"trigger": "created", "period_days": 3650, "action": "erase", "enabled": false}).Map(t)["id"].(string)
 		ids["/api/v1/requests/"] = env.Do(t, env.Token, "POST", "/api/v1/requests", map[string]any{"type": "access",
 			"subject_id": s["id"].(string)}).Map(t)["id"].(string)
-		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event)
+		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event, "{path...}", "victim.txt", "{version}", "1")
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
-		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID)
+		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID, "{path...}", "victim.txt", "{version}", "1")
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
 		bodies := map[string]any{"POST": map[string]any{}, "PUT": map[string]any{}}
 		n := 0
 		for _, rt := range env.App.API.Routes() {
-			if !strings.Contains(rt.Path, "{id}") && !strings.Contains(rt.Path, "{key}") {
+			if !strings.Contains(rt.Path, "{id}") && !strings.Contains(rt.Path, "{key}") && !strings.Contains(rt.Path, "{item}") {
 				continue
 			}
 			n++
@@ -158,18 +169,19 @@ func TestOtherTenantGets404(t *testing.T) {
 				t.Errorf("%s %s: no real id to probe it with; add one to this test", rt.Method, rt.Path)
 				continue
 			}
-			object := strings.NewReplacer("{id}", id, "{key}", id)
+			object := strings.NewReplacer("{id}", id, "{key}", id, "{item}", id)
 			path := inner.Replace(object.Replace(rt.Path))
-			missing := fake.Replace(strings.NewReplacer("{id}", fakeID, "{key}", fakeID).Replace(rt.Path))
+			missing := fake.Replace(strings.NewReplacer("{id}", fakeID, "{key}", fakeID, "{item}", fakeID).Replace(rt.Path))
 			body := bodies[rt.Method]
 			if rt.Method == "PATCH" { // a valid change of each kind of object
 				body = map[string]any{"/api/v1/subjects/": map[string]any{"source": "probe"},
-					"/api/v1/users/":              map[string]any{"status": "suspended"},
-					"/api/v1/spaces/":             map[string]any{"name": "probe"},
-					"/api/v1/groups/":             map[string]any{"name": "probe"},
-					"/api/v1/purposes/":           map[string]any{"name": "probe"},
-					"/api/v1/retention/policies/": map[string]any{"name": "probe"},
-					"/api/v1/requests/":           map[string]any{"status": "verified"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
+					"/api/v1/users/":                      map[string]any{"status": "suspended"},
+					"/api/v1/spaces/":                     map[string]any{"name": "probe"},
+					"/api/v1/spaces/{id}/files/{path...}": map[string]any{"path": "probe.txt"},
+					"/api/v1/groups/":                     map[string]any{"name": "probe"},
+					"/api/v1/purposes/":                   map[string]any{"name": "probe"},
+					"/api/v1/retention/policies/":         map[string]any{"name": "probe"},
+					"/api/v1/requests/":                   map[string]any{"status": "verified"}}[strings.TrimSuffix(strings.TrimSuffix(rt.Path, "{id}"), "{key}")]
 			}
 			got := other.Do(t, rt.Method, path, body)
 			want := other.Do(t, rt.Method, missing, body)
@@ -217,6 +229,12 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		if r := victim.Do(t, "GET", "/api/v1/purposes/victim", nil); r.Status != 200 || r.Map(t)["name"] != "Victims" || r.Map(t)["notice"] != nil {
 			t.Errorf("other tenant changed the purpose: %s", r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/spaces/"+space+"/files/victim.txt", nil); r.Status != 200 || string(r.Body) != "victim's file" {
+			t.Errorf("other tenant changed the victim's file: %d %s", r.Status, r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/trash", nil); !strings.Contains(string(r.Body), ids["/api/v1/trash/"]) {
+			t.Errorf("other tenant restored or purged the victim's trash: %s", r.Body)
 		}
 		if r := victim.Do(t, "GET", "/api/v1/me", nil); r.Status != 200 {
 			t.Errorf("other tenant ended the victim's session: %d", r.Status)

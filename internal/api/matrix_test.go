@@ -9,6 +9,7 @@ import (
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
@@ -90,6 +91,19 @@ var matrix = map[string]string{
 	"GET /api/v1/spaces/{id}/grants":                     "401 404 403 ok 404 ok ok ok 404 404",
 	"POST /api/v1/spaces/{id}/grants":                    "401 404 403 ok 404 ok ok ok 404 404",
 	"DELETE /api/v1/spaces/{id}/grants/{grant}":          "401 404 403 ok 404 ok ok ok 404 404",
+	"DELETE /api/v1/spaces/{id}":                         "401 404 403 ok 404 ok ok ok 404 404",
+	"POST /api/v1/spaces/{id}/folders":                   "401 404 403 ok 404 ok ok ok 404 404",
+	"PUT /api/v1/spaces/{id}/files/{path...}":            "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/spaces/{id}/files/{path...}":            "401 404 ok ok 404 ok ok ok 404 404",
+	"PATCH /api/v1/spaces/{id}/files/{path...}":          "401 404 403 ok 404 ok ok ok 404 404",
+	"DELETE /api/v1/spaces/{id}/files/{path...}":         "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/files/{id}/versions":                    "401 404 ok ok 404 ok ok ok 404 404",
+	"GET /api/v1/files/{id}/versions/{version}":          "401 404 ok ok 404 ok ok ok 404 404",
+	"POST /api/v1/files/{id}/versions/{version}/restore": "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/trash":                                  "401 ok ok ok ok ok ok ok ok ok",
+	"POST /api/v1/trash/{item}/restore":                  "401 404 404 404 404 ok ok ok 404 404",
+	"DELETE /api/v1/trash/{item}":                        "401 404 404 404 404 ok ok 403 403 404",
+	"GET /api/v1/residency":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/taxonomy":                               "401 403 403 403 403 ok ok ok 403 ok",
 	"POST /api/v1/purposes":                              "401 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/purposes":                               "401 403 403 403 403 ok ok ok 403 ok",
@@ -250,6 +264,29 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return "matrix.analytics"
 		}
 		n := 1
+		// upload stores a fresh file in the matrix's space.
+		upload := func() files.Item {
+			n++
+			it, _, err := env.App.Files.Put(ctx, op, sp.ID, files.Upload{Path: fmt.Sprintf("matrix/%d.txt", n), Length: -1, Body: strings.NewReader("matrix")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return it
+		}
+		doc := upload()
+		// grantedSpace makes a space with the matrix's viewer and editor.
+		grantedSpace := func() string {
+			s, err := sps.Create(ctx, op, "Doomed", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for email, access := range map[string]string{"viewer@acme.example": space.Viewer, "editor@acme.example": space.Editor} {
+				if _, err := sps.Grant(ctx, op, s.ID, space.GrantInput{UserID: user(email), Access: access}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return s.ID
+		}
 		throwaway := func() string {
 			n++
 			return env.AddUser(t, fmt.Sprintf("x%d@acme.example", n), "member", "").ID
@@ -294,6 +331,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/groups/" + group.ID + "/members/" + u
 			case "PUT /api/v1/groups/{id}/members/{user}":
 				return "/api/v1/groups/" + group.ID + "/members/" + throwaway()
+			case "DELETE /api/v1/spaces/{id}":
+				return "/api/v1/spaces/" + grantedSpace()
+			case "GET /api/v1/spaces/{id}/files/{path...}", "PATCH /api/v1/spaces/{id}/files/{path...}":
+				return "/api/v1/spaces/" + sp.ID + "/files/" + doc.Path
+			case "PUT /api/v1/spaces/{id}/files/{path...}", "DELETE /api/v1/spaces/{id}/files/{path...}":
+				return "/api/v1/spaces/" + sp.ID + "/files/" + upload().Path
+			case "GET /api/v1/files/{id}/versions/{version}", "POST /api/v1/files/{id}/versions/{version}/restore":
+				return strings.NewReplacer("{id}", doc.ID, "{version}", "1").Replace(p)
+			case "POST /api/v1/trash/{item}/restore", "DELETE /api/v1/trash/{item}":
+				it, err := env.App.Files.Trash(ctx, op, sp.ID, upload().Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strings.Replace(p, "{item}", it.ID, 1)
 			case "DELETE /api/v1/spaces/{id}/grants/{grant}":
 				g, err := sps.Grant(ctx, op, sp.ID, space.GrantInput{UserID: throwaway(), Access: space.Viewer})
 				if err != nil {
@@ -301,7 +352,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				}
 				return "/api/v1/spaces/" + sp.ID + "/grants/" + g.ID
 			}
-			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/groups/": group.ID,
+			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/files/": doc.ID, "/api/v1/groups/": group.ID,
 				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID,
 				"/api/v1/retention/policies/": policy.ID, "/api/v1/requests/": dsr.ID} {
 				if strings.HasPrefix(p, prefix) {

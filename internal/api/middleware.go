@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -243,6 +244,12 @@ func withPrincipal(ctx context.Context, p identity.Principal) context.Context {
 // exists under other methods, 404 otherwise — both as problem+json.
 func (a *API) unmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/api/") && path.Clean(p) != strings.TrimSuffix(p, "/") {
+			// ServeMux would redirect to the cleaned path; a file path with
+			// '..' or '.' is refused instead, naming what is wrong.
+			httpio.Error(w, r, a.logger, errs.Field("path", "the URL path may not contain '.', '..' or empty segments"))
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/files"
 )
 
 // The public privacy pages answer HTML: validated as a string body.
@@ -110,6 +111,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		op := principalOf(t, env, "owner@acme.example")
+		pre, _, err := env.App.Files.Put(context.Background(), op, spaceID, files.Upload{Path: "pre.txt", Length: -1, Body: strings.NewReader("pre")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doomed, _ := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "OA doomed"}).Map(t)["id"].(string)
 		b := env.Browser(t)
 		type step struct {
 			method, path, body string
@@ -214,6 +221,28 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/deliver", "", true, false}, // 404
 			{"GET", "/privacy/acme/keys", "", true, false},
 			{"GET", "/privacy/nobody/keys", "", true, false}, // 404
+			{"PUT", "/api/v1/spaces/" + spaceID + "/files/oa.txt", "hello", true, false},
+			{"PUT", "/api/v1/spaces/" + spaceID + "/files/oa.txt", "hello again", true, false},
+			{"PUT", "/api/v1/spaces/" + spaceID + "/files/a%5Cb", "x", true, false}, // 400: backslash
+			{"GET", "/api/v1/spaces/" + spaceID + "/files/oa.txt", "", true, false},
+			{"GET", "/api/v1/spaces/" + spaceID + "/files/oa.txt?version=1", "", true, false},
+			{"GET", "/api/v1/spaces/" + spaceID + "/files/oa.txt?version=9", "", true, false}, // 404
+			{"POST", "/api/v1/spaces/" + spaceID + "/folders", `{"path":"oa-folder/inner"}`, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/folders", `{"path":"oa-folder/inner"}`, true, false}, // 409
+			{"POST", "/api/v1/spaces/" + spaceID + "/folders", `{"path":"/abs"}`, true, false},            // 400
+			{"GET", "/api/v1/spaces/" + spaceID + "/files/oa-folder", "", true, false},
+			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa.txt", `{"path":"oa-folder/oa2.txt"}`, true, false},
+			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa-folder", `{"path":"oa-folder/inner/x"}`, true, false}, // 400: into itself
+			{"GET", "/api/v1/files/" + pre.ID + "/versions", "", true, false},
+			{"GET", "/api/v1/files/" + pre.ID + "/versions/1", "", true, false},
+			{"POST", "/api/v1/files/" + pre.ID + "/versions/1/restore", "", true, false},
+			{"DELETE", "/api/v1/spaces/" + spaceID + "/files/pre.txt", "", true, false},
+			{"GET", "/api/v1/trash", "", true, false},
+			{"POST", "/api/v1/trash/" + pre.ID + "/restore", "", true, false},
+			{"DELETE", "/api/v1/spaces/" + spaceID + "/files/pre.txt", "", true, false},
+			{"DELETE", "/api/v1/trash/" + pre.ID, "", true, false}, // 403: needs a recently re-authenticated session
+			{"DELETE", "/api/v1/spaces/" + doomed, "", true, false},
+			{"GET", "/api/v1/residency", "", true, false},
 			{"GET", "/healthz", "", true, false},
 			{"GET", "/readyz", "", true, false},
 			{"GET", "/metrics", "", true, false},
@@ -222,6 +251,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example","password":"nope nope nope"}`, true, true},
 			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example"}`, false, true},
 			{"POST", "/api/v1/auth/login", `{"tenant":"acme","email":"owner@acme.example","password":"` + apptest.Password + `"}`, true, true},
+			{"DELETE", "/api/v1/trash/" + pre.ID, "", true, true},
 			{"GET", "/api/v1/me", "", true, true},
 			{"PATCH", "/api/v1/me", `{"name":"O. Wner"}`, true, true},
 			{"GET", "/api/v1/users/export?format=json", "", true, true},
@@ -272,14 +302,23 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			}
 			var res apptest.Response
 			req, _ := http.NewRequest(s.method, "http://localhost"+s.path, strings.NewReader(s.body))
-			if s.browser {
-				res = b.Do(t, s.method, s.path, body)
-			} else {
+			ctype := "application/json"
+			if s.method == "PUT" && strings.Contains(s.path, "/files/") {
+				ctype = "application/octet-stream"
+			}
+			switch {
+			case s.browser:
+				res = b.DoRaw(t, s.method, s.path, ctype, s.body)
+			case s.body != "":
+				res = env.DoRaw(t, env.Token, s.method, s.path, ctype, s.body)
+			default:
 				res = env.Do(t, env.Token, s.method, s.path, body)
+			}
+			if !s.browser {
 				req.Header.Set("Authorization", "Bearer "+env.Token)
 			}
 			if s.body != "" {
-				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Type", ctype)
 			}
 			route, params, err := router.FindRoute(req)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/register"
@@ -114,6 +115,19 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/spaces/{id}/grants", "spaces:read", anytime, a.listGrants},
 		{"POST", "/api/v1/spaces/{id}/grants", "spaces:write", anytime, a.grant},
 		{"DELETE", "/api/v1/spaces/{id}/grants/{grant}", "spaces:write", anytime, a.revoke},
+		{"DELETE", "/api/v1/spaces/{id}", "spaces:write", anytime, a.trashSpace},
+		{"POST", "/api/v1/spaces/{id}/folders", "spaces:write", anytime, a.makeFolder},
+		{"PUT", "/api/v1/spaces/{id}/files/{path...}", "spaces:write", anytime, a.upload},
+		{"GET", "/api/v1/spaces/{id}/files/{path...}", "spaces:read", anytime, a.getFile},
+		{"PATCH", "/api/v1/spaces/{id}/files/{path...}", "spaces:write", anytime, a.moveFile},
+		{"DELETE", "/api/v1/spaces/{id}/files/{path...}", "spaces:write", anytime, a.trashFile},
+		{"GET", "/api/v1/files/{id}/versions", "spaces:read", anytime, a.listVersions},
+		{"GET", "/api/v1/files/{id}/versions/{version}", "spaces:read", anytime, a.downloadVersion},
+		{"POST", "/api/v1/files/{id}/versions/{version}/restore", "spaces:write", anytime, a.restoreVersion},
+		{"GET", "/api/v1/trash", "spaces:read", anytime, a.listTrash},
+		{"POST", "/api/v1/trash/{item}/restore", "spaces:write", anytime, a.restoreTrash},
+		{"DELETE", "/api/v1/trash/{item}", "spaces:write", sensitive, a.purgeTrash},
+		{"GET", "/api/v1/residency", "settings:read", anytime, a.residency},
 
 		{"GET", "/api/v1/taxonomy", "purposes:read", anytime, a.taxonomy},
 		{"POST", "/api/v1/purposes", "purposes:write", anytime, a.createPurpose},
@@ -192,6 +206,7 @@ type API struct {
 	subjects *subject.Service
 	identity *identity.Service
 	spaces   *space.Service
+	files    *files.Service
 	register *register.Service
 	consent  *consent.Service
 	retain   *retention.Service
@@ -217,6 +232,7 @@ type Deps struct {
 	Subjects  *subject.Service
 	Identity  *identity.Service
 	Spaces    *space.Service
+	Files     *files.Service
 	Register  *register.Service
 	Consent   *consent.Service
 	Retention *retention.Service
@@ -235,7 +251,7 @@ type Deps struct {
 // New builds the API and registers its metrics.
 func New(d Deps) *API {
 	a := &API{
-		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, log: d.Log,
+		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, files: d.Files, log: d.Log,
 		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, access: d.Access, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,

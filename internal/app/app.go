@@ -18,8 +18,10 @@ import (
 	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
@@ -44,6 +46,8 @@ type App struct {
 	Subjects  *subject.Service
 	Identity  *identity.Service
 	Spaces    *space.Service
+	Files     *files.Service
+	Regions   *blobstore.Regions
 	Register  *register.Service
 	Consent   *consent.Service
 	Retention *retention.Service
@@ -101,6 +105,14 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	var names, urls []string
+	for _, r := range cfg.Regions {
+		names, urls = append(names, r.Name), append(urls, r.URL)
+	}
+	if a.Regions, err = blobstore.OpenRegions(ctx, names, urls); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Keys = keyring.New(master, opt.Now)
 	a.Log = audit.New(db, a.Keys, opt.Now, opt.Audit)
 	a.Tenants = tenant.NewService(db, a.Keys, a.Log, cfg.RegionNames(), opt.Now)
@@ -127,6 +139,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Identity = identity.NewService(identity.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects,
 		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, SMS: texts, Links: cfg.PublicURL, Now: opt.Now})
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
+	a.Files = files.NewService(files.Deps{DB: db, Keys: a.Keys, Log: a.Log, Spaces: a.Spaces, Tenants: a.Tenants,
+		Regions: a.Regions, Logger: a.Logger, Now: opt.Now})
 	a.Register = register.NewService(db, a.Log, opt.Now)
 	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
@@ -146,7 +160,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Rights: a.Rights, Access: a.Access, Tenants: a.Tenants, Log: a.Log,
+	a.API = api.New(api.Deps{DB: db, Keys: a.Keys, Subjects: a.Subjects, Identity: a.Identity, Spaces: a.Spaces, Files: a.Files, Register: a.Register, Consent: a.Consent, Retention: a.Retention, Rights: a.Rights, Access: a.Access, Tenants: a.Tenants, Log: a.Log,
 		Logger: a.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
 	return a, nil
 }
@@ -163,6 +177,9 @@ func (a *App) Close() error {
 	}
 	if a.master != nil {
 		err = errors.Join(err, a.master.Close())
+	}
+	if a.Regions != nil {
+		err = errors.Join(err, a.Regions.Close())
 	}
 	return err
 }
@@ -222,6 +239,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go a.Mail.Run(jobs, 30*time.Second)
 	go a.Retention.Loop(jobs, time.Hour)
 	go a.Rights.Loop(jobs, time.Hour, a.Logger)
+	go a.Files.Loop(jobs, time.Hour)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -27,8 +27,9 @@ import (
 
 // Store is one region's blob store.
 type Store struct {
-	Region string
-	bucket *blob.Bucket
+	Region   string
+	Location string // where the region is, for reports: scheme, bucket or path, endpoint; never credentials
+	bucket   *blob.Bucket
 }
 
 // Open opens the store of region name at rawURL. A file:// region is
@@ -52,7 +53,72 @@ func Open(ctx context.Context, name, rawURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", name, err)
 	}
-	return &Store{Region: name, bucket: b}, nil
+	return &Store{Region: name, Location: location(u), bucket: b}, nil
+}
+
+// location describes u without credentials or driver options.
+func location(u *url.URL) string {
+	if u.Scheme == "file" {
+		return "file://" + u.Path
+	}
+	loc := u.Scheme + "://" + u.Host + u.Path
+	q := u.Query()
+	var parts []string
+	for _, k := range []string{"region", "endpoint"} {
+		if v := q.Get(k); v != "" {
+			if e, err := url.Parse(v); err == nil && k == "endpoint" {
+				v = e.Scheme + "://" + e.Host
+			}
+			parts = append(parts, k+"="+v)
+		}
+	}
+	if len(parts) > 0 {
+		loc += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return loc
+}
+
+// Regions are the operator's regions, each opened once.
+type Regions struct {
+	names  []string
+	stores map[string]*Store
+}
+
+// OpenRegions opens every region, given as name and URL, in order.
+func OpenRegions(ctx context.Context, names, urls []string) (*Regions, error) {
+	rs := &Regions{stores: map[string]*Store{}}
+	for i, name := range names {
+		s, err := Open(ctx, name, urls[i])
+		if err != nil {
+			rs.Close()
+			return nil, err
+		}
+		rs.names = append(rs.names, name)
+		rs.stores[name] = s
+	}
+	return rs, nil
+}
+
+// Names lists the regions in the operator's order.
+func (rs *Regions) Names() []string { return rs.names }
+
+// Store is region name's store; an unknown region is an Invalid error
+// naming the field "region".
+func (rs *Regions) Store(name string) (*Store, error) {
+	s, ok := rs.stores[name]
+	if !ok {
+		return nil, errs.Field("region", "unknown region (configured: %s)", strings.Join(rs.names, ", "))
+	}
+	return s, nil
+}
+
+// Close closes every store.
+func (rs *Regions) Close() error {
+	var err error
+	for _, s := range rs.stores {
+		err = errors.Join(err, s.Close())
+	}
+	return err
 }
 
 // Close closes the store.
@@ -112,13 +178,32 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err != nil {
 		return 0, s.wrap(err, key)
 	}
-	n, err := io.Copy(w, r)
+	src := &sourceReader{r: r}
+	n, err := io.Copy(w, src)
 	if err != nil {
 		cancel() // aborts the write: nothing is committed
 		_ = w.Close()
+		if src.err != nil {
+			return n, src.err // the caller's reader failed: its error, as it is
+		}
 		return n, s.wrap(err, key)
 	}
 	return n, s.wrap(w.Close(), key)
+}
+
+// sourceReader remembers the error of the reader a Put copies from, to
+// tell the caller's failures from the store's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (sr *sourceReader) Read(p []byte) (int, error) {
+	n, err := sr.r.Read(p)
+	if err != nil && err != io.EOF {
+		sr.err = err
+	}
+	return n, err
 }
 
 // Get opens key for reading from offset, length bytes (-1: to the end).

@@ -241,48 +241,162 @@ func (sr *Reader) next() error {
 // sealedSize read through ra, reading only the segments that hold them,
 // and writes them to w. n < 0 reads to the end.
 func ReadRange(w io.Writer, ra io.ReaderAt, sealedSize int64, key, ad []byte, off, n int64) error {
-	size, err := PlaintextSize(sealedSize)
+	f, err := Open(sealedSize, key, ad, func(at int64) (io.ReadCloser, error) {
+		return io.NopCloser(io.NewSectionReader(ra, at, sealedSize-at)), nil
+	})
 	if err != nil {
 		return err
 	}
-	if off < 0 || off > size {
-		return fmt.Errorf("segcrypt: offset %d outside 0..%d", off, size)
+	defer f.Close()
+	if off < 0 || off > f.size {
+		return fmt.Errorf("segcrypt: offset %d outside 0..%d", off, f.size)
 	}
-	if n < 0 || off+n > size {
-		n = size - off
+	if n < 0 || off+n > f.size {
+		n = f.size - off
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	_, err = io.CopyN(w, f, n)
+	return err
+}
+
+// File reads a sealed stream of known size at any offset: it is an
+// io.ReadSeeker over the plaintext (what http.ServeContent needs for range
+// requests). Reads go forward from a source opened at the segment holding
+// the offset; a Seek elsewhere opens the source again there, so a ranged
+// read costs one request to the store and the segments it spans.
+type File struct {
+	src    func(off int64) (io.ReadCloser, error)
+	aead   cipher.AEAD
+	ad     []byte
+	sealed int64
+	size   int64
+	last   uint64 // index of the final segment
+	r      io.ReadCloser
+	next   uint64 // the segment r is at
+	seg    []byte
+	pbuf   []byte
+	plain  []byte // what is left of the opened segment at pos
+	pos    int64
+}
+
+// Open reads the header of a sealed stream of sealedSize bytes through
+// src, which answers the stream from a given offset to its end, and
+// returns a File opening under key with associated data ad. The size
+// comes from the caller (a database row, not the store), so a blob cut
+// short or grown is caught.
+func Open(sealedSize int64, key, ad []byte, src func(off int64) (io.ReadCloser, error)) (*File, error) {
+	size, err := PlaintextSize(sealedSize)
+	if err != nil {
+		return nil, err
+	}
+	r, err := src(0)
+	if err != nil {
+		return nil, err
 	}
 	h := make([]byte, HeaderSize)
-	if _, err := ra.ReadAt(h, 0); err != nil {
-		return ErrCorrupt
+	if _, err := io.ReadFull(r, h); err != nil {
+		r.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrCorrupt
+		}
+		return nil, err
 	}
 	if string(h[:len(magic)]) != magic {
-		return ErrCorrupt
+		r.Close()
+		return nil, ErrCorrupt
 	}
 	a, err := aead(key, h[len(magic):])
 	if err != nil {
-		return err
+		r.Close()
+		return nil, err
 	}
-	last := uint64((sealedSize - int64(HeaderSize) - 1) / segCT)
-	seg := make([]byte, segCT)
-	pt := make([]byte, 0, SegmentSize)
-	for i := uint64(off / SegmentSize); n > 0; i++ {
-		start := int64(HeaderSize) + int64(i)*segCT
-		k, err := ra.ReadAt(seg, start)
-		if err != nil && !(errors.Is(err, io.EOF) && i == last) {
-			if errors.Is(err, io.EOF) {
-				return ErrCorrupt
-			}
+	return &File{src: src, aead: a, ad: ad, sealed: sealedSize, size: size,
+		last: uint64((sealedSize - int64(HeaderSize) - 1) / segCT), r: r,
+		seg: make([]byte, segCT), pbuf: make([]byte, 0, SegmentSize)}, nil
+}
+
+// Size is the plaintext size.
+func (f *File) Size() int64 { return f.size }
+
+// Read returns opened plaintext from the current offset; a segment that
+// does not open is ErrCorrupt, and nothing of it is returned.
+func (f *File) Read(p []byte) (int, error) {
+	for len(f.plain) == 0 {
+		if f.pos >= f.size {
+			return 0, io.EOF
+		}
+		if err := f.load(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.plain)
+	f.plain = f.plain[n:]
+	f.pos += int64(n)
+	return n, nil
+}
+
+// load opens the segment holding pos, reopening the source when it is
+// not already there.
+func (f *File) load() error {
+	i := uint64(f.pos / SegmentSize)
+	if f.r == nil || f.next != i {
+		if f.r != nil {
+			f.r.Close()
+		}
+		r, err := f.src(int64(HeaderSize) + int64(i)*segCT)
+		if err != nil {
+			f.r = nil
 			return err
 		}
-		if pt, err = a.Open(pt[:0], nonce(i, i == last), seg[:k], ad); err != nil {
+		f.r, f.next = r, i
+	}
+	n := int64(segCT)
+	if i == f.last {
+		n = f.sealed - int64(HeaderSize) - int64(i)*segCT
+	}
+	seg := f.seg[:n]
+	if _, err := io.ReadFull(f.r, seg); err != nil {
+		f.r.Close()
+		f.r = nil
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return ErrCorrupt
 		}
-		from := max(off-int64(i)*SegmentSize, 0)
-		to := min(int64(len(pt)), from+n)
-		if _, err := w.Write(pt[from:to]); err != nil {
-			return err
-		}
-		n -= to - from
+		return err
 	}
+	f.next++
+	pt, err := f.aead.Open(f.pbuf[:0], nonce(i, i == f.last), seg, f.ad)
+	if err != nil {
+		return ErrCorrupt
+	}
+	f.plain = pt[f.pos-int64(i)*SegmentSize:]
 	return nil
+}
+
+// Seek sets the plaintext offset for the next Read.
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += f.pos
+	case io.SeekEnd:
+		offset += f.size
+	}
+	if offset < 0 {
+		return f.pos, errors.New("segcrypt: seek before the start")
+	}
+	if offset != f.pos {
+		f.pos, f.plain = offset, nil
+	}
+	return offset, nil
+}
+
+// Close closes the source.
+func (f *File) Close() error {
+	if f.r == nil {
+		return nil
+	}
+	err := f.r.Close()
+	f.r = nil
+	return err
 }

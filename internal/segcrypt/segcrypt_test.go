@@ -135,6 +135,58 @@ func TestTampering(t *testing.T) {
 	}
 }
 
+// TestFile: a File reads any offset, reads forward from one open of its
+// source, and catches a source shorter than the size it was told.
+func TestFile(t *testing.T) {
+	const S = segcrypt.SegmentSize
+	pt := random(4*S + 123)
+	ct := seal(t, pt, S)
+	var opens []int64
+	src := func(b []byte) func(int64) (io.ReadCloser, error) {
+		return func(off int64) (io.ReadCloser, error) {
+			opens = append(opens, off)
+			return io.NopCloser(bytes.NewReader(b[min(off, int64(len(b))):])), nil
+		}
+	}
+	f, err := segcrypt.Open(int64(len(ct)), key, ad, src(ct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(all, pt) {
+		t.Fatalf("read all: %v", err)
+	}
+	if len(opens) != 1 {
+		t.Fatalf("a front-to-back read opened the source %d times, want once", len(opens))
+	}
+	for _, off := range []int64{3*S + 7, 0, S, S - 1, 4 * S, int64(len(pt)) - 1} {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 300)
+		n, err := io.ReadFull(f, got)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("offset %d: %v", off, err)
+		}
+		if want := pt[off:min(off+300, int64(len(pt)))]; !bytes.Equal(got[:n], want) {
+			t.Fatalf("offset %d: wrong bytes", off)
+		}
+	}
+	if end, _ := f.Seek(0, io.SeekEnd); end != int64(len(pt)) {
+		t.Fatalf("seek end = %d, want %d", end, len(pt))
+	}
+	f.Close()
+
+	short := ct[:len(ct)-200] // the store lost the tail; the row still says the full size
+	f, err = segcrypt.Open(int64(len(ct)), key, ad, src(short))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(f); !errors.Is(err, segcrypt.ErrCorrupt) {
+		t.Fatalf("short source: %v, want ErrCorrupt", err)
+	}
+}
+
 func flip(b []byte, i int) []byte {
 	c := bytes.Clone(b)
 	c[i] ^= 1

@@ -94,14 +94,14 @@ func (s *Service) Create(ctx context.Context, p identity.Principal, name, region
 	if err != nil {
 		return Space{}, err
 	}
+	t, err := s.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return Space{}, err
+	}
 	if region == "" {
-		t, err := s.tenants.ByID(ctx, p.TenantID)
-		if err != nil {
-			return Space{}, err
-		}
 		region = t.Region
 	}
-	if err := s.tenants.CheckRegion(region); err != nil {
+	if err := s.tenants.CheckAllowed(t, region); err != nil {
 		return Space{}, err
 	}
 	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
@@ -137,14 +137,14 @@ func (s *Service) Create(ctx context.Context, p identity.Principal, name, region
 // the space does not exist.
 func (s *Service) AccessOf(ctx context.Context, p identity.Principal, id string) (string, error) {
 	var exists int
-	err := s.db.Read().QueryRow(ctx, "SELECT 1 FROM spaces WHERE tenant_id = ? AND id = ?", p.TenantID, id).Scan(&exists)
+	err := s.db.Read().QueryRow(ctx, "SELECT 1 FROM spaces WHERE tenant_id = ? AND id = ? AND trashed_at = 0", p.TenantID, id).Scan(&exists)
 	if errors.Is(err, sql.ErrNoRows) {
 		return None, nil
 	}
 	if err != nil {
 		return None, err
 	}
-	if administers(p) {
+	if Administers(p) {
 		return Editor, nil
 	}
 	rows, err := s.db.Read().Query(ctx, `SELECT access FROM space_grants WHERE tenant_id = ? AND space_id = ? AND (
@@ -168,15 +168,16 @@ func (s *Service) AccessOf(ctx context.Context, p identity.Principal, id string)
 	return best, rows.Err()
 }
 
-// administers reports whether p is a tenant owner or admin, who administer
+// Administers reports whether p is a tenant owner or admin, who administer
 // every space.
-func administers(p identity.Principal) bool {
+func Administers(p identity.Principal) bool {
 	return p.Role == identity.RoleOwner || p.Role == identity.RoleAdmin
 }
 
-// need returns p's access on space id when it is at least want: NotFound
+// Need returns p's access on space id when it is at least want: NotFound
 // when p has none (as if the space did not exist), Forbidden when too low.
-func (s *Service) need(ctx context.Context, p identity.Principal, id, want string) (string, error) {
+// A space in the trash is not found.
+func (s *Service) Need(ctx context.Context, p identity.Principal, id, want string) (string, error) {
 	a, err := s.AccessOf(ctx, p, id)
 	if err != nil {
 		return None, err
@@ -201,7 +202,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal) ([]Space, erro
 		LEFT JOIN space_grants g ON g.tenant_id = s.tenant_id AND g.space_id = s.id AND (
 			g.grantee_type = 'user' AND g.grantee_id = ? OR
 			g.grantee_type = 'group' AND g.grantee_id IN (SELECT group_id FROM group_members WHERE tenant_id = ? AND user_id = ?))
-		WHERE s.tenant_id = ? ORDER BY s.id`, p.UserID, p.TenantID, p.UserID, p.TenantID)
+		WHERE s.tenant_id = ? AND s.trashed_at = 0 ORDER BY s.id`, p.UserID, p.TenantID, p.UserID, p.TenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +216,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal) ([]Space, erro
 		if err := rows.Scan(&sp.ID, &ct, &sp.Region, &sp.CreatedBy, &created, &access); err != nil {
 			return nil, err
 		}
-		if administers(p) {
+		if Administers(p) {
 			access = Editor
 		}
 		if n := len(out); n > 0 && out[n-1].ID == sp.ID { // one row per grant that applies
@@ -239,7 +240,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal) ([]Space, erro
 
 // Get returns a space p can see.
 func (s *Service) Get(ctx context.Context, p identity.Principal, id string) (Space, error) {
-	a, err := s.need(ctx, p, id, Viewer)
+	a, err := s.Need(ctx, p, id, Viewer)
 	if err != nil {
 		return Space{}, err
 	}
@@ -264,7 +265,7 @@ func (s *Service) Get(ctx context.Context, p identity.Principal, id string) (Spa
 
 // Rename changes a space's name (editors).
 func (s *Service) Rename(ctx context.Context, p identity.Principal, id, name string) (Space, error) {
-	if _, err := s.need(ctx, p, id, Editor); err != nil {
+	if _, err := s.Need(ctx, p, id, Editor); err != nil {
 		return Space{}, err
 	}
 	name, err := spaceName(name)
@@ -288,7 +289,7 @@ func (s *Service) Rename(ctx context.Context, p identity.Principal, id, name str
 
 // Grants lists who has access to a space (editors).
 func (s *Service) Grants(ctx context.Context, p identity.Principal, id string) ([]Grant, error) {
-	if _, err := s.need(ctx, p, id, Editor); err != nil {
+	if _, err := s.Need(ctx, p, id, Editor); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.Read().Query(ctx, `SELECT id, grantee_type, grantee_id, access, granted_by, granted_at FROM space_grants
@@ -335,7 +336,7 @@ type GrantInput struct {
 // they have. The granter must be an editor of the space and cannot grant
 // more than they hold.
 func (s *Service) Grant(ctx context.Context, p identity.Principal, spaceID string, in GrantInput) (Grant, error) {
-	held, err := s.need(ctx, p, spaceID, Editor)
+	held, err := s.Need(ctx, p, spaceID, Editor)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -404,7 +405,7 @@ func (s *Service) grantee(ctx context.Context, p identity.Principal, kind, id st
 
 // Revoke removes a grant (editors, for grants up to their own access).
 func (s *Service) Revoke(ctx context.Context, p identity.Principal, spaceID, grantID string) error {
-	held, err := s.need(ctx, p, spaceID, Editor)
+	held, err := s.Need(ctx, p, spaceID, Editor)
 	if err != nil {
 		return err
 	}

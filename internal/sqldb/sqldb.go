@@ -44,11 +44,12 @@ func (d Dialect) String() string {
 
 // DB is an open database. The zero value is not usable; call Open.
 type DB struct {
-	dialect Dialect
-	write   *sql.DB
-	read    *sql.DB
-	path    string // SQLite file, empty for PostgreSQL
-	rebinds sync.Map
+	dialect  Dialect
+	write    *sql.DB
+	read     *sql.DB
+	path     string // SQLite file, empty for PostgreSQL
+	location string
+	rebinds  sync.Map
 
 	stmtMu  sync.Mutex
 	stmts   map[stmtKey]*sql.Stmt // SQLite prepared statements, per pool
@@ -115,7 +116,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	n := max(4, runtime.NumCPU())
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	return &DB{dialect: SQLite, write: write, read: read, path: path,
+	return &DB{dialect: SQLite, write: write, read: read, path: path, location: "file://" + path,
 		stmts: map[stmtKey]*sql.Stmt{}, pending: map[stmtKey]bool{}}, nil
 }
 
@@ -130,11 +131,19 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &DB{dialect: Postgres, write: db, read: db}, nil
+	loc := "postgres"
+	if u, err := url.Parse(rawURL); err == nil {
+		loc = "postgres://" + u.Host + u.Path
+	}
+	return &DB{dialect: Postgres, write: db, read: db, location: loc}, nil
 }
 
 // Dialect reports the engine.
 func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Location says where the database is, for reports: the SQLite file, or
+// PostgreSQL's host, port and database name (never credentials).
+func (db *DB) Location() string { return db.location }
 
 // Path is the SQLite file, or "" for PostgreSQL.
 func (db *DB) Path() string { return db.path }

@@ -5,6 +5,7 @@ package tenant
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -31,8 +32,17 @@ type Tenant struct {
 	TimeZone string `json:"time_zone"` // IANA name; request deadlines end at midnight here
 	// ClosureGraceDays is how long a member's account stays after they
 	// close it (and can still cancel) before it is erased.
-	ClosureGraceDays int       `json:"account_closure_grace_days"`
-	CreatedAt        time.Time `json:"created_at"`
+	ClosureGraceDays int `json:"account_closure_grace_days"`
+	// AllowedRegions narrows the operator's regions for the tenant's
+	// spaces; empty means every configured region.
+	AllowedRegions []string `json:"allowed_regions"`
+	// TrashDays is how long deleted files, folders and spaces stay
+	// retrievable before they are purged.
+	TrashDays int `json:"trash_days"`
+	// QuotaBytes bounds the bytes of every stored file version; 0 is no
+	// bound. The operator sets it.
+	QuotaBytes int64     `json:"quota_bytes"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Location is the tenant's time zone.
@@ -101,6 +111,18 @@ func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant
 	return t, nil
 }
 
+// CheckAllowed refuses a region the operator has not configured or the
+// tenant does not allow.
+func (s *Service) CheckAllowed(t Tenant, region string) error {
+	if err := s.CheckRegion(region); err != nil {
+		return err
+	}
+	if len(t.AllowedRegions) > 0 && !slices.Contains(t.AllowedRegions, region) {
+		return errs.Field("region", "this organisation keeps files only in: %s", strings.Join(t.AllowedRegions, ", "))
+	}
+	return nil
+}
+
 // CheckRegion refuses a region the operator has not configured.
 func (s *Service) CheckRegion(region string) error {
 	if !slices.Contains(s.regions, region) {
@@ -122,8 +144,10 @@ func (s *Service) ByID(ctx context.Context, id string) (Tenant, error) {
 func (s *Service) find(ctx context.Context, column, value string) (Tenant, error) {
 	var t Tenant
 	var created int64
-	err := s.db.Read().QueryRow(ctx, "SELECT id, slug, name, region, status, time_zone, closure_grace_days, created_at FROM tenants WHERE "+column+" = ?", value).
-		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &created)
+	var allowed string
+	err := s.db.Read().QueryRow(ctx, `SELECT id, slug, name, region, status, time_zone, closure_grace_days, allowed_regions, trash_days, quota_bytes, created_at
+		FROM tenants WHERE `+column+" = ?", value).
+		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &allowed, &t.TrashDays, &t.QuotaBytes, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
 	}
@@ -131,14 +155,24 @@ func (s *Service) find(ctx context.Context, column, value string) (Tenant, error
 		return Tenant{}, fmt.Errorf("find tenant: %w", err)
 	}
 	t.CreatedAt = time.UnixMicro(created).UTC()
+	if err := json.Unmarshal([]byte(allowed), &t.AllowedRegions); err != nil {
+		return Tenant{}, fmt.Errorf("tenant %s allowed_regions: %w", t.ID, err)
+	}
 	return t, nil
 }
 
 // Organisation is what an admin sets about the tenant.
+// Fields left out (nil) are unchanged.
 type Organisation struct {
-	TimeZone         string `json:"time_zone"`
-	ClosureGraceDays *int   `json:"account_closure_grace_days"` // nil: unchanged
+	TimeZone         string    `json:"time_zone"`
+	ClosureGraceDays *int      `json:"account_closure_grace_days"`
+	Region           *string   `json:"region"`          // the default region of new spaces
+	AllowedRegions   *[]string `json:"allowed_regions"` // empty: every configured region
+	TrashDays        *int      `json:"trash_days"`
 }
+
+// MaxTrashDays bounds how long the trash keeps items.
+const MaxTrashDays = 3650
 
 // MaxClosureGraceDays bounds the grace period of account closure.
 const MaxClosureGraceDays = 365
@@ -163,13 +197,61 @@ func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organ
 	if in.ClosureGraceDays != nil {
 		t.ClosureGraceDays = *in.ClosureGraceDays
 	}
+	if in.AllowedRegions != nil {
+		t.AllowedRegions = []string{}
+		for _, r := range *in.AllowedRegions {
+			if err := s.CheckRegion(r); err != nil {
+				return Tenant{}, errs.Field("allowed_regions", "%q: unknown region (configured: %s)", r, strings.Join(s.regions, ", "))
+			}
+			if !slices.Contains(t.AllowedRegions, r) {
+				t.AllowedRegions = append(t.AllowedRegions, r)
+			}
+		}
+	}
+	if in.Region != nil {
+		t.Region = *in.Region
+	}
+	if err := s.CheckAllowed(t, t.Region); err != nil {
+		return Tenant{}, err
+	}
+	if d := in.TrashDays; d != nil {
+		if *d < 1 || *d > MaxTrashDays {
+			return Tenant{}, errs.Field("trash_days", "1 to %d days", MaxTrashDays)
+		}
+		t.TrashDays = *d
+	}
+	allowed, err := json.Marshal(t.AllowedRegions)
+	if err != nil {
+		return Tenant{}, err
+	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ?, closure_grace_days = ? WHERE id = ?", t.TimeZone, t.ClosureGraceDays, tenantID)
+		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ?, closure_grace_days = ?, region = ?, allowed_regions = ?, trash_days = ? WHERE id = ?",
+			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, tenantID)
 		return err
 	}, audit.Event{Action: "tenant.organisation", TargetType: "tenant", TargetID: tenantID,
-		Details: map[string]any{"time_zone": []string{old.TimeZone, t.TimeZone}, "account_closure_grace_days": []int{old.ClosureGraceDays, t.ClosureGraceDays}}})
+		Details: map[string]any{"time_zone": []string{old.TimeZone, t.TimeZone}, "account_closure_grace_days": []int{old.ClosureGraceDays, t.ClosureGraceDays},
+			"region": []string{old.Region, t.Region}, "allowed_regions": [][]string{old.AllowedRegions, t.AllowedRegions}, "trash_days": []int{old.TrashDays, t.TrashDays}}})
 	if err != nil {
 		return Tenant{}, err
 	}
 	return t, nil
+}
+
+// SetQuota sets how many bytes of file versions the tenant may store (0:
+// no bound). The operator sets it; it is audited in the tenant's trail.
+func (s *Service) SetQuota(ctx context.Context, tenantID string, bytes int64) (Tenant, error) {
+	if bytes < 0 {
+		return Tenant{}, errs.Field("quota_bytes", "0 (no bound) or more")
+	}
+	old, err := s.ByID(ctx, tenantID)
+	if err != nil {
+		return Tenant{}, err
+	}
+	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE tenants SET quota_bytes = ? WHERE id = ?", bytes, tenantID)
+		return err
+	}, audit.Event{Action: "tenant.quota", TargetType: "tenant", TargetID: tenantID,
+		Details: map[string]any{"quota_bytes": []int64{old.QuotaBytes, bytes}}})
+	old.QuotaBytes = bytes
+	return old, err
 }

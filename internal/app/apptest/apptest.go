@@ -263,6 +263,16 @@ func (e *Env) Do(t testing.TB, token, method, path string, body any) Response {
 	return e.send(t, e.Server.Client(), h, method, path, body)
 }
 
+// DoRaw sends body as it is, with content type ctype, and token.
+func (e *Env) DoRaw(t testing.TB, token, method, path, ctype, body string) Response {
+	t.Helper()
+	h := http.Header{"Content-Type": {ctype}}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return e.send(t, e.Server.Client(), h, method, path, body)
+}
+
 func (e *Env) send(t testing.TB, c *http.Client, h http.Header, method, path string, body any) Response {
 	t.Helper()
 	var rd io.Reader

@@ -1,0 +1,274 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/files"
+	"github.com/custodia/custodia/internal/httpio"
+)
+
+// idle is how long an upload or a download may make no progress before
+// the connection is dropped; it replaces the server's whole-request
+// timeouts, which would cut off large files on slow links.
+const idle = time.Minute
+
+// progressReader moves the connection's read deadline on every read.
+type progressReader struct {
+	r  io.Reader
+	rc *http.ResponseController
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(time.Now().Add(idle))
+	return p.r.Read(b)
+}
+
+// progressWriter moves the connection's write deadline on every write.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(idle))
+	return p.ResponseWriter.Write(b)
+}
+
+func (p progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+func (a *API) upload(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	ifMatch := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`)
+	it, created, err := a.files.Put(r.Context(), principal(r), r.PathValue("id"), files.Upload{
+		Path: r.PathValue("path"), ContentType: r.Header.Get("Content-Type"), Length: r.ContentLength,
+		Body: progressReader{r: r.Body, rc: rc}, IfMatch: ifMatch,
+	})
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		w.Header().Set("Location", "/api/v1/spaces/"+it.SpaceID+"/files/"+escapePath(it.Path))
+	}
+	httpio.JSON(w, code, it)
+	return nil
+}
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "?", "%3F")
+	}
+	return strings.Join(parts, "/")
+}
+
+// getFile answers a file's content (a version with ?version=N), or the
+// listing of a folder (the top of the space for an empty path).
+func (a *API) getFile(w http.ResponseWriter, r *http.Request) error {
+	p, spaceID, path := principal(r), r.PathValue("id"), r.PathValue("path")
+	if strings.Trim(path, "/") != "" && !strings.HasSuffix(path, "/") {
+		it, err := a.files.Stat(r.Context(), p, spaceID, path)
+		if err != nil {
+			return err
+		}
+		if it.Kind == files.File {
+			n, err := versionParam(r.URL.Query().Get("version"), "version")
+			if err != nil {
+				return err
+			}
+			c, err := a.files.Open(r.Context(), p, spaceID, path, n)
+			if err != nil {
+				return err
+			}
+			return a.serveContent(w, r, c)
+		}
+	}
+	items, err := a.files.List(r.Context(), p, spaceID, path)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.Item]{Items: items})
+	return nil
+}
+
+func versionParam(v, field string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errs.Field(field, "a version number: 1 or more")
+	}
+	return n, nil
+}
+
+// serveContent streams c with range, ETag and conditional request support
+// (http.ServeContent over the decrypting reader). Content is always an
+// attachment in a sandbox: an uploaded page never runs in our origin.
+func (a *API) serveContent(w http.ResponseWriter, r *http.Request, c *files.Content) error {
+	defer c.Close()
+	if r.Header.Get("Range") == "" && c.Version.Size > 0 {
+		// Open the first segment before answering, so that content failing
+		// its integrity check gets a clear error rather than a cut stream.
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			return &errs.Error{Kind: errs.Internal, Detail: "the stored content of this file fails its integrity check", Err: err}
+		}
+		if _, err := c.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", c.Version.ContentType)
+	h.Set("ETag", `"`+c.Version.ID+`"`)
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": c.Item.Name}))
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("X-Custodia-Version", strconv.Itoa(c.Version.Version))
+	body := &loggedReader{ReadSeeker: c, onErr: func(err error) {
+		a.logger.Error("file content stopped", "file", c.Item.ID, "version", c.Version.ID, "error", err.Error())
+	}}
+	http.ServeContent(progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r, "", c.Version.CreatedAt, body)
+	return nil
+}
+
+// loggedReader reports the first read error other than EOF: once the
+// response has begun, the log is the only place it can go (the client
+// sees a cut stream, never wrong bytes).
+type loggedReader struct {
+	io.ReadSeeker
+	onErr  func(error)
+	logged bool
+}
+
+func (l *loggedReader) Read(p []byte) (int, error) {
+	n, err := l.ReadSeeker.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && !l.logged {
+		l.logged = true
+		l.onErr(err)
+	}
+	return n, err
+}
+
+func (a *API) makeFolder(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Path string `json:"path"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	it, err := a.files.Mkdir(r.Context(), principal(r), r.PathValue("id"), in.Path)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, it)
+	return nil
+}
+
+func (a *API) moveFile(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Path string `json:"path"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	it, err := a.files.Move(r.Context(), principal(r), r.PathValue("id"), r.PathValue("path"), in.Path)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, it)
+	return nil
+}
+
+func (a *API) trashFile(w http.ResponseWriter, r *http.Request) error {
+	it, err := a.files.Trash(r.Context(), principal(r), r.PathValue("id"), r.PathValue("path"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, it)
+	return nil
+}
+
+func (a *API) trashSpace(w http.ResponseWriter, r *http.Request) error {
+	it, err := a.files.TrashSpace(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, it)
+	return nil
+}
+
+func (a *API) listVersions(w http.ResponseWriter, r *http.Request) error {
+	vs, err := a.files.Versions(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.Version]{Items: vs})
+	return nil
+}
+
+func (a *API) downloadVersion(w http.ResponseWriter, r *http.Request) error {
+	n, err := versionParam(r.PathValue("version"), "version")
+	if err != nil {
+		return err
+	}
+	c, err := a.files.OpenVersion(r.Context(), principal(r), r.PathValue("id"), max(n, 1))
+	if err != nil {
+		return err
+	}
+	return a.serveContent(w, r, c)
+}
+
+func (a *API) restoreVersion(w http.ResponseWriter, r *http.Request) error {
+	n, err := versionParam(r.PathValue("version"), "version")
+	if err != nil {
+		return err
+	}
+	it, err := a.files.RestoreVersion(r.Context(), principal(r), r.PathValue("id"), max(n, 1))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, it)
+	return nil
+}
+
+func (a *API) listTrash(w http.ResponseWriter, r *http.Request) error {
+	items, err := a.files.ListTrash(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.TrashItem]{Items: items})
+	return nil
+}
+
+func (a *API) restoreTrash(w http.ResponseWriter, r *http.Request) error {
+	out, err := a.files.Restore(r.Context(), principal(r), r.PathValue("item"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) purgeTrash(w http.ResponseWriter, r *http.Request) error {
+	if err := a.files.Purge(r.Context(), principal(r), r.PathValue("item")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) residency(w http.ResponseWriter, r *http.Request) error {
+	rep, err := a.files.Residency(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, rep)
+	return nil
+}

@@ -1,0 +1,648 @@
+package files
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/blobstore"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/segcrypt"
+	"github.com/custodia/custodia/internal/space"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Version is one stored version of a file.
+type Version struct {
+	ID          string    `json:"id"`
+	Version     int       `json:"version"`
+	Size        int64     `json:"size"`
+	ContentType string    `json:"content_type"`
+	SHA256      string    `json:"sha256"`
+	Region      string    `json:"region"`
+	Current     bool      `json:"current"`
+	CreatedBy   string    `json:"created_by"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// versionRow is a row of file_versions.
+type versionRow struct {
+	id, nodeID, spaceID string
+	version             int
+	region, blobKey     string
+	size, sealedSize    int64
+	contentType         string
+	keyCT, sumCT        []byte
+	createdBy           string
+	createdAt           int64
+}
+
+const versionCols = "id, node_id, space_id, version, region, blob_key, size, sealed_size, content_type, key_ct, sha256_ct, created_by, created_at"
+
+func scanVersion(row interface{ Scan(...any) error }) (versionRow, error) {
+	var v versionRow
+	err := row.Scan(&v.id, &v.nodeID, &v.spaceID, &v.version, &v.region, &v.blobKey, &v.size, &v.sealedSize, &v.contentType, &v.keyCT, &v.sumCT, &v.createdBy, &v.createdAt)
+	return v, err
+}
+
+func (s *Service) version(ctx context.Context, q sqldb.Q, tenantID, nodeID string, version int) (versionRow, error) {
+	v, err := scanVersion(q.QueryRow(ctx, "SELECT "+versionCols+" FROM file_versions WHERE tenant_id = ? AND node_id = ? AND version = ?", tenantID, nodeID, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return versionRow{}, errs.E(errs.NotFound, "no such version")
+	}
+	return v, err
+}
+
+// associatedData binds a blob's segments to its file and version.
+func associatedData(tenantID, nodeID, versionID string) []byte {
+	return []byte("custodia/v1 file " + tenantID + "/" + nodeID + "/" + versionID)
+}
+
+// Upload is content to store at a path.
+type Upload struct {
+	Path        string
+	ContentType string
+	Length      int64     // -1 when unknown
+	Body        io.Reader // read to its end, or until it fails
+	IfMatch     string    // when set, the id of the version the upload replaces
+}
+
+// Put stores u as a new file or a new version of the file at its path,
+// making missing folders above it. It answers the item and whether it was
+// created. Until the version is committed nothing refers to the blob, and
+// a failure — the body breaking off, the quota, the region — leaves none.
+func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string, u Upload) (Item, bool, error) {
+	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
+		return Item{}, false, err
+	}
+	names, err := SplitPath("path", u.Path)
+	if err != nil {
+		return Item{}, false, err
+	}
+	if len(names) == 0 || strings.HasSuffix(u.Path, "/") {
+		return Item{}, false, errs.Field("path", "name the file (a file's path does not end in '/')")
+	}
+	region, err := s.spaceRegion(ctx, p.TenantID, spaceID)
+	if err != nil {
+		return Item{}, false, err
+	}
+	st, err := s.store(region)
+	if err != nil {
+		return Item{}, false, err
+	}
+	t, err := s.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return Item{}, false, err
+	}
+	room := int64(-1)
+	if t.QuotaBytes > 0 {
+		used, err := s.used(ctx, s.db.Read(), p.TenantID)
+		if err != nil {
+			return Item{}, false, err
+		}
+		if room = t.QuotaBytes - used; room < 0 || u.Length > room {
+			return Item{}, false, quotaError(t.QuotaBytes)
+		}
+	}
+	// Where it goes: an existing file gets a new version, else a new file.
+	found, err := s.walk(ctx, s.db.Read(), p.TenantID, spaceID, names)
+	if err != nil {
+		return Item{}, false, err
+	}
+	nodeID, created := "", len(found) < len(names)
+	if !created {
+		n := found[len(found)-1]
+		if n.kind != File {
+			return Item{}, false, errs.E(errs.Conflict, "a folder is at this path")
+		}
+		nodeID = n.id
+	} else {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Item{}, false, err
+		}
+		nodeID = id.String()
+	}
+	vid, err := uuid.NewV7()
+	if err != nil {
+		return Item{}, false, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return Item{}, false, err
+	}
+	v := versionRow{id: vid.String(), nodeID: nodeID, spaceID: spaceID, region: region,
+		blobKey: p.TenantID + "/" + spaceID + "/" + vid.String(), contentType: contentType(u.ContentType), createdBy: p.UserID}
+	sum := sha256.New()
+	body := &counter{r: u.Body, limit: room, quota: t.QuotaBytes, h: sum}
+	v.sealedSize, err = s.write(ctx, p.TenantID, st, v.blobKey, func(w io.Writer) error {
+		sw, err := segcrypt.NewWriter(w, key, associatedData(p.TenantID, nodeID, v.id))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(sw, body); err != nil {
+			return err
+		}
+		return sw.Close()
+	})
+	if err != nil {
+		return Item{}, false, err
+	}
+	v.size = body.n
+	if u.Length >= 0 && v.size != u.Length {
+		s.discard(context.WithoutCancel(ctx), st, p.TenantID, v.blobKey)
+		return Item{}, false, errs.Field("Content-Length", "the body had %d bytes, not the %d announced", v.size, u.Length)
+	}
+	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
+	if err != nil {
+		s.discard(context.WithoutCancel(ctx), st, p.TenantID, v.blobKey)
+		return Item{}, false, err
+	}
+	v.keyCT = dk.Seal("file_versions", "key_ct", v.id, key)
+	v.sumCT = dk.Seal("file_versions", "sha256_ct", v.id, sum.Sum(nil))
+	now := s.now().UTC().Truncate(time.Microsecond)
+	v.createdAt = now.UnixMicro()
+	ev := audit.Event{Action: "file.upload", TargetType: "file", TargetID: nodeID,
+		Details: map[string]any{"space_id": spaceID, "version_id": v.id, "size": v.size, "region": region, "created": created}}
+	// The commit must not be abandoned halfway by a client going away:
+	// once the blob is whole, the version is recorded or the blob deleted.
+	cctx := context.WithoutCancel(ctx)
+	err = s.log.Commit(cctx, p.TenantID, func(tx *sqldb.Tx) error {
+		parent, _, err := s.ensureFolders(cctx, tx, dk, p, spaceID, names[:len(names)-1], v.createdAt)
+		if err != nil {
+			return err
+		}
+		n, exists, err := s.child(cctx, tx.Q, p.TenantID, spaceID, parent, names[len(names)-1])
+		if err != nil {
+			return err
+		}
+		switch {
+		case exists && n.id != nodeID || !exists && !created:
+			return errs.E(errs.Conflict, "the file at this path changed while it was uploaded; upload again")
+		case exists && n.kind != File:
+			return errs.E(errs.Conflict, "a folder is at this path")
+		case exists:
+			if u.IfMatch != "" {
+				cur, err := s.version(cctx, tx.Q, p.TenantID, n.id, n.version)
+				if err != nil {
+					return err
+				}
+				if cur.id != u.IfMatch {
+					return errs.E(errs.Conflict, "the file has a newer version than If-Match names")
+				}
+			}
+			if err := tx.QueryRow(cctx, "UPDATE nodes SET version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING version",
+				v.createdAt, p.TenantID, n.id).Scan(&v.version); err != nil {
+				return err
+			}
+		default:
+			if u.IfMatch != "" {
+				return errs.E(errs.Conflict, "no file at this path to match If-Match")
+			}
+			if err := s.insertNodeID(cctx, tx, dk, p, nodeID, spaceID, parent, File, names[len(names)-1], v.createdAt); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(cctx, "UPDATE nodes SET version = 1 WHERE tenant_id = ? AND id = ?", p.TenantID, nodeID); err != nil {
+				return err
+			}
+			v.version = 1
+		}
+		if t.QuotaBytes > 0 {
+			used, err := s.used(cctx, tx.Q, p.TenantID)
+			if err != nil {
+				return err
+			}
+			if used+v.size > t.QuotaBytes {
+				return quotaError(t.QuotaBytes)
+			}
+		}
+		ev.Details["version"] = v.version
+		return s.insertVersion(cctx, tx, p.TenantID, v)
+	}, ev)
+	if err != nil {
+		s.discard(cctx, st, p.TenantID, v.blobKey)
+		return Item{}, false, err
+	}
+	it, err := s.Stat(cctx, p, spaceID, strings.Join(names, "/"))
+	return it, created, err
+}
+
+func quotaError(quota int64) error {
+	return &errs.Error{Kind: errs.TooLarge, Field: "body", Detail: fmt.Sprintf("this would exceed the organisation's storage quota of %d bytes", quota)}
+}
+
+// used is the bytes of every stored version of the tenant's files.
+func (s *Service) used(ctx context.Context, q sqldb.Q, tenantID string) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, "SELECT COALESCE(SUM(size), 0) FROM file_versions WHERE tenant_id = ?", tenantID).Scan(&n)
+	return n, err
+}
+
+// insertVersion records v and ends the blob's intent, inside tx.
+func (s *Service) insertVersion(ctx context.Context, tx *sqldb.Tx, tenantID string, v versionRow) error {
+	if _, err := tx.Exec(ctx, "INSERT INTO file_versions ("+versionCols+", tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		v.id, v.nodeID, v.spaceID, v.version, v.region, v.blobKey, v.size, v.sealedSize, v.contentType, v.keyCT, v.sumCT, v.createdBy, v.createdAt, tenantID); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", v.region, v.blobKey)
+	return err
+}
+
+// counter counts and hashes what is read through it and fails once more
+// than limit bytes (when limit >= 0) have come.
+type counter struct {
+	r     io.Reader
+	n     int64
+	limit int64
+	quota int64
+	h     hash.Hash
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	c.h.Write(p[:k])
+	if c.limit >= 0 && c.n > c.limit {
+		return k, quotaError(c.quota)
+	}
+	return k, err
+}
+
+// store is the blob store of region; a region the operator no longer
+// configures is unavailable, never a reason to write elsewhere.
+func (s *Service) store(region string) (*blobstore.Store, error) {
+	st, err := s.regions.Store(region)
+	if err != nil {
+		return nil, &errs.Error{Kind: errs.Unavailable, Detail: "the region " + region + " of this space is not configured on this server", Err: err}
+	}
+	return st, nil
+}
+
+// errAbandoned ends a fill whose blob write stopped early.
+var errAbandoned = errors.New("files: the blob write stopped")
+
+// write stores in st at key what fill writes, announcing the blob first
+// and keeping the announcement fresh while it is written. On failure the
+// blob is deleted (or left to the sweeper) and the error returned.
+func (s *Service) write(ctx context.Context, tenantID string, st *blobstore.Store, key string, fill func(io.Writer) error) (int64, error) {
+	if err := s.intend(ctx, tenantID, st.Region, key, "writing"); err != nil {
+		return 0, err
+	}
+	stop := s.heartbeat(st.Region, key)
+	pr, pw := io.Pipe()
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		pw.CloseWithError(fill(pw))
+	}()
+	n, err := st.Put(ctx, key, pr)
+	pr.CloseWithError(errAbandoned)
+	<-filled
+	stop()
+	if err != nil {
+		s.discard(context.WithoutCancel(ctx), st, tenantID, key)
+		return 0, err
+	}
+	return n, nil
+}
+
+// intend announces a blob about to be written or deleted.
+func (s *Service) intend(ctx context.Context, tenantID, region, key, state string) error {
+	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (region, blob_key) DO UPDATE SET state = excluded.state, touched_at = excluded.touched_at`,
+			region, key, tenantID, state, s.now().UnixMicro())
+		return err
+	})
+}
+
+// heartbeatEvery is how often a live write refreshes its announcement;
+// the sweeper leaves writes alone that refreshed within staleAfter.
+const (
+	heartbeatEvery = 30 * time.Second
+	staleAfter     = 15 * time.Minute
+)
+
+func (s *Service) heartbeat(region, key string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = s.db.WithTx(context.Background(), func(tx *sqldb.Tx) error {
+					_, err := tx.Exec(context.Background(), "UPDATE blob_intents SET touched_at = ? WHERE region = ? AND blob_key = ?", s.now().UnixMicro(), region, key)
+					return err
+				})
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// discard deletes a blob and whatever a broken write left beside it, then
+// its announcement; when the store fails the announcement stays, marked
+// for deletion, for the sweeper.
+func (s *Service) discard(ctx context.Context, st *blobstore.Store, tenantID, key string) {
+	err := st.Delete(ctx, key)
+	if err == nil {
+		err = st.List(ctx, key+".", func(o blobstore.Object) error {
+			if strings.HasSuffix(o.Key, ".tmp") { // a file region's partial write
+				return st.Delete(ctx, o.Key)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		s.logger.Warn("blob not deleted yet; the sweeper will retry", "region", st.Region, "blob", key, "error", err.Error())
+		_ = s.intend(ctx, tenantID, st.Region, key, "deleting")
+		return
+	}
+	_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", st.Region, key)
+		return err
+	})
+}
+
+// Sweep deletes the blobs of announcements left behind: writes that
+// stopped refreshing (a crash), and deletions that failed. It answers how
+// many it finished.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	stale := s.now().Add(-staleAfter).UnixMicro()
+	rows, err := s.db.Read().Query(ctx, `SELECT region, blob_key, tenant_id FROM blob_intents
+		WHERE state = 'deleting' OR touched_at < ? ORDER BY touched_at LIMIT 1000`, stale)
+	if err != nil {
+		return 0, err
+	}
+	type intent struct{ region, key, tenant string }
+	var todo []intent
+	for rows.Next() {
+		var i intent
+		if err := rows.Scan(&i.region, &i.key, &i.tenant); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		todo = append(todo, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, i := range todo {
+		st, err := s.regions.Store(i.region)
+		if err != nil {
+			continue // a region no longer configured: nothing can be done here
+		}
+		var one int
+		err = s.db.Read().QueryRow(ctx, "SELECT 1 FROM file_versions WHERE region = ? AND blob_key = ?", i.region, i.key).Scan(&one)
+		if err == nil { // committed after all: keep the blob, end the announcement
+			_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", i.region, i.key)
+				return err
+			})
+			continue
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return done, err
+		}
+		s.discard(ctx, st, i.tenant, i.key)
+		var left int
+		if s.db.Read().QueryRow(ctx, "SELECT COUNT(*) FROM blob_intents WHERE region = ? AND blob_key = ?", i.region, i.key).Scan(&left) == nil && left == 0 {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// Content is an open version of a file: seek and read the plaintext.
+type Content struct {
+	Item    Item
+	Version Version
+	*segcrypt.File
+}
+
+// Open opens the current version of the file at path, or version n when
+// n > 0, for reading, and audits the read.
+func (s *Service) Open(ctx context.Context, p identity.Principal, spaceID, path string, n int) (*Content, error) {
+	if _, err := s.spaces.Need(ctx, p, spaceID, space.Viewer); err != nil {
+		return nil, err
+	}
+	names, err := SplitPath("path", path)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, errs.Field("path", "name a file")
+	}
+	nd, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(ctx, p, nd, strings.Join(names, "/"), n)
+}
+
+// OpenVersion is Open for a file named by id.
+func (s *Service) OpenVersion(ctx context.Context, p identity.Principal, fileID string, n int) (*Content, error) {
+	nd, path, err := s.fileByID(ctx, p, fileID, space.Viewer)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(ctx, p, nd, path, n)
+}
+
+func (s *Service) open(ctx context.Context, p identity.Principal, nd node, path string, n int) (*Content, error) {
+	if nd.kind != File {
+		return nil, errs.Field("path", "a folder has no content; list it instead")
+	}
+	if n <= 0 {
+		n = nd.version
+	}
+	v, err := s.version(ctx, s.db.Read(), p.TenantID, nd.id, n)
+	if err != nil {
+		return nil, err
+	}
+	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.openBlob(ctx, dk, p.TenantID, v)
+	if err != nil {
+		return nil, err
+	}
+	it, err := s.item(dk, nd, path, &v)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ver, err := publicVersion(dk, v, nd.version)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := s.log.Record(ctx, p.TenantID, audit.Event{Action: "file.read", TargetType: "file", TargetID: nd.id,
+		Details: map[string]any{"space_id": nd.spaceID, "version": v.version}}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Content{Item: it, Version: ver, File: f}, nil
+}
+
+// openBlob opens a version's sealed blob.
+func (s *Service) openBlob(ctx context.Context, dk *keyring.DataKey, tenantID string, v versionRow) (*segcrypt.File, error) {
+	st, err := s.store(v.region)
+	if err != nil {
+		return nil, err
+	}
+	key, err := dk.Open("file_versions", "key_ct", v.id, v.keyCT)
+	if err != nil {
+		return nil, err
+	}
+	f, err := segcrypt.Open(v.sealedSize, key, associatedData(tenantID, v.nodeID, v.id), func(off int64) (io.ReadCloser, error) {
+		return st.Get(ctx, v.blobKey, off, -1)
+	})
+	if errors.Is(err, segcrypt.ErrCorrupt) {
+		return nil, corrupt(v, err)
+	}
+	return f, err
+}
+
+// corrupt reports content that does not open: changed or cut in the store.
+func corrupt(v versionRow, err error) error {
+	return &errs.Error{Kind: errs.Internal, Detail: "the stored content of this file fails its integrity check",
+		Err: fmt.Errorf("version %s in region %s: %w", v.id, v.region, err)}
+}
+
+func publicVersion(dk *keyring.DataKey, v versionRow, current int) (Version, error) {
+	sum, err := dk.Open("file_versions", "sha256_ct", v.id, v.sumCT)
+	if err != nil {
+		return Version{}, err
+	}
+	return Version{ID: v.id, Version: v.version, Size: v.size, ContentType: v.contentType, SHA256: hex.EncodeToString(sum),
+		Region: v.region, Current: v.version == current, CreatedBy: v.createdBy, CreatedAt: time.UnixMicro(v.createdAt).UTC()}, nil
+}
+
+// fileByID finds a live item by id that p holds want on, with its path.
+func (s *Service) fileByID(ctx context.Context, p identity.Principal, id, want string) (node, string, error) {
+	nd, err := scanNode(s.db.Read().QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE tenant_id = ? AND id = ? AND trashed_at = 0", p.TenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return node{}, "", errs.E(errs.NotFound, "no such file")
+	}
+	if err != nil {
+		return node{}, "", err
+	}
+	if _, err := s.spaces.Need(ctx, p, nd.spaceID, want); err != nil {
+		if errs.Is(err, errs.NotFound) {
+			return node{}, "", errs.E(errs.NotFound, "no such file")
+		}
+		return node{}, "", err
+	}
+	path, live, err := s.pathOf(ctx, p.TenantID, nd)
+	if err != nil {
+		return node{}, "", err
+	}
+	if !live {
+		return node{}, "", errs.E(errs.NotFound, "no such file (it is in a folder in the trash)")
+	}
+	return nd, path, nil
+}
+
+// pathOf is n's path, and whether every folder above it is live.
+func (s *Service) pathOf(ctx context.Context, tenantID string, n node) (string, bool, error) {
+	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), tenantID)
+	if err != nil {
+		return "", false, err
+	}
+	var names []string
+	live := true
+	for depth := 0; ; depth++ {
+		name, err := dk.Open("nodes", "name_ct", n.id, n.nameCT)
+		if err != nil {
+			return "", false, err
+		}
+		names = append(names, string(name))
+		if n.parentID == "" || depth > MaxDepth+1 {
+			break
+		}
+		if n, err = scanNode(s.db.Read().QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE tenant_id = ? AND id = ?", tenantID, n.parentID)); err != nil {
+			return "", false, err
+		}
+		live = live && n.trashedAt == 0
+	}
+	for i, j := 0, len(names)-1; i < j; i, j = i+1, j-1 {
+		names[i], names[j] = names[j], names[i]
+	}
+	return strings.Join(names, "/"), live, nil
+}
+
+// Versions lists the versions of a file, newest first.
+func (s *Service) Versions(ctx context.Context, p identity.Principal, fileID string) ([]Version, error) {
+	nd, _, err := s.fileByID(ctx, p, fileID, space.Viewer)
+	if err != nil {
+		return nil, err
+	}
+	if nd.kind != File {
+		return nil, errs.E(errs.NotFound, "no such file")
+	}
+	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Read().Query(ctx, "SELECT "+versionCols+" FROM file_versions WHERE tenant_id = ? AND node_id = ? ORDER BY version DESC", p.TenantID, nd.id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Version{}
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, err
+		}
+		pv, err := publicVersion(dk, v, nd.version)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pv)
+	}
+	return out, rows.Err()
+}
+
+// RestoreVersion makes version n of a file its newest version again: the
+// content is copied (opened and sealed anew for the new version), so
+// history is never rewritten.
+func (s *Service) RestoreVersion(ctx context.Context, p identity.Principal, fileID string, n int) (Item, error) {
+	nd, path, err := s.fileByID(ctx, p, fileID, space.Editor)
+	if err != nil {
+		return Item{}, err
+	}
+	old, err := s.OpenVersion(ctx, p, fileID, n)
+	if err != nil {
+		return Item{}, err
+	}
+	defer old.Close()
+	spaceID := nd.spaceID
+	it, _, err := s.Put(ctx, p, spaceID, Upload{Path: path, ContentType: old.Version.ContentType, Length: old.Version.Size, Body: old, IfMatch: ""})
+	if err != nil {
+		return Item{}, err
+	}
+	err = s.log.Record(ctx, p.TenantID, audit.Event{Action: "file.restore_version", TargetType: "file", TargetID: nd.id,
+		Details: map[string]any{"space_id": spaceID, "from_version": n, "version": it.Version}})
+	return it, err
+}
