@@ -154,6 +154,7 @@ func TestCLI(t *testing.T) {
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--scopes", "root"}, 1, "unknown scope"},
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--expires", "soon"}, 1, "--expires"},
 			{[]string{"tenant", "create", "--slug", "x"}, 2, "required flag"},
+			{[]string{"tenant", "quota", "--tenant", "acme", "--bytes", "-5"}, 1, "quota_bytes: 0 (no bound) or more"},
 			{[]string{"frobnicate"}, 2, "unknown command"},
 		} {
 			code, out, errOut := cli(t, env, c.args...)
@@ -163,6 +164,9 @@ func TestCLI(t *testing.T) {
 		}
 		if code, out, _ := cli(t, env, "user", "create", "--tenant", "acme", "--email", "member@acme.example"); code != 0 || !strings.Contains(out, "(member)") {
 			t.Errorf("user create: %d %s", code, out)
+		}
+		if code, out, errOut := cli(t, env, "tenant", "quota", "--tenant", "acme", "--bytes", "1000000"); code != 0 || !strings.Contains(out, "storage quota 1000000 bytes") {
+			t.Errorf("tenant quota: %d %s %s", code, out, errOut)
 		}
 		code, out, errOut := cli(t, env, "audit", "verify", "--tenant", "acme")
 		if code != 0 || !strings.Contains(out, "audit chain intact") {

@@ -52,8 +52,44 @@ func tenantCmd(e *env) *cobra.Command {
 	for _, f := range []string{"slug", "name", "admin-email"} {
 		_ = create.MarkFlagRequired(f)
 	}
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, quotaCmd(e))
 	return cmd
+}
+
+// quotaCmd sets how much a tenant may store in files.
+func quotaCmd(e *env) *cobra.Command {
+	var slug string
+	var bytes int64
+	quota := &cobra.Command{
+		Use:   "quota",
+		Short: "Set how many bytes of files (every version) a tenant may store; 0 for no bound",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			if t, err = a.Tenants.SetQuota(ctx, t.ID, bytes); err != nil {
+				return err
+			}
+			if t.QuotaBytes == 0 {
+				fmt.Fprintf(e.stdout, "tenant %s: no storage quota\n", t.Slug)
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "tenant %s: storage quota %d bytes\n", t.Slug, t.QuotaBytes)
+			return nil
+		},
+	}
+	quota.Flags().StringVar(&slug, "tenant", "", "the tenant's slug (required)")
+	quota.Flags().Int64Var(&bytes, "bytes", 0, "the quota in bytes; 0 for no bound")
+	_ = quota.MarkFlagRequired("tenant")
+	_ = quota.MarkFlagRequired("bytes")
+	return quota
 }
 
 func userCmd(e *env) *cobra.Command {
