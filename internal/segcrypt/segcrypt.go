@@ -277,8 +277,11 @@ type File struct {
 	next   uint64 // the segment r is at
 	seg    []byte
 	pbuf   []byte
-	plain  []byte // what is left of the opened segment at pos
+	opened []byte // the last segment opened, whole
+	at     int64  // its plaintext offset (-1: none)
+	plain  []byte // what is left of it from pos
 	pos    int64
+	err    error // sticky: after ErrCorrupt nothing more is read
 }
 
 // Open reads the header of a sealed stream of sealedSize bytes through
@@ -313,7 +316,7 @@ func Open(sealedSize int64, key, ad []byte, src func(off int64) (io.ReadCloser, 
 		return nil, err
 	}
 	return &File{src: src, aead: a, ad: ad, sealed: sealedSize, size: size,
-		last: uint64((sealedSize - int64(HeaderSize) - 1) / segCT), r: r,
+		last: uint64((sealedSize - int64(HeaderSize) - 1) / segCT), r: r, at: -1,
 		seg: make([]byte, segCT), pbuf: make([]byte, 0, SegmentSize)}, nil
 }
 
@@ -324,10 +327,16 @@ func (f *File) Size() int64 { return f.size }
 // does not open is ErrCorrupt, and nothing of it is returned.
 func (f *File) Read(p []byte) (int, error) {
 	for len(f.plain) == 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
 		if f.pos >= f.size {
 			return 0, io.EOF
 		}
 		if err := f.load(); err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				f.err = err
+			}
 			return 0, err
 		}
 	}
@@ -368,9 +377,11 @@ func (f *File) load() error {
 	f.next++
 	pt, err := f.aead.Open(f.pbuf[:0], nonce(i, i == f.last), seg, f.ad)
 	if err != nil {
+		f.at = -1
 		return ErrCorrupt
 	}
-	f.plain = pt[f.pos-int64(i)*SegmentSize:]
+	f.opened, f.at = pt, int64(i)*SegmentSize
+	f.plain = pt[f.pos-f.at:]
 	return nil
 }
 
@@ -387,6 +398,9 @@ func (f *File) Seek(offset int64, whence int) (int64, error) {
 	}
 	if offset != f.pos {
 		f.pos, f.plain = offset, nil
+		if f.at >= 0 && offset >= f.at && offset < f.at+int64(len(f.opened)) {
+			f.plain = f.opened[offset-f.at:] // still in the segment last opened
+		}
 	}
 	return offset, nil
 }

@@ -172,6 +172,16 @@ func TestFile(t *testing.T) {
 			t.Fatalf("offset %d: wrong bytes", off)
 		}
 	}
+	opened := len(opens)
+	f.Seek(10, io.SeekStart)
+	f.Read(make([]byte, 5))
+	f.Seek(0, io.SeekStart) // back inside the segment just opened: no new read of the source
+	if got := make([]byte, 20); func() bool { n, _ := io.ReadFull(f, got); return n != 20 || !bytes.Equal(got, pt[:20]) }() {
+		t.Fatal("re-reading the segment just opened gave wrong bytes")
+	}
+	if len(opens) != opened+1 {
+		t.Errorf("seeking back inside the open segment opened the source %d times, want once for the first seek", len(opens)-opened)
+	}
 	if end, _ := f.Seek(0, io.SeekEnd); end != int64(len(pt)) {
 		t.Fatalf("seek end = %d, want %d", end, len(pt))
 	}
@@ -184,6 +194,21 @@ func TestFile(t *testing.T) {
 	}
 	if _, err := io.ReadAll(f); !errors.Is(err, segcrypt.ErrCorrupt) {
 		t.Fatalf("short source: %v, want ErrCorrupt", err)
+	}
+
+	// After a bad segment the File stays failed: no later segment is
+	// handed out as if nothing were missing.
+	bad := bytes.Clone(ct)
+	bad[segcrypt.HeaderSize+10] ^= 1
+	f, err = segcrypt.Open(int64(len(bad)), key, ad, src(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Read(make([]byte, 10)); !errors.Is(err, segcrypt.ErrCorrupt) {
+		t.Fatalf("first segment flipped: %v", err)
+	}
+	if n, err := f.Read(make([]byte, 10)); n != 0 || !errors.Is(err, segcrypt.ErrCorrupt) {
+		t.Errorf("read after ErrCorrupt: %d bytes, %v", n, err)
 	}
 }
 
