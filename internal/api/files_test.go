@@ -18,6 +18,8 @@ import (
 
 	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/blobstore"
+	"github.com/custodia/custodia/internal/blobstore/blobtest"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -669,6 +671,85 @@ func TestTrash(t *testing.T) {
 		}
 		if seen["space.purge"] != "system" {
 			t.Errorf("the purge job acted as %q", seen["space.purge"])
+		}
+	})
+}
+
+// TestFilesOnS3: the same file life — upload, ranged download, versions,
+// trash and purge, a killed upload — on a real S3-compatible server, and
+// the bucket holds exactly the live versions' sealed blobs.
+func TestFilesOnS3(t *testing.T) {
+	url := blobtest.StartS3(t)
+	apptest.RunWith(t, func(c *config.Config, _ *app.Options) {
+		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")}, {Name: "s3", URL: url}}
+	}, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		bucket, err := blobstore.Open(ctx, "s3", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bucket.Close()
+		objects := func() []blobstore.Object {
+			var out []blobstore.Object
+			if err := bucket.List(ctx, env.Tenant.ID+"/", func(o blobstore.Object) error { out = append(out, o); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		sp := newSpace(t, env, map[string]any{"name": "On S3", "region": "s3"})
+		v1, v2 := content(150_000, "Jane Doe on S3"), content(1_000, "second")
+		it := put(t, env, sp, "doc.txt", v1, 201)
+		put(t, env, sp, "doc.txt", v2, 200)
+		file := "/api/v1/spaces/" + sp + "/files/doc.txt"
+		if r := env.Do(t, env.Token, "GET", file+"?version=1", nil); !bytes.Equal(r.Body, v1) {
+			t.Fatalf("version 1 from S3: %d", r.Status)
+		}
+		req, _ := http.NewRequest("GET", env.Server.URL+file+"?version=1", nil)
+		req.Header.Set("Authorization", "Bearer "+env.Token)
+		req.Header.Set("Range", "bytes=60000-70000")
+		if r := do(t, env, req); r.Status != 206 || !bytes.Equal(r.Body, v1[60000:70001]) {
+			t.Errorf("range from S3: %d, %d bytes", r.Status, len(r.Body))
+		}
+		objs := objects()
+		if len(objs) != 2 || len(blobFiles(t, filepath.Join(env.DataDir, "regions", "local"))) != 0 {
+			t.Fatalf("bucket holds %v; want the two versions, and nothing in the local region", objs)
+		}
+		for _, o := range objs {
+			r, err := bucket.Get(ctx, o.Key, 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(r)
+			r.Close()
+			if bytes.Contains(raw, []byte("Jane Doe")) {
+				t.Errorf("object %s holds content in clear", o.Key)
+			}
+		}
+		req, _ = http.NewRequest("PUT", env.Server.URL+"/api/v1/spaces/"+sp+"/files/killed.bin", &failAfter{n: 8 << 20, midway: func() {
+			for deadline := time.Now().Add(10 * time.Second); countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "1" && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}})
+		req.ContentLength = -1
+		req.Header.Set("Authorization", "Bearer "+env.Token)
+		if res, err := env.Server.Client().Do(req); err == nil {
+			res.Body.Close()
+			t.Fatalf("the killed upload got an answer: %d", res.StatusCode)
+		}
+		for deadline := time.Now().Add(10 * time.Second); countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "0"; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the killed upload's announcement stayed")
+			}
+		}
+		if got := objects(); len(got) != 2 {
+			t.Errorf("after a killed upload the bucket holds %d objects; want 2", len(got))
+		}
+		env.Do(t, env.Token, "DELETE", file, nil)
+		if r := env.SignIn(t, "acme", "owner@acme.example").Do(t, "DELETE", "/api/v1/trash/"+it.ID, nil); r.Status != 204 {
+			t.Fatalf("purge: %d %s", r.Status, r.Body)
+		}
+		if got := objects(); len(got) != 0 {
+			t.Errorf("after the purge the bucket holds %v", got)
 		}
 	})
 }
