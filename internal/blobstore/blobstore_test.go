@@ -232,4 +232,3 @@ func TestRegionDown(t *testing.T) {
 		t.Errorf("put: %v", err)
 	}
 }
-
