@@ -1,8 +1,9 @@
 // Package access answers the rights of access and portability (GDPR Art.
 // 15 and 20): a zip of everything Custodia holds about one person, in
-// JSON and CSV, with the supplementary information of Art. 15(1)(a)–(h)
-// taken from the processing register, and a manifest with the SHA-256 of
-// every file.
+// JSON and CSV, with every version of the files linked to them, the
+// supplementary information of Art. 15(1)(a)–(h) taken from the
+// processing register, and a manifest with the SHA-256 of every file.
+// The zip is streamed: files of any size pass through in constant memory.
 package access
 
 import (
@@ -24,6 +25,7 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -44,6 +46,7 @@ type Service struct {
 	register *register.Service
 	rights   *rights.Service
 	tenants  *tenant.Service
+	files    *files.Service
 	now      func() time.Time
 }
 
@@ -57,13 +60,14 @@ type Deps struct {
 	Register *register.Service
 	Rights   *rights.Service
 	Tenants  *tenant.Service
+	Files    *files.Service
 	Now      func() time.Time
 }
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, log: d.Log, audit: d.Audit, subjects: d.Subjects, consent: d.Consent, register: d.Register,
-		rights: d.Rights, tenants: d.Tenants, now: d.Now}
+		rights: d.Rights, tenants: d.Tenants, files: d.Files, now: d.Now}
 }
 
 // Held is everything held about the person (subject.json).
@@ -77,9 +81,16 @@ type Held struct {
 	Requests    []rights.Request    `json:"requests"`
 	Bounces     []Bounce            `json:"bounces"`
 	AccessLog   []AccessLogEntry    `json:"access_log"`
-	Files       []json.RawMessage   `json:"files"`    // issue 6 adds them
+	Files       []HeldFile          `json:"files"`    // every version of every file linked to the person
 	Messages    []json.RawMessage   `json:"messages"` // issue 7 adds them
 	Integration map[string][]string `json:"integrations"`
+}
+
+// HeldFile is a version of a file linked to the person, and where its
+// content is in the zip.
+type HeldFile struct {
+	files.HeldFile
+	ZipName string `json:"zip_name"`
 }
 
 // Account is the person's account, if they have one.
@@ -143,56 +154,85 @@ type Manifest struct {
 // File is one entry of the manifest.
 type File struct {
 	Name   string `json:"name"`
-	Bytes  int    `json:"bytes"`
+	Bytes  int64  `json:"bytes"`
 	SHA256 string `json:"sha256"`
 }
 
-// Export writes the zip of everything held about subjectID to w. It is
-// built in memory first (a person's data is small; files arrive as streams
-// with issue 6), so an error never follows a partial zip. The export is
-// audited.
-func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.Writer) error {
+// Written is what an export wrote: its size and SHA-256.
+type Written struct {
+	Bytes  int64
+	SHA256 string
+}
+
+// Export writes the zip of everything held about subjectID to w: the
+// JSON and CSV files first, then every version of every file linked to
+// the person (files/<file id>/v<n>/<name>), then the manifest.
+//
+// All but the content of files is gathered before the first byte, so
+// that most failures come before anything is written; begin, when given,
+// runs then (a single-use link is spent before it discloses anything).
+// The export is audited before its first byte. Content is streamed from
+// the store, checked as it is read: memory stays small whatever the
+// files weigh, and an error after the first byte leaves w with a cut zip,
+// which the caller must make visible (by aborting the response).
+func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.Writer, begin func(context.Context) error) (Written, error) {
 	sub, err := s.subjects.ReadForExport(ctx, tenantID, subjectID)
 	if err != nil {
-		return err
+		return Written{}, err
 	}
 	t, err := s.tenants.ByID(ctx, tenantID)
 	if err != nil {
-		return err
+		return Written{}, err
 	}
 	now := s.now().UTC().Truncate(time.Second)
 	held := Held{Format: Format, GeneratedAt: now, Controller: t.Name, Subject: sub, Integration: map[string][]string{},
-		Files: []json.RawMessage{}, Messages: []json.RawMessage{}}
+		Messages: []json.RawMessage{}}
 	if held.Consents, err = s.consent.Ledger(ctx, tenantID, subjectID); err != nil {
-		return err
+		return Written{}, err
 	}
 	reqs, err := s.rights.List(ctx, tenantID, rights.Filter{SubjectID: subjectID})
 	if err != nil {
-		return err
+		return Written{}, err
 	}
 	held.Requests = []rights.Request{}
 	for _, r := range reqs {
 		full, err := s.rights.Get(ctx, tenantID, r.ID)
 		if err != nil {
-			return err
+			return Written{}, err
 		}
 		held.Requests = append(held.Requests, full)
 	}
 	if held.Account, err = s.account(ctx, tenantID, subjectID); err != nil {
-		return err
+		return Written{}, err
 	}
 	if held.Bounces, err = s.bounces(ctx, tenantID, subjectID); err != nil {
-		return err
+		return Written{}, err
 	}
 	if held.AccessLog, err = s.accessLog(ctx, tenantID, subjectID); err != nil {
-		return err
+		return Written{}, err
+	}
+	hfs, err := s.files.HeldFiles(ctx, tenantID, subjectID)
+	if err != nil {
+		return Written{}, err
+	}
+	held.Files = []HeldFile{}
+	for _, f := range hfs {
+		held.Files = append(held.Files, HeldFile{HeldFile: f, ZipName: fmt.Sprintf("files/%s/v%d/%s", f.FileID, f.Version, f.Name)})
+	}
+	var fileIDs []string
+	var fileBytes int64
+	for i := range held.Files {
+		f := held.Files[i]
+		if !slices.Contains(fileIDs, f.FileID) {
+			fileIDs = append(fileIDs, f.FileID)
+		}
+		fileBytes += f.Size
 	}
 	sup, err := s.supplementary(ctx, tenantID, t.Name, sub)
 	if err != nil {
-		return err
+		return Written{}, err
 	}
-
-	files := []struct {
+	parts := []struct {
 		name string
 		body []byte
 	}{
@@ -201,38 +241,84 @@ func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.W
 		{"consents.csv", csvBytes(consentTable(held.Consents))},
 		{"requests.csv", csvBytes(requestTable(held.Requests))},
 		{"access_log.csv", csvBytes(accessTable(held.AccessLog))},
+		{"files.csv", csvBytes(fileTable(held.Files))},
 		{"supplementary.json", jsonBytes(sup)},
 	}
+
+	if begin != nil {
+		if err := begin(ctx); err != nil {
+			return Written{}, err
+		}
+	}
+	details := map[string]any{"files": len(parts) + len(held.Files) + 1, "linked_files": len(fileIDs), "file_versions": len(held.Files),
+		"file_bytes": fileBytes}
+	if len(fileIDs) > 0 {
+		details["file_ids"] = fileIDs
+	}
+	if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.access_export", TargetType: "subject", TargetID: subjectID,
+		SubjectID: subjectID, Details: details}); err != nil {
+		return Written{}, err
+	}
+
+	sum := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(w, sum)}
+	zw := zip.NewWriter(cw)
 	man := Manifest{Format: Format, SubjectID: subjectID, GeneratedAt: now}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	add := func(name string, body []byte) error {
-		f, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: now})
+	add := func(name string, method uint16, fill func(io.Writer) error) error {
+		f, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: method, Modified: now})
 		if err != nil {
 			return err
 		}
-		_, err = f.Write(body)
-		return err
-	}
-	for _, f := range files {
-		sum := sha256.Sum256(f.body)
-		man.Files = append(man.Files, File{Name: f.name, Bytes: len(f.body), SHA256: hex.EncodeToString(sum[:])})
-		if err := add(f.name, f.body); err != nil {
+		h := sha256.New()
+		n := &countWriter{w: io.MultiWriter(f, h)}
+		if err := fill(n); err != nil {
 			return err
 		}
+		man.Files = append(man.Files, File{Name: name, Bytes: n.n, SHA256: hex.EncodeToString(h.Sum(nil))})
+		return nil
 	}
-	if err := add("manifest.json", jsonBytes(man)); err != nil {
+	for _, p := range parts {
+		if err := add(p.name, zip.Deflate, func(w io.Writer) error { _, err := w.Write(p.body); return err }); err != nil {
+			return Written{}, err
+		}
+	}
+	for _, f := range held.Files {
+		// Stored as they are: files are often compressed already, and
+		// deflating gigabytes would cost more than it saves.
+		if err := add(f.ZipName, zip.Store, func(w io.Writer) error {
+			c, err := s.files.OpenHeld(ctx, tenantID, f.HeldFile)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = io.Copy(w, c)
+			return err
+		}); err != nil {
+			return Written{}, fmt.Errorf("export file %s version %d: %w", f.FileID, f.Version, err)
+		}
+	}
+	if err := add("manifest.json", zip.Deflate, func(w io.Writer) error {
+		_, err := w.Write(jsonBytes(man))
 		return err
+	}); err != nil {
+		return Written{}, err
 	}
 	if err := zw.Close(); err != nil {
-		return err
+		return Written{}, err
 	}
-	if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.access_export", TargetType: "subject", TargetID: subjectID,
-		SubjectID: subjectID, Details: map[string]any{"files": len(man.Files) + 1, "bytes": buf.Len()}}); err != nil {
-		return err
-	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	return Written{Bytes: cw.n, SHA256: hex.EncodeToString(sum.Sum(nil))}, nil
+}
+
+// countWriter counts what goes through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (s *Service) account(ctx context.Context, tenantID, subjectID string) (*Account, error) {
@@ -364,6 +450,16 @@ func requestTable(rs []rights.Request) [][]string {
 	out := [][]string{{"id", "type", "channel", "status", "reason_code", "received_at", "due_at", "extended_due_at"}}
 	for _, r := range rs {
 		out = append(out, []string{r.ID, r.Type, r.Channel, r.Status, r.ReasonCode, stamp(&r.ReceivedAt), stamp(&r.DueAt), stamp(r.ExtendedDueAt)})
+	}
+	return out
+}
+
+func fileTable(fs []HeldFile) [][]string {
+	out := [][]string{{"file_id", "space_id", "path", "version", "current", "in_trash", "size", "content_type", "sha256", "created_at",
+		"linked_at", "zip_name"}}
+	for _, f := range fs {
+		out = append(out, []string{f.FileID, f.SpaceID, f.Path, fmt.Sprint(f.Version), fmt.Sprint(f.Current), fmt.Sprint(f.InTrash),
+			fmt.Sprint(f.Size), f.ContentType, f.SHA256, stamp(&f.CreatedAt), stamp(&f.LinkedAt), f.ZipName})
 	}
 	return out
 }

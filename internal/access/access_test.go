@@ -77,6 +77,33 @@ func seed(t *testing.T, env *apptest.Env) string {
 	if _, err := env.App.Subjects.RecordBounce(ctx, env.Tenant.ID, s.ID, subject.BounceInput{Kind: subject.SoftBounce, Reason: "4.2.2"}); err != nil {
 		t.Fatal(err)
 	}
+	// Files: one linked with two versions, a linked folder holding one,
+	// and one of someone else's that must stay out.
+	sp := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "Clients"}).Map(t)["id"].(string)
+	ids := map[string]string{}
+	for _, f := range []struct{ path, body string }{
+		{"Ann/contract.txt", "Contract with Ann Example, draft\n"},
+		{"Ann/contract.txt", "Contract with Ann Example, signed\n"},
+		{"Ann/letters/2026-01.txt", "Dear Ann,\n"},
+		{"Bo/contract.txt", "Contract with Bo\n"},
+	} {
+		r := env.DoRaw(t, env.Token, "PUT", "/api/v1/spaces/"+sp+"/files/"+f.path, "text/plain", f.body)
+		if r.Status != 201 && r.Status != 200 {
+			t.Fatalf("upload %s: %d %s", f.path, r.Status, r.Body)
+		}
+		ids[f.path] = r.Map(t)["id"].(string)
+	}
+	r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/Ann/", nil)
+	var list struct{ Items []struct{ ID, Name string } }
+	r.JSON(t, &list)
+	for _, it := range list.Items {
+		ids["Ann/"+it.Name] = it.ID
+	}
+	for _, path := range []string{"Ann/contract.txt", "Ann/letters"} {
+		if r := env.Do(t, env.Token, "PUT", "/api/v1/files/"+ids[path]+"/subjects/"+s.ID, nil); r.Status != 201 {
+			t.Fatalf("link %s: %d %s", path, r.Status, r.Body)
+		}
+	}
 	return s.ID
 }
 
@@ -108,7 +135,7 @@ func TestExportGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			files[f.Name] = b
-			listing.WriteString("=== " + f.Name + "\n")
+			listing.WriteString("=== " + string(normalise([]byte(f.Name))) + "\n")
 			listing.Write(normalise(b))
 		}
 		var man access.Manifest
@@ -120,7 +147,7 @@ func TestExportGolden(t *testing.T) {
 		}
 		for _, f := range man.Files {
 			sum := sha256.Sum256(files[f.Name])
-			if hex.EncodeToString(sum[:]) != f.SHA256 || len(files[f.Name]) != f.Bytes {
+			if hex.EncodeToString(sum[:]) != f.SHA256 || int64(len(files[f.Name])) != f.Bytes {
 				t.Errorf("manifest entry %s does not match the file", f.Name)
 			}
 		}
@@ -153,6 +180,9 @@ func TestExportGolden(t *testing.T) {
 		}
 		if out, err := exec.Command("unzip", "-t", path).CombinedOutput(); err != nil || !strings.Contains(string(out), "No errors detected") {
 			t.Fatalf("unzip -t: %v\n%s", err, out)
+		}
+		if out, err := exec.Command("unzip", "-p", path, "files/*/v2/contract.txt").Output(); err != nil || string(out) != "Contract with Ann Example, signed\n" {
+			t.Fatalf("unzip -p of the linked file's second version: %q %v", out, err)
 		}
 		cmd := exec.Command("jq", "-r", ".subject.email + \" \" + (.consents.history | length | tostring)")
 		cmd.Stdin = bytes.NewReader(files["subject.json"])

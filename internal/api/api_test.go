@@ -147,9 +147,14 @@ func TestOtherTenantGets404(t *testing.T) {
 			"trigger": "created", "period_days": 3650, "action": "erase", "enabled": false}).Map(t)["id"].(string)
 		ids["/api/v1/requests/"] = env.Do(t, env.Token, "POST", "/api/v1/requests", map[string]any{"type": "access",
 			"subject_id": s["id"].(string)}).Map(t)["id"].(string)
-		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event, "{path...}", "victim.txt", "{version}", "1")
+		if r := env.Do(t, env.Token, "PUT", "/api/v1/files/"+ids["/api/v1/files/"]+"/subjects/"+s["id"].(string), nil); r.Status != 201 {
+			t.Fatalf("link: %d %s", r.Status, r.Body)
+		}
+		inner := strings.NewReplacer("{user}", staff, "{grant}", grant, "{event}", event, "{path...}", "victim.txt", "{version}", "1",
+			"{subject}", s["id"].(string))
 		const fakeID = "01a00000-0000-7000-8000-000000000000"
-		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID, "{path...}", "victim.txt", "{version}", "1")
+		fake := strings.NewReplacer("{user}", fakeID, "{grant}", fakeID, "{event}", fakeID, "{path...}", "victim.txt", "{version}", "1",
+			"{subject}", fakeID)
 		env.AddTenant(t, "globex", "owner@globex.example")
 		other := env.SignIn(t, "globex", "owner@globex.example")
 		bodies := map[string]any{"POST": map[string]any{}, "PUT": map[string]any{}}
@@ -232,6 +237,9 @@ func TestOtherTenantGets404(t *testing.T) {
 		}
 		if r := victim.Do(t, "GET", "/api/v1/spaces/"+space+"/files/victim.txt", nil); r.Status != 200 || string(r.Body) != "victim's file" {
 			t.Errorf("other tenant changed the victim's file: %d %s", r.Status, r.Body)
+		}
+		if r := victim.Do(t, "GET", "/api/v1/files/"+ids["/api/v1/files/"]+"/subjects", nil); !strings.Contains(string(r.Body), s["id"].(string)) {
+			t.Errorf("other tenant unlinked the victim's file: %s", r.Body)
 		}
 		if r := victim.Do(t, "GET", "/api/v1/trash", nil); !strings.Contains(string(r.Body), ids["/api/v1/trash/"]) {
 			t.Errorf("other tenant restored or purged the victim's trash: %s", r.Body)

@@ -43,6 +43,48 @@ func (p progressWriter) Write(b []byte) (int, error) {
 
 func (p progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
+// download is a streamed response body whose headers are set at its
+// first byte, so that an error before it still answers a problem; the
+// write deadline moves with progress.
+type download struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	header func(http.Header)
+	n      int64
+}
+
+func newDownload(w http.ResponseWriter, header func(http.Header)) *download {
+	return &download{w: w, rc: http.NewResponseController(w), header: header}
+}
+
+func (d *download) Write(p []byte) (int, error) {
+	if d.n == 0 && len(p) > 0 {
+		d.header(d.w.Header())
+	}
+	_ = d.rc.SetWriteDeadline(time.Now().Add(idle))
+	n, err := d.w.Write(p)
+	d.n += int64(n)
+	return n, err
+}
+
+// started tells whether the body has begun. When it has, an error can no
+// longer be answered: cut reports it to the log and drops the connection,
+// so that the client sees a broken transfer, never a complete-looking one.
+func (d *download) started() bool { return d.n > 0 }
+
+func (a *API) cut(r *http.Request, what string, err error) {
+	a.logger.ErrorContext(r.Context(), what+" stopped midway", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
+	panic(http.ErrAbortHandler)
+}
+
+// zipHeader sets the headers of a zip download called name.
+func zipHeader(name string) func(http.Header) {
+	return func(h http.Header) {
+		h.Set("Content-Type", "application/zip")
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
+}
+
 func (a *API) upload(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	ifMatch := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`)
@@ -270,5 +312,46 @@ func (a *API) residency(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, rep)
+	return nil
+}
+
+func (a *API) listLinks(w http.ResponseWriter, r *http.Request) error {
+	ls, err := a.files.Links(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.Link]{Items: ls})
+	return nil
+}
+
+// link links a file or folder to a data subject: 201 when new, 200 when
+// it was linked already.
+func (a *API) link(w http.ResponseWriter, r *http.Request) error {
+	l, created, err := a.files.Link(r.Context(), principal(r), r.PathValue("id"), r.PathValue("subject"))
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	httpio.JSON(w, code, l)
+	return nil
+}
+
+func (a *API) unlink(w http.ResponseWriter, r *http.Request) error {
+	if err := a.files.Unlink(r.Context(), principal(r), r.PathValue("id"), r.PathValue("subject")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) subjectFiles(w http.ResponseWriter, r *http.Request) error {
+	ls, err := a.files.SubjectFiles(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.Linked]{Items: ls})
 	return nil
 }

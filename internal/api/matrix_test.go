@@ -100,6 +100,9 @@ var matrix = map[string]string{
 	"GET /api/v1/files/{id}/versions":                    "401 404 ok ok 404 ok ok ok 404 404",
 	"GET /api/v1/files/{id}/versions/{version}":          "401 404 ok ok 404 ok ok ok 404 404",
 	"POST /api/v1/files/{id}/versions/{version}/restore": "401 404 403 ok 404 ok ok ok 404 404",
+	"GET /api/v1/files/{id}/subjects":                    "401 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/files/{id}/subjects/{subject}":          "401 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/files/{id}/subjects/{subject}":       "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/trash":                                  "401 ok ok ok ok ok ok ok ok ok",
 	"POST /api/v1/trash/{item}/restore":                  "401 404 404 404 404 ok ok ok 404 404",
 	"DELETE /api/v1/trash/{item}":                        "401 404 404 404 404 ok ok 403 403 404",
@@ -132,6 +135,7 @@ var matrix = map[string]string{
 	"GET /api/v1/subjects/{id}/export":                   "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/erase":                   "401 403 403 403 403 ok ok ok 403 404",
 	"GET /api/v1/subjects/{id}/erasure":                  "401 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/files":                    "401 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 ok ok ok 403 404",
 	"PUT /api/v1/subjects/{id}/legal-hold":               "401 403 403 403 403 ok ok ok 403 404",
 	"DELETE /api/v1/subjects/{id}/legal-hold":            "401 403 403 403 403 ok ok ok 403 404",
@@ -339,6 +343,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/spaces/" + sp.ID + "/files/" + upload().Path
 			case "GET /api/v1/files/{id}/versions/{version}", "POST /api/v1/files/{id}/versions/{version}/restore":
 				return strings.NewReplacer("{id}", doc.ID, "{version}", "1").Replace(p)
+			case "PUT /api/v1/files/{id}/subjects/{subject}":
+				return "/api/v1/files/" + doc.ID + "/subjects/" + subject
+			case "DELETE /api/v1/files/{id}/subjects/{subject}":
+				if _, _, err := env.App.Files.Link(ctx, op, doc.ID, subject); err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/files/" + doc.ID + "/subjects/" + subject
 			case "POST /api/v1/trash/{item}/restore", "DELETE /api/v1/trash/{item}":
 				it, err := env.App.Files.Trash(ctx, op, sp.ID, upload().Path)
 				if err != nil {

@@ -66,7 +66,10 @@ func (a *API) observe(next http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if p == http.ErrAbortHandler { // a handler cut its response on purpose: let the server drop the connection
+				defer panic(p)
+			} else if p != nil {
 				a.logger.ErrorContext(ctx, "panic", "request_id", id, "route", r.Pattern, "panic", fmt.Sprint(p))
 				if sw.code == 0 {
 					httpio.Error(sw, r, a.logger, fmt.Errorf("panic: %v", p))

@@ -234,6 +234,14 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa.txt", `{"path":"oa-folder/oa2.txt"}`, true, false},
 			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa-folder", `{"path":"oa-folder/inner/x"}`, true, false}, // 400: into itself
 			{"GET", "/api/v1/files/" + pre.ID + "/versions", "", true, false},
+			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
+			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
+			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
+			{"GET", "/api/v1/files/" + pre.ID + "/subjects", "", true, false},
+			{"GET", "/api/v1/subjects/" + id + "/files", "", true, false},
+			{"DELETE", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
+			{"DELETE", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},                                      // 404
+			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"UTC","linked_files_on_erasure":"shred"}`, false, false}, // 400
 			{"GET", "/api/v1/files/" + pre.ID + "/versions/1", "", true, false},
 			{"POST", "/api/v1/files/" + pre.ID + "/versions/1/restore", "", true, false},
 			{"DELETE", "/api/v1/spaces/" + spaceID + "/files/pre.txt", "", true, false},

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"net/http"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -155,18 +153,18 @@ func (a *API) download(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := audit.WithActor(r.Context(), audit.Actor{Type: audit.ActorSubject, ID: d.SubjectID, SubjectID: d.SubjectID,
 		IP: clientIP(r, a.proxies), UserAgent: r.UserAgent(), Key: key})
-	var buf bytes.Buffer
-	if err := a.access.Export(ctx, d.TenantID, d.SubjectID, &buf); err != nil {
+	body := newDownload(w, zipHeader("personal-data-"+a.now().UTC().Format("20060102")+".zip"))
+	out, err := a.access.Export(ctx, d.TenantID, d.SubjectID, body, func(ctx context.Context) error { return a.rights.SpendDownload(ctx, d) })
+	if err != nil {
+		if body.started() {
+			a.cut(r, "personal data download", err)
+		}
 		return a.pageError(w, r, err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	if err := a.rights.SpendDownload(ctx, d, hex.EncodeToString(sum[:]), buf.Len()); err != nil {
-		return a.pageError(w, r, err)
+	if err := a.rights.Downloaded(ctx, d, out.SHA256, out.Bytes); err != nil {
+		a.logger.ErrorContext(ctx, "download not recorded", "request_id", httpio.RequestID(ctx), "error", err.Error())
 	}
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("Content-Disposition", `attachment; filename="personal-data-`+a.now().UTC().Format("20060102")+`.zip"`)
-	_, err = w.Write(buf.Bytes())
-	return err
+	return nil
 }
 
 func (a *API) processing(w http.ResponseWriter, r *http.Request) error {

@@ -319,7 +319,7 @@ func TestAccessDelivery(t *testing.T) {
 			t.Errorf("subject.json: %s", s)
 		}
 		var page auditPage
-		env.Do(t, env.Token, "GET", "/api/v1/audit?action=request.download", nil).JSON(t, &page)
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=request.downloaded", nil).JSON(t, &page)
 		sum := sha256.Sum256(zip)
 		if len(page.Items) != 1 || page.Items[0].Details["sha256"] != hex.EncodeToString(sum[:]) || page.Items[0].Actor.Type != audit.ActorSubject {
 			t.Fatalf("download audit: %+v", page.Items)

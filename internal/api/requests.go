@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"net/http"
 
 	"github.com/custodia/custodia/internal/httpio"
@@ -74,7 +73,7 @@ func (a *API) extendRequest(w http.ResponseWriter, r *http.Request) error {
 // organisation is the tenant's own settings.
 func organisationOf(t tenant.Tenant) tenant.Organisation {
 	return tenant.Organisation{TimeZone: t.TimeZone, ClosureGraceDays: &t.ClosureGraceDays, Region: &t.Region,
-		AllowedRegions: &t.AllowedRegions, TrashDays: &t.TrashDays}
+		AllowedRegions: &t.AllowedRegions, TrashDays: &t.TrashDays, LinkedFilesOnErasure: &t.LinkedFilesOnErasure}
 }
 
 func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {
@@ -155,12 +154,12 @@ func (a *API) exportMe(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) accessZip(w http.ResponseWriter, r *http.Request, id string) error {
-	var buf bytes.Buffer
-	if err := a.access.Export(r.Context(), principal(r).TenantID, id, &buf); err != nil {
+	d := newDownload(w, zipHeader("subject-"+id+"-"+a.now().UTC().Format("20060102T150405Z")+".zip"))
+	if _, err := a.access.Export(r.Context(), principal(r).TenantID, id, d, nil); err != nil {
+		if d.started() {
+			a.cut(r, "access export", err)
+		}
 		return err
 	}
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("Content-Disposition", `attachment; filename="subject-`+id+`-`+a.now().UTC().Format("20060102T150405Z")+`.zip"`)
-	_, err := w.Write(buf.Bytes())
-	return err
+	return nil
 }

@@ -140,7 +140,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: a.Tenants, Hasher: hasher, Mail: a.Mail, SMS: texts, Links: cfg.PublicURL, Now: opt.Now})
 	a.Spaces = space.NewService(db, a.Keys, a.Log, a.Tenants, a.Identity, opt.Now)
 	a.Files = files.NewService(files.Deps{DB: db, Keys: a.Keys, Log: a.Log, Spaces: a.Spaces, Tenants: a.Tenants,
-		Regions: a.Regions, Logger: a.Logger, Now: opt.Now})
+		Subjects: a.Subjects, Regions: a.Regions, Logger: a.Logger, Now: opt.Now})
+	a.Subjects.OnErase(a.Files.EraseLinked)
 	a.Register = register.NewService(db, a.Log, opt.Now)
 	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})
@@ -149,7 +150,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Rights = rights.NewService(rights.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
 		Consent: a.Consent, Tenants: a.Tenants, Mail: a.Mail, Links: cfg.PublicURL, Now: opt.Now})
 	a.Access = access.NewService(access.Deps{DB: db, Log: a.Log, Audit: audit.NewReader(db, a.Keys), Subjects: a.Subjects,
-		Consent: a.Consent, Register: a.Register, Rights: a.Rights, Tenants: a.Tenants, Now: opt.Now})
+		Consent: a.Consent, Register: a.Register, Rights: a.Rights, Tenants: a.Tenants, Files: a.Files, Now: opt.Now})
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()

@@ -604,22 +604,35 @@ func (s *Service) Versions(ctx context.Context, p identity.Principal, fileID str
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Read().Query(ctx, "SELECT "+versionCols+" FROM file_versions WHERE tenant_id = ? AND node_id = ? ORDER BY version DESC", p.TenantID, nd.id)
+	vs, err := s.versionRows(ctx, s.db.Read(), p.TenantID, nd.id)
+	if err != nil {
+		return nil, err
+	}
+	out := []Version{}
+	for i := len(vs) - 1; i >= 0; i-- {
+		pv, err := publicVersion(dk, vs[i], nd.version)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pv)
+	}
+	return out, nil
+}
+
+// versionRows lists the versions of a file, oldest first.
+func (s *Service) versionRows(ctx context.Context, q sqldb.Q, tenantID, nodeID string) ([]versionRow, error) {
+	rows, err := q.Query(ctx, "SELECT "+versionCols+" FROM file_versions WHERE tenant_id = ? AND node_id = ? ORDER BY version", tenantID, nodeID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []Version{}
+	var out []versionRow
 	for rows.Next() {
 		v, err := scanVersion(rows)
 		if err != nil {
 			return nil, err
 		}
-		pv, err := publicVersion(dk, v, nd.version)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pv)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

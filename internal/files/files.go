@@ -38,6 +38,7 @@ import (
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
 )
 
@@ -70,31 +71,33 @@ type Item struct {
 
 // Service manages folders, files, versions and the trash.
 type Service struct {
-	db      *sqldb.DB
-	keys    *keyring.Keyring
-	log     *audit.Log
-	spaces  *space.Service
-	tenants *tenant.Service
-	regions *blobstore.Regions
-	logger  *slog.Logger
-	now     func() time.Time
+	db       *sqldb.DB
+	keys     *keyring.Keyring
+	log      *audit.Log
+	spaces   *space.Service
+	tenants  *tenant.Service
+	subjects *subject.Service
+	regions  *blobstore.Regions
+	logger   *slog.Logger
+	now      func() time.Time
 }
 
 // Deps are what the Service is built from.
 type Deps struct {
-	DB      *sqldb.DB
-	Keys    *keyring.Keyring
-	Log     *audit.Log
-	Spaces  *space.Service
-	Tenants *tenant.Service
-	Regions *blobstore.Regions
-	Logger  *slog.Logger
-	Now     func() time.Time
+	DB       *sqldb.DB
+	Keys     *keyring.Keyring
+	Log      *audit.Log
+	Spaces   *space.Service
+	Tenants  *tenant.Service
+	Subjects *subject.Service
+	Regions  *blobstore.Regions
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
-	return &Service{db: d.DB, keys: d.Keys, log: d.Log, spaces: d.Spaces, tenants: d.Tenants,
+	return &Service{db: d.DB, keys: d.Keys, log: d.Log, spaces: d.Spaces, tenants: d.Tenants, subjects: d.Subjects,
 		regions: d.Regions, logger: d.Logger, now: d.Now}
 }
 

@@ -400,12 +400,10 @@ func (s *Service) Purge(ctx context.Context, p identity.Principal, id string) er
 
 // purge deletes it and what it holds, audited with why.
 func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why string) error {
-	type blobRef struct{ region, key string }
 	var blobs []blobRef
 	ev := audit.Event{Action: it.Kind + ".purge", TargetType: it.Kind, TargetID: it.ID,
 		Details: map[string]any{"space_id": it.SpaceID, "reason": why}}
 	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		blobs = blobs[:0]
 		var ids []string
 		if it.Kind == Space {
 			var at int64
@@ -435,39 +433,11 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 				return err
 			}
 		}
+		counts := map[string]int{}
 		var bytes int64
-		for _, nid := range ids {
-			rows, err := tx.Query(ctx, "SELECT region, blob_key, size FROM file_versions WHERE tenant_id = ? AND node_id = ?", tenantID, nid)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var b blobRef
-				var size int64
-				if err := rows.Scan(&b.region, &b.key, &size); err != nil {
-					rows.Close()
-					return err
-				}
-				blobs, bytes = append(blobs, b), bytes+size
-			}
-			rows.Close()
-		}
-		now := s.now().UnixMicro()
-		for _, b := range blobs {
-			if _, err := tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, 'deleting', ?)
-				ON CONFLICT (region, blob_key) DO UPDATE SET state = 'deleting'`, b.region, b.key, tenantID, now); err != nil {
-				return err
-			}
-		}
-		for _, nid := range ids {
-			if _, err := tx.Exec(ctx, "DELETE FROM file_versions WHERE tenant_id = ? AND node_id = ?", tenantID, nid); err != nil {
-				return err
-			}
-		}
-		for i := len(ids) - 1; i >= 0; i-- { // children before their folders
-			if _, err := tx.Exec(ctx, "DELETE FROM nodes WHERE tenant_id = ? AND id = ?", tenantID, ids[i]); err != nil {
-				return err
-			}
+		var err error
+		if blobs, bytes, err = s.dropNodes(ctx, tx, tenantID, ids, counts); err != nil {
+			return err
 		}
 		if it.Kind == Space {
 			for _, q := range []string{"DELETE FROM space_grants WHERE tenant_id = ? AND space_id = ?", "DELETE FROM spaces WHERE tenant_id = ? AND id = ?"} {
@@ -477,17 +447,82 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 			}
 		}
 		ev.Details["items"], ev.Details["versions"], ev.Details["bytes"] = len(ids), len(blobs), bytes
+		if counts["file_subjects"] > 0 {
+			ev.Details["subject_links"] = counts["file_subjects"]
+		}
 		return nil
 	}, ev)
 	if err != nil {
 		return err
 	}
-	for _, b := range blobs {
-		if st, err := s.regions.Store(b.region); err == nil {
-			s.discard(context.WithoutCancel(ctx), st, tenantID, b.key)
+	s.discardAll(context.WithoutCancel(ctx), tenantID, blobs)
+	return nil
+}
+
+// blobRef names a stored blob.
+type blobRef struct{ region, key string }
+
+// dropNodes deletes the items ids inside tx — their links to subjects,
+// their versions (and with them the keys of their content), the items —
+// after marking their blobs for deletion, so that the sweeper deletes
+// them should discardAll not run. It counts rows by table in counts and
+// answers the blobs and the bytes of content they held.
+func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, ids []string, counts map[string]int) ([]blobRef, int64, error) {
+	var blobs []blobRef
+	var bytes int64
+	for _, nid := range ids {
+		rows, err := tx.Query(ctx, "SELECT region, blob_key, size FROM file_versions WHERE tenant_id = ? AND node_id = ?", tenantID, nid)
+		if err != nil {
+			return nil, 0, err
+		}
+		for rows.Next() {
+			var b blobRef
+			var size int64
+			if err := rows.Scan(&b.region, &b.key, &size); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			blobs, bytes = append(blobs, b), bytes+size
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, err
 		}
 	}
-	return nil
+	now := s.now().UnixMicro()
+	for _, b := range blobs {
+		if _, err := tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, 'deleting', ?)
+			ON CONFLICT (region, blob_key) DO UPDATE SET state = 'deleting'`, b.region, b.key, tenantID, now); err != nil {
+			return nil, 0, err
+		}
+	}
+	del := func(table, where, id string) error {
+		res, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, tenantID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			counts[table] += int(n)
+		}
+		return nil
+	}
+	for i := len(ids) - 1; i >= 0; i-- { // children before their folders
+		for _, d := range [][2]string{{"file_subjects", "node_id = ?"}, {"file_versions", "node_id = ?"}, {"nodes", "id = ?"}} {
+			if err := del(d[0], d[1], ids[i]); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return blobs, bytes, nil
+}
+
+// discardAll deletes blobs whose rows are gone.
+func (s *Service) discardAll(ctx context.Context, tenantID string, blobs []blobRef) {
+	for _, b := range blobs {
+		if st, err := s.regions.Store(b.region); err == nil {
+			s.discard(ctx, st, tenantID, b.key)
+		}
+	}
 }
 
 // PurgeDue purges what has been in the trash longer than its tenant's

@@ -20,8 +20,9 @@ import (
 // Delivery of an access or portability export: the requester is mailed a
 // link to /privacy/{tenant}/download/{secret} that works once, for
 // downloadTTL. The zip is made when the link is used (so it holds what is
-// held then) and never stored; only the SHA-256 of the link's secret is
-// kept, and the download is audited with the zip's SHA-256.
+// held then) and streamed, never stored; only the SHA-256 of the link's
+// secret is kept, and the download is audited when it begins and, with
+// the zip's SHA-256, when it has gone out whole.
 
 const (
 	downloadTTL   = 7 * 24 * time.Hour
@@ -162,9 +163,11 @@ func (s *Service) FindDownload(ctx context.Context, slug, secret string) (Downlo
 	return d, nil
 }
 
-// SpendDownload marks a download link used, recording the SHA-256 and
-// size of the zip handed out: of concurrent downloads exactly one gets it.
-func (s *Service) SpendDownload(ctx context.Context, d Download, sha256 string, size int) error {
+// SpendDownload marks a download link used, before the zip is made: of
+// concurrent downloads exactly one goes on. A download that fails after
+// this costs the link (part of the zip may have gone out); the person
+// asks for a new one.
+func (s *Service) SpendDownload(ctx context.Context, d Download) error {
 	now := s.now().UTC()
 	return s.log.Commit(ctx, d.TenantID, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE download_links SET used_at = ? WHERE tenant_id = ? AND id = ? AND used_at = 0 AND expires_at > ?",
@@ -177,5 +180,12 @@ func (s *Service) SpendDownload(ctx context.Context, d Download, sha256 string, 
 		}
 		return nil
 	}, audit.Event{Action: "request.download", TargetType: "request", TargetID: d.RequestID, SubjectID: d.SubjectID,
-		Details: map[string]any{"link_id": d.ID, "sha256": sha256, "bytes": size}})
+		Details: map[string]any{"link_id": d.ID}})
+}
+
+// Downloaded records that the zip of a spent link went out whole, with
+// its SHA-256 and size: what was handed over can be proven later.
+func (s *Service) Downloaded(ctx context.Context, d Download, sha256 string, size int64) error {
+	return s.log.Record(ctx, d.TenantID, audit.Event{Action: "request.downloaded", TargetType: "request", TargetID: d.RequestID,
+		SubjectID: d.SubjectID, Details: map[string]any{"link_id": d.ID, "sha256": sha256, "bytes": size}})
 }

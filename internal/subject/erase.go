@@ -26,7 +26,7 @@ import (
 // subjects go last). A test checks that every table with a subject_id
 // column is here or is one that erasure must keep.
 var ContactTables = []string{"consent_events", "consent_state", "consent_campaign_recipients", "subject_bounces", "mail_outbox",
-	"download_links", "objections"}
+	"download_links", "objections", "file_subjects"}
 
 // accountTables hold rows about an account, by user_id; erasing a person
 // who has an account removes them, then the account.
@@ -69,6 +69,38 @@ func eraseIntakes(ctx context.Context, tx *sqldb.Tx, tenantID, id string, del fu
 	return nil
 }
 
+// An ErasureStep removes what another part of Custodia holds about a
+// subject (the files linked to them), inside the erasure's transaction,
+// counting the rows it removed by table in erased. It may answer work to
+// do once the transaction has committed (deleting blobs whose keys went
+// with the rows); that work must be safe to lose, as a crash can.
+type ErasureStep func(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string, erased map[string]int) (after func(context.Context), err error)
+
+// OnErase adds a step to every erasure. Steps are added while the
+// application is put together, before it serves.
+func (s *Service) OnErase(step ErasureStep) { s.erasureSteps = append(s.erasureSteps, step) }
+
+// Lock locks a subject's row inside tx for a change that must not race
+// its erasure (linking a file to them): NotFound, or Gone once erased.
+func (s *Service) Lock(ctx context.Context, tx *sqldb.Tx, tenantID, id string) error {
+	return present(ctx, tx.Q, tenantID, id, s.db.ForUpdate())
+}
+
+// Exists answers nil for a subject of the tenant: NotFound, or Gone once
+// erased.
+func (s *Service) Exists(ctx context.Context, tenantID, id string) error {
+	return present(ctx, s.db.Read(), tenantID, id, "")
+}
+
+func present(ctx context.Context, q sqldb.Q, tenantID, id, lock string) error {
+	var one int
+	err := q.QueryRow(ctx, "SELECT 1 FROM subjects WHERE tenant_id = ? AND id = ?"+lock, tenantID, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return gone(ctx, q, tenantID, id)
+	}
+	return err
+}
+
 // Certificate is what is kept of an erasure.
 type Certificate struct {
 	SubjectID string         `json:"subject_id"`
@@ -101,7 +133,9 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 	if in.RequestID != "" {
 		details["request_id"] = in.RequestID
 	}
+	var after []func(context.Context)
 	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		after, c.Erased = nil, map[string]int{}
 		_, userID, err := lockSubject(ctx, tx, s.db, tenantID, id)
 		if err != nil {
 			return err
@@ -144,6 +178,15 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 		if err := eraseIntakes(ctx, tx, tenantID, id, del); err != nil {
 			return err
 		}
+		for _, step := range s.erasureSteps {
+			then, err := step(ctx, tx, tenantID, id, c.Erased)
+			if err != nil {
+				return err
+			}
+			if then != nil {
+				after = append(after, then)
+			}
+		}
 		for _, t := range ContactTables {
 			if err := del(t, "subject_id = ?", id); err != nil {
 				return err
@@ -163,6 +206,9 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 	}, audit.Event{Action: "subject.erase", TargetType: "subject", TargetID: id, SubjectID: id, Details: details})
 	if err != nil {
 		return Certificate{}, err
+	}
+	for _, then := range after {
+		then(context.WithoutCancel(ctx))
 	}
 	// The key and rows are gone from the database; make their old page
 	// images leave the WAL too. Best effort: the next checkpoint does it

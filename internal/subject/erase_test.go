@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
@@ -21,12 +23,13 @@ import (
 // legal hold, a bounce, an account that signed in (sessions, TOTP, a
 // passkey, a lock notice), audit events with them as actor, a request
 // with notes and an extension mailed to them, an objection, a
-// restriction, an unconfirmed request on the privacy portal — erases them through the
-// API, and then looks at every byte the store holds: none of their values,
-// nor their wrapped data key, nor the blind indexes that could confirm
-// their email, phone or external id, is left; the only rows still naming
-// their (random) id are the audit trail, the request's record and the
-// erasure certificate; the audit chain still verifies.
+// restriction, an unconfirmed request on the privacy portal, a folder
+// linked to them holding a file — erases them through the API, and then
+// looks at every byte the store holds: none of their values, nor their
+// wrapped data key, nor the blind indexes that could confirm their email,
+// phone or external id, is left, nor the blobs of their files; the only
+// rows still naming their (random) id are the audit trail, the request's
+// record and the erasure certificate; the audit chain still verifies.
 func TestErasureCompleteness(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		ctx := context.Background()
@@ -68,6 +71,22 @@ func TestErasureCompleteness(t *testing.T) {
 		if err := env.App.Rights.Intake(ctx, env.Tenant.Slug, rights.PortalInput{Type: "access", Email: secrets[0], Details: "I live at " + secrets[4]}); err != nil {
 			t.Fatal(err)
 		}
+		// A file about them in a folder linked to them (the tenant's policy
+		// deletes linked files), in two versions.
+		sp := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "Clients"}).Map(t)["id"].(string)
+		for _, body := range []string{"Contract with " + secrets[4], "Signed contract with " + secrets[4]} {
+			if r := env.DoRaw(t, env.Token, "PUT", "/api/v1/spaces/"+sp+"/files/"+secrets[3]+"/contract.txt", "text/plain", body); r.Status >= 300 {
+				t.Fatalf("upload: %d %s", r.Status, r.Body)
+			}
+		}
+		folder := sqldbtest.Strings(t, env.App.DB, "SELECT id FROM nodes WHERE tenant_id = ? AND kind = 'folder'", env.Tenant.ID)
+		if r := env.Do(t, env.Token, "PUT", "/api/v1/files/"+folder[0]+"/subjects/"+id, nil); r.Status != 201 {
+			t.Fatalf("link: %d %s", r.Status, r.Body)
+		}
+		regions := filepath.Join(env.DataDir, "regions")
+		if n := len(regularFiles(t, regions)); n != 2 {
+			t.Fatalf("%d blobs before the erasure; want 2", n)
+		}
 		// What would unlock or confirm them, taken before the erasure.
 		var unlock [][]byte
 		unlock = append(unlock, sqldbtest.Bytes(t, env.App.DB, "SELECT wrapped FROM subject_keys WHERE tenant_id = ? AND subject_id = ?", env.Tenant.ID, id))
@@ -102,6 +121,12 @@ func TestErasureCompleteness(t *testing.T) {
 			t.Fatalf("erase: %d %s", r.Status, r.Body)
 		}
 
+		if left := regularFiles(t, regions); len(left) != 0 {
+			t.Errorf("blobs of their linked files left: %v", left)
+		}
+		if n := sqldbtest.Strings(t, env.App.DB, "SELECT id FROM nodes WHERE tenant_id = ?", env.Tenant.ID); len(n) != 0 {
+			t.Errorf("their linked folder and file are still there: %v", n)
+		}
 		dump := dumpStore(t, env)
 		assertNoSecrets(t, "the store after the erasure", dump, made...)
 		for _, b := range unlock {
@@ -156,4 +181,23 @@ func subjectTables(env *apptest.Env) string {
 		return `SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND p.name = 'subject_id'`
 	}
 	return `SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'subject_id'`
+}
+
+// regularFiles lists the files under dir.
+func regularFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err == nil && d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -41,9 +41,18 @@ type Tenant struct {
 	TrashDays int `json:"trash_days"`
 	// QuotaBytes bounds the bytes of every stored file version; 0 is no
 	// bound. The operator sets it.
-	QuotaBytes int64     `json:"quota_bytes"`
-	CreatedAt  time.Time `json:"created_at"`
+	QuotaBytes int64 `json:"quota_bytes"`
+	// LinkedFilesOnErasure says what erasing a data subject does to the
+	// files and folders linked to them: LinkedDelete or LinkedKeep.
+	LinkedFilesOnErasure string    `json:"linked_files_on_erasure"`
+	CreatedAt            time.Time `json:"created_at"`
 }
+
+// What erasing a subject does to the files linked to them.
+const (
+	LinkedDelete = "delete" // the files and folders go, with every version
+	LinkedKeep   = "keep"   // only the links go (files the controller must keep, Art. 17(3)(b))
+)
 
 // Location is the tenant's time zone.
 func (t Tenant) Location() *time.Location {
@@ -145,9 +154,11 @@ func (s *Service) find(ctx context.Context, column, value string) (Tenant, error
 	var t Tenant
 	var created int64
 	var allowed string
-	err := s.db.Read().QueryRow(ctx, `SELECT id, slug, name, region, status, time_zone, closure_grace_days, allowed_regions, trash_days, quota_bytes, created_at
+	err := s.db.Read().QueryRow(ctx, `SELECT id, slug, name, region, status, time_zone, closure_grace_days, allowed_regions, trash_days, quota_bytes,
+			linked_files_on_erasure, created_at
 		FROM tenants WHERE `+column+" = ?", value).
-		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &allowed, &t.TrashDays, &t.QuotaBytes, &created)
+		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &allowed, &t.TrashDays, &t.QuotaBytes,
+			&t.LinkedFilesOnErasure, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
 	}
@@ -169,6 +180,8 @@ type Organisation struct {
 	Region           *string   `json:"region"`          // the default region of new spaces
 	AllowedRegions   *[]string `json:"allowed_regions"` // empty: every configured region
 	TrashDays        *int      `json:"trash_days"`
+	// LinkedFilesOnErasure: LinkedDelete or LinkedKeep.
+	LinkedFilesOnErasure *string `json:"linked_files_on_erasure"`
 }
 
 // MaxTrashDays bounds how long the trash keeps items.
@@ -220,17 +233,25 @@ func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organ
 		}
 		t.TrashDays = *d
 	}
+	if l := in.LinkedFilesOnErasure; l != nil {
+		if *l != LinkedDelete && *l != LinkedKeep {
+			return Tenant{}, errs.Field("linked_files_on_erasure", "%q or %q", LinkedDelete, LinkedKeep)
+		}
+		t.LinkedFilesOnErasure = *l
+	}
 	allowed, err := json.Marshal(t.AllowedRegions)
 	if err != nil {
 		return Tenant{}, err
 	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE tenants SET time_zone = ?, closure_grace_days = ?, region = ?, allowed_regions = ?, trash_days = ? WHERE id = ?",
-			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, tenantID)
+		_, err := tx.Exec(ctx, `UPDATE tenants SET time_zone = ?, closure_grace_days = ?, region = ?, allowed_regions = ?, trash_days = ?,
+			linked_files_on_erasure = ? WHERE id = ?`,
+			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, t.LinkedFilesOnErasure, tenantID)
 		return err
 	}, audit.Event{Action: "tenant.organisation", TargetType: "tenant", TargetID: tenantID,
 		Details: map[string]any{"time_zone": []string{old.TimeZone, t.TimeZone}, "account_closure_grace_days": []int{old.ClosureGraceDays, t.ClosureGraceDays},
-			"region": []string{old.Region, t.Region}, "allowed_regions": [][]string{old.AllowedRegions, t.AllowedRegions}, "trash_days": []int{old.TrashDays, t.TrashDays}}})
+			"region": []string{old.Region, t.Region}, "allowed_regions": [][]string{old.AllowedRegions, t.AllowedRegions}, "trash_days": []int{old.TrashDays, t.TrashDays},
+			"linked_files_on_erasure": []string{old.LinkedFilesOnErasure, t.LinkedFilesOnErasure}}})
 	if err != nil {
 		return Tenant{}, err
 	}
