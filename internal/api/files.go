@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -12,6 +13,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/httpio"
+	"github.com/custodia/custodia/internal/space"
 )
 
 // idle is how long an upload or a download may make no progress before
@@ -19,7 +21,9 @@ import (
 // timeouts, which would cut off large files on slow links.
 const idle = time.Minute
 
-// progressReader moves the connection's read deadline on every read.
+// progressReader moves the connection's read deadline on every read, and
+// its write deadline with it, so that the answer can still be written
+// when a long upload ends.
 type progressReader struct {
 	r  io.Reader
 	rc *http.ResponseController
@@ -27,6 +31,7 @@ type progressReader struct {
 
 func (p progressReader) Read(b []byte) (int, error) {
 	_ = p.rc.SetReadDeadline(time.Now().Add(idle))
+	_ = p.rc.SetWriteDeadline(time.Now().Add(idle))
 	return p.r.Read(b)
 }
 
@@ -353,5 +358,82 @@ func (a *API) subjectFiles(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, Page[files.Linked]{Items: ls})
+	return nil
+}
+
+// exportZip streams a zip of a space, or of the folder ?path= names.
+func (a *API) exportZip(w http.ResponseWriter, r *http.Request) error {
+	folder := r.URL.Query().Get("path")
+	name := "space"
+	if names, err := files.SplitPath("path", folder); err == nil && len(names) > 0 {
+		name = names[len(names)-1]
+	}
+	d := newDownload(w, zipHeader(name+".zip"))
+	if _, err := a.files.ExportZip(r.Context(), principal(r), r.PathValue("id"), folder, d); err != nil {
+		if d.started() {
+			a.cut(r, "zip export", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// importZip unpacks a zip (the body, application/zip) into a space, or the
+// folder ?path= names; ?existing=fail|skip|version, ?dry_run=true. With
+// Accept: application/x-ndjson it streams {"done","total","bytes"} after
+// each file, then {"result": …} (or {"error": …} if it stops midway).
+func (a *API) importZip(w http.ResponseWriter, r *http.Request) error {
+	// Who may import comes before what they send: a bad request must not
+	// tell a stranger that the space exists.
+	if _, err := a.spaces.Need(r.Context(), principal(r), r.PathValue("id"), space.Editor); err != nil {
+		return err
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/zip" {
+		return errs.Field("Content-Type", "send the archive as application/zip")
+	}
+	q := r.URL.Query()
+	rc := http.NewResponseController(w)
+	in := files.Import{Path: q.Get("path"), Existing: q.Get("existing"), Length: r.ContentLength,
+		Body: progressReader{r: r.Body, rc: rc}}
+	switch v := q.Get("dry_run"); v {
+	case "", "false":
+	case "true":
+		in.DryRun = true
+	default:
+		return errs.Field("dry_run", "true or false")
+	}
+	stream := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	started := false
+	line := func(v any) {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(idle))
+		_ = json.NewEncoder(w).Encode(v)
+		_ = rc.Flush()
+	}
+	var progress func(files.ImportProgress)
+	if stream {
+		progress = func(p files.ImportProgress) { line(p) }
+	}
+	rep, err := a.files.ImportZip(r.Context(), principal(r), r.PathValue("id"), in, progress)
+	_ = rc.SetWriteDeadline(time.Now().Add(idle)) // unpacking may have outlasted the body's deadline
+	switch {
+	case err != nil && started:
+		a.logger.ErrorContext(r.Context(), "zip import stopped", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
+		line(map[string]any{"error": map[string]any{"detail": "the import stopped; the files counted as imported were kept (import again with existing=skip to go on)",
+			"imported": rep, "request_id": httpio.RequestID(r.Context())}})
+		return nil
+	case err != nil:
+		return err
+	case stream:
+		line(map[string]any{"result": rep})
+	case in.DryRun:
+		httpio.JSON(w, http.StatusOK, rep)
+	default:
+		httpio.JSON(w, http.StatusCreated, rep)
+	}
 	return nil
 }

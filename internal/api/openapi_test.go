@@ -117,6 +117,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		doomed, _ := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "OA doomed"}).Map(t)["id"].(string)
+		oaZip := string(zipOf(t, [2]string{"a/", ""}, [2]string{"a/b.txt", "imported"}))
 		b := env.Browser(t)
 		type step struct {
 			method, path, body string
@@ -234,6 +235,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa.txt", `{"path":"oa-folder/oa2.txt"}`, true, false},
 			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa-folder", `{"path":"oa-folder/inner/x"}`, true, false}, // 400: into itself
 			{"GET", "/api/v1/files/" + pre.ID + "/versions", "", true, false},
+			{"GET", "/api/v1/spaces/" + spaceID + "/export", "", true, false},
+			{"GET", "/api/v1/spaces/" + spaceID + "/export?path=nowhere", "", true, false}, // 404
+			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import&dry_run=true", oaZip, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import", oaZip, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import", oaZip, true, false}, // 400: exists
 			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
 			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
 			{"PUT", "/api/v1/files/" + pre.ID + "/subjects/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
@@ -313,6 +319,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			ctype := "application/json"
 			if s.method == "PUT" && strings.Contains(s.path, "/files/") {
 				ctype = "application/octet-stream"
+			}
+			if strings.HasPrefix(s.path, "/api/v1/spaces/") && strings.Contains(s.path, "/import?") {
+				ctype = "application/zip"
 			}
 			switch {
 			case s.browser:

@@ -117,6 +117,8 @@ func (a *API) Routes() []Route {
 		{"DELETE", "/api/v1/spaces/{id}/grants/{grant}", "spaces:write", anytime, a.revoke},
 		{"DELETE", "/api/v1/spaces/{id}", "spaces:write", anytime, a.trashSpace},
 		{"POST", "/api/v1/spaces/{id}/folders", "spaces:write", anytime, a.makeFolder},
+		{"GET", "/api/v1/spaces/{id}/export", "spaces:read", anytime, a.exportZip},
+		{"POST", "/api/v1/spaces/{id}/import", "spaces:write", anytime, a.importZip},
 		{"PUT", "/api/v1/spaces/{id}/files/{path...}", "spaces:write", anytime, a.upload},
 		{"GET", "/api/v1/spaces/{id}/files/{path...}", "spaces:read", anytime, a.getFile},
 		{"PATCH", "/api/v1/spaces/{id}/files/{path...}", "spaces:write", anytime, a.moveFile},

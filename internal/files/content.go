@@ -261,7 +261,7 @@ func (s *Service) insertVersion(ctx context.Context, tx *sqldb.Tx, tenantID stri
 	return err
 }
 
-// counter counts and hashes what is read through it and fails once more
+// counter counts and hashes (when h is set) what is read through it and fails once more
 // than limit bytes (when limit >= 0) have come.
 type counter struct {
 	r     io.Reader
@@ -274,7 +274,9 @@ type counter struct {
 func (c *counter) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
 	c.n += int64(k)
-	c.h.Write(p[:k])
+	if c.h != nil {
+		c.h.Write(p[:k])
+	}
 	if c.limit >= 0 && c.n > c.limit {
 		return k, quotaError(c.quota)
 	}
