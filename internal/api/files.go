@@ -437,3 +437,29 @@ func (a *API) importZip(w http.ResponseWriter, r *http.Request) error {
 	}
 	return nil
 }
+
+// migrateSpace starts (or resumes) moving a space to another region: 202,
+// with where the move stands; GET …/migration follows it.
+func (a *API) migrateSpace(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Region string `json:"region"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	m, err := a.files.StartMigration(r.Context(), principal(r), r.PathValue("id"), in.Region)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusAccepted, m)
+	return nil
+}
+
+func (a *API) migrationStatus(w http.ResponseWriter, r *http.Request) error {
+	m, err := a.files.MigrationStatus(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, m)
+	return nil
+}

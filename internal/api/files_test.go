@@ -753,3 +753,145 @@ func TestFilesOnS3(t *testing.T) {
 		}
 	})
 }
+
+// TestSpaceMigration: a space moves to another region — every version
+// copied under a fresh key, checked, switched, the source deleted — while
+// content writes are refused (409) and reads go on; a move that stops (a
+// region down, a source blob missing) resumes where it stopped, or is
+// called back; nothing is copied that does not read back as the original.
+func TestSpaceMigration(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
+	eu := t.TempDir()
+	apptest.RunWith(t, func(c *config.Config, _ *app.Options) {
+		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
+			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
+			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
+	}, func(t *testing.T, env *apptest.Env) {
+		euDir := strings.TrimPrefix(env.App.Config.Regions[1].URL, "file://")
+		local := filepath.Join(env.DataDir, "regions", "local")
+		sp := newSpace(t, env, map[string]any{"name": "Moving"})
+		a1, a2, b := content(150_000, "first"), content(70_000, "second"), content(500, "bee")
+		a := put(t, env, sp, "a.txt", a1, 201)
+		put(t, env, sp, "a.txt", a2, 200)
+		put(t, env, sp, "f/b.txt", b, 201)
+		put(t, env, sp, "c.txt", content(100, "sea"), 201)
+		if r := env.Do(t, env.Token, "DELETE", "/api/v1/spaces/"+sp+"/files/c.txt", nil); r.Status != 200 {
+			t.Fatalf("trash: %d", r.Status)
+		}
+		status := func() files.Migration {
+			var m files.Migration
+			env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/migration", nil).JSON(t, &m)
+			return m
+		}
+		migrate := func(region string, want int) {
+			t.Helper()
+			if r := env.Do(t, env.Token, "POST", "/api/v1/spaces/"+sp+"/migration", map[string]any{"region": region}); r.Status != want {
+				t.Fatalf("migrate to %s: %d %s; want %d", region, r.Status, r.Body, want)
+			}
+		}
+		until := func(what string, ok func() bool) {
+			t.Helper()
+			for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %+v", what, status())
+				}
+			}
+		}
+		migrate("mars", 400)
+		migrate("local", 400) // there already
+
+		// Towards a region that is down: the move stays marked, writes are
+		// refused, reads go on; then it is called back.
+		migrate("down", 202)
+		until("the move to a region that is down to stop", func() bool {
+			return strings.Contains(env.Logs.String(), "space migration stopped")
+		})
+		if m := status(); m.Done || m.To != "down" || m.Region != "local" || m.Moved != 0 {
+			t.Errorf("a move to a region that is down: %+v", m)
+		}
+		if r := env.DoRaw(t, env.Token, "PUT", "/api/v1/spaces/"+sp+"/files/new.txt", "text/plain", "x"); r.Status != 409 {
+			t.Errorf("an upload during a move: %d %s", r.Status, r.Body)
+		}
+		if r := importZip(t, env, sp, "", zipOf(t, [2]string{"z.txt", "z"})); r.Status != 409 {
+			t.Errorf("an import during a move: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/a.txt", nil); r.Status != 200 || !bytes.Equal(r.Body, a2) {
+			t.Errorf("a read during a move: %d", r.Status)
+		}
+		migrate("eu", 409) // one move at a time
+		migrate("local", 202)
+		until("the call-back", func() bool { return status().Done })
+
+		// A source blob missing: the versions before it move, it does not,
+		// the move stops; with the blob back it resumes and ends.
+		var vs struct{ Items []files.Version }
+		env.Do(t, env.Token, "GET", "/api/v1/files/"+a.ID+"/versions", nil).JSON(t, &vs)
+		hidden := filepath.Join(local, env.Tenant.ID, sp, vs.Items[0].ID) // the newest version: moved last (ids in time order)
+		if err := os.Rename(hidden, hidden+".away"); err != nil {
+			t.Fatal(err)
+		}
+		migrate("eu", 202)
+		until("the move to stop at the missing blob", func() bool {
+			return strings.Count(env.Logs.String(), "space migration stopped") >= 2
+		})
+		if m := status(); m.Done || m.Moved == 0 || m.Moved >= m.Versions {
+			t.Errorf("a move stopped midway: %+v", m)
+		}
+		if err := os.Rename(hidden+".away", hidden); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.App.Files.ResumeMigrations(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if m := status(); !m.Done || m.Region != "eu" || m.Versions != 4 || m.Moved != 4 {
+			t.Errorf("after resuming: %+v", m)
+		}
+		if n, m := len(blobFiles(t, filepath.Join(local, env.Tenant.ID, sp))), len(blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 0 || m != 4 {
+			t.Errorf("after the move local holds %d blobs of the space (want 0), eu %d (want 4)", n, m)
+		}
+		for _, f := range blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp)) {
+			raw, _ := os.ReadFile(f)
+			if bytes.Contains(raw, []byte("first")) || bytes.Contains(raw, []byte("second")) {
+				t.Errorf("%s holds plaintext", f)
+			}
+		}
+		for path, want := range map[string][]byte{"a.txt": a2, "a.txt?version=1": a1, "f/b.txt": b} {
+			if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/"+path, nil); r.Status != 200 || !bytes.Equal(r.Body, want) {
+				t.Errorf("%s after the move: %d, %d bytes", path, r.Status, len(r.Body))
+			}
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp, nil); r.Map(t)["region"] != "eu" {
+			t.Errorf("the space after the move: %s", r.Body)
+		}
+		if r := env.Do(t, env.Token, "POST", "/api/v1/trash/"+firstTrashID(t, env)+"/restore", nil); r.Status != 200 {
+			t.Errorf("restore from the trash after the move: %d %s", r.Status, r.Body)
+		} else if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/c.txt", nil); r.Status != 200 || !bytes.Equal(r.Body, content(100, "sea")) {
+			t.Errorf("the trashed file after the move: %d", r.Status)
+		}
+		put(t, env, sp, "new.txt", content(10, "new"), 201)
+		if n := len(blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 5 {
+			t.Errorf("a new upload after the move: eu holds %d blobs of the space; want 5", n)
+		}
+		// (The region that is down keeps an announcement of what the first
+		// move tried to write there: the sweeper deletes it once it is up.)
+		if got := countRows(t, env, "SELECT COUNT(*) FROM blob_intents WHERE region <> 'down'"); got != "0" {
+			t.Errorf("%s announcements left", got)
+		}
+		var page auditPage
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=space.migrat*", nil).JSON(t, &page)
+		if len(page.Items) < 4 {
+			t.Errorf("the moves are not audited: %+v", page.Items)
+		}
+	})
+}
+
+func firstTrashID(t *testing.T, env *apptest.Env) string {
+	t.Helper()
+	var trash struct{ Items []files.TrashItem }
+	env.Do(t, env.Token, "GET", "/api/v1/trash", nil).JSON(t, &trash)
+	if len(trash.Items) == 0 {
+		t.Fatal("the trash is empty")
+	}
+	return trash.Items[0].ID
+}

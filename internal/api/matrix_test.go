@@ -94,6 +94,8 @@ var matrix = map[string]string{
 	"DELETE /api/v1/spaces/{id}":                         "401 404 403 ok 404 ok ok ok 404 404",
 	"POST /api/v1/spaces/{id}/folders":                   "401 404 403 ok 404 ok ok ok 404 404",
 	"GET /api/v1/spaces/{id}/export":                     "401 404 ok ok 404 ok ok ok 404 404",
+	"POST /api/v1/spaces/{id}/migration":                 "401 404 403 403 404 ok ok ok 404 404",
+	"GET /api/v1/spaces/{id}/migration":                  "401 404 ok ok 404 ok ok ok 404 404",
 	"POST /api/v1/spaces/{id}/import":                    "401 404 403 ok 404 ok ok ok 404 404",
 	"PUT /api/v1/spaces/{id}/files/{path...}":            "401 404 403 ok 404 ok ok ok 404 404",
 	"GET /api/v1/spaces/{id}/files/{path...}":            "401 404 ok ok 404 ok ok ok 404 404",

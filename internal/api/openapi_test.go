@@ -236,7 +236,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/spaces/" + spaceID + "/files/oa-folder", `{"path":"oa-folder/inner/x"}`, true, false}, // 400: into itself
 			{"GET", "/api/v1/files/" + pre.ID + "/versions", "", true, false},
 			{"GET", "/api/v1/spaces/" + spaceID + "/export", "", true, false},
-			{"GET", "/api/v1/spaces/" + spaceID + "/export?path=nowhere", "", true, false}, // 404
+			{"GET", "/api/v1/spaces/" + spaceID + "/migration", "", true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/migration", `{"region":"mars"}`, true, false},  // 400
+			{"POST", "/api/v1/spaces/" + spaceID + "/migration", `{"region":"local"}`, true, false}, // 400: there already
+			{"POST", "/api/v1/spaces/" + spaceID + "/migration", `{"area":"local"}`, false, false},  // 400
+			{"GET", "/api/v1/spaces/" + spaceID + "/export?path=nowhere", "", true, false},          // 404
 			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import&dry_run=true", oaZip, true, false},
 			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import", oaZip, true, false},
 			{"POST", "/api/v1/spaces/" + spaceID + "/import?path=oa-import", oaZip, true, false}, // 400: exists

@@ -116,6 +116,8 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/spaces/{id}/grants", "spaces:write", anytime, a.grant},
 		{"DELETE", "/api/v1/spaces/{id}/grants/{grant}", "spaces:write", anytime, a.revoke},
 		{"DELETE", "/api/v1/spaces/{id}", "spaces:write", anytime, a.trashSpace},
+		{"POST", "/api/v1/spaces/{id}/migration", "spaces:write", anytime, a.migrateSpace},
+		{"GET", "/api/v1/spaces/{id}/migration", "spaces:read", anytime, a.migrationStatus},
 		{"POST", "/api/v1/spaces/{id}/folders", "spaces:write", anytime, a.makeFolder},
 		{"GET", "/api/v1/spaces/{id}/export", "spaces:read", anytime, a.exportZip},
 		{"POST", "/api/v1/spaces/{id}/import", "spaces:write", anytime, a.importZip},

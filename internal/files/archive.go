@@ -241,7 +241,7 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 	if err != nil {
 		return rep, err
 	}
-	region, err := s.spaceRegion(ctx, p.TenantID, spaceID)
+	region, err := s.spaceRegion(ctx, s.db.Read(), p.TenantID, spaceID, "")
 	if err != nil {
 		return rep, err
 	}

@@ -95,7 +95,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	if len(names) == 0 || strings.HasSuffix(u.Path, "/") {
 		return Item{}, false, errs.Field("path", "name the file (a file's path does not end in '/')")
 	}
-	region, err := s.spaceRegion(ctx, p.TenantID, spaceID)
+	region, err := s.spaceRegion(ctx, s.db.Read(), p.TenantID, spaceID, "")
 	if err != nil {
 		return Item{}, false, err
 	}
@@ -181,6 +181,12 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	// once the blob is whole, the version is recorded or the blob deleted.
 	cctx := context.WithoutCancel(ctx)
 	err = s.log.Commit(cctx, p.TenantID, func(tx *sqldb.Tx) error {
+		// The space may have started moving while the blob was written.
+		if now, err := s.spaceRegion(cctx, tx.Q, p.TenantID, spaceID, s.db.ForUpdate()); err != nil {
+			return err
+		} else if now != region {
+			return errs.E(errs.Conflict, "the space moved to %s while the file was uploaded; upload again", now)
+		}
 		parent, _, err := s.ensureFolders(cctx, tx, dk, p, spaceID, names[:len(names)-1], v.createdAt)
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"mime"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -80,6 +81,7 @@ type Service struct {
 	regions  *blobstore.Regions
 	logger   *slog.Logger
 	now      func() time.Time
+	moving   sync.Map // ids of spaces this process is moving to another region
 }
 
 // Deps are what the Service is built from.
@@ -254,12 +256,18 @@ func (s *Service) insertNodeID(ctx context.Context, tx *sqldb.Tx, dk *keyring.Da
 	return err
 }
 
-// spaceRegion is the region of a live space.
-func (s *Service) spaceRegion(ctx context.Context, tenantID, spaceID string) (string, error) {
-	var region string
-	err := s.db.Read().QueryRow(ctx, "SELECT region FROM spaces WHERE tenant_id = ? AND id = ? AND trashed_at = 0", tenantID, spaceID).Scan(&region)
+// spaceRegion is the region content of a live space is written to, read
+// in q (locking the space's row in a transaction); a space moving to
+// another region takes no content until it has arrived (Conflict).
+func (s *Service) spaceRegion(ctx context.Context, q sqldb.Q, tenantID, spaceID, lock string) (string, error) {
+	var region, moving string
+	err := q.QueryRow(ctx, "SELECT region, migrating_to FROM spaces WHERE tenant_id = ? AND id = ? AND trashed_at = 0"+lock,
+		tenantID, spaceID).Scan(&region, &moving)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", errs.E(errs.NotFound, "no such space")
+	}
+	if err == nil && moving != "" {
+		return "", errs.E(errs.Conflict, "the space is moving from %s to %s: content can be added again once it has arrived", region, moving)
 	}
 	return region, err
 }

@@ -96,10 +96,32 @@ func (s *Service) Residency(ctx context.Context, p identity.Principal) (Residenc
 			use[sp.Region] = u
 		}
 		u.Spaces++
-		u.Objects += sp.Objects
-		u.Bytes += sp.Bytes
 	}
 	if err := rows.Err(); err != nil {
+		return Residency{}, err
+	}
+	// Objects are counted where they are: during a move, in both regions.
+	vrows, err := s.db.Read().Query(ctx, `SELECT region, COUNT(*), COALESCE(SUM(sealed_size), 0) FROM file_versions
+		WHERE tenant_id = ? GROUP BY region`, p.TenantID)
+	if err != nil {
+		return Residency{}, err
+	}
+	defer vrows.Close()
+	for vrows.Next() {
+		var region string
+		var n, bytes int64
+		if err := vrows.Scan(&region, &n, &bytes); err != nil {
+			return Residency{}, err
+		}
+		u, ok := use[region]
+		if !ok {
+			u = &RegionUse{Name: region, Location: "not configured on this server"}
+			use[region] = u
+		}
+		u.Objects += n
+		u.Bytes += bytes
+	}
+	if err := vrows.Err(); err != nil {
 		return Residency{}, err
 	}
 	for _, name := range s.regions.Names() {

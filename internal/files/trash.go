@@ -568,8 +568,8 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Loop purges the trash and sweeps leftover blobs every interval until
-// ctx ends.
+// Loop purges the trash, sweeps leftover blobs and resumes interrupted
+// region migrations every interval until ctx ends.
 func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -579,6 +579,9 @@ func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 		}
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("sweep blobs", "error", err.Error())
+		}
+		if err := s.ResumeMigrations(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("resume space migrations", "error", err.Error())
 		}
 		select {
 		case <-ctx.Done():
