@@ -161,12 +161,30 @@ func (s *Service) ResumeMigrations(ctx context.Context) error {
 // deleted).
 func (s *Service) migrate(ctx context.Context, tenantID, spaceID string) error {
 	if _, busy := s.moving.LoadOrStore(spaceID, true); busy {
-		return nil
+		return nil // the run under way sees a changed target before its next version
 	}
 	defer s.moving.Delete(spaceID)
 	ctx = audit.WithActor(ctx, audit.Actor{Type: audit.ActorSystem, ID: "space-migration"})
-	var from, to string
-	err := s.db.Read().QueryRow(ctx, "SELECT region, migrating_to FROM spaces WHERE tenant_id = ? AND id = ?", tenantID, spaceID).Scan(&from, &to)
+	for {
+		err := s.migrateTo(ctx, tenantID, spaceID)
+		if !errors.Is(err, errRetargeted) {
+			return err
+		}
+	}
+}
+
+// errRetargeted ends a run whose move was called back or sent elsewhere.
+var errRetargeted = errors.New("files: the move's target changed")
+
+// migrateTo moves the space's versions to where its mark says, then
+// switches the space; errRetargeted when the mark changes meanwhile.
+func (s *Service) migrateTo(ctx context.Context, tenantID, spaceID string) error {
+	target := func() (string, string, error) {
+		var from, to string
+		err := s.db.Read().QueryRow(ctx, "SELECT region, migrating_to FROM spaces WHERE tenant_id = ? AND id = ?", tenantID, spaceID).Scan(&from, &to)
+		return from, to, err
+	}
+	from, to, err := target()
 	if err != nil || to == "" {
 		return err
 	}
@@ -176,6 +194,11 @@ func (s *Service) migrate(ctx context.Context, tenantID, spaceID string) error {
 	}
 	moved, bytes := 0, int64(0)
 	for {
+		if _, now, err := target(); err != nil {
+			return err
+		} else if now != to {
+			return errRetargeted
+		}
 		v, err := scanVersion(s.db.Read().QueryRow(ctx, "SELECT "+versionCols+` FROM file_versions
 			WHERE tenant_id = ? AND space_id = ? AND region <> ? ORDER BY id LIMIT 1`, tenantID, spaceID, to))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -190,17 +213,23 @@ func (s *Service) migrate(ctx context.Context, tenantID, spaceID string) error {
 		moved, bytes = moved+1, bytes+v.size
 	}
 	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE spaces SET region = ?, migrating_to = '' WHERE tenant_id = ? AND id = ? AND migrating_to = ?",
+			to, tenantID, spaceID, to)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errRetargeted
+		}
 		var left int
 		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM file_versions WHERE tenant_id = ? AND space_id = ? AND region <> ?",
 			tenantID, spaceID, to).Scan(&left); err != nil {
 			return err
 		}
-		if left > 0 {
-			return errs.E(errs.Conflict, "versions were added during the move")
+		if left > 0 { // cannot happen while content writes are refused; never switch with a version behind
+			return fmt.Errorf("files: %d versions of space %s are outside %s", left, spaceID, to)
 		}
-		_, err := tx.Exec(ctx, "UPDATE spaces SET region = ?, migrating_to = '' WHERE tenant_id = ? AND id = ? AND migrating_to = ?",
-			to, tenantID, spaceID, to)
-		return err
+		return nil
 	}, audit.Event{Action: "space.migrate", TargetType: "space", TargetID: spaceID,
 		Details: map[string]any{"from": from, "to": to, "versions_moved_by_this_run": moved, "bytes": bytes}})
 }
