@@ -135,7 +135,7 @@ func TestZipExportImport(t *testing.T) {
 		if n := sqldbtest.Strings(t, env.App.DB, "SELECT blob_key FROM blob_intents"); len(n) != 0 {
 			t.Errorf("announcements left after the import: %v", n)
 		}
-		for _, b := range blobFiles(t, filepath.Join(env.DataDir, "regions")) {
+		for _, b := range apptest.Files(t, filepath.Join(env.DataDir, "regions")) {
 			if strings.Contains(filepath.Base(b), "import-") {
 				t.Errorf("the spooled zip is still there: %s", b)
 			}
@@ -192,7 +192,7 @@ func TestZipImportBadInput(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		sp := newSpace(t, env, map[string]any{"name": "Target"})
 		put(t, env, sp, "taken", content(10, "x"), 201)
-		blobs := len(blobFiles(t, filepath.Join(env.DataDir, "regions")))
+		blobs := len(apptest.Files(t, filepath.Join(env.DataDir, "regions")))
 		var link bytes.Buffer
 		zw := zip.NewWriter(&link)
 		h := &zip.FileHeader{Name: "link"}
@@ -247,7 +247,7 @@ func TestZipImportBadInput(t *testing.T) {
 		if env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/", nil).JSON(t, &list); len(list.Items) != 1 {
 			t.Errorf("refused imports wrote: %+v", list.Items)
 		}
-		if n := len(blobFiles(t, filepath.Join(env.DataDir, "regions"))); n != blobs {
+		if n := len(apptest.Files(t, filepath.Join(env.DataDir, "regions"))); n != blobs {
 			t.Errorf("%d blobs after refused imports; %d before", n, blobs)
 		}
 	})

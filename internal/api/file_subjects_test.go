@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -85,23 +84,7 @@ func TestSubjectFiles(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("export: %d %s", r.Status, r.Body)
 		}
-		zr, err := zip.NewReader(bytes.NewReader(r.Body), int64(len(r.Body)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries := map[string][]byte{}
-		for _, f := range zr.File {
-			rc, err := f.Open()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatalf("%s: %v", f.Name, err)
-			}
-			entries[f.Name] = b
-		}
+		_, entries := unzip(t, r.Body)
 		var held access.Held
 		if err := json.Unmarshal(entries["subject.json"], &held); err != nil {
 			t.Fatal(err)

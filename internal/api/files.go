@@ -78,8 +78,42 @@ func (d *download) Write(p []byte) (int, error) {
 func (d *download) started() bool { return d.n > 0 }
 
 func (a *API) cut(r *http.Request, what string, err error) {
-	a.logger.ErrorContext(r.Context(), what+" stopped midway", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
+	a.logger.ErrorContext(r.Context(), what+" stopped midway", "request_id", httpio.RequestID(r.Context()), "error", loggable(err))
 	panic(http.ErrAbortHandler)
+}
+
+// loggable is what a log may say of err once a response has begun: the
+// whole of an internal error (ids, regions, causes), but only the kind
+// and field of an error about the request, whose detail may repeat what
+// was sent (a file's name).
+func loggable(err error) string {
+	var e *errs.Error
+	if k := errs.KindOf(err); k != errs.Internal && errors.As(err, &e) {
+		return k.String() + " " + e.Field
+	}
+	return err.Error()
+}
+
+// lines is an NDJSON response (progress of an import): the 200 and its
+// headers go with the first line; each line is flushed and moves the
+// write deadline.
+type lines struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+}
+
+func newLines(w http.ResponseWriter) *lines { return &lines{w: w, rc: http.NewResponseController(w)} }
+
+func (l *lines) write(v any) {
+	if !l.started {
+		l.w.Header().Set("Content-Type", "application/x-ndjson")
+		l.w.WriteHeader(http.StatusOK)
+		l.started = true
+	}
+	_ = l.rc.SetWriteDeadline(time.Now().Add(idle))
+	_ = json.NewEncoder(l.w).Encode(v)
+	_ = l.rc.Flush()
 }
 
 // zipHeader sets the headers of a zip download called name.
@@ -403,33 +437,23 @@ func (a *API) importZip(w http.ResponseWriter, r *http.Request) error {
 		return errs.Field("dry_run", "true or false")
 	}
 	stream := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
-	started := false
-	line := func(v any) {
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(idle))
-		_ = json.NewEncoder(w).Encode(v)
-		_ = rc.Flush()
-	}
+	lines := newLines(w)
 	var progress func(files.ImportProgress)
 	if stream {
-		progress = func(p files.ImportProgress) { line(p) }
+		progress = func(p files.ImportProgress) { lines.write(p) }
 	}
 	rep, err := a.files.ImportZip(r.Context(), principal(r), r.PathValue("id"), in, progress)
 	_ = rc.SetWriteDeadline(time.Now().Add(idle)) // unpacking may have outlasted the body's deadline
 	switch {
-	case err != nil && started:
-		a.logger.ErrorContext(r.Context(), "zip import stopped", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
-		line(map[string]any{"error": map[string]any{"detail": "the import stopped; the files counted as imported were kept (import again with existing=skip to go on)",
+	case err != nil && lines.started:
+		a.logger.ErrorContext(r.Context(), "zip import stopped", "request_id", httpio.RequestID(r.Context()), "error", loggable(err))
+		lines.write(map[string]any{"error": map[string]any{"detail": "the import stopped; the files counted as imported were kept (import again with existing=skip to go on)",
 			"imported": rep, "request_id": httpio.RequestID(r.Context())}})
 		return nil
 	case err != nil:
 		return err
 	case stream:
-		line(map[string]any{"result": rep})
+		lines.write(map[string]any{"result": rep})
 	case in.DryRun:
 		httpio.JSON(w, http.StatusOK, rep)
 	default:

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,25 +27,6 @@ import (
 // content is n bytes that say, over and over, something personal.
 func content(n int, words string) []byte {
 	return bytes.Repeat([]byte(words+" "), n/(len(words)+1)+1)[:n]
-}
-
-// blobFiles lists the regular files under dir (a file region).
-func blobFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err == nil && d.Type().IsRegular() {
-			out = append(out, p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func newSpace(t *testing.T, env *apptest.Env, body map[string]any) string {
@@ -184,7 +164,7 @@ func TestFiles(t *testing.T) {
 		}
 
 		// On disk: three versions, three sealed blobs; nothing in clear.
-		blobs := blobFiles(t, filepath.Join(env.DataDir, "regions", "local"))
+		blobs := apptest.Files(t, filepath.Join(env.DataDir, "regions", "local"))
 		if len(blobs) != 3 {
 			t.Fatalf("region holds %d files, want 3 (one per version): %v", len(blobs), blobs)
 		}
@@ -344,7 +324,7 @@ func TestKilledUpload(t *testing.T) {
 		for _, length := range []int64{10 << 20, -1} { // announced, and chunked
 			midway := func() { // the blob is announced and partly written
 				deadline := time.Now().Add(10 * time.Second)
-				for countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "1" || len(blobFiles(t, region)) != 1 {
+				for countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "1" || len(apptest.Files(t, region)) != 1 {
 					if time.Now().After(deadline) {
 						t.Errorf("the upload (length %d) never got midway", length)
 						return
@@ -360,10 +340,10 @@ func TestKilledUpload(t *testing.T) {
 				t.Fatalf("the killed upload (length %d) got an answer: %d", length, res.StatusCode)
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			for countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "0" || len(blobFiles(t, region)) > 0 {
+			for countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "0" || len(apptest.Files(t, region)) > 0 {
 				if time.Now().After(deadline) {
 					t.Fatalf("after a killed upload (length %d): intents %s, files %v", length,
-						countRows(t, env, "SELECT COUNT(*) FROM blob_intents"), blobFiles(t, region))
+						countRows(t, env, "SELECT COUNT(*) FROM blob_intents"), apptest.Files(t, region))
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -381,12 +361,12 @@ func TestKilledUpload(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "01a00000-0000-7000-8000-00000000dead"), []byte("sealed"), 0o600)
 		os.WriteFile(filepath.Join(dir, "01a00000-0000-7000-8000-00000000dead.17f0a.tmp"), []byte("partial"), 0o600)
 		insertIntent(t, env, key, "writing")
-		if n, err := env.App.Files.Sweep(ctx); err != nil || n != 0 || len(blobFiles(t, region)) != 2 {
-			t.Fatalf("sweep of a fresh write: %d %v, files %v", n, err, blobFiles(t, region))
+		if n, err := env.App.Files.Sweep(ctx); err != nil || n != 0 || len(apptest.Files(t, region)) != 2 {
+			t.Fatalf("sweep of a fresh write: %d %v, files %v", n, err, apptest.Files(t, region))
 		}
 		env.Now.Advance(16 * time.Minute)
-		if n, err := env.App.Files.Sweep(ctx); err != nil || n != 1 || len(blobFiles(t, region)) != 0 || countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "0" {
-			t.Fatalf("sweep of a stale write: %d %v, files %v", n, err, blobFiles(t, region))
+		if n, err := env.App.Files.Sweep(ctx); err != nil || n != 1 || len(apptest.Files(t, region)) != 0 || countRows(t, env, "SELECT COUNT(*) FROM blob_intents") != "0" {
+			t.Fatalf("sweep of a stale write: %d %v, files %v", n, err, apptest.Files(t, region))
 		}
 	})
 }
@@ -465,7 +445,7 @@ func TestFileBadInput(t *testing.T) {
 		if got := countRows(t, env, "SELECT COUNT(*) FROM nodes"); got != "3" {
 			t.Errorf("%s items; want 3 (ok.txt, dir, fits.bin)", got)
 		}
-		if got := blobFiles(t, filepath.Join(env.DataDir, "regions", "local")); len(got) != 2 {
+		if got := apptest.Files(t, filepath.Join(env.DataDir, "regions", "local")); len(got) != 2 {
 			t.Errorf("region holds %d files; want 2: %v", len(got), got)
 		}
 		if got := countRows(t, env, "SELECT COUNT(*) FROM blob_intents"); got != "0" {
@@ -474,10 +454,10 @@ func TestFileBadInput(t *testing.T) {
 	})
 }
 
-// TestRegions: content goes to its space's region and nowhere else; a
-// region that is down answers 503 and keeps nothing; the tenant narrows
-// the regions; the residency report says where everything is.
-func TestRegions(t *testing.T) {
+// withRegions runs fn, on both stores, with three regions: "local" under
+// the data dir, "eu" in a directory of its own, and "down", an S3 region
+// on a closed port.
+func withRegions(t *testing.T, fn func(t *testing.T, env *apptest.Env)) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
 	eu := t.TempDir()
@@ -485,7 +465,14 @@ func TestRegions(t *testing.T) {
 		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
 			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
 			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
-	}, func(t *testing.T, env *apptest.Env) {
+	}, fn)
+}
+
+// TestRegions: content goes to its space's region and nowhere else; a
+// region that is down answers 503 and keeps nothing; the tenant narrows
+// the regions; the residency report says where everything is.
+func TestRegions(t *testing.T) {
+	withRegions(t, func(t *testing.T, env *apptest.Env) {
 		euDir := strings.TrimPrefix(env.App.Config.Regions[1].URL, "file://")
 		local := filepath.Join(env.DataDir, "regions", "local")
 		inEU := newSpace(t, env, map[string]any{"name": "EU clients", "region": "eu"})
@@ -493,7 +480,7 @@ func TestRegions(t *testing.T) {
 		put(t, env, inEU, "a.txt", content(5000, "eu"), 201)
 		put(t, env, inEU, "a.txt", content(6000, "eu"), 200)
 		put(t, env, inLocal, "b.txt", content(7000, "local"), 201)
-		if n, m := len(blobFiles(t, euDir)), len(blobFiles(t, local)); n != 2 || m != 1 {
+		if n, m := len(apptest.Files(t, euDir)), len(apptest.Files(t, local)); n != 2 || m != 1 {
 			t.Fatalf("eu holds %d blobs (want 2), local %d (want 1)", n, m)
 		}
 		down := newSpace(t, env, map[string]any{"name": "Down", "region": "down"})
@@ -609,7 +596,7 @@ func TestTrash(t *testing.T) {
 
 		// Permanent deletion: a token may not; a session that signed in
 		// just now may; the blob goes.
-		before := len(blobFiles(t, region))
+		before := len(apptest.Files(t, region))
 		if r := env.Do(t, env.Token, "DELETE", "/api/v1/trash/"+d.ID, nil); r.Status != 403 {
 			t.Errorf("purge with a token: %d", r.Status)
 		}
@@ -617,7 +604,7 @@ func TestTrash(t *testing.T) {
 		if r := owner.Do(t, "DELETE", "/api/v1/trash/"+d.ID, nil); r.Status != 204 {
 			t.Fatalf("purge: %d %s", r.Status, r.Body)
 		}
-		if after := len(blobFiles(t, region)); after != before-1 {
+		if after := len(apptest.Files(t, region)); after != before-1 {
 			t.Errorf("purge left the blob: %d files before, %d after", before, after)
 		}
 		if got := countRows(t, env, "SELECT COUNT(*) FROM nodes WHERE id = ?", d.ID) + countRows(t, env, "SELECT COUNT(*) FROM file_versions WHERE node_id = ?", d.ID); got != "00" {
@@ -652,7 +639,7 @@ func TestTrash(t *testing.T) {
 		if n, err := env.App.Files.PurgeDue(ctx); err != nil || n != 1 {
 			t.Fatalf("purge after 31 days: %d %v", n, err)
 		}
-		if got := blobFiles(t, region); len(got) != 0 {
+		if got := apptest.Files(t, region); len(got) != 0 {
 			t.Errorf("blobs left after the space was purged: %v", got)
 		}
 		if got := countRows(t, env, "SELECT COUNT(*) FROM spaces WHERE id = ?", sp) + countRows(t, env, "SELECT COUNT(*) FROM nodes") + countRows(t, env, "SELECT COUNT(*) FROM blob_intents"); got != "000" {
@@ -711,7 +698,7 @@ func TestFilesOnS3(t *testing.T) {
 			t.Errorf("range from S3: %d, %d bytes", r.Status, len(r.Body))
 		}
 		objs := objects()
-		if len(objs) != 2 || len(blobFiles(t, filepath.Join(env.DataDir, "regions", "local"))) != 0 {
+		if len(objs) != 2 || len(apptest.Files(t, filepath.Join(env.DataDir, "regions", "local"))) != 0 {
 			t.Fatalf("bucket holds %v; want the two versions, and nothing in the local region", objs)
 		}
 		for _, o := range objs {
@@ -760,14 +747,7 @@ func TestFilesOnS3(t *testing.T) {
 // region down, a source blob missing) resumes where it stopped, or is
 // called back; nothing is copied that does not read back as the original.
 func TestSpaceMigration(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
-	eu := t.TempDir()
-	apptest.RunWith(t, func(c *config.Config, _ *app.Options) {
-		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
-			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
-			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
-	}, func(t *testing.T, env *apptest.Env) {
+	withRegions(t, func(t *testing.T, env *apptest.Env) {
 		euDir := strings.TrimPrefix(env.App.Config.Regions[1].URL, "file://")
 		local := filepath.Join(env.DataDir, "regions", "local")
 		sp := newSpace(t, env, map[string]any{"name": "Moving"})
@@ -847,10 +827,10 @@ func TestSpaceMigration(t *testing.T) {
 		if m := status(); !m.Done || m.Region != "eu" || m.Versions != 4 || m.Moved != 4 {
 			t.Errorf("after resuming: %+v", m)
 		}
-		if n, m := len(blobFiles(t, filepath.Join(local, env.Tenant.ID, sp))), len(blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 0 || m != 4 {
+		if n, m := len(apptest.Files(t, filepath.Join(local, env.Tenant.ID, sp))), len(apptest.Files(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 0 || m != 4 {
 			t.Errorf("after the move local holds %d blobs of the space (want 0), eu %d (want 4)", n, m)
 		}
-		for _, f := range blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp)) {
+		for _, f := range apptest.Files(t, filepath.Join(euDir, env.Tenant.ID, sp)) {
 			raw, _ := os.ReadFile(f)
 			if bytes.Contains(raw, []byte("first")) || bytes.Contains(raw, []byte("second")) {
 				t.Errorf("%s holds plaintext", f)
@@ -870,7 +850,7 @@ func TestSpaceMigration(t *testing.T) {
 			t.Errorf("the trashed file after the move: %d", r.Status)
 		}
 		put(t, env, sp, "new.txt", content(10, "new"), 201)
-		if n := len(blobFiles(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 5 {
+		if n := len(apptest.Files(t, filepath.Join(euDir, env.Tenant.ID, sp))); n != 5 {
 			t.Errorf("a new upload after the move: eu holds %d blobs of the space; want 5", n)
 		}
 		// (The region that is down keeps an announcement of what the first

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -172,31 +171,22 @@ func (a *API) importSubjects(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	stream := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
-	started := false
-	line := func(v any) {
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		_ = json.NewEncoder(w).Encode(v)
-		_ = http.NewResponseController(w).Flush()
-	}
+	lines := newLines(w)
 	var progress func(done, total int)
 	if stream {
-		progress = func(done, total int) { line(map[string]int{"done": done, "total": total}) }
+		progress = func(done, total int) { lines.write(map[string]int{"done": done, "total": total}) }
 	}
 	res, err := a.subjects.Import(r.Context(), principal(r).TenantID, rows, problems, existing, dryRun, progress)
 	switch {
-	case err != nil && started:
-		a.logger.ErrorContext(r.Context(), "import stopped", "request_id", httpio.RequestID(r.Context()), "error", err.Error())
-		line(map[string]any{"error": map[string]any{"detail": "the import stopped; the contacts counted as created were kept",
+	case err != nil && lines.started:
+		a.logger.ErrorContext(r.Context(), "import stopped", "request_id", httpio.RequestID(r.Context()), "error", loggable(err))
+		lines.write(map[string]any{"error": map[string]any{"detail": "the import stopped; the contacts counted as created were kept",
 			"created": res.Created, "request_id": httpio.RequestID(r.Context())}})
 		return nil
 	case err != nil:
 		return err
 	case stream:
-		line(map[string]any{"result": res})
+		lines.write(map[string]any{"result": res})
 		return nil
 	case dryRun:
 		httpio.JSON(w, http.StatusOK, res)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
 	"path/filepath"
 	"testing"
 
@@ -84,7 +83,7 @@ func TestErasureCompleteness(t *testing.T) {
 			t.Fatalf("link: %d %s", r.Status, r.Body)
 		}
 		regions := filepath.Join(env.DataDir, "regions")
-		if n := len(regularFiles(t, regions)); n != 2 {
+		if n := len(apptest.Files(t, regions)); n != 2 {
 			t.Fatalf("%d blobs before the erasure; want 2", n)
 		}
 		// What would unlock or confirm them, taken before the erasure.
@@ -121,7 +120,7 @@ func TestErasureCompleteness(t *testing.T) {
 			t.Fatalf("erase: %d %s", r.Status, r.Body)
 		}
 
-		if left := regularFiles(t, regions); len(left) != 0 {
+		if left := apptest.Files(t, regions); len(left) != 0 {
 			t.Errorf("blobs of their linked files left: %v", left)
 		}
 		if n := sqldbtest.Strings(t, env.App.DB, "SELECT id FROM nodes WHERE tenant_id = ?", env.Tenant.ID); len(n) != 0 {
@@ -181,23 +180,4 @@ func subjectTables(env *apptest.Env) string {
 		return `SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND p.name = 'subject_id'`
 	}
 	return `SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'subject_id'`
-}
-
-// regularFiles lists the files under dir.
-func regularFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err == nil && d.Type().IsRegular() {
-			out = append(out, p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
