@@ -354,6 +354,45 @@ func (a *API) residency(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (a *API) listFolderGrants(w http.ResponseWriter, r *http.Request) error {
+	gs, err := a.files.FolderGrants(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[space.Grant]{Items: gs})
+	return nil
+}
+
+func (a *API) grantFolder(w http.ResponseWriter, r *http.Request) error {
+	var in space.GrantInput
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	g, err := a.files.GrantFolder(r.Context(), principal(r), r.PathValue("id"), in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (a *API) revokeFolder(w http.ResponseWriter, r *http.Request) error {
+	if err := a.files.RevokeFolder(r.Context(), principal(r), r.PathValue("id"), r.PathValue("grant")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listShared(w http.ResponseWriter, r *http.Request) error {
+	fs, err := a.files.Shared(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[files.SharedFolder]{Items: fs})
+	return nil
+}
+
 func (a *API) listLinks(w http.ResponseWriter, r *http.Request) error {
 	ls, err := a.files.Links(r.Context(), principal(r), r.PathValue("id"))
 	if err != nil {
@@ -419,7 +458,7 @@ func (a *API) exportZip(w http.ResponseWriter, r *http.Request) error {
 func (a *API) importZip(w http.ResponseWriter, r *http.Request) error {
 	// Who may import comes before what they send: a bad request must not
 	// tell a stranger that the space exists.
-	if _, err := a.spaces.Need(r.Context(), principal(r), r.PathValue("id"), space.Editor); err != nil {
+	if err := a.files.Need(r.Context(), principal(r), r.PathValue("id"), r.URL.Query().Get("path"), space.Editor); err != nil {
 		return err
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/zip" {

@@ -117,6 +117,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		doomed, _ := env.Do(t, env.Token, "POST", "/api/v1/spaces", map[string]any{"name": "OA doomed"}).Map(t)["id"].(string)
+		folder, err := env.App.Files.Mkdir(context.Background(), op, spaceID, "oa-folder")
+		if err != nil {
+			t.Fatal(err)
+		}
 		oaZip := string(zipOf(t, [2]string{"a/", ""}, [2]string{"a/b.txt", "imported"}))
 		b := env.Browser(t)
 		type step struct {
@@ -253,6 +257,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"DELETE", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},                                      // 404
 			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"UTC","linked_files_on_erasure":"shred"}`, false, false}, // 400
 			{"GET", "/api/v1/files/" + pre.ID + "/versions/1", "", true, false},
+			{"POST", "/api/v1/files/" + folder.ID + "/grants", `{"user_id":"` + owner.ID + `","access":"viewer"}`, true, false},
+			{"POST", "/api/v1/files/" + folder.ID + "/grants", `{"user_id":"` + owner.ID + `","access":"owner"}`, false, false}, // 400
+			{"POST", "/api/v1/files/" + pre.ID + "/grants", `{"user_id":"` + owner.ID + `","access":"viewer"}`, true, false},    // 400: a file
+			{"GET", "/api/v1/files/" + folder.ID + "/grants", "", true, false},
+			{"DELETE", "/api/v1/files/" + folder.ID + "/grants/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
+			{"GET", "/api/v1/shared", "", true, false},
 			{"POST", "/api/v1/files/" + pre.ID + "/versions/1/restore", "", true, false},
 			{"DELETE", "/api/v1/spaces/" + spaceID + "/files/pre.txt", "", true, false},
 			{"GET", "/api/v1/trash", "", true, false},

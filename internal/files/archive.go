@@ -103,19 +103,16 @@ type Archive struct {
 // audited before its first byte. An error after the first byte leaves w
 // with a cut zip, which the caller must make visible.
 func (s *Service) ExportZip(ctx context.Context, p identity.Principal, spaceID, folderPath string, w io.Writer) (Archive, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Viewer); err != nil {
+	names, err := SplitPath("path", folderPath)
+	if err != nil {
 		return Archive{}, err
 	}
-	names, err := SplitPath("path", folderPath)
+	n, err := s.itemAt(ctx, p, spaceID, names, space.Viewer)
 	if err != nil {
 		return Archive{}, err
 	}
 	root, kind := "", "space"
 	if len(names) > 0 {
-		n, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
-		if err != nil {
-			return Archive{}, err
-		}
 		if n.kind != Folder {
 			return Archive{}, errs.Field("path", "not a folder: download a file as it is")
 		}
@@ -228,7 +225,7 @@ type planned struct {
 // counts them); importing again with Existing "skip" goes on.
 func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID string, in Import, progress func(ImportProgress)) (ImportReport, error) {
 	rep := ImportReport{DryRun: in.DryRun}
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
+	if err := s.Need(ctx, p, spaceID, in.Path, space.Editor); err != nil {
 		return rep, err
 	}
 	if in.Existing == "" {

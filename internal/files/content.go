@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,15 +86,17 @@ type Upload struct {
 // created. Until the version is committed nothing refers to the blob, and
 // a failure — the body breaking off, the quota, the region — leaves none.
 func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string, u Upload) (Item, bool, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
-		return Item{}, false, err
-	}
 	names, err := SplitPath("path", u.Path)
 	if err != nil {
 		return Item{}, false, err
 	}
 	if len(names) == 0 || strings.HasSuffix(u.Path, "/") {
 		return Item{}, false, errs.Field("path", "name the file (a file's path does not end in '/')")
+	}
+	// Where it goes: an existing file gets a new version, else a new file.
+	found, err := s.locate(ctx, s.db.Read(), p, spaceID, names, space.Editor)
+	if err != nil {
+		return Item{}, false, err
 	}
 	region, err := s.spaceRegion(ctx, s.db.Read(), p.TenantID, spaceID, "")
 	if err != nil {
@@ -116,11 +119,6 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 		if room = t.QuotaBytes - used; room < 0 || u.Length > room {
 			return Item{}, false, quotaError(t.QuotaBytes)
 		}
-	}
-	// Where it goes: an existing file gets a new version, else a new file.
-	found, err := s.walk(ctx, s.db.Read(), p.TenantID, spaceID, names)
-	if err != nil {
-		return Item{}, false, err
 	}
 	nodeID, created := "", len(found) < len(names)
 	if !created {
@@ -449,9 +447,6 @@ type Content struct {
 // Open opens the current version of the file at path, or version n when
 // n > 0, for reading, and audits the read.
 func (s *Service) Open(ctx context.Context, p identity.Principal, spaceID, path string, n int) (*Content, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Viewer); err != nil {
-		return nil, err
-	}
 	names, err := SplitPath("path", path)
 	if err != nil {
 		return nil, err
@@ -459,7 +454,7 @@ func (s *Service) Open(ctx context.Context, p identity.Principal, spaceID, path 
 	if len(names) == 0 {
 		return nil, errs.Field("path", "name a file")
 	}
-	nd, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
+	nd, err := s.itemAt(ctx, p, spaceID, names, space.Viewer)
 	if err != nil {
 		return nil, err
 	}
@@ -468,11 +463,11 @@ func (s *Service) Open(ctx context.Context, p identity.Principal, spaceID, path 
 
 // OpenVersion is Open for a file named by id.
 func (s *Service) OpenVersion(ctx context.Context, p identity.Principal, fileID string, n int) (*Content, error) {
-	nd, path, err := s.fileByID(ctx, p, fileID, space.Viewer)
+	nd, pl, err := s.fileByID(ctx, p, fileID, space.Viewer)
 	if err != nil {
 		return nil, err
 	}
-	return s.open(ctx, p, nd, path, n)
+	return s.open(ctx, p, nd, pl.path, n)
 }
 
 func (s *Service) open(ctx context.Context, p identity.Principal, nd node, path string, n int) (*Content, error) {
@@ -546,57 +541,70 @@ func publicVersion(dk *keyring.DataKey, v versionRow, current int) (Version, err
 		Region: v.region, Current: v.version == current, CreatedBy: v.createdBy, CreatedAt: time.UnixMicro(v.createdAt).UTC()}, nil
 }
 
-// fileByID finds a live item by id that p holds want on, with its path.
-func (s *Service) fileByID(ctx context.Context, p identity.Principal, id, want string) (node, string, error) {
+// fileByID finds a live item by id that p holds want on, and where it is.
+func (s *Service) fileByID(ctx context.Context, p identity.Principal, id, want string) (node, place, error) {
 	nd, err := scanNode(s.db.Read().QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE tenant_id = ? AND id = ? AND trashed_at = 0", p.TenantID, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return node{}, "", errs.E(errs.NotFound, "no such file")
+		return node{}, place{}, errs.E(errs.NotFound, "no such file")
 	}
 	if err != nil {
-		return node{}, "", err
+		return node{}, place{}, err
 	}
-	if _, err := s.spaces.Need(ctx, p, nd.spaceID, want); err != nil {
+	pl, err := s.placeOf(ctx, p.TenantID, nd)
+	if err != nil {
+		return node{}, place{}, err
+	}
+	if _, err := s.spaces.NeedIn(ctx, p, scopeOf(nd.spaceID, pl.chain), want); err != nil {
 		if errs.Is(err, errs.NotFound) {
-			return node{}, "", errs.E(errs.NotFound, "no such file")
+			return node{}, place{}, errs.E(errs.NotFound, "no such file")
 		}
-		return node{}, "", err
+		return node{}, place{}, err
 	}
-	path, live, err := s.pathOf(ctx, p.TenantID, nd)
+	if !pl.live {
+		return node{}, place{}, errs.E(errs.NotFound, "no such file (it is in a folder in the trash)")
+	}
+	return nd, pl, nil
+}
+
+// place is where an item is: the items from the top of its space down to
+// it, its path, and whether every folder above it is live.
+type place struct {
+	chain []node
+	path  string
+	live  bool
+}
+
+// placeOf finds where n is, by its parents.
+func (s *Service) placeOf(ctx context.Context, tenantID string, n node) (place, error) {
+	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), tenantID)
 	if err != nil {
-		return node{}, "", err
+		return place{}, err
 	}
-	if !live {
-		return node{}, "", errs.E(errs.NotFound, "no such file (it is in a folder in the trash)")
+	pl := place{chain: []node{n}, live: true}
+	for n.parentID != "" && len(pl.chain) <= MaxDepth+1 {
+		if n, err = scanNode(s.db.Read().QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE tenant_id = ? AND id = ?", tenantID, n.parentID)); err != nil {
+			return place{}, err
+		}
+		pl.live = pl.live && n.trashedAt == 0
+		pl.chain = append(pl.chain, n)
 	}
-	return nd, path, nil
+	slices.Reverse(pl.chain)
+	names := make([]string, len(pl.chain))
+	for i, c := range pl.chain {
+		name, err := dk.Open("nodes", "name_ct", c.id, c.nameCT)
+		if err != nil {
+			return place{}, err
+		}
+		names[i] = string(name)
+	}
+	pl.path = strings.Join(names, "/")
+	return pl, nil
 }
 
 // pathOf is n's path, and whether every folder above it is live.
 func (s *Service) pathOf(ctx context.Context, tenantID string, n node) (string, bool, error) {
-	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), tenantID)
-	if err != nil {
-		return "", false, err
-	}
-	var names []string
-	live := true
-	for depth := 0; ; depth++ {
-		name, err := dk.Open("nodes", "name_ct", n.id, n.nameCT)
-		if err != nil {
-			return "", false, err
-		}
-		names = append(names, string(name))
-		if n.parentID == "" || depth > MaxDepth+1 {
-			break
-		}
-		if n, err = scanNode(s.db.Read().QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE tenant_id = ? AND id = ?", tenantID, n.parentID)); err != nil {
-			return "", false, err
-		}
-		live = live && n.trashedAt == 0
-	}
-	for i, j := 0, len(names)-1; i < j; i, j = i+1, j-1 {
-		names[i], names[j] = names[j], names[i]
-	}
-	return strings.Join(names, "/"), live, nil
+	pl, err := s.placeOf(ctx, tenantID, n)
+	return pl.path, pl.live, err
 }
 
 // Versions lists the versions of a file, newest first.
@@ -649,7 +657,7 @@ func (s *Service) versionRows(ctx context.Context, q sqldb.Q, tenantID, nodeID s
 // content is copied (opened and sealed anew for the new version), so
 // history is never rewritten.
 func (s *Service) RestoreVersion(ctx context.Context, p identity.Principal, fileID string, n int) (Item, error) {
-	nd, path, err := s.fileByID(ctx, p, fileID, space.Editor)
+	nd, pl, err := s.fileByID(ctx, p, fileID, space.Editor)
 	if err != nil {
 		return Item{}, err
 	}
@@ -659,7 +667,7 @@ func (s *Service) RestoreVersion(ctx context.Context, p identity.Principal, file
 	}
 	defer old.Close()
 	spaceID := nd.spaceID
-	it, _, err := s.Put(ctx, p, spaceID, Upload{Path: path, ContentType: old.Version.ContentType, Length: old.Version.Size, Body: old, IfMatch: ""})
+	it, _, err := s.Put(ctx, p, spaceID, Upload{Path: pl.path, ContentType: old.Version.ContentType, Length: old.Version.Size, Body: old, IfMatch: ""})
 	if err != nil {
 		return Item{}, err
 	}

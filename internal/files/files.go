@@ -13,9 +13,10 @@
 // A blob is announced in blob_intents before its first byte is written
 // and the announcement removed only once a version refers to it or it is
 // deleted; the sweeper deletes what a crash or a failed delete left, so no
-// blob outlives its purpose. Access follows the space's grants (viewer
-// reads, editor writes); every change and every read of content is
-// audited with ids, sizes and regions, never names.
+// blob outlives its purpose. Access follows the grants on the space and
+// on the folders above an item (viewer reads, editor writes; see package
+// space); every change and every read of content is audited with ids,
+// sizes and regions, never names.
 package files
 
 import (
@@ -176,7 +177,8 @@ func (s *Service) child(ctx context.Context, q sqldb.Q, tenantID, spaceID, paren
 }
 
 // walk resolves names from the top of the space as far as they exist:
-// the items found, in order. Only the last may be a file.
+// the items found, in order. Only the last may be a file: a path through
+// a file is an error, returned with the items up to that file.
 func (s *Service) walk(ctx context.Context, q sqldb.Q, tenantID, spaceID string, names []string) ([]node, error) {
 	var found []node
 	parent := ""
@@ -186,7 +188,7 @@ func (s *Service) walk(ctx context.Context, q sqldb.Q, tenantID, spaceID string,
 			return found, err
 		}
 		if n.kind == File && i < len(names)-1 {
-			return nil, errs.Field("path", "%q is a file, not a folder", strings.Join(names[:i+1], "/"))
+			return append(found, n), errs.Field("path", "%q is a file, not a folder", strings.Join(names[:i+1], "/"))
 		}
 		found = append(found, n)
 		parent = n.id
@@ -194,14 +196,71 @@ func (s *Service) walk(ctx context.Context, q sqldb.Q, tenantID, spaceID string,
 	return found, nil
 }
 
-// resolve finds the item at names; NotFound when there is none.
+var errNothing = errs.E(errs.NotFound, "nothing at this path")
+
+// locate walks names as far as they exist, like walk, once p is found to
+// hold want where they lead: the access p holds on the space, raised by
+// grants on the folders on the way. Whoever holds nothing there learns
+// nothing of what is there — not even that the space exists.
+func (s *Service) locate(ctx context.Context, q sqldb.Q, p identity.Principal, spaceID string, names []string, want string) ([]node, error) {
+	found, err := s.walk(ctx, q, p.TenantID, spaceID, names)
+	if _, nerr := s.spaces.NeedIn(ctx, p, scopeOf(spaceID, found), want); nerr != nil {
+		if errs.Is(nerr, errs.NotFound) {
+			return nil, errNothing
+		}
+		return nil, nerr
+	}
+	return found, err
+}
+
+// scopeOf is where access is asked for along chain: its folders.
+func scopeOf(spaceID string, chain []node) space.Scope {
+	sc := space.Scope{SpaceID: spaceID}
+	for _, n := range chain {
+		if n.kind == Folder {
+			sc.Folders = append(sc.Folders, n.id)
+		}
+	}
+	return sc
+}
+
+// Need checks that p holds want at path in the space (as far as the path
+// exists: a path to be made is reached through the folders above it).
+// Whoever holds nothing there is told nothing is there.
+func (s *Service) Need(ctx context.Context, p identity.Principal, spaceID, path, want string) error {
+	names, err := SplitPath("path", path)
+	if err != nil {
+		return err
+	}
+	_, err = s.locate(ctx, s.db.Read(), p, spaceID, names, want)
+	return err
+}
+
+// itemAt finds the item at names once p holds want on it (see locate);
+// NotFound when there is none. No names is the top of the space (a
+// zero node).
+func (s *Service) itemAt(ctx context.Context, p identity.Principal, spaceID string, names []string, want string) (node, error) {
+	found, err := s.locate(ctx, s.db.Read(), p, spaceID, names, want)
+	switch {
+	case err != nil:
+		return node{}, err
+	case len(found) < len(names):
+		return node{}, errNothing
+	case len(names) == 0:
+		return node{}, nil
+	}
+	return found[len(found)-1], nil
+}
+
+// resolve finds the item at names, whoever asks; NotFound when there is
+// none.
 func (s *Service) resolve(ctx context.Context, q sqldb.Q, tenantID, spaceID string, names []string) (node, error) {
 	found, err := s.walk(ctx, q, tenantID, spaceID, names)
 	if err != nil {
 		return node{}, err
 	}
 	if len(found) < len(names) {
-		return node{}, errs.E(errs.NotFound, "nothing at this path")
+		return node{}, errNothing
 	}
 	return found[len(found)-1], nil
 }
@@ -291,9 +350,6 @@ func (s *Service) item(dk *keyring.DataKey, n node, path string, v *versionRow) 
 
 // Stat returns the item at path.
 func (s *Service) Stat(ctx context.Context, p identity.Principal, spaceID, path string) (Item, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Viewer); err != nil {
-		return Item{}, err
-	}
 	names, err := SplitPath("path", path)
 	if err != nil {
 		return Item{}, err
@@ -301,7 +357,7 @@ func (s *Service) Stat(ctx context.Context, p identity.Principal, spaceID, path 
 	if len(names) == 0 {
 		return Item{}, errs.Field("path", "name a folder or a file")
 	}
-	n, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
+	n, err := s.itemAt(ctx, p, spaceID, names, space.Viewer)
 	if err != nil {
 		return Item{}, err
 	}
@@ -327,19 +383,16 @@ func (s *Service) itemOf(ctx context.Context, tenantID string, n node, path stri
 // List returns what the folder at path holds ("" for the top of the
 // space), folders first, then by name.
 func (s *Service) List(ctx context.Context, p identity.Principal, spaceID, path string) ([]Item, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Viewer); err != nil {
+	names, err := SplitPath("path", path)
+	if err != nil {
 		return nil, err
 	}
-	names, err := SplitPath("path", path)
+	n, err := s.itemAt(ctx, p, spaceID, names, space.Viewer)
 	if err != nil {
 		return nil, err
 	}
 	parent := ""
 	if len(names) > 0 {
-		n, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
-		if err != nil {
-			return nil, err
-		}
 		if n.kind != Folder {
 			return nil, errs.Field("path", "not a folder")
 		}
@@ -404,11 +457,11 @@ func sortItems(items []Item) {
 // Mkdir makes the folder at path and any missing folder above it; a path
 // that exists already is a Conflict.
 func (s *Service) Mkdir(ctx context.Context, p identity.Principal, spaceID, path string) (Item, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
-		return Item{}, err
-	}
 	names, err := SplitPath("path", path)
 	if err != nil {
+		return Item{}, err
+	}
+	if _, err := s.locate(ctx, s.db.Read(), p, spaceID, names, space.Editor); err != nil {
 		return Item{}, err
 	}
 	if len(names) == 0 {
@@ -441,11 +494,13 @@ func (s *Service) Mkdir(ctx context.Context, p identity.Principal, spaceID, path
 // The folder newPath names must exist; nothing may be at newPath; a folder
 // cannot move into itself.
 func (s *Service) Move(ctx context.Context, p identity.Principal, spaceID, path, newPath string) (Item, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
-		return Item{}, err
-	}
+	// Moving changes who can reach the item: it takes an editor where it
+	// is and where it goes.
 	from, err := SplitPath("path", path)
 	if err != nil {
+		return Item{}, err
+	}
+	if _, err := s.itemAt(ctx, p, spaceID, from, space.Editor); err != nil {
 		return Item{}, err
 	}
 	to, err := SplitPath("path", newPath)
@@ -454,6 +509,9 @@ func (s *Service) Move(ctx context.Context, p identity.Principal, spaceID, path,
 	}
 	if len(from) == 0 || len(to) == 0 {
 		return Item{}, errs.Field("path", "name an item and where it goes")
+	}
+	if _, err := s.locate(ctx, s.db.Read(), p, spaceID, to[:len(to)-1], space.Editor); err != nil {
+		return Item{}, err
 	}
 	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
 	if err != nil {

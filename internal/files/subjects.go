@@ -176,29 +176,25 @@ func (s *Service) SubjectFiles(ctx context.Context, p identity.Principal, subjec
 		return nil, err
 	}
 	out := []Linked{}
-	sees := map[string]bool{}
 	for _, l := range ns {
-		seen, ok := sees[l.spaceID]
-		if !ok {
-			access, err := s.spaces.AccessOf(ctx, p, l.spaceID)
+		pl, err := s.placeOf(ctx, p.TenantID, l.node)
+		if err != nil {
+			return nil, err
+		}
+		if !space.Administers(p) {
+			access, err := s.spaces.AccessIn(ctx, p, scopeOf(l.spaceID, pl.chain))
 			if err != nil {
 				return nil, err
 			}
-			seen = access != space.None || space.Administers(p)
-			sees[l.spaceID] = seen
+			if access == space.None {
+				continue
+			}
 		}
-		if !seen {
-			continue
-		}
-		path, live, err := s.pathOf(ctx, p.TenantID, l.node)
+		trash, err := s.inTrash(ctx, p.TenantID, l.node, pl.live)
 		if err != nil {
 			return nil, err
 		}
-		trash, err := s.inTrash(ctx, p.TenantID, l.node, live)
-		if err != nil {
-			return nil, err
-		}
-		it, err := s.itemOf(ctx, p.TenantID, l.node, path)
+		it, err := s.itemOf(ctx, p.TenantID, l.node, pl.path)
 		if err != nil {
 			return nil, err
 		}

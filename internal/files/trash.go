@@ -36,9 +36,6 @@ type TrashItem struct {
 
 // Trash moves the file or folder at path to the trash.
 func (s *Service) Trash(ctx context.Context, p identity.Principal, spaceID, path string) (TrashItem, error) {
-	if _, err := s.spaces.Need(ctx, p, spaceID, space.Editor); err != nil {
-		return TrashItem{}, err
-	}
 	names, err := SplitPath("path", path)
 	if err != nil {
 		return TrashItem{}, err
@@ -46,7 +43,7 @@ func (s *Service) Trash(ctx context.Context, p identity.Principal, spaceID, path
 	if len(names) == 0 {
 		return TrashItem{}, errs.Field("path", "name a file or a folder (DELETE /api/v1/spaces/{id} trashes the space)")
 	}
-	n, err := s.resolve(ctx, s.db.Read(), p.TenantID, spaceID, names)
+	n, err := s.itemAt(ctx, p, spaceID, names, space.Editor)
 	if err != nil {
 		return TrashItem{}, err
 	}
@@ -163,24 +160,31 @@ func (s *Service) trashRows(ctx context.Context, q sqldb.Q, tenantID, id string)
 func (s *Service) subtree(ctx context.Context, q sqldb.Q, tenantID, spaceID, root string) ([]string, error) {
 	ids := []string{root}
 	for i := 0; i < len(ids); i++ {
-		rows, err := q.Query(ctx, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ? AND parent_id = ?", tenantID, spaceID, ids[i])
+		kids, err := column(ctx, q, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ? AND parent_id = ?", tenantID, spaceID, ids[i])
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		ids = append(ids, kids...)
 	}
 	return ids, nil
+}
+
+// column runs a query of one text column and returns its values.
+func column(ctx context.Context, q sqldb.Q, query string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // named fills in the item's name and former path.
@@ -222,18 +226,23 @@ func (s *Service) trashItem(ctx context.Context, tenantID, id string) (TrashItem
 
 // mayRetrieve reports whether p may see, restore and purge a trashed
 // item: admins always; otherwise whoever made or trashed it — for a file
-// or folder, while they are still an editor of its space.
-func (s *Service) mayRetrieve(ctx context.Context, p identity.Principal, it TrashItem) (bool, error) {
+// or folder, while they are still an editor where it was (by a grant on
+// its space or on a folder above it).
+func (s *Service) mayRetrieve(ctx context.Context, p identity.Principal, r trashed) (bool, error) {
 	if space.Administers(p) {
 		return true, nil
 	}
-	if it.CreatedBy != p.UserID && it.TrashedBy != p.UserID {
+	if r.item.CreatedBy != p.UserID && r.item.TrashedBy != p.UserID {
 		return false, nil
 	}
-	if it.Kind == Space {
+	if r.item.Kind == Space {
 		return true, nil
 	}
-	a, err := s.spaces.AccessOf(ctx, p, it.SpaceID)
+	pl, err := s.placeOf(ctx, p.TenantID, r.node)
+	if err != nil {
+		return false, err
+	}
+	a, err := s.spaces.AccessIn(ctx, p, scopeOf(r.item.SpaceID, pl.chain))
 	return a == space.Editor, err
 }
 
@@ -246,7 +255,7 @@ func (s *Service) ListTrash(ctx context.Context, p identity.Principal) ([]TrashI
 	}
 	out := []TrashItem{}
 	for _, r := range rs {
-		ok, err := s.mayRetrieve(ctx, p, r.item)
+		ok, err := s.mayRetrieve(ctx, p, r)
 		if err != nil {
 			return nil, err
 		}
@@ -264,18 +273,20 @@ func (s *Service) ListTrash(ctx context.Context, p identity.Principal) ([]TrashI
 
 // retrievable finds trash item id that p may retrieve; NotFound otherwise.
 func (s *Service) retrievable(ctx context.Context, p identity.Principal, id string) (TrashItem, error) {
-	it, err := s.trashItem(ctx, p.TenantID, id)
+	rs, err := s.trashRows(ctx, s.db.Read(), p.TenantID, id)
 	if err != nil {
 		return TrashItem{}, err
 	}
-	ok, err := s.mayRetrieve(ctx, p, it)
-	if err != nil {
-		return TrashItem{}, err
+	ok := len(rs) > 0
+	if ok {
+		if ok, err = s.mayRetrieve(ctx, p, rs[0]); err != nil {
+			return TrashItem{}, err
+		}
 	}
 	if !ok {
 		return TrashItem{}, errs.E(errs.NotFound, "no such item in the trash")
 	}
-	return it, nil
+	return s.named(ctx, p.TenantID, rs[0])
 }
 
 // Restored says where a restored item is now.
@@ -328,6 +339,13 @@ func (s *Service) Restore(ctx context.Context, p identity.Principal, id string) 
 		}
 		if !live {
 			parent, parentPath = "", ""
+		}
+	}
+	if nd.parentID != "" && parent == "" {
+		// Its folder is gone: it would land at the top of the space,
+		// which takes an editor of the whole space.
+		if _, err := s.spaces.Need(ctx, p, nd.spaceID, space.Editor); err != nil {
+			return Restored{}, errs.E(errs.Forbidden, "the folder it was in is gone and it would return to the top of the space, where you are not an editor; ask one")
 		}
 	}
 	name, err := dk.Open("nodes", "name_ct", nd.id, nd.nameCT)
@@ -410,19 +428,10 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM spaces WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || at == 0 {
 				return errs.E(errs.NotFound, "no such item in the trash")
 			}
-			rows, err := tx.Query(ctx, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ?", tenantID, it.ID)
-			if err != nil {
+			var err error
+			if ids, err = column(ctx, tx.Q, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ?", tenantID, it.ID); err != nil {
 				return err
 			}
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				ids = append(ids, id)
-			}
-			rows.Close()
 		} else {
 			var at int64
 			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM nodes WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || at == 0 {
@@ -449,6 +458,9 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 		ev.Details["items"], ev.Details["versions"], ev.Details["bytes"] = len(ids), len(blobs), bytes
 		if counts["file_subjects"] > 0 {
 			ev.Details["subject_links"] = counts["file_subjects"]
+		}
+		if counts["space_grants"] > 0 {
+			ev.Details["folder_grants"] = counts["space_grants"]
 		}
 		return nil
 	}, ev)
@@ -507,7 +519,7 @@ func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, 
 		return nil
 	}
 	for i := len(ids) - 1; i >= 0; i-- { // children before their folders
-		for _, d := range [][2]string{{"file_subjects", "node_id = ?"}, {"file_versions", "node_id = ?"}, {"nodes", "id = ?"}} {
+		for _, d := range [][2]string{{"file_subjects", "node_id = ?"}, {"space_grants", "node_id = ?"}, {"file_versions", "node_id = ?"}, {"nodes", "id = ?"}} {
 			if err := del(d[0], d[1], ids[i]); err != nil {
 				return nil, 0, err
 			}

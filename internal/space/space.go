@@ -2,12 +2,15 @@
 // in, each pinned to a region — and who may see or change them.
 //
 // Access is denied by default. A grant gives a user or a group viewer or
-// editor on a space; a user's access is the highest of their own grant and
-// the grants of the groups they are in. Tenant owners and admins
-// administer every space (they count as editors). Whoever grants must be
-// an editor of the space and can grant at most the access they hold; every
-// grant and revocation is audited. Space names are sealed under the
-// tenant's data key: they may name people.
+// editor on a space, or on one folder in it (and so on everything inside
+// the folder). A user's access somewhere is the highest of the grants
+// that reach it — on the space and on every folder above — their own and
+// their groups'. Grants only add: nothing below a grant takes it away.
+// Tenant owners and admins administer every space (they count as
+// editors). Whoever grants must be an editor where they grant and can
+// grant at most the access they hold there; every grant and revocation is
+// audited. Space names are sealed under the tenant's data key: they may
+// name people.
 package space
 
 import (
@@ -49,15 +52,59 @@ type Space struct {
 	Access    string    `json:"access"` // the caller's: viewer or editor
 }
 
-// Grant gives a user or a group access to a space.
+// Grant gives a user or a group access to a space or to a folder in it.
 type Grant struct {
 	ID        string    `json:"id"`
 	UserID    string    `json:"user_id,omitempty"`
 	GroupID   string    `json:"group_id,omitempty"`
 	Access    string    `json:"access"`
+	FolderID  string    `json:"folder_id,omitempty"` // the folder it is on; none for the whole space
+	Inherited bool      `json:"inherited"`           // it is on the space or a folder above where it was listed
 	GrantedBy string    `json:"granted_by"`
 	GrantedAt time.Time `json:"granted_at"`
 }
+
+// Scope is where access is asked for: a space, or a folder in it given
+// with the folders above it, from the top down. Grants on any of them
+// reach it.
+type Scope struct {
+	SpaceID string
+	Folders []string
+}
+
+// at is the folder a grant in sc is on; "" for the space.
+func (sc Scope) at() string {
+	if len(sc.Folders) == 0 {
+		return ""
+	}
+	return sc.Folders[len(sc.Folders)-1]
+}
+
+// where names sc in messages.
+func (sc Scope) where() string {
+	if len(sc.Folders) == 0 {
+		return "the space"
+	}
+	return "this folder"
+}
+
+// reach is the SQL condition (on space_grants g) and its arguments for
+// the grants of tenantID that reach sc: on the space and on its folders.
+func (sc Scope) reach(tenantID string) (string, []any) {
+	args := []any{tenantID, sc.SpaceID, ""}
+	marks := "?"
+	for _, f := range sc.Folders {
+		marks += ", ?"
+		args = append(args, f)
+	}
+	return "g.tenant_id = ? AND g.space_id = ? AND g.node_id IN (" + marks + ")", args
+}
+
+// Holds completes a condition on space_grants g, after an opening
+// parenthesis: the grant is to a user or to one of the user's groups
+// (arguments: user id, tenant id, user id).
+const Holds = `g.grantee_type = 'user' AND g.grantee_id = ? OR
+	g.grantee_type = 'group' AND g.grantee_id IN (SELECT group_id FROM group_members WHERE tenant_id = ? AND user_id = ?))`
 
 // Service manages spaces and grants.
 type Service struct {
@@ -136,8 +183,15 @@ func (s *Service) Create(ctx context.Context, p identity.Principal, name, region
 // and p's groups' grants, editor for tenant owners and admins, None when
 // the space does not exist.
 func (s *Service) AccessOf(ctx context.Context, p identity.Principal, id string) (string, error) {
+	return s.AccessIn(ctx, p, Scope{SpaceID: id})
+}
+
+// AccessIn is the access p holds in sc: the highest of the grants that
+// reach it, editor for tenant owners and admins, None when the space does
+// not exist or is in the trash.
+func (s *Service) AccessIn(ctx context.Context, p identity.Principal, sc Scope) (string, error) {
 	var exists int
-	err := s.db.Read().QueryRow(ctx, "SELECT 1 FROM spaces WHERE tenant_id = ? AND id = ? AND trashed_at = 0", p.TenantID, id).Scan(&exists)
+	err := s.db.Read().QueryRow(ctx, "SELECT 1 FROM spaces WHERE tenant_id = ? AND id = ? AND trashed_at = 0", p.TenantID, sc.SpaceID).Scan(&exists)
 	if errors.Is(err, sql.ErrNoRows) {
 		return None, nil
 	}
@@ -147,10 +201,9 @@ func (s *Service) AccessOf(ctx context.Context, p identity.Principal, id string)
 	if Administers(p) {
 		return Editor, nil
 	}
-	rows, err := s.db.Read().Query(ctx, `SELECT access FROM space_grants WHERE tenant_id = ? AND space_id = ? AND (
-			grantee_type = 'user' AND grantee_id = ? OR
-			grantee_type = 'group' AND grantee_id IN (SELECT group_id FROM group_members WHERE tenant_id = ? AND user_id = ?))`,
-		p.TenantID, id, p.UserID, p.TenantID, p.UserID)
+	cond, args := sc.reach(p.TenantID)
+	rows, err := s.db.Read().Query(ctx, "SELECT g.access FROM space_grants g WHERE "+cond+" AND ("+Holds,
+		append(args, p.UserID, p.TenantID, p.UserID)...)
 	if err != nil {
 		return None, err
 	}
@@ -178,7 +231,12 @@ func Administers(p identity.Principal) bool {
 // when p has none (as if the space did not exist), Forbidden when too low.
 // A space in the trash is not found.
 func (s *Service) Need(ctx context.Context, p identity.Principal, id, want string) (string, error) {
-	a, err := s.AccessOf(ctx, p, id)
+	return s.NeedIn(ctx, p, Scope{SpaceID: id}, want)
+}
+
+// NeedIn is Need for a space or a folder.
+func (s *Service) NeedIn(ctx context.Context, p identity.Principal, sc Scope, want string) (string, error) {
+	a, err := s.AccessIn(ctx, p, sc)
 	if err != nil {
 		return None, err
 	}
@@ -186,7 +244,7 @@ func (s *Service) Need(ctx context.Context, p identity.Principal, id, want strin
 		return None, errNoSpace
 	}
 	if level(a) < level(want) {
-		return a, errs.E(errs.Forbidden, "this needs %s access to the space; you have %s", want, a)
+		return a, errs.E(errs.Forbidden, "this needs %s access to %s; you have %s", want, sc.where(), a)
 	}
 	return a, nil
 }
@@ -199,7 +257,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal) ([]Space, erro
 	}
 	rows, err := s.db.Read().Query(ctx, `SELECT s.id, s.name_ct, s.region, s.created_by, s.created_at, COALESCE(g.access, '')
 		FROM spaces s
-		LEFT JOIN space_grants g ON g.tenant_id = s.tenant_id AND g.space_id = s.id AND (
+		LEFT JOIN space_grants g ON g.tenant_id = s.tenant_id AND g.space_id = s.id AND g.node_id = '' AND (
 			g.grantee_type = 'user' AND g.grantee_id = ? OR
 			g.grantee_type = 'group' AND g.grantee_id IN (SELECT group_id FROM group_members WHERE tenant_id = ? AND user_id = ?))
 		WHERE s.tenant_id = ? AND s.trashed_at = 0 ORDER BY s.id`, p.UserID, p.TenantID, p.UserID, p.TenantID)
@@ -289,11 +347,17 @@ func (s *Service) Rename(ctx context.Context, p identity.Principal, id, name str
 
 // Grants lists who has access to a space (editors).
 func (s *Service) Grants(ctx context.Context, p identity.Principal, id string) ([]Grant, error) {
-	if _, err := s.Need(ctx, p, id, Editor); err != nil {
+	return s.GrantsIn(ctx, p, Scope{SpaceID: id})
+}
+
+// GrantsIn lists the grants that reach sc (editors there): those on it
+// and, for a folder, those inherited from the space and the folders above.
+func (s *Service) GrantsIn(ctx context.Context, p identity.Principal, sc Scope) ([]Grant, error) {
+	if _, err := s.NeedIn(ctx, p, sc, Editor); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Read().Query(ctx, `SELECT id, grantee_type, grantee_id, access, granted_by, granted_at FROM space_grants
-		WHERE tenant_id = ? AND space_id = ? ORDER BY granted_at, id`, p.TenantID, id)
+	cond, args := sc.reach(p.TenantID)
+	rows, err := s.db.Read().Query(ctx, "SELECT "+grantCols+" FROM space_grants g WHERE "+cond+" ORDER BY g.granted_at, g.id", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -304,16 +368,19 @@ func (s *Service) Grants(ctx context.Context, p identity.Principal, id string) (
 		if err != nil {
 			return nil, err
 		}
+		g.Inherited = g.FolderID != sc.at()
 		out = append(out, g)
 	}
 	return out, rows.Err()
 }
 
+const grantCols = "id, node_id, grantee_type, grantee_id, access, granted_by, granted_at"
+
 func scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
 	var g Grant
 	var kind, who string
 	var at int64
-	if err := row.Scan(&g.ID, &kind, &who, &g.Access, &g.GrantedBy, &at); err != nil {
+	if err := row.Scan(&g.ID, &g.FolderID, &kind, &who, &g.Access, &g.GrantedBy, &at); err != nil {
 		return Grant{}, err
 	}
 	if kind == "group" {
@@ -336,7 +403,13 @@ type GrantInput struct {
 // they have. The granter must be an editor of the space and cannot grant
 // more than they hold.
 func (s *Service) Grant(ctx context.Context, p identity.Principal, spaceID string, in GrantInput) (Grant, error) {
-	held, err := s.Need(ctx, p, spaceID, Editor)
+	return s.GrantIn(ctx, p, Scope{SpaceID: spaceID}, in)
+}
+
+// GrantIn is Grant on the space or the folder sc names. The granter must
+// be an editor there.
+func (s *Service) GrantIn(ctx context.Context, p identity.Principal, sc Scope, in GrantInput) (Grant, error) {
+	held, err := s.NeedIn(ctx, p, sc, Editor)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -365,24 +438,37 @@ func (s *Service) Grant(ctx context.Context, p identity.Principal, spaceID strin
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var before string
-	err = s.db.Read().QueryRow(ctx, "SELECT access FROM space_grants WHERE tenant_id = ? AND space_id = ? AND grantee_type = ? AND grantee_id = ?",
-		p.TenantID, spaceID, kind, who).Scan(&before)
+	err = s.db.Read().QueryRow(ctx, "SELECT access FROM space_grants WHERE tenant_id = ? AND space_id = ? AND node_id = ? AND grantee_type = ? AND grantee_id = ?",
+		p.TenantID, sc.SpaceID, sc.at(), kind, who).Scan(&before)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Grant{}, err
 	}
 	var g Grant
+	ev := sc.event("grant", subjectID, map[string]any{kind + "_id": who, "access": []string{before, in.Access}})
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		var err error
-		g, err = scanGrant(tx.QueryRow(ctx, `INSERT INTO space_grants (tenant_id, id, space_id, grantee_type, grantee_id, access, granted_by, granted_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, space_id, grantee_type, grantee_id) DO UPDATE SET
+		g, err = scanGrant(tx.QueryRow(ctx, `INSERT INTO space_grants (tenant_id, id, space_id, node_id, grantee_type, grantee_id, access, granted_by, granted_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (tenant_id, space_id, node_id, grantee_type, grantee_id) DO UPDATE SET
 				access = excluded.access, granted_by = excluded.granted_by, granted_at = excluded.granted_at
-			RETURNING id, grantee_type, grantee_id, access, granted_by, granted_at`,
-			p.TenantID, id.String(), spaceID, kind, who, in.Access, p.UserID, now.UnixMicro()))
+			RETURNING `+grantCols,
+			p.TenantID, id.String(), sc.SpaceID, sc.at(), kind, who, in.Access, p.UserID, now.UnixMicro()))
+		if err == nil {
+			ev.Details["grant_id"] = g.ID
+		}
 		return err
-	}, audit.Event{Action: "space.grant", TargetType: "space", TargetID: spaceID, SubjectID: subjectID,
-		Details: map[string]any{kind + "_id": who, "access": []string{before, in.Access}}})
+	}, ev)
 	return g, err
+}
+
+// event is the audit event of a grant or revocation in sc: on the space
+// (space.grant) or on a folder (folder.grant, with its space).
+func (sc Scope) event(verb, subjectID string, details map[string]any) audit.Event {
+	if f := sc.at(); f != "" {
+		details["space_id"] = sc.SpaceID
+		return audit.Event{Action: "folder." + verb, TargetType: "folder", TargetID: f, SubjectID: subjectID, Details: details}
+	}
+	return audit.Event{Action: "space." + verb, TargetType: "space", TargetID: sc.SpaceID, SubjectID: subjectID, Details: details}
 }
 
 // grantee checks that the user or group exists in p's tenant and returns
@@ -405,14 +491,20 @@ func (s *Service) grantee(ctx context.Context, p identity.Principal, kind, id st
 
 // Revoke removes a grant (editors, for grants up to their own access).
 func (s *Service) Revoke(ctx context.Context, p identity.Principal, spaceID, grantID string) error {
-	held, err := s.Need(ctx, p, spaceID, Editor)
+	return s.RevokeIn(ctx, p, Scope{SpaceID: spaceID}, grantID)
+}
+
+// RevokeIn is Revoke of a grant on the space or the folder sc names (not
+// one it inherits: that is revoked where it is).
+func (s *Service) RevokeIn(ctx context.Context, p identity.Principal, sc Scope, grantID string) error {
+	held, err := s.NeedIn(ctx, p, sc, Editor)
 	if err != nil {
 		return err
 	}
-	g, err := scanGrant(s.db.Read().QueryRow(ctx, `SELECT id, grantee_type, grantee_id, access, granted_by, granted_at FROM space_grants
-		WHERE tenant_id = ? AND space_id = ? AND id = ?`, p.TenantID, spaceID, grantID))
+	g, err := scanGrant(s.db.Read().QueryRow(ctx, `SELECT `+grantCols+` FROM space_grants
+		WHERE tenant_id = ? AND space_id = ? AND node_id = ? AND id = ?`, p.TenantID, sc.SpaceID, sc.at(), grantID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return errs.E(errs.NotFound, "no such grant")
+		return errs.E(errs.NotFound, "no such grant on %s", sc.where())
 	}
 	if err != nil {
 		return err
@@ -433,7 +525,7 @@ func (s *Service) Revoke(ctx context.Context, p identity.Principal, spaceID, gra
 	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM space_grants WHERE tenant_id = ? AND id = ?", p.TenantID, grantID)
 		return err
-	}, audit.Event{Action: "space.revoke", TargetType: "space", TargetID: spaceID, SubjectID: subjectID, Details: details})
+	}, sc.event("revoke", subjectID, details))
 }
 
 // DropGroupGrants removes every grant to a group, inside the transaction
