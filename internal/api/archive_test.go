@@ -4,8 +4,10 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -78,7 +80,7 @@ func TestZipExportImport(t *testing.T) {
 		src := newSpace(t, env, map[string]any{"name": "Source"})
 		contract := content(150_000, "Ann's contract, signed")
 		put(t, env, src, "Ann/contract.pdf", content(1000, "Ann's contract, draft"), 201)
-		put(t, env, src, "Ann/contract.pdf", contract, 200)
+		doc := put(t, env, src, "Ann/contract.pdf", contract, 200)
 		put(t, env, src, "notes.txt", content(300, "Notes on Ann"), 201)
 		put(t, env, src, "Ann/old.txt", content(100, "old"), 201)
 		if r := env.Do(t, env.Token, "POST", "/api/v1/spaces/"+src+"/folders", map[string]any{"path": "Ann/empty"}); r.Status != 201 {
@@ -100,6 +102,10 @@ func TestZipExportImport(t *testing.T) {
 		if !bytes.Equal(got["Ann/contract.pdf"], contract) || !bytes.Equal(got["notes.txt"], content(300, "Notes on Ann")) {
 			t.Error("the zip's files are not the current versions")
 		}
+		// A changed byte deep in a file cuts the zip.
+		restore := flipDeep(t, filepath.Join(env.DataDir, "regions", "local", env.Tenant.ID, src, versionID(t, env, doc.ID, 2)))
+		wantCut(t, env, "/api/v1/spaces/"+src+"/export", "zip export")
+		restore()
 		r = env.Do(t, env.Token, "GET", "/api/v1/spaces/"+src+"/export?path=Ann", nil)
 		if names, _ := unzip(t, r.Body); r.Status != 200 || !slices.Equal(names, []string{"contract.pdf", "empty/"}) ||
 			!strings.Contains(r.Header.Get("Content-Disposition"), "Ann.zip") {
@@ -228,6 +234,24 @@ func TestZipImportBadInput(t *testing.T) {
 				t.Errorf("%s: the problem repeats a name: %s", c.name, r.Body)
 			}
 		}
+		// An entry that inflates past the size it declares (the quota was
+		// checked on the declared sizes) stops the import as damaged.
+		plain := content(200_000, "more than it says")
+		var deflated, lying bytes.Buffer
+		fw, _ := flate.NewWriter(&deflated, flate.BestSpeed)
+		fw.Write(plain)
+		fw.Close()
+		zw = zip.NewWriter(&lying)
+		rw, err := zw.CreateRaw(&zip.FileHeader{Name: "small.txt", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(plain),
+			CompressedSize64: uint64(deflated.Len()), UncompressedSize64: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw.Write(deflated.Bytes())
+		zw.Close()
+		if r := importZip(t, env, sp, "", lying.Bytes()); r.Status != 400 || !strings.Contains(string(r.Body), "entry 1 is damaged") {
+			t.Errorf("an entry larger than it says: %d %s", r.Status, r.Body)
+		}
 		if r := importZip(t, env, sp, "", []byte("not a zip at all")); r.Status != 400 || !strings.Contains(string(r.Body), `"field":"body"`) {
 			t.Errorf("not a zip: %d %s", r.Status, r.Body)
 		}
@@ -251,4 +275,45 @@ func TestZipImportBadInput(t *testing.T) {
 			t.Errorf("%d blobs after refused imports; %d before", n, blobs)
 		}
 	})
+}
+
+// flipDeep changes a byte in the second segment of the blob at path (past
+// what a first-segment check sees) and returns how to put it back.
+func flipDeep(t *testing.T, path string) (restore func()) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Clone(raw)
+	changed[36+65536+16+500] ^= 1
+	if err := os.WriteFile(path, changed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantCut GETs path and wants the transfer broken off — never a body that
+// ends cleanly — and the cut logged as what stopped midway.
+func wantCut(t *testing.T, env *apptest.Env, path, what string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", env.Server.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+env.Token)
+	res, err := env.Server.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, rerr := io.ReadAll(res.Body)
+	res.Body.Close()
+	if rerr == nil {
+		t.Errorf("GET %s with a corrupt file ended cleanly (%d bytes, status %d)", path, len(cut), res.StatusCode)
+	}
+	if !strings.Contains(env.Logs.String(), what+" stopped midway") {
+		t.Errorf("the cut %s was not logged", what)
+	}
 }

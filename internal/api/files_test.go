@@ -875,3 +875,67 @@ func firstTrashID(t *testing.T, env *apptest.Env) string {
 	}
 	return trash.Items[0].ID
 }
+
+// TestMigrationReadBack: a copy that does not read back as the content
+// the version recorded is never switched to — the version stays where it
+// was, nothing of it is left in the new region, and the move stops; once
+// the copy can be checked, the move resumes and ends.
+func TestMigrationReadBack(t *testing.T) {
+	withRegions(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		euDir := strings.TrimPrefix(env.App.Config.Regions[1].URL, "file://")
+		sp := newSpace(t, env, map[string]any{"name": "Checked"})
+		body := content(90_000, "checked on arrival")
+		it := put(t, env, sp, "x.txt", body, 201)
+		vid := versionID(t, env, it.ID, 1)
+		// The recorded SHA-256 no longer matches the content: a copy is
+		// judged wrong on reading it back, as one a region mangled would be.
+		var orig []byte
+		if err := env.App.DB.Read().QueryRow(ctx, "SELECT sha256_ct FROM file_versions WHERE id = ?", vid).Scan(&orig); err != nil {
+			t.Fatal(err)
+		}
+		dk, err := env.App.Keys.TenantDataKey(ctx, env.App.DB.Read(), env.Tenant.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong := sha256.Sum256([]byte("something else"))
+		setSum := func(v any) {
+			t.Helper()
+			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, "UPDATE file_versions SET sha256_ct = ? WHERE id = ?", v, vid)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setSum(dk.Seal("file_versions", "sha256_ct", vid, wrong[:]))
+		if r := env.Do(t, env.Token, "POST", "/api/v1/spaces/"+sp+"/migration", map[string]any{"region": "eu"}); r.Status != 202 {
+			t.Fatalf("migrate: %d %s", r.Status, r.Body)
+		}
+		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(env.Logs.String(), "space migration stopped"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the move did not stop")
+			}
+		}
+		var m files.Migration
+		if env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/migration", nil).JSON(t, &m); m.Done || m.Moved != 0 || m.Region != "local" {
+			t.Errorf("a copy that reads back wrong: %+v", m)
+		}
+		if left := apptest.Files(t, filepath.Join(euDir, env.Tenant.ID, sp)); len(left) != 0 {
+			t.Errorf("the rejected copy is left in eu: %v", left)
+		}
+		if got := countRows(t, env, "SELECT region FROM file_versions WHERE id = ?", vid); got != "local" {
+			t.Errorf("the version is in %s; want local", got)
+		}
+		setSum(orig)
+		if err := env.App.Files.ResumeMigrations(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/migration", nil).JSON(t, &m); !m.Done || m.Region != "eu" || m.Moved != 1 {
+			t.Errorf("after resuming: %+v", m)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/x.txt", nil); r.Status != 200 || !bytes.Equal(r.Body, body) {
+			t.Errorf("the file after the move: %d", r.Status)
+		}
+	})
+}
