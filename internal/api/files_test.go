@@ -939,3 +939,86 @@ func TestMigrationReadBack(t *testing.T) {
 		}
 	})
 }
+
+// TestVersionsKept: a tenant that keeps the newest N versions of each
+// file loses the older ones — rows, keys and blobs — when a version
+// arrives (the room they free counts against the quota), and, after
+// lowering N, by the hourly job; bad settings change nothing.
+func TestVersionsKept(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		sp := newSpace(t, env, map[string]any{"name": "Drafts"})
+		region := filepath.Join(env.DataDir, "regions", "local", env.Tenant.ID, sp)
+		settings := func(body map[string]any, want int) {
+			t.Helper()
+			body["time_zone"] = "UTC"
+			if r := env.Do(t, env.Token, "PUT", "/api/v1/settings/organisation", body); r.Status != want {
+				t.Fatalf("settings %v: %d %s; want %d", body, r.Status, r.Body, want)
+			}
+		}
+		versions := func(id string) []int {
+			t.Helper()
+			var vs struct{ Items []files.Version }
+			env.Do(t, env.Token, "GET", "/api/v1/files/"+id+"/versions", nil).JSON(t, &vs)
+			var out []int
+			for _, v := range vs.Items {
+				out = append(out, v.Version)
+			}
+			return out
+		}
+		settings(map[string]any{"versions_kept": -1}, 400)
+		settings(map[string]any{"versions_kept": 10001}, 400)
+		y := put(t, env, sp, "y.txt", content(1000, "y draft 1"), 201)
+		put(t, env, sp, "y.txt", content(1000, "y draft 2"), 200)
+		put(t, env, sp, "y.txt", content(1000, "y draft 3"), 200)
+
+		settings(map[string]any{"versions_kept": 2}, 200)
+		x := put(t, env, sp, "x.txt", content(1000, "x draft 1"), 201)
+		for i := 2; i <= 4; i++ {
+			put(t, env, sp, "x.txt", content(1000, fmt.Sprintf("x draft %d", i)), 200)
+		}
+		if got := versions(x.ID); fmt.Sprint(got) != "[4 3]" {
+			t.Errorf("x keeps versions %v; want [4 3]", got)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/x.txt?version=1", nil); r.Status != 404 {
+			t.Errorf("a pruned version: %d", r.Status)
+		}
+		if got := versions(y.ID); len(got) != 3 {
+			t.Errorf("y, untouched since the setting, keeps %v", got)
+		}
+		if n := len(apptest.Files(t, region)); n != 5 {
+			t.Errorf("%d blobs; want 5 (x: 2, y: 3)", n)
+		}
+
+		// Lowered to one: the job prunes every file.
+		settings(map[string]any{"versions_kept": 1}, 200)
+		if n, err := env.App.Files.PruneVersions(ctx); err != nil || n != 3 {
+			t.Errorf("prune: %d, %v; want 3", n, err)
+		}
+		if fmt.Sprint(versions(x.ID), versions(y.ID)) != "[4] [3]" {
+			t.Errorf("after the job: x %v, y %v", versions(x.ID), versions(y.ID))
+		}
+		if n := len(apptest.Files(t, region)); n != 2 {
+			t.Errorf("%d blobs after the job; want 2", n)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/y.txt", nil); r.Status != 200 || !bytes.Equal(r.Body, content(1000, "y draft 3")) {
+			t.Errorf("the current version after the job: %d", r.Status)
+		}
+		if got := countRows(t, env, "SELECT COUNT(*) FROM blob_intents"); got != "0" {
+			t.Errorf("%s announcements left", got)
+		}
+
+		// The version a new one pushes out frees its room under the quota.
+		if _, err := env.App.Tenants.SetQuota(ctx, env.Tenant.ID, 2500); err != nil {
+			t.Fatal(err)
+		}
+		put(t, env, sp, "y.txt", content(1000, "y draft 4"), 200)
+		put(t, env, sp, "z.txt", content(1000, "z"), 413)
+
+		var page auditPage
+		env.Do(t, env.Token, "GET", "/api/v1/audit?action=file.prune", nil).JSON(t, &page)
+		if len(page.Items) != 2 || page.Items[0].Actor.Type != "system" {
+			t.Errorf("the job's pruning is not audited per file as the system: %+v", page.Items)
+		}
+	})
+}

@@ -256,6 +256,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"DELETE", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},
 			{"DELETE", "/api/v1/files/" + pre.ID + "/subjects/" + id, "", true, false},                                      // 404
 			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"UTC","linked_files_on_erasure":"shred"}`, false, false}, // 400
+			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"UTC","versions_kept":50}`, true, false},
+			{"GET", "/api/v1/settings/organisation", "", true, false},
 			{"GET", "/api/v1/files/" + pre.ID + "/versions/1", "", true, false},
 			{"POST", "/api/v1/files/" + folder.ID + "/grants", `{"user_id":"` + owner.ID + `","access":"viewer"}`, true, false},
 			{"POST", "/api/v1/files/" + folder.ID + "/grants", `{"user_id":"` + owner.ID + `","access":"owner"}`, false, false}, // 400

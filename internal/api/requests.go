@@ -73,7 +73,7 @@ func (a *API) extendRequest(w http.ResponseWriter, r *http.Request) error {
 // organisation is the tenant's own settings.
 func organisationOf(t tenant.Tenant) tenant.Organisation {
 	return tenant.Organisation{TimeZone: t.TimeZone, ClosureGraceDays: &t.ClosureGraceDays, Region: &t.Region,
-		AllowedRegions: &t.AllowedRegions, TrashDays: &t.TrashDays, LinkedFilesOnErasure: &t.LinkedFilesOnErasure}
+		AllowedRegions: &t.AllowedRegions, TrashDays: &t.TrashDays, VersionsKept: &t.VersionsKept, LinkedFilesOnErasure: &t.LinkedFilesOnErasure}
 }
 
 func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {

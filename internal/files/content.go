@@ -116,6 +116,15 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 		if err != nil {
 			return Item{}, false, err
 		}
+		if len(found) == len(names) && found[len(found)-1].kind == File && t.VersionsKept > 0 {
+			// The versions this one pushes out free their room.
+			n := found[len(found)-1]
+			_, freed, err := versionBlobs(ctx, s.db.Read(), "tenant_id = ? AND node_id = ? AND version <= ?", p.TenantID, n.id, n.version+1-t.VersionsKept)
+			if err != nil {
+				return Item{}, false, err
+			}
+			used -= freed
+		}
 		if room = t.QuotaBytes - used; room < 0 || u.Length > room {
 			return Item{}, false, quotaError(t.QuotaBytes)
 		}
@@ -178,6 +187,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	// The commit must not be abandoned halfway by a client going away:
 	// once the blob is whole, the version is recorded or the blob deleted.
 	cctx := context.WithoutCancel(ctx)
+	var pruned []blobRef
 	err = s.log.Commit(cctx, p.TenantID, func(tx *sqldb.Tx) error {
 		// The space may have started moving while the blob was written.
 		if now, err := s.spaceRegion(cctx, tx.Q, p.TenantID, spaceID, s.db.ForUpdate()); err != nil {
@@ -224,6 +234,14 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 			}
 			v.version = 1
 		}
+		// The tenant keeps the newest versions_kept versions, this one
+		// among them: older ones go before the quota is checked.
+		if k := t.VersionsKept; k > 0 && v.version > k {
+			if pruned, _, err = s.pruneVersions(cctx, tx, p.TenantID, nodeID, v.version-k); err != nil {
+				return err
+			}
+			ev.Details["versions_pruned"] = len(pruned)
+		}
 		if t.QuotaBytes > 0 {
 			used, err := s.used(cctx, tx.Q, p.TenantID)
 			if err != nil {
@@ -240,6 +258,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 		s.discard(cctx, st, p.TenantID, v.blobKey)
 		return Item{}, false, err
 	}
+	s.discardAll(cctx, p.TenantID, pruned)
 	it, err := s.Stat(cctx, p, spaceID, strings.Join(names, "/"))
 	return it, created, err
 }

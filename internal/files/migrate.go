@@ -303,9 +303,7 @@ func (s *Service) moveVersion(ctx context.Context, tenantID string, v versionRow
 		if _, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", dst.Region, blobKey); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, 'deleting', ?)
-			ON CONFLICT (region, blob_key) DO UPDATE SET state = 'deleting'`, v.region, v.blobKey, tenantID, s.now().UnixMicro())
-		return err
+		return s.markDeleting(ctx, tx, tenantID, []blobRef{{v.region, v.blobKey}})
 	})
 	if err != nil || !switched {
 		drop()

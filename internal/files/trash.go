@@ -483,30 +483,14 @@ func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, 
 	var blobs []blobRef
 	var bytes int64
 	for _, nid := range ids {
-		rows, err := tx.Query(ctx, "SELECT region, blob_key, size FROM file_versions WHERE tenant_id = ? AND node_id = ?", tenantID, nid)
+		bs, n, err := versionBlobs(ctx, tx.Q, "tenant_id = ? AND node_id = ?", tenantID, nid)
 		if err != nil {
 			return nil, 0, err
 		}
-		for rows.Next() {
-			var b blobRef
-			var size int64
-			if err := rows.Scan(&b.region, &b.key, &size); err != nil {
-				rows.Close()
-				return nil, 0, err
-			}
-			blobs, bytes = append(blobs, b), bytes+size
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
+		blobs, bytes = append(blobs, bs...), bytes+n
 	}
-	now := s.now().UnixMicro()
-	for _, b := range blobs {
-		if _, err := tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, 'deleting', ?)
-			ON CONFLICT (region, blob_key) DO UPDATE SET state = 'deleting'`, b.region, b.key, tenantID, now); err != nil {
-			return nil, 0, err
-		}
+	if err := s.markDeleting(ctx, tx, tenantID, blobs); err != nil {
+		return nil, 0, err
 	}
 	del := func(table, where, id string) error {
 		res, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, tenantID, id)
@@ -580,8 +564,9 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Loop purges the trash, sweeps leftover blobs and resumes interrupted
-// region migrations every interval until ctx ends.
+// Loop purges the trash, sweeps leftover blobs, resumes interrupted
+// region migrations and prunes versions beyond the tenants' versions_kept
+// every interval until ctx ends.
 func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -594,6 +579,9 @@ func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 		}
 		if err := s.ResumeMigrations(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("resume space migrations", "error", err.Error())
+		}
+		if _, err := s.PruneVersions(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("prune file versions", "error", err.Error())
 		}
 		select {
 		case <-ctx.Done():

@@ -39,6 +39,9 @@ type Tenant struct {
 	// TrashDays is how long deleted files, folders and spaces stay
 	// retrievable before they are purged.
 	TrashDays int `json:"trash_days"`
+	// VersionsKept is how many versions of each file are kept, the
+	// newest; older ones are deleted. 0 keeps them all.
+	VersionsKept int `json:"versions_kept"`
 	// QuotaBytes bounds the bytes of every stored file version; 0 is no
 	// bound. The operator sets it.
 	QuotaBytes int64 `json:"quota_bytes"`
@@ -155,10 +158,10 @@ func (s *Service) find(ctx context.Context, column, value string) (Tenant, error
 	var created int64
 	var allowed string
 	err := s.db.Read().QueryRow(ctx, `SELECT id, slug, name, region, status, time_zone, closure_grace_days, allowed_regions, trash_days, quota_bytes,
-			linked_files_on_erasure, created_at
+			linked_files_on_erasure, versions_kept, created_at
 		FROM tenants WHERE `+column+" = ?", value).
 		Scan(&t.ID, &t.Slug, &t.Name, &t.Region, &t.Status, &t.TimeZone, &t.ClosureGraceDays, &allowed, &t.TrashDays, &t.QuotaBytes,
-			&t.LinkedFilesOnErasure, &created)
+			&t.LinkedFilesOnErasure, &t.VersionsKept, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, errs.E(errs.NotFound, "no tenant %q", value)
 	}
@@ -180,12 +183,17 @@ type Organisation struct {
 	Region           *string   `json:"region"`          // the default region of new spaces
 	AllowedRegions   *[]string `json:"allowed_regions"` // empty: every configured region
 	TrashDays        *int      `json:"trash_days"`
+	// VersionsKept: 0 (all) to MaxVersionsKept.
+	VersionsKept *int `json:"versions_kept"`
 	// LinkedFilesOnErasure: LinkedDelete or LinkedKeep.
 	LinkedFilesOnErasure *string `json:"linked_files_on_erasure"`
 }
 
 // MaxTrashDays bounds how long the trash keeps items.
 const MaxTrashDays = 3650
+
+// MaxVersionsKept bounds the versions_kept setting (0 keeps all).
+const MaxVersionsKept = 10000
 
 // MaxClosureGraceDays bounds the grace period of account closure.
 const MaxClosureGraceDays = 365
@@ -233,6 +241,12 @@ func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organ
 		}
 		t.TrashDays = *d
 	}
+	if k := in.VersionsKept; k != nil {
+		if *k < 0 || *k > MaxVersionsKept {
+			return Tenant{}, errs.Field("versions_kept", "0 (keep every version) to %d", MaxVersionsKept)
+		}
+		t.VersionsKept = *k
+	}
 	if l := in.LinkedFilesOnErasure; l != nil {
 		if *l != LinkedDelete && *l != LinkedKeep {
 			return Tenant{}, errs.Field("linked_files_on_erasure", "%q or %q", LinkedDelete, LinkedKeep)
@@ -245,13 +259,13 @@ func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organ
 	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE tenants SET time_zone = ?, closure_grace_days = ?, region = ?, allowed_regions = ?, trash_days = ?,
-			linked_files_on_erasure = ? WHERE id = ?`,
-			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, t.LinkedFilesOnErasure, tenantID)
+			versions_kept = ?, linked_files_on_erasure = ? WHERE id = ?`,
+			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, t.VersionsKept, t.LinkedFilesOnErasure, tenantID)
 		return err
 	}, audit.Event{Action: "tenant.organisation", TargetType: "tenant", TargetID: tenantID,
 		Details: map[string]any{"time_zone": []string{old.TimeZone, t.TimeZone}, "account_closure_grace_days": []int{old.ClosureGraceDays, t.ClosureGraceDays},
 			"region": []string{old.Region, t.Region}, "allowed_regions": [][]string{old.AllowedRegions, t.AllowedRegions}, "trash_days": []int{old.TrashDays, t.TrashDays},
-			"linked_files_on_erasure": []string{old.LinkedFilesOnErasure, t.LinkedFilesOnErasure}}})
+			"versions_kept": []int{old.VersionsKept, t.VersionsKept}, "linked_files_on_erasure": []string{old.LinkedFilesOnErasure, t.LinkedFilesOnErasure}}})
 	if err != nil {
 		return Tenant{}, err
 	}
