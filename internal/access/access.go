@@ -215,6 +215,9 @@ func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.W
 	if err != nil {
 		return Written{}, err
 	}
+	if err := s.files.CheckHeld(ctx, hfs); err != nil {
+		return Written{}, err
+	}
 	held.Files = []HeldFile{}
 	for _, f := range hfs {
 		held.Files = append(held.Files, HeldFile{HeldFile: f, ZipName: fmt.Sprintf("files/%s/v%d/%s", f.FileID, f.Version, f.Name)})

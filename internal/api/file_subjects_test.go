@@ -110,9 +110,22 @@ func TestSubjectFiles(t *testing.T) {
 
 		// A changed byte deep in a linked file cuts the export: the client
 		// sees a broken transfer, never a zip that looks whole.
-		restore := flipDeep(t, filepath.Join(env.DataDir, "regions", "local", env.Tenant.ID, sp, versionID(t, env, contract.ID, 1)))
+		blob := filepath.Join(env.DataDir, "regions", "local", env.Tenant.ID, sp, versionID(t, env, contract.ID, 1))
+		restore := flipDeep(t, blob)
 		wantCut(t, env, "/api/v1/subjects/"+ann+"/export", "access export")
 		restore()
+		// A blob missing is found before the first byte: a problem, not a
+		// cut export.
+		if err := os.Rename(blob, blob+".away"); err != nil {
+			t.Fatal(err)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+ann+"/export", nil); r.Status != 500 ||
+			r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("an export with a blob missing: %d %s %.100s", r.Status, r.Header.Get("Content-Type"), r.Body)
+		}
+		if err := os.Rename(blob+".away", blob); err != nil {
+			t.Fatal(err)
+		}
 
 		// Erasing Ann deletes what is linked to her, also from the trash
 		// and from inside the linked folder, blobs included; Bo's file and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -320,6 +321,28 @@ func (s *Service) HeldFiles(ctx context.Context, tenantID, subjectID string) ([]
 		}
 	}
 	return out, nil
+}
+
+// CheckHeld makes sure the content of every held version can be read —
+// its region up, its blob there and whole — before an export sends its
+// first byte: a region that is down answers Unavailable, a blob missing
+// or cut short an internal error, instead of an export cut midway.
+func (s *Service) CheckHeld(ctx context.Context, hs []HeldFile) error {
+	for _, h := range hs {
+		st, err := s.store(h.row.region)
+		if err != nil {
+			return err
+		}
+		size, err := st.Size(ctx, h.row.blobKey)
+		if errs.Is(err, errs.NotFound) || err == nil && size != h.row.sealedSize {
+			return fmt.Errorf("files: version %s of file %s: the blob in %s is missing or not whole (%d of %d bytes)",
+				h.VersionID, h.FileID, h.row.region, size, h.row.sealedSize)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // OpenHeld opens the content of a held version, checked as it is read.
