@@ -128,6 +128,7 @@ func TestOtherTenantGets404(t *testing.T) {
 			return r.Map(t)["id"].(string)
 		}
 		ids["/api/v1/files/"] = upload("victim.txt")
+		ids["/api/v1/uploads/"] = victim.Do(t, "POST", "/api/v1/spaces/"+space+"/uploads", map[string]any{"path": "later.bin", "size": 10}).Map(t)["id"].(string)
 		upload("trashed.txt")
 		ids["/api/v1/trash/"] = victim.Do(t, "DELETE", "/api/v1/spaces/"+space+"/files/trashed.txt", nil).Map(t)["id"].(string)
 		staff := ids["/api/v1/users/"]

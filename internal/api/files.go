@@ -143,6 +143,72 @@ func (a *API) upload(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// startUpload opens a resumable upload: {path, size, content_type,
+// if_match} → 201 and the session, whose parts go to PATCH
+// /api/v1/uploads/{id}.
+func (a *API) startUpload(w http.ResponseWriter, r *http.Request) error {
+	var in files.NewUpload
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	u, err := a.files.StartUpload(r.Context(), principal(r), r.PathValue("id"), in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/uploads/"+u.ID)
+	w.Header().Set("Upload-Offset", "0")
+	httpio.JSON(w, http.StatusCreated, u)
+	return nil
+}
+
+func (a *API) getUpload(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.files.Upload(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Upload-Offset", strconv.FormatInt(u.Offset, 10))
+	httpio.JSON(w, http.StatusOK, u)
+	return nil
+}
+
+// appendUpload stores the body as the part of an upload that starts at
+// the Upload-Offset header: 204 with the new Upload-Offset while bytes
+// are missing, then 201 (a new file) or 200 (a new version) and the file.
+// A wrong offset is a 409 carrying the right one in Upload-Offset.
+func (a *API) appendUpload(w http.ResponseWriter, r *http.Request) error {
+	offset, err := strconv.ParseInt(r.Header.Get("Upload-Offset"), 10, 64)
+	if err != nil {
+		offset = -1 // refused once the upload is found
+	}
+	res, err := a.files.AppendUpload(r.Context(), principal(r), r.PathValue("id"), offset, r.ContentLength,
+		progressReader{r: r.Body, rc: http.NewResponseController(w)})
+	if res.Session.ID != "" {
+		w.Header().Set("Upload-Offset", strconv.FormatInt(res.Session.Offset, 10))
+	}
+	switch {
+	case err != nil:
+		return err
+	case res.Item == nil:
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	code := http.StatusOK
+	if res.Created {
+		code = http.StatusCreated
+		w.Header().Set("Location", "/api/v1/spaces/"+res.Item.SpaceID+"/files/"+escapePath(res.Item.Path))
+	}
+	httpio.JSON(w, code, res.Item)
+	return nil
+}
+
+func (a *API) cancelUpload(w http.ResponseWriter, r *http.Request) error {
+	if err := a.files.CancelUpload(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func escapePath(p string) string {
 	parts := strings.Split(p, "/")
 	for i, s := range parts {

@@ -782,8 +782,21 @@ func TestSpaceMigration(t *testing.T) {
 		migrate("local", 400) // there already
 
 		// Towards a region that is down: the move stays marked, writes are
-		// refused, reads go on; then it is called back.
+		// refused, reads go on; then it is called back. An upload under way
+		// is cancelled (its parts would stay behind).
+		up := startUpload(t, env, sp, map[string]any{"path": "up.bin", "size": 20})
+		if r := patchPart(t, env, up.ID, 0, []byte("0123456789")); r.Status != 204 {
+			t.Fatalf("a part: %d %s", r.Status, r.Body)
+		}
 		migrate("down", 202)
+		if r := env.Do(t, env.Token, "GET", "/api/v1/uploads/"+up.ID, nil); r.Status != 404 {
+			t.Errorf("an upload under way after the move began: %d", r.Status)
+		}
+		for _, f := range apptest.Files(t, local) {
+			if strings.Contains(f, "upload-") {
+				t.Errorf("a part left in the region being left: %s", f)
+			}
+		}
 		until("the move to a region that is down to stop", func() bool {
 			return strings.Contains(env.Logs.String(), "space migration stopped")
 		})

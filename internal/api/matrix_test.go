@@ -100,6 +100,10 @@ var matrix = map[string]string{
 	"GET /api/v1/spaces/{id}/migration":                  "401 404 ok ok 404 404 ok ok ok 404 404",
 	"POST /api/v1/spaces/{id}/import":                    "401 404 403 ok 404 404 ok ok ok 404 404",
 	"PUT /api/v1/spaces/{id}/files/{path...}":            "401 404 403 ok ok 404 ok ok ok 404 404",
+	"POST /api/v1/spaces/{id}/uploads":                   "401 404 403 ok 404 404 ok ok ok 404 404",
+	"GET /api/v1/uploads/{id}":                           "401 404 404 404 404 404 404 ok ok 404 404",
+	"PATCH /api/v1/uploads/{id}":                         "401 404 404 404 404 404 404 ok ok 404 404",
+	"DELETE /api/v1/uploads/{id}":                        "401 404 404 404 404 404 404 ok ok 404 404",
 	"GET /api/v1/spaces/{id}/files/{path...}":            "401 404 ok ok ok 404 ok ok ok 404 404",
 	"PATCH /api/v1/spaces/{id}/files/{path...}":          "401 404 403 ok ok 404 ok ok ok 404 404",
 	"DELETE /api/v1/spaces/{id}/files/{path...}":         "401 404 403 ok ok 404 ok ok ok 404 404",
@@ -288,6 +292,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return it
 		}
 		doc := upload()
+		// newUpload opens an upload session as the owner.
+		newUpload := func() string {
+			n++
+			u, err := env.App.Files.StartUpload(ctx, op, sp.ID, files.NewUpload{Path: fmt.Sprintf("matrix/up%d.bin", n), Size: ptr(int64(10))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.ID
+		}
+		session := newUpload()
 		folder, err := env.App.Files.Stat(ctx, op, sp.ID, "matrix")
 		if err != nil {
 			t.Fatal(err)
@@ -381,6 +395,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 				return "/api/v1/files/" + folder.ID + "/grants/" + g.ID
+			case "DELETE /api/v1/uploads/{id}":
+				return "/api/v1/uploads/" + newUpload()
 			case "DELETE /api/v1/spaces/{id}/grants/{grant}":
 				g, err := sps.Grant(ctx, op, sp.ID, space.GrantInput{UserID: throwaway(), Access: space.Viewer})
 				if err != nil {
@@ -390,7 +406,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/files/": doc.ID, "/api/v1/groups/": group.ID,
 				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID,
-				"/api/v1/retention/policies/": policy.ID, "/api/v1/requests/": dsr.ID} {
+				"/api/v1/retention/policies/": policy.ID, "/api/v1/requests/": dsr.ID, "/api/v1/uploads/": session} {
 				if strings.HasPrefix(p, prefix) {
 					return strings.Replace(p, "{id}", id, 1)
 				}

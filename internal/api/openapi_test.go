@@ -121,6 +121,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		session, err := env.App.Files.StartUpload(context.Background(), op, spaceID, files.NewUpload{Path: "oa-session.bin", Size: ptr(int64(5))})
+		if err != nil {
+			t.Fatal(err)
+		}
 		oaZip := string(zipOf(t, [2]string{"a/", ""}, [2]string{"a/b.txt", "imported"}))
 		b := env.Browser(t)
 		type step struct {
@@ -265,6 +269,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/files/" + folder.ID + "/grants", "", true, false},
 			{"DELETE", "/api/v1/files/" + folder.ID + "/grants/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
 			{"GET", "/api/v1/shared", "", true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/uploads", `{"path":"oa-up.bin","size":3,"content_type":"text/plain"}`, true, false},
+			{"POST", "/api/v1/spaces/" + spaceID + "/uploads", `{"path":"oa-up.bin"}`, false, false}, // 400: no size
+			{"GET", "/api/v1/uploads/01a00000-0000-7000-8000-000000000000", "", true, false},         // 404
+			{"GET", "/api/v1/uploads/" + session.ID, "", true, false},
+			{"DELETE", "/api/v1/uploads/" + session.ID, "", true, false},
+			{"DELETE", "/api/v1/uploads/01a00000-0000-7000-8000-000000000000", "", true, false}, // 404
 			{"POST", "/api/v1/files/" + pre.ID + "/versions/1/restore", "", true, false},
 			{"DELETE", "/api/v1/spaces/" + spaceID + "/files/pre.txt", "", true, false},
 			{"GET", "/api/v1/trash", "", true, false},

@@ -24,6 +24,7 @@ import (
 	"github.com/custodia/custodia/internal/segcrypt"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // Version is one stored version of a file.
@@ -110,24 +111,9 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	if err != nil {
 		return Item{}, false, err
 	}
-	room := int64(-1)
-	if t.QuotaBytes > 0 {
-		used, err := s.used(ctx, s.db.Read(), p.TenantID)
-		if err != nil {
-			return Item{}, false, err
-		}
-		if len(found) == len(names) && found[len(found)-1].kind == File && t.VersionsKept > 0 {
-			// The versions this one pushes out free their room.
-			n := found[len(found)-1]
-			_, freed, err := versionBlobs(ctx, s.db.Read(), "tenant_id = ? AND node_id = ? AND version <= ?", p.TenantID, n.id, n.version+1-t.VersionsKept)
-			if err != nil {
-				return Item{}, false, err
-			}
-			used -= freed
-		}
-		if room = t.QuotaBytes - used; room < 0 || u.Length > room {
-			return Item{}, false, quotaError(t.QuotaBytes)
-		}
+	room, err := s.room(ctx, t, found, names, u.Length)
+	if err != nil {
+		return Item{}, false, err
 	}
 	nodeID, created := "", len(found) < len(names)
 	if !created {
@@ -263,6 +249,32 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	return it, created, err
 }
 
+// room is how many bytes a new version at names (found as far as it
+// exists) may take under the tenant's quota (-1: no bound), counting the
+// room freed by the versions it pushes out; announced bytes that do not
+// fit are a quota error.
+func (s *Service) room(ctx context.Context, t tenant.Tenant, found []node, names []string, announced int64) (int64, error) {
+	if t.QuotaBytes <= 0 {
+		return -1, nil
+	}
+	used, err := s.used(ctx, s.db.Read(), t.ID)
+	if err != nil {
+		return 0, err
+	}
+	if len(found) == len(names) && len(found) > 0 && found[len(found)-1].kind == File && t.VersionsKept > 0 {
+		n := found[len(found)-1]
+		_, freed, err := versionBlobs(ctx, s.db.Read(), "tenant_id = ? AND node_id = ? AND version <= ?", t.ID, n.id, n.version+1-t.VersionsKept)
+		if err != nil {
+			return 0, err
+		}
+		used -= freed
+	}
+	if room := t.QuotaBytes - used; room >= 0 && announced <= room {
+		return room, nil
+	}
+	return 0, quotaError(t.QuotaBytes)
+}
+
 func quotaError(quota int64) error {
 	return &errs.Error{Kind: errs.TooLarge, Field: "body", Detail: fmt.Sprintf("this would exceed the organisation's storage quota of %d bytes", quota)}
 }
@@ -284,14 +296,16 @@ func (s *Service) insertVersion(ctx context.Context, tx *sqldb.Tx, tenantID stri
 	return err
 }
 
-// counter counts and hashes (when h is set) what is read through it and fails once more
-// than limit bytes (when limit >= 0) have come.
+// counter counts and hashes (when h is set) what is read through it and
+// fails once more than limit bytes (when limit >= 0) have come: with over,
+// or else a quota error.
 type counter struct {
 	r     io.Reader
 	n     int64
 	limit int64
 	quota int64
 	h     hash.Hash
+	over  error
 }
 
 func (c *counter) Read(p []byte) (int, error) {
@@ -301,6 +315,9 @@ func (c *counter) Read(p []byte) (int, error) {
 		c.h.Write(p[:k])
 	}
 	if c.limit >= 0 && c.n > c.limit {
+		if c.over != nil {
+			return k, c.over
+		}
 		return k, quotaError(c.quota)
 	}
 	return k, err

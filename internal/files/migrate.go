@@ -104,6 +104,9 @@ func (s *Service) StartMigration(ctx context.Context, p identity.Principal, spac
 	case cur.To == "" && cur.Region == region:
 		return cur, errs.Field("region", "the space is in %s already", region)
 	default: // a new move, or back where a move began (what moved already returns)
+		var cancelled []blobRef
+		ev := audit.Event{Action: "space.migration_start", TargetType: "space", TargetID: spaceID,
+			Details: map[string]any{"from": cur.Region, "to": region, "versions": cur.Versions, "called_back_from": cur.To}}
 		err := s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 			res, err := tx.Exec(ctx, "UPDATE spaces SET migrating_to = ? WHERE tenant_id = ? AND id = ? AND migrating_to = ? AND region = ?",
 				region, p.TenantID, spaceID, cur.To, cur.Region)
@@ -113,12 +116,17 @@ func (s *Service) StartMigration(ctx context.Context, p identity.Principal, spac
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errs.E(errs.Conflict, "the space changed meanwhile; read it again")
 			}
-			return nil
-		}, audit.Event{Action: "space.migration_start", TargetType: "space", TargetID: spaceID,
-			Details: map[string]any{"from": cur.Region, "to": region, "versions": cur.Versions, "called_back_from": cur.To}})
+			// Uploads under way would leave parts in the region being
+			// left: they are cancelled.
+			var uploads int
+			cancelled, uploads, err = s.dropUploads(ctx, tx, p.TenantID, "space_id = ?", spaceID)
+			ev.Details["uploads_cancelled"] = uploads
+			return err
+		}, ev)
 		if err != nil {
 			return Migration{}, err
 		}
+		s.discardAll(context.WithoutCancel(ctx), p.TenantID, cancelled)
 	}
 	go func() {
 		if err := s.migrate(context.WithoutCancel(ctx), p.TenantID, spaceID); err != nil {

@@ -449,6 +449,11 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 			return err
 		}
 		if it.Kind == Space {
+			ups, _, err := s.dropUploads(ctx, tx, tenantID, "space_id = ?", it.ID)
+			if err != nil {
+				return err
+			}
+			blobs = append(blobs, ups...)
 			for _, q := range []string{"DELETE FROM space_grants WHERE tenant_id = ? AND space_id = ?", "DELETE FROM spaces WHERE tenant_id = ? AND id = ?"} {
 				if _, err := tx.Exec(ctx, q, tenantID, it.ID); err != nil {
 					return err
@@ -565,8 +570,8 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 }
 
 // Loop purges the trash, sweeps leftover blobs, resumes interrupted
-// region migrations and prunes versions beyond the tenants' versions_kept
-// every interval until ctx ends.
+// region migrations, prunes versions beyond the tenants' versions_kept and
+// ends expired uploads every interval until ctx ends.
 func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -582,6 +587,9 @@ func (s *Service) Loop(ctx context.Context, interval time.Duration) {
 		}
 		if _, err := s.PruneVersions(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("prune file versions", "error", err.Error())
+		}
+		if _, err := s.ExpireUploads(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("expire uploads", "error", err.Error())
 		}
 		select {
 		case <-ctx.Done():
