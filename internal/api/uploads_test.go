@@ -135,6 +135,26 @@ func TestResumableUpload(t *testing.T) {
 			t.Errorf("an empty file: %d %s", r.Status, r.Body)
 		}
 
+		// Two parts for the same offset at once: one is kept, whole.
+		race := startUpload(t, env, sp, map[string]any{"path": "race.bin", "size": 4 << 20})
+		a, b := bytes.Repeat([]byte("a"), 2<<20), bytes.Repeat([]byte("b"), 2<<20)
+		statuses := make(chan int, 2)
+		for _, part := range [][]byte{a, b} {
+			go func() { statuses <- patchPart(t, env, race.ID, 0, part).Status }()
+		}
+		if s1, s2 := <-statuses, <-statuses; s1+s2 != 204+409 {
+			t.Errorf("two parts at once: %d and %d; want one 204 and one 409", s1, s2)
+		}
+		var rs files.UploadSession
+		env.Do(t, env.Token, "GET", "/api/v1/uploads/"+race.ID, nil).JSON(t, &rs)
+		if r := patchPart(t, env, race.ID, rs.Offset, a); r.Status != 201 {
+			t.Fatalf("after the race: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/race.bin", nil); r.Status != 200 || len(r.Body) != 4<<20 ||
+			!bytes.Equal(r.Body[2<<20:], a) || !bytes.Equal(r.Body[:2<<20], a) && !bytes.Equal(r.Body[:2<<20], b) {
+			t.Errorf("the raced file: %d, %d bytes", r.Status, len(r.Body))
+		}
+
 		// Bad sessions change nothing.
 		for _, c := range []struct {
 			body  map[string]any
@@ -197,7 +217,7 @@ func TestResumableUpload(t *testing.T) {
 		for _, e := range page.Items {
 			actions[e.Action]++
 		}
-		if actions["upload.start"] != 6 || actions["upload.cancel"] != 1 {
+		if actions["upload.start"] != 7 || actions["upload.cancel"] != 1 {
 			t.Errorf("uploads audited: %v", actions)
 		}
 	})

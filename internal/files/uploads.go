@@ -210,7 +210,13 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 			return Appended{}, err
 		}
 		part := u.parts + 1
-		key := fmt.Sprintf("%s/%s/upload-%s-%d", p.TenantID, u.SpaceID, id, part)
+		attempt, err := uuid.NewV7()
+		if err != nil {
+			return Appended{}, err
+		}
+		// A blob of its own for each attempt: two parts sent at once for
+		// the same offset must not write over each other (one is kept).
+		key := fmt.Sprintf("%s/%s/upload-%s-%d-%s", p.TenantID, u.SpaceID, id, part, attempt)
 		in := &counter{r: body, limit: left, over: errs.Field("body", "more bytes than the upload's size (%d bytes left)", left)}
 		sealed, err := s.write(ctx, p.TenantID, st, key, func(w io.Writer) error {
 			sw, err := segcrypt.NewWriter(w, u.key, partData(p.TenantID, id, part))
@@ -304,6 +310,9 @@ func (s *Service) completeUpload(ctx context.Context, p identity.Principal, u up
 			f, err := segcrypt.Open(pt.sealed, u.key, partData(p.TenantID, u.ID, pt.n), func(off int64) (io.ReadCloser, error) {
 				return st.Get(ctx, pt.key, off, -1)
 			})
+			if errs.Is(err, errs.NotFound) { // recorded but gone: not the client's doing
+				return nil, fmt.Errorf("files: part %d of upload %s is missing from %s: %v", pt.n, u.ID, pt.region, err)
+			}
 			if err != nil {
 				return nil, err
 			}
