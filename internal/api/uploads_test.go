@@ -62,6 +62,11 @@ func TestResumableUpload(t *testing.T) {
 		if raw, _ := os.ReadFile(parts[0]); bytes.Contains(raw, []byte("Jane Doe")) {
 			t.Error("a part holds plaintext")
 		}
+		var res files.Residency
+		env.Do(t, env.Token, "GET", "/api/v1/residency", nil).JSON(t, &res)
+		if len(res.Spaces) != 1 || res.Spaces[0].Objects != 1 || res.Regions[0].Objects != 1 || res.Regions[0].Bytes < 100_000 {
+			t.Errorf("the residency report leaves out the part under way: %+v %+v", res.Spaces, res.Regions)
+		}
 
 		// A part killed midway stores nothing: the upload stays where it was.
 		midway := func() {

@@ -48,7 +48,8 @@ type SpaceRecord struct {
 
 // Residency reports, for every space of p's tenant (also those in the
 // trash), the region holding its content with the number of objects and
-// bytes there, and where the database and backups are.
+// bytes there (file versions, and parts of uploads under way), and where
+// the database and backups are.
 func (s *Service) Residency(ctx context.Context, p identity.Principal) (Residency, error) {
 	t, err := s.tenants.ByID(ctx, p.TenantID)
 	if err != nil {
@@ -65,8 +66,12 @@ func (s *Service) Residency(ctx context.Context, p identity.Principal) (Residenc
 	r := Residency{GeneratedAt: s.now().UTC(), DefaultRegion: t.Region, AllowedRegions: t.AllowedRegions, QuotaBytes: t.QuotaBytes, UsedBytes: used,
 		Database: Place{Kind: s.db.Dialect().String(), Location: s.db.Location()}, Backups: []Place{}, Spaces: []SpaceRecord{}}
 	rows, err := s.db.Read().Query(ctx, `SELECT s.id, s.name_ct, s.region, s.migrating_to, s.trashed_at,
-			(SELECT COUNT(*) FROM file_versions v WHERE v.tenant_id = s.tenant_id AND v.space_id = s.id),
-			(SELECT COALESCE(SUM(v.sealed_size), 0) FROM file_versions v WHERE v.tenant_id = s.tenant_id AND v.space_id = s.id)
+			(SELECT COUNT(*) FROM file_versions v WHERE v.tenant_id = s.tenant_id AND v.space_id = s.id) +
+				(SELECT COUNT(*) FROM upload_parts up JOIN upload_sessions us ON us.tenant_id = up.tenant_id AND us.id = up.session_id
+				WHERE us.tenant_id = s.tenant_id AND us.space_id = s.id),
+			(SELECT COALESCE(SUM(v.sealed_size), 0) FROM file_versions v WHERE v.tenant_id = s.tenant_id AND v.space_id = s.id) +
+				(SELECT COALESCE(SUM(up.sealed_size), 0) FROM upload_parts up JOIN upload_sessions us ON us.tenant_id = up.tenant_id AND us.id = up.session_id
+				WHERE us.tenant_id = s.tenant_id AND us.space_id = s.id)
 		FROM spaces s WHERE s.tenant_id = ? ORDER BY s.id`, p.TenantID)
 	if err != nil {
 		return Residency{}, err
@@ -100,9 +105,12 @@ func (s *Service) Residency(ctx context.Context, p identity.Principal) (Residenc
 	if err := rows.Err(); err != nil {
 		return Residency{}, err
 	}
-	// Objects are counted where they are: during a move, in both regions.
-	vrows, err := s.db.Read().Query(ctx, `SELECT region, COUNT(*), COALESCE(SUM(sealed_size), 0) FROM file_versions
-		WHERE tenant_id = ? GROUP BY region`, p.TenantID)
+	// Objects are counted where they are: during a move, in both regions;
+	// the parts of uploads under way too.
+	vrows, err := s.db.Read().Query(ctx, `SELECT region, COUNT(*), COALESCE(SUM(sealed_size), 0) FROM (
+			SELECT region, sealed_size FROM file_versions WHERE tenant_id = ?
+			UNION ALL SELECT region, sealed_size FROM upload_parts WHERE tenant_id = ?) o
+		GROUP BY region`, p.TenantID, p.TenantID)
 	if err != nil {
 		return Residency{}, err
 	}
