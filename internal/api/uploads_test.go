@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -216,13 +217,21 @@ func TestResumableUpload(t *testing.T) {
 			t.Errorf("sessions or intents left: %s", n)
 		}
 
+		// At most MaxOpenUploads at once per user.
+		for i := range files.MaxOpenUploads {
+			startUpload(t, env, sp, map[string]any{"path": fmt.Sprintf("many/%d.bin", i), "size": 1})
+		}
+		if r := env.Do(t, env.Token, "POST", "/api/v1/spaces/"+sp+"/uploads", map[string]any{"path": "many/one-more.bin", "size": 1}); r.Status != 409 {
+			t.Errorf("upload %d: %d %s", files.MaxOpenUploads+1, r.Status, r.Body)
+		}
+
 		var page auditPage
 		env.Do(t, env.Token, "GET", "/api/v1/audit?action=upload.*", nil).JSON(t, &page)
 		actions := map[string]int{}
 		for _, e := range page.Items {
 			actions[e.Action]++
 		}
-		if actions["upload.start"] != 7 || actions["upload.cancel"] != 1 {
+		if actions["upload.start"] != 7+files.MaxOpenUploads || actions["upload.cancel"] != 1 {
 			t.Errorf("uploads audited: %v", actions)
 		}
 	})

@@ -114,7 +114,8 @@ func (s *Service) StartUpload(ctx context.Context, p identity.Principal, spaceID
 		Size: *in.Size, CreatedAt: now, ExpiresAt: now.Add(UploadTTL)}
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		var open int
-		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM upload_sessions WHERE tenant_id = ? AND created_by = ?", p.TenantID, p.UserID).Scan(&open); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM upload_sessions WHERE tenant_id = ? AND created_by = ? AND expires_at > ?",
+			p.TenantID, p.UserID, now.UnixMicro()).Scan(&open); err != nil {
 			return err
 		}
 		if open >= MaxOpenUploads {
@@ -235,9 +236,11 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 			s.discard(context.WithoutCancel(ctx), st, p.TenantID, key)
 			return Appended{Session: u.UploadSession}, nil
 		}
+		// A part that arrived whole is kept even if the client is gone.
+		cctx := context.WithoutCancel(ctx)
 		now := s.now().UTC().Truncate(time.Microsecond)
-		err = s.db.WithTx(context.WithoutCancel(ctx), func(tx *sqldb.Tx) error {
-			res, err := tx.Exec(ctx, `UPDATE upload_sessions SET received = received + ?, parts = ?, expires_at = ?
+		err = s.db.WithTx(cctx, func(tx *sqldb.Tx) error {
+			res, err := tx.Exec(cctx, `UPDATE upload_sessions SET received = received + ?, parts = ?, expires_at = ?
 				WHERE tenant_id = ? AND id = ? AND received = ? AND parts = ?`, in.n, part, now.Add(UploadTTL).UnixMicro(), p.TenantID, id, u.Offset, u.parts)
 			if err != nil {
 				return err
@@ -245,15 +248,15 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errs.E(errs.Conflict, "another part of this upload arrived meanwhile; ask where it stands")
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO upload_parts (tenant_id, session_id, part, region, blob_key, size, sealed_size) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			if _, err := tx.Exec(cctx, `INSERT INTO upload_parts (tenant_id, session_id, part, region, blob_key, size, sealed_size) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				p.TenantID, id, part, region, key, in.n, sealed); err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", region, key)
+			_, err = tx.Exec(cctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", region, key)
 			return err
 		})
 		if err != nil {
-			s.discard(context.WithoutCancel(ctx), st, p.TenantID, key)
+			s.discard(cctx, st, p.TenantID, key)
 			return Appended{}, err
 		}
 		u.Offset, u.parts, u.ExpiresAt = u.Offset+in.n, part, now.Add(UploadTTL)

@@ -257,9 +257,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal) ([]Space, erro
 	}
 	rows, err := s.db.Read().Query(ctx, `SELECT s.id, s.name_ct, s.region, s.created_by, s.created_at, COALESCE(g.access, '')
 		FROM spaces s
-		LEFT JOIN space_grants g ON g.tenant_id = s.tenant_id AND g.space_id = s.id AND g.node_id = '' AND (
-			g.grantee_type = 'user' AND g.grantee_id = ? OR
-			g.grantee_type = 'group' AND g.grantee_id IN (SELECT group_id FROM group_members WHERE tenant_id = ? AND user_id = ?))
+		LEFT JOIN space_grants g ON g.tenant_id = s.tenant_id AND g.space_id = s.id AND g.node_id = '' AND (`+Holds+`
 		WHERE s.tenant_id = ? AND s.trashed_at = 0 ORDER BY s.id`, p.UserID, p.TenantID, p.UserID, p.TenantID)
 	if err != nil {
 		return nil, err
