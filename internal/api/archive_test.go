@@ -234,24 +234,6 @@ func TestZipImportBadInput(t *testing.T) {
 				t.Errorf("%s: the problem repeats a name: %s", c.name, r.Body)
 			}
 		}
-		// An entry that inflates past the size it declares (the quota was
-		// checked on the declared sizes) stops the import as damaged.
-		plain := content(200_000, "more than it says")
-		var deflated, lying bytes.Buffer
-		fw, _ := flate.NewWriter(&deflated, flate.BestSpeed)
-		fw.Write(plain)
-		fw.Close()
-		zw = zip.NewWriter(&lying)
-		rw, err := zw.CreateRaw(&zip.FileHeader{Name: "small.txt", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(plain),
-			CompressedSize64: uint64(deflated.Len()), UncompressedSize64: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rw.Write(deflated.Bytes())
-		zw.Close()
-		if r := importZip(t, env, sp, "", lying.Bytes()); r.Status != 400 || !strings.Contains(string(r.Body), "entry 1 is damaged") {
-			t.Errorf("an entry larger than it says: %d %s", r.Status, r.Body)
-		}
 		if r := importZip(t, env, sp, "", []byte("not a zip at all")); r.Status != 400 || !strings.Contains(string(r.Body), `"field":"body"`) {
 			t.Errorf("not a zip: %d %s", r.Status, r.Body)
 		}
@@ -273,6 +255,37 @@ func TestZipImportBadInput(t *testing.T) {
 		}
 		if n := len(apptest.Files(t, filepath.Join(env.DataDir, "regions"))); n != blobs {
 			t.Errorf("%d blobs after refused imports; %d before", n, blobs)
+		}
+		// An entry that inflates past the size it declares (the quota was
+		// checked on the declared sizes) stops the import as damaged.
+		plain := content(20_000, "more than it says")
+		var deflated, lying bytes.Buffer
+		fw, _ := flate.NewWriter(&deflated, flate.BestSpeed)
+		fw.Write(plain)
+		fw.Close()
+		zw = zip.NewWriter(&lying)
+		gw, _ := zw.Create("fine.txt")
+		io.WriteString(gw, "fine")
+		rw, err := zw.CreateRaw(&zip.FileHeader{Name: "small.txt", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(plain),
+			CompressedSize64: uint64(deflated.Len()), UncompressedSize64: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw.Write(deflated.Bytes())
+		zw.Close()
+		// The entry before it was stored, and the problem says so.
+		if r := importZip(t, env, sp, "", lying.Bytes()); r.Status != 400 || !strings.Contains(string(r.Body), "entry 2 is damaged") ||
+			!strings.Contains(string(r.Body), "files stored before it stopped: 1") {
+			t.Errorf("an entry larger than it says: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/fine.txt", nil); r.Status != 200 {
+			t.Errorf("the file stored before the damaged entry: %d", r.Status)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/small.txt", nil); r.Status != 404 {
+			t.Errorf("the damaged entry: %d", r.Status)
+		}
+		if n := len(apptest.Files(t, filepath.Join(env.DataDir, "regions"))); n != blobs+1 {
+			t.Errorf("%d blobs after a damaged entry; want %d", n, blobs+1)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -556,6 +557,12 @@ func (a *API) importZip(w http.ResponseWriter, r *http.Request) error {
 			"imported": rep, "request_id": httpio.RequestID(r.Context())}})
 		return nil
 	case err != nil:
+		var e *errs.Error
+		if n := rep.Files + rep.Versions; n > 0 && errors.As(err, &e) {
+			told := *e
+			told.Detail += fmt.Sprintf(" (files stored before it stopped: %d; they were kept — import again with existing=skip to go on)", n)
+			return &told
+		}
 		return err
 	case stream:
 		lines.write(map[string]any{"result": rep})
