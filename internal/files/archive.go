@@ -273,16 +273,7 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 	spoolKey := p.TenantID + "/" + spaceID + "/import-" + sid.String()
 	ad := []byte("custodia/v1 import " + spoolKey)
 	body := &counter{r: in.Body, limit: room, quota: t.QuotaBytes}
-	sealed, err := s.write(ctx, p.TenantID, st, spoolKey, func(w io.Writer) error {
-		sw, err := segcrypt.NewWriter(w, key, ad)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(sw, body); err != nil {
-			return err
-		}
-		return sw.Close()
-	})
+	sealed, err := s.write(ctx, p.TenantID, st, spoolKey, key, ad, body)
 	if err != nil {
 		return rep, err
 	}

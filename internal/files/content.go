@@ -141,16 +141,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 		blobKey: p.TenantID + "/" + spaceID + "/" + vid.String(), contentType: contentType(u.ContentType), createdBy: p.UserID}
 	sum := sha256.New()
 	body := &counter{r: u.Body, limit: room, quota: t.QuotaBytes, h: sum}
-	v.sealedSize, err = s.write(ctx, p.TenantID, st, v.blobKey, func(w io.Writer) error {
-		sw, err := segcrypt.NewWriter(w, key, associatedData(p.TenantID, nodeID, v.id))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(sw, body); err != nil {
-			return err
-		}
-		return sw.Close()
-	})
+	v.sealedSize, err = s.write(ctx, p.TenantID, st, v.blobKey, key, associatedData(p.TenantID, nodeID, v.id), body)
 	if err != nil {
 		return Item{}, false, err
 	}
@@ -336,26 +327,38 @@ func (s *Service) store(region string) (*blobstore.Store, error) {
 // errAbandoned ends a fill whose blob write stopped early.
 var errAbandoned = errors.New("files: the blob write stopped")
 
-// write stores in st at key what fill writes, announcing the blob first
-// and keeping the announcement fresh while it is written. On failure the
-// blob is deleted (or left to the sweeper) and the error returned.
-func (s *Service) write(ctx context.Context, tenantID string, st *blobstore.Store, key string, fill func(io.Writer) error) (int64, error) {
-	if err := s.intend(ctx, tenantID, st.Region, key, "writing"); err != nil {
+// write stores in st at blobKey what r holds, sealed (segcrypt) under key
+// with associated data ad, announcing the blob first and keeping the
+// announcement fresh while it is written. It answers the sealed size. On
+// failure the blob is deleted (or left to the sweeper) and the error
+// returned.
+func (s *Service) write(ctx context.Context, tenantID string, st *blobstore.Store, blobKey string, key, ad []byte, r io.Reader) (int64, error) {
+	fill := func(w io.Writer) error {
+		sw, err := segcrypt.NewWriter(w, key, ad)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(sw, r); err != nil {
+			return err
+		}
+		return sw.Close()
+	}
+	if err := s.intend(ctx, tenantID, st.Region, blobKey, "writing"); err != nil {
 		return 0, err
 	}
-	stop := s.heartbeat(st.Region, key)
+	stop := s.heartbeat(st.Region, blobKey)
 	pr, pw := io.Pipe()
 	filled := make(chan struct{})
 	go func() {
 		defer close(filled)
 		pw.CloseWithError(fill(pw))
 	}()
-	n, err := st.Put(ctx, key, pr)
+	n, err := st.Put(ctx, blobKey, pr)
 	pr.CloseWithError(errAbandoned)
 	<-filled
 	stop()
 	if err != nil {
-		s.discard(context.WithoutCancel(ctx), st, tenantID, key)
+		s.discard(context.WithoutCancel(ctx), st, tenantID, blobKey)
 		return 0, err
 	}
 	return n, nil

@@ -265,16 +265,7 @@ func (s *Service) moveVersion(ctx context.Context, tenantID string, v versionRow
 	}
 	blobKey := tenantID + "/" + v.spaceID + "/" + id.String()
 	ad := associatedData(tenantID, v.nodeID, v.id)
-	sealed, err := s.write(ctx, tenantID, dst, blobKey, func(w io.Writer) error {
-		sw, err := segcrypt.NewWriter(w, key, ad)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(sw, src); err != nil {
-			return err
-		}
-		return sw.Close()
-	})
+	sealed, err := s.write(ctx, tenantID, dst, blobKey, key, ad, src)
 	if err != nil {
 		return err
 	}

@@ -219,16 +219,7 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 		// the same offset must not write over each other (one is kept).
 		key := fmt.Sprintf("%s/%s/upload-%s-%d-%s", p.TenantID, u.SpaceID, id, part, attempt)
 		in := &counter{r: body, limit: left, over: errs.Field("body", "more bytes than the upload's size (%d bytes left)", left)}
-		sealed, err := s.write(ctx, p.TenantID, st, key, func(w io.Writer) error {
-			sw, err := segcrypt.NewWriter(w, u.key, partData(p.TenantID, id, part))
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(sw, in); err != nil {
-				return err
-			}
-			return sw.Close()
-		})
+		sealed, err := s.write(ctx, p.TenantID, st, key, u.key, partData(p.TenantID, id, part), in)
 		if err != nil {
 			return Appended{}, err
 		}
