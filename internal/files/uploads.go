@@ -255,7 +255,8 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 	if u.Offset < u.Size {
 		return Appended{Session: u.UploadSession}, nil
 	}
-	it, created, err := s.completeUpload(ctx, p, u)
+	// Every byte is in: the file is made even if the client has gone.
+	it, created, err := s.completeUpload(context.WithoutCancel(ctx), p, u)
 	if err != nil {
 		return Appended{Session: u.UploadSession}, err
 	}
