@@ -14,13 +14,19 @@ import (
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/files"
+	subjectpkg "github.com/custodia/custodia/internal/subject"
 )
 
 // patchPart sends body as the part of upload id that starts at offset.
 func patchPart(t *testing.T, env *apptest.Env, id string, offset int64, body []byte) apptest.Response {
 	t.Helper()
+	return patchPartAs(t, env, env.Token, id, offset, body)
+}
+
+func patchPartAs(t *testing.T, env *apptest.Env, token, id string, offset int64, body []byte) apptest.Response {
+	t.Helper()
 	req, _ := http.NewRequest("PATCH", env.Server.URL+"/api/v1/uploads/"+id, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+env.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
 	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
 	return do(t, env, req)
@@ -217,6 +223,36 @@ func TestResumableUpload(t *testing.T) {
 			t.Errorf("sessions or intents left: %s", n)
 		}
 
+		// Erasing a member's account ends their uploads under way.
+		member := env.AddUser(t, "up@acme.example", "member", apptest.Password)
+		if r := env.Do(t, env.Token, "POST", "/api/v1/spaces/"+sp+"/grants", map[string]any{"user_id": member.ID, "access": "editor"}); r.Status != 200 {
+			t.Fatalf("grant: %d %s", r.Status, r.Body)
+		}
+		token, _, err := env.App.Identity.CreateToken(context.Background(), env.Tenant.ID, "up@acme.example", "uploads", nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mr := env.Do(t, token, "POST", "/api/v1/spaces/"+sp+"/uploads", map[string]any{"path": "member.bin", "size": 20})
+		if mr.Status != 201 {
+			t.Fatalf("the member's upload: %d %s", mr.Status, mr.Body)
+		}
+		mid := mr.Map(t)["id"].(string)
+		if r := patchPartAs(t, env, token, mid, 0, []byte("0123456789")); r.Status != 204 {
+			t.Fatalf("the member's part: %d %s", r.Status, r.Body)
+		}
+		cert, err := env.App.Subjects.Erase(context.Background(), env.Tenant.ID, member.SubjectID, subjectpkg.EraseInput{Reason: "test", Accounts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.Erased["upload_sessions"] != 1 || cert.Erased["upload_parts"] != 1 {
+			t.Errorf("the certificate of the member's erasure: %v", cert.Erased)
+		}
+		for _, f := range apptest.Files(t, region) {
+			if strings.Contains(f, "upload-"+mid) {
+				t.Errorf("the erased member's part is left: %s", f)
+			}
+		}
+
 		// At most MaxOpenUploads at once per user.
 		for i := range files.MaxOpenUploads {
 			startUpload(t, env, sp, map[string]any{"path": fmt.Sprintf("many/%d.bin", i), "size": 1})
@@ -231,7 +267,7 @@ func TestResumableUpload(t *testing.T) {
 		for _, e := range page.Items {
 			actions[e.Action]++
 		}
-		if actions["upload.start"] != 7+files.MaxOpenUploads || actions["upload.cancel"] != 1 {
+		if actions["upload.start"] != 8+files.MaxOpenUploads || actions["upload.cancel"] != 1 {
 			t.Errorf("uploads audited: %v", actions)
 		}
 	})

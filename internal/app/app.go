@@ -142,6 +142,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Files = files.NewService(files.Deps{DB: db, Keys: a.Keys, Log: a.Log, Spaces: a.Spaces, Tenants: a.Tenants,
 		Subjects: a.Subjects, Regions: a.Regions, Logger: a.Logger, Now: opt.Now})
 	a.Subjects.OnErase(a.Files.EraseLinked)
+	a.Subjects.OnErase(a.Files.EraseUploads)
 	a.Register = register.NewService(db, a.Log, opt.Now)
 	a.Consent = consent.NewService(consent.Deps{DB: db, Keys: a.Keys, Log: a.Log, Subjects: a.Subjects, Register: a.Register,
 		Tenants: a.Tenants, Mail: a.Mail, Issuer: cfg.PublicURL, Now: opt.Now})

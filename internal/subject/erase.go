@@ -70,8 +70,9 @@ func eraseIntakes(ctx context.Context, tx *sqldb.Tx, tenantID, id string, del fu
 }
 
 // An ErasureStep removes what another part of Custodia holds about a
-// subject (the files linked to them), inside the erasure's transaction,
-// counting the rows it removed by table in erased. It may answer work to
+// subject (the files linked to them, the uploads their account has under
+// way), inside the erasure's transaction, before the subject's own rows
+// and account go, counting the rows it removed by table in erased. It may answer work to
 // do once the transaction has committed (deleting blobs whose keys went
 // with the rows); that work must be safe to lose, as a crash can.
 type ErasureStep func(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string, erased map[string]int) (after func(context.Context), err error)
@@ -157,6 +158,18 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 			if err := lastOwner(ctx, tx, tenantID, userID); err != nil {
 				return err
 			}
+		}
+		// Other packages' steps see the subject, and their account, whole.
+		for _, step := range s.erasureSteps {
+			then, err := step(ctx, tx, tenantID, id, c.Erased)
+			if err != nil {
+				return err
+			}
+			if then != nil {
+				after = append(after, then)
+			}
+		}
+		if userID != "" {
 			if err := del("passkey_challenges", "session_id IN (SELECT id FROM sessions WHERE tenant_id = ? AND user_id = ?)", tenantID, userID); err != nil {
 				return err
 			}
@@ -177,15 +190,6 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 		}
 		if err := eraseIntakes(ctx, tx, tenantID, id, del); err != nil {
 			return err
-		}
-		for _, step := range s.erasureSteps {
-			then, err := step(ctx, tx, tenantID, id, c.Erased)
-			if err != nil {
-				return err
-			}
-			if then != nil {
-				after = append(after, then)
-			}
 		}
 		for _, t := range ContactTables {
 			if err := del(t, "subject_id = ?", id); err != nil {
