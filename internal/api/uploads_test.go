@@ -272,3 +272,47 @@ func TestResumableUpload(t *testing.T) {
 		}
 	})
 }
+
+// TestUploadCompletesOnce: a completion that failed (here, over the
+// quota) leaves every part in place for a retry, and two retries at once
+// make the file once.
+func TestUploadCompletesOnce(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		sp := newSpace(t, env, map[string]any{"name": "Once"})
+		v := put(t, env, sp, "v.bin", content(1000, "first"), 201)
+		body := content(4<<20, "second version")
+		u := startUpload(t, env, sp, map[string]any{"path": "v.bin", "size": len(body)})
+		if r := patchPart(t, env, u.ID, 0, body[:2<<20]); r.Status != 204 {
+			t.Fatalf("first part: %d %s", r.Status, r.Body)
+		}
+		if _, err := env.App.Tenants.SetQuota(ctx, env.Tenant.ID, 3<<20); err != nil {
+			t.Fatal(err)
+		}
+		if r := patchPart(t, env, u.ID, 2<<20, body[2<<20:]); r.Status != 413 {
+			t.Fatalf("last part over the quota: %d %s", r.Status, r.Body)
+		}
+		var st files.UploadSession
+		if env.Do(t, env.Token, "GET", "/api/v1/uploads/"+u.ID, nil).JSON(t, &st); st.Offset != int64(len(body)) {
+			t.Fatalf("after a failed completion: %+v", st)
+		}
+		if _, err := env.App.Tenants.SetQuota(ctx, env.Tenant.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		statuses := make(chan int, 2)
+		for range 2 {
+			go func() { statuses <- patchPart(t, env, u.ID, int64(len(body)), nil).Status }()
+		}
+		s1, s2 := <-statuses, <-statuses
+		if s1 != 200 && s2 != 200 || s1 == s2 {
+			t.Errorf("two retries at once: %d and %d; want one 200", s1, s2)
+		}
+		var vs struct{ Items []files.Version }
+		if env.Do(t, env.Token, "GET", "/api/v1/files/"+v.ID+"/versions", nil).JSON(t, &vs); len(vs.Items) != 2 {
+			t.Errorf("the file has %d versions; want 2", len(vs.Items))
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/v.bin", nil); !bytes.Equal(r.Body, body) {
+			t.Errorf("the new version: %d bytes", len(r.Body))
+		}
+	})
+}

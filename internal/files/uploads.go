@@ -264,8 +264,43 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 }
 
 // completeUpload reads u's parts in order into an upload of the file,
-// then ends the session.
+// then ends the session. One request at a time makes the file: another
+// meanwhile is a Conflict (a claim older than staleAfter is taken over,
+// after a crash); a failure frees the claim for a retry.
 func (s *Service) completeUpload(ctx context.Context, p identity.Principal, u uploadRow) (Item, bool, error) {
+	now := s.now().UnixMicro()
+	claim := func(query string, args ...any) (bool, error) {
+		var n int64
+		err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			res, err := tx.Exec(ctx, query, args...)
+			if err == nil {
+				n, _ = res.RowsAffected()
+			}
+			return err
+		})
+		return n == 1, err
+	}
+	ok, err := claim("UPDATE upload_sessions SET completing = ? WHERE tenant_id = ? AND id = ? AND completing < ?",
+		now, p.TenantID, u.ID, now-staleAfter.Microseconds())
+	if err != nil {
+		return Item{}, false, err
+	}
+	if !ok {
+		return Item{}, false, errs.E(errs.Conflict, "the file is being made from this upload already; ask where it stands")
+	}
+	it, created, err := s.assemble(ctx, p, u)
+	if err != nil {
+		if _, rerr := claim("UPDATE upload_sessions SET completing = 0 WHERE tenant_id = ? AND id = ? AND completing = ?", p.TenantID, u.ID, now); rerr != nil {
+			s.logger.Error("free an upload for a retry; it can be retried once the claim is stale", "upload", u.ID, "error", rerr.Error())
+		}
+		return Item{}, false, err
+	}
+	return it, created, nil
+}
+
+// assemble reads u's parts in order into an upload of the file, then
+// ends the session.
+func (s *Service) assemble(ctx context.Context, p identity.Principal, u uploadRow) (Item, bool, error) {
 	type part struct {
 		n           int
 		region, key string

@@ -5,6 +5,8 @@
 -- arrives the parts are read in order into an ordinary upload and the
 -- session goes; an idle session expires (expires_at) and its parts are
 -- deleted; a move of the space to another region cancels its sessions.
+-- completing is when a request began making the file (0: none), so that
+-- a retry meanwhile does not make it twice.
 CREATE TABLE upload_sessions (
     tenant_id    TEXT NOT NULL REFERENCES tenants (id),
     id           TEXT NOT NULL,
@@ -15,6 +17,7 @@ CREATE TABLE upload_sessions (
     size         BIGINT NOT NULL,
     received     BIGINT NOT NULL DEFAULT 0,
     parts        INTEGER NOT NULL DEFAULT 0,
+    completing   BIGINT NOT NULL DEFAULT 0,
     key_ct       BYTEA NOT NULL,
     created_by   TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
