@@ -70,4 +70,6 @@ if [ ! -x "${CUSTODIA_PGBIN:-/usr/lib/postgresql/15/bin}/initdb" ]; then
   fi
   echo "*** No PostgreSQL binaries: the PostgreSQL variants of the tests will be SKIPPED ***"
 fi
-go test -count=1 -race -timeout 20m ./...
+# internal/api, the largest package, takes about 14 minutes under -race on
+# a 2-core machine: the timeout leaves room for a slower one.
+go test -count=1 -race -timeout 40m ./...
