@@ -182,6 +182,13 @@ func TestFolderGrants(t *testing.T) {
 		}
 		status("POST", "/api/v1/trash/"+trashed+"/restore", 200)
 		status("DELETE", file("acme/contracts/c2-signed.pdf"), 200)
+		// With its folder gone it would come back at the top of the space,
+		// where Ann is no editor.
+		contractsTrash := env.Do(t, env.Token, "DELETE", file("acme/contracts"), nil).Map(t)["id"].(string)
+		status("POST", "/api/v1/trash/"+trashed+"/restore", 403)
+		if r := env.Do(t, env.Token, "POST", "/api/v1/trash/"+contractsTrash+"/restore", nil); r.Status != 200 {
+			t.Fatalf("restore contracts: %d %s", r.Status, r.Body)
+		}
 
 		// Revoking the group's grant: Ann views contracts again, and no
 		// longer reaches what she trashed there.

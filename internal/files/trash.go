@@ -344,8 +344,10 @@ func (s *Service) Restore(ctx context.Context, p identity.Principal, id string) 
 	if nd.parentID != "" && parent == "" {
 		// Its folder is gone: it would land at the top of the space,
 		// which takes an editor of the whole space.
-		if _, err := s.spaces.Need(ctx, p, nd.spaceID, space.Editor); err != nil {
+		if _, err := s.spaces.Need(ctx, p, nd.spaceID, space.Editor); errs.Is(err, errs.Forbidden) || errs.Is(err, errs.NotFound) {
 			return Restored{}, errs.E(errs.Forbidden, "the folder it was in is gone and it would return to the top of the space, where you are not an editor; ask one")
+		} else if err != nil {
+			return Restored{}, err
 		}
 	}
 	name, err := dk.Open("nodes", "name_ct", nd.id, nd.nameCT)
