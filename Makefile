@@ -1,7 +1,6 @@
 # Custodia — the two commands a newcomer needs are `make run` and `make test`.
 
 GO ?= go
-TOOLS := $(CURDIR)/.tools
 
 .PHONY: run build test lint bench clean
 
@@ -21,4 +20,4 @@ bench: ## benchmarks, printed as a table (see BENCHMARKS.md)
 	bash scripts/bench.sh
 
 clean:
-	rm -rf custodia $(TOOLS)
+	rm -f custodia

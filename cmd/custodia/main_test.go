@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
@@ -434,5 +436,37 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 	}
 	if second := startOnce(); strings.Contains(second, "A new master key") {
 		t.Errorf("second start claims a new master key:\n%s", second)
+	}
+}
+
+// TestTestOptionsOnlyInTests: the test-only options (app.TestOptions) are
+// not in the configuration, so no flag or variable reaches them; and code
+// outside a test binary that asks for them anyway is refused. A program
+// that asks (testdata/testonly) is built and run as the binary is.
+func TestTestOptionsOnlyInTests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	bin := filepath.Join(t.TempDir(), "testonly")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/testonly").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"sqldb NoSync: " + sqldb.ErrTestOnly.Error(), "password NewTestHasher: " + password.ErrTestOnly.Error()} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("outside a test binary, want %q; the program said:\n%s", want, out)
+		}
+	}
+	// The configuration has no field for them: every field a flag or a
+	// variable sets is in config.Config, and none of its names speaks of
+	// syncing or hashing.
+	ct := reflect.TypeFor[config.Config]()
+	for i := range ct.NumField() {
+		if name := strings.ToLower(ct.Field(i).Name); strings.Contains(name, "sync") || strings.Contains(name, "hash") || strings.Contains(name, "test") {
+			t.Errorf("config.Config has a field %s: test-only settings belong in app.TestOptions only", ct.Field(i).Name)
+		}
 	}
 }

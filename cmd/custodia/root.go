@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -110,9 +110,10 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// open builds the app for an operator command, acting as the operator.
-func (e *env) open(ctx context.Context) (*app.App, context.Context, error) {
-	a, err := app.Open(ctx, e.cfg, app.Options{})
+// open builds the core (no API) for an operator command, acting as the
+// operator.
+func (e *env) open(ctx context.Context) (*core.Core, context.Context, error) {
+	a, err := core.Open(ctx, e.cfg, &core.Options{})
 	if err != nil {
 		return nil, ctx, err
 	}

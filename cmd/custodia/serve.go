@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/custodia/custodia/internal/app"
+	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/keyring"
 )
 
@@ -18,7 +19,7 @@ func serveCmd(e *env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, err := app.Open(ctx, e.cfg, app.Options{LogOutput: e.stderr})
+			a, err := app.Open(ctx, e.cfg, app.Options{Options: core.Options{LogOutput: e.stderr}})
 			if err != nil {
 				return err
 			}

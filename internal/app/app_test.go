@@ -2,60 +2,167 @@ package app_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
 
 const module = "github.com/custodia/custodia/"
 
-var (
-	platform = []string{"internal/errs", "internal/config", "internal/sqldb", "internal/keyring", "internal/audit", "internal/httpio", "internal/mail"}
-	domain   = []string{"internal/tenant", "internal/identity", "internal/subject"}
-)
+// layers classifies every package under internal/ (doc.go): a new package
+// must be added here, so that its place in the one-way order is decided.
+// Packages that help tests (…test) sit in the layer of what they help.
+var layers = map[string]string{
+	"internal/app": "wiring", "internal/app/apptest": "wiring", "internal/api": "http",
+	"internal/core": "core", "internal/core/coretest": "core",
 
-func deps(t *testing.T, pkg string) []string {
-	t.Helper()
-	return golist(t, "-deps", module+pkg)
+	"internal/tenant": "domain", "internal/identity": "domain", "internal/identity/password": "domain",
+	"internal/identity/passkeytest": "domain", "internal/subject": "domain", "internal/space": "domain",
+	"internal/files": "domain", "internal/register": "domain", "internal/consent": "domain",
+	"internal/retention": "domain", "internal/rights": "domain", "internal/access": "domain",
+
+	"internal/errs": "platform", "internal/config": "platform", "internal/sqldb": "platform",
+	"internal/sqldb/sqldbtest": "platform", "internal/keyring": "platform", "internal/audit": "platform",
+	"internal/httpio": "platform", "internal/mail": "platform", "internal/mail/mailtest": "platform",
+	"internal/sms": "platform", "internal/sms/smstest": "platform", "internal/blobstore": "platform",
+	"internal/blobstore/blobtest": "platform", "internal/segcrypt": "platform", "internal/csvfile": "platform",
 }
 
-func imports(t *testing.T, pkg string) []string {
-	t.Helper()
-	return golist(t, "-f", "{{join .Imports \" \"}}", module+pkg)
+// httpLayer are the packages a domain package may not depend on, not even
+// through another package.
+var httpLayer = []string{"internal/api", "internal/app", "internal/web", "internal/httpio"}
+
+// testsStillBootTheApp are the domain packages whose tests still build the
+// whole app (apptest) instead of their services: the list may only shrink,
+// and the test fails when a package on it no longer needs to be.
+var testsStillBootTheApp = map[string]bool{
+	"internal/access": true, "internal/retention": true, "internal/subject": true,
 }
 
-func golist(t *testing.T, args ...string) []string {
+type listed struct {
+	path    string   // relative to the module: internal/…
+	imports []string // direct imports, relative where they are the module's
+	deps    []string // every package it depends on, relative likewise
+}
+
+// golist lists the module's packages under internal/ (with -test, the test
+// binaries of those with tests, keyed by the package they test).
+func golist(t *testing.T, test bool) map[string]listed {
 	t.Helper()
-	pkg := args[len(args)-1]
-	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
-	if err != nil {
-		t.Fatalf("go list -deps %s: %v", pkg, err)
+	args := []string{"list", "-f", "{{.ImportPath}}|{{join .Imports \",\"}}|{{join .Deps \",\"}}"}
+	if test {
+		args = append(args, "-test")
 	}
-	return strings.Fields(string(out))
+	out, err := exec.Command("go", append(args, module+"internal/...")...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	rel := func(list string) []string {
+		var out []string
+		for _, p := range strings.Split(list, ",") {
+			if p != "" {
+				out = append(out, strings.TrimPrefix(p, module))
+			}
+		}
+		return out
+	}
+	pkgs := map[string]listed{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		parts := strings.Split(line, "|")
+		path := strings.TrimPrefix(parts[0], module)
+		if test {
+			if !strings.HasSuffix(path, ".test") {
+				continue
+			}
+			path = strings.TrimSuffix(path, ".test")
+		}
+		pkgs[path] = listed{path: path, imports: rel(parts[1]), deps: rel(parts[2])}
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
 }
 
-// TestDependencyDirection enforces doc.go: domain packages never import
-// net/http or the HTTP layers; platform packages never import domain ones.
+func under(p string, roots []string) bool {
+	for _, r := range roots {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDependencyDirection enforces doc.go on every package under internal/:
+// domain packages never import net/http nor depend on the HTTP layers;
+// platform packages never depend on a domain package or above.
 func TestDependencyDirection(t *testing.T) {
-	for _, p := range domain {
-		for _, d := range imports(t, p) {
-			if d == "net/http" {
+	pkgs := golist(t, false)
+	var domain, above []string
+	for p, layer := range layers {
+		switch layer {
+		case "domain":
+			domain = append(domain, p)
+		case "http", "wiring", "core":
+			above = append(above, p)
+		}
+	}
+	for p := range pkgs {
+		if layers[p] == "" {
+			t.Errorf("package %s is in no layer: add it to layers in this test (see doc.go)", p)
+		}
+	}
+	for p := range layers {
+		if _, ok := pkgs[p]; !ok {
+			t.Errorf("layers names %s, which go list does not know", p)
+		}
+	}
+	for p, pkg := range pkgs {
+		switch layers[p] {
+		case "domain":
+			if slices.Contains(pkg.imports, "net/http") {
 				t.Errorf("domain package %s imports net/http", p)
 			}
-		}
-		for _, d := range deps(t, p) {
-			if strings.HasPrefix(d, module+"internal/api") || strings.HasPrefix(d, module+"internal/app") ||
-				strings.HasPrefix(d, module+"internal/httpio") || strings.HasPrefix(d, module+"internal/web") {
-				t.Errorf("domain package %s depends on %s", p, d)
+			for _, d := range pkg.deps {
+				if under(d, httpLayer) {
+					t.Errorf("domain package %s depends on %s", p, d)
+				}
 			}
-		}
-	}
-	for _, p := range platform {
-		for _, d := range deps(t, p) {
-			for _, dp := range append(domain, "internal/api", "internal/app") {
-				if d == module+dp {
+		case "core": // what domain tests build on
+			for _, d := range pkg.deps {
+				if under(d, httpLayer) {
+					t.Errorf("core package %s depends on %s", p, d)
+				}
+			}
+		case "platform":
+			for _, d := range pkg.deps {
+				if under(d, domain) || under(d, above) {
 					t.Errorf("platform package %s depends on %s", p, d)
 				}
 			}
+		}
+	}
+}
+
+// TestDomainTestsStayOffHTTP: the tests of a domain package build its
+// services on a database, not the whole app behind HTTP — but for the
+// packages not moved yet (testsStillBootTheApp).
+func TestDomainTestsStayOffHTTP(t *testing.T) {
+	for p, pkg := range golist(t, true) {
+		if layers[p] != "domain" {
+			continue
+		}
+		var http []string
+		for _, d := range pkg.deps {
+			if under(d, httpLayer) {
+				http = append(http, d)
+			}
+		}
+		switch {
+		case len(http) > 0 && !testsStillBootTheApp[p]:
+			t.Errorf("the tests of domain package %s depend on %v: test its services, not the app", p, http)
+		case len(http) == 0 && testsStillBootTheApp[p]:
+			t.Errorf("the tests of %s no longer boot the app: take it off testsStillBootTheApp", p)
 		}
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -22,9 +22,9 @@ func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
 // purpose adds a consent-based purpose with key whose consent lasts days
 // (0: until withdrawn).
-func purpose(t *testing.T, env *apptest.Env, key string, days int) register.Purpose {
+func purpose(t *testing.T, env *coretest.Env, key string, days int) register.Purpose {
 	t.Helper()
-	p, err := env.App.Register.Create(context.Background(), env.Tenant.ID, register.New{NoticeText: "We send " + key + " news.",
+	p, err := env.Core.Register.Create(context.Background(), env.Tenant.ID, register.New{NoticeText: "We send " + key + " news.",
 		Purpose: register.Purpose{Key: key, Name: strings.ToUpper(key), LegalBasis: register.Consent,
 			DataCategories: []string{"user.contact.email"}, Recipients: []string{"Mailer Ltd"}, ConsentValidDays: days}})
 	if err != nil {
@@ -33,18 +33,18 @@ func purpose(t *testing.T, env *apptest.Env, key string, days int) register.Purp
 	return p
 }
 
-func person(t *testing.T, env *apptest.Env, email string) string {
+func person(t *testing.T, env *coretest.Env, email string) string {
 	t.Helper()
-	s, err := env.App.Subjects.Create(context.Background(), env.Tenant.ID, subject.New{Email: email})
+	s, err := env.Core.Subjects.Create(context.Background(), env.Tenant.ID, subject.New{Email: email})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s.ID
 }
 
-func record(t *testing.T, env *apptest.Env, subjectID, purposeKey, action string) consent.Recorded {
+func record(t *testing.T, env *coretest.Env, subjectID, purposeKey, action string) consent.Recorded {
 	t.Helper()
-	r, err := env.App.Consent.Record(context.Background(), env.Tenant.ID, subjectID, consent.Input{Purpose: purposeKey,
+	r, err := env.Core.Consent.Record(context.Background(), env.Tenant.ID, subjectID, consent.Input{Purpose: purposeKey,
 		Action: action, Method: "web_form", Source: "signup form", IP: "198.51.100.23"})
 	if err != nil {
 		t.Fatalf("%s %s: %v", action, purposeKey, err)
@@ -56,9 +56,9 @@ func record(t *testing.T, env *apptest.Env, subjectID, purposeKey, action string
 // change one; an event replaced by an altered copy, and a history cut
 // short, are both found by Verify.
 func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		cs := env.App.Consent
+		cs := env.Core.Consent
 		purpose(t, env, "news", 0)
 		ann := person(t, env, "ann@example.org")
 		g := record(t, env, ann, "news", consent.Grant)
@@ -70,7 +70,7 @@ func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
 		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || !v.OK || v.Events != 3 || v.Head != last.Hash {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
-		if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE consent_events SET action = 'grant' WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
 			return err
 		}); err == nil || !strings.Contains(err.Error(), "append-only") {
@@ -80,7 +80,7 @@ func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
 		// Swap event 2 for a copy that says "grant" instead of "withdraw".
 		exec := func(q string, args ...any) {
 			t.Helper()
-			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
+			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -113,21 +113,21 @@ func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
 // TestConcurrentAppends: parallel events for one person get consecutive
 // places in one unbroken chain.
 func TestConcurrentAppends(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		purpose(t, env, "news", 0)
 		bo := person(t, env, "bo@example.org")
 		var wg sync.WaitGroup
 		for i := range 10 {
 			wg.Go(func() {
 				action := []string{consent.Grant, consent.Withdraw}[i%2]
-				if _, err := env.App.Consent.Record(context.Background(), env.Tenant.ID, bo,
+				if _, err := env.Core.Consent.Record(context.Background(), env.Tenant.ID, bo,
 					consent.Input{Purpose: "news", Action: action, Method: "api"}); err != nil {
 					t.Errorf("append %d: %v", i, err)
 				}
 			})
 		}
 		wg.Wait()
-		if v, err := env.App.Consent.Verify(context.Background(), env.Tenant.ID, bo); err != nil || !v.OK || v.Events != 10 {
+		if v, err := env.Core.Consent.Verify(context.Background(), env.Tenant.ID, bo); err != nil || !v.OK || v.Events != 10 {
 			t.Errorf("after parallel appends: %+v %v", v, err)
 		}
 	})
@@ -136,12 +136,12 @@ func TestConcurrentAppends(t *testing.T) {
 // TestReceipts: each event's receipt verifies offline with the published
 // key and says what happened; an altered receipt does not verify.
 func TestReceipts(t *testing.T) {
-	env := apptest.New(t, "")
+	env := coretest.New(t, "")
 	ctx := context.Background()
 	purpose(t, env, "news", 365)
 	cy := person(t, env, "cy@example.org")
 	r := record(t, env, cy, "news", consent.Grant)
-	keys, err := env.App.Consent.Keys(ctx, "acme")
+	keys, err := env.Core.Consent.Keys(ctx, "acme")
 	if err != nil || len(keys.Keys) != 1 || keys.Keys[0].Crv != "Ed25519" {
 		t.Fatalf("keys: %+v %v", keys, err)
 	}
@@ -157,7 +157,7 @@ func TestReceipts(t *testing.T) {
 	if strings.Contains(r.Receipt, "cy@example.org") || strings.Contains(r.Receipt, "198.51.100") {
 		t.Error("the receipt names the person")
 	}
-	again, err := env.App.Consent.Receipt(ctx, env.Tenant.ID, cy, r.ID)
+	again, err := env.Core.Consent.Receipt(ctx, env.Tenant.ID, cy, r.ID)
 	if err != nil || again != r.Receipt {
 		t.Errorf("stored receipt: %v", err)
 	}
@@ -174,7 +174,7 @@ func TestReceipts(t *testing.T) {
 		}
 	}
 	other, _ := env.AddTenant(t, "globex", "owner@globex.example")
-	otherKeys, err := env.App.Consent.Keys(ctx, other.Slug)
+	otherKeys, err := env.Core.Consent.Keys(ctx, other.Slug)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestReceipts(t *testing.T) {
 // TestConsentMissing: the contacts without valid consent, for a purpose
 // and for any, through grant → withdraw → re-grant → expiry.
 func TestConsentMissing(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		purpose(t, env, "news", 30)
 		purpose(t, env, "events", 0)
@@ -194,11 +194,11 @@ func TestConsentMissing(t *testing.T) {
 		ours := []string{ann, bo, cy}
 		missing := func(key string) []string {
 			t.Helper()
-			w, err := env.App.Consent.MissingFilter(ctx, env.Tenant.ID, key)
+			w, err := env.Core.Consent.MissingFilter(ctx, env.Tenant.ID, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			subs, _, err := env.App.Subjects.List(ctx, env.Tenant.ID, subject.ListOptions{Where: w, Limit: 500})
+			subs, _, err := env.Core.Subjects.List(ctx, env.Tenant.ID, subject.ListOptions{Where: w, Limit: 500})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,11 +232,11 @@ func TestConsentMissing(t *testing.T) {
 		env.Now.Advance(2 * time.Minute)
 		want("expired", "news", ann, bo, cy)
 		want("expired, any purpose", "", ann, cy)
-		l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, ann)
+		l, err := env.Core.Consent.Ledger(ctx, env.Tenant.ID, ann)
 		if err != nil || len(l.State) != 1 || l.State[0].Status != consent.Expired || len(l.History) != 3 {
 			t.Errorf("ledger after expiry: %+v %v", l, err)
 		}
-		if _, err := env.App.Consent.MissingFilter(ctx, env.Tenant.ID, "nope"); !errs.Is(err, errs.Invalid) {
+		if _, err := env.Core.Consent.MissingFilter(ctx, env.Tenant.ID, "nope"); !errs.Is(err, errs.Invalid) {
 			t.Errorf("unknown purpose: %v", err)
 		}
 	})
@@ -244,10 +244,10 @@ func TestConsentMissing(t *testing.T) {
 
 // TestRecordRefusals: bad input is refused by field and leaves no trace.
 func TestRecordRefusals(t *testing.T) {
-	env := apptest.New(t, "")
+	env := coretest.New(t, "")
 	ctx := context.Background()
 	purpose(t, env, "news", 0)
-	if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "billing", Name: "Billing",
+	if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "billing", Name: "Billing",
 		LegalBasis: register.Contract, DataCategories: []string{"user.name"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -265,24 +265,24 @@ func TestRecordRefusals(t *testing.T) {
 		"unknown notice":    {consent.Input{Purpose: "news", Action: consent.Grant, Method: "api", NoticeVersion: 7}, "notice_version"},
 		"source too long":   {consent.Input{Purpose: "news", Action: consent.Grant, Method: "api", Source: strings.Repeat("x", 201)}, "source"},
 	} {
-		_, err := env.App.Consent.Record(ctx, env.Tenant.ID, dee, c.in)
+		_, err := env.Core.Consent.Record(ctx, env.Tenant.ID, dee, c.in)
 		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != c.field {
 			t.Errorf("%s: %v; want a problem with field %s", name, err, c.field)
 		}
 	}
-	if _, err := env.App.Consent.Record(ctx, env.Tenant.ID, "01a00000-0000-7000-8000-000000000000",
+	if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, "01a00000-0000-7000-8000-000000000000",
 		consent.Input{Purpose: "news", Action: consent.Grant, Method: "api"}); !errs.Is(err, errs.NotFound) {
 		t.Errorf("unknown subject: %v", err)
 	}
-	if l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, dee); err != nil || len(l.History) != 0 {
+	if l, err := env.Core.Consent.Ledger(ctx, env.Tenant.ID, dee); err != nil || len(l.History) != 0 {
 		t.Errorf("refused events were stored: %+v %v", l, err)
 	}
 	// An earlier notice version can be named; its hash is recorded.
-	first, _ := env.App.Register.Get(ctx, env.Tenant.ID, "news")
-	if _, err := env.App.Register.AddNotice(ctx, env.Tenant.ID, "news", "We send news, now weekly."); err != nil {
+	first, _ := env.Core.Register.Get(ctx, env.Tenant.ID, "news")
+	if _, err := env.Core.Register.AddNotice(ctx, env.Tenant.ID, "news", "We send news, now weekly."); err != nil {
 		t.Fatal(err)
 	}
-	r, err := env.App.Consent.Record(ctx, env.Tenant.ID, dee, consent.Input{Purpose: "news", Action: consent.Grant, Method: "paper", NoticeVersion: 1})
+	r, err := env.Core.Consent.Record(ctx, env.Tenant.ID, dee, consent.Input{Purpose: "news", Action: consent.Grant, Method: "paper", NoticeVersion: 1})
 	if err != nil || r.NoticeVersion != 1 || r.NoticeHash != first.Notice.SHA256 {
 		t.Errorf("grant for notice 1: %+v %v", r.Event, err)
 	}
@@ -293,11 +293,11 @@ var campaignLink = regexp.MustCompile(`/privacy/acme/consent/([A-Za-z0-9_-]{43})
 // TestCampaignLinkAnswersOnce: ten answers released together on one link:
 // exactly one is recorded, whatever order the database sees them in.
 func TestCampaignLinkAnswersOnce(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		purpose(t, env, "news", 0)
 		ann := person(t, env, "ann@example.org")
-		c, err := env.App.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "refresh", Purpose: "news",
+		c, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "refresh", Purpose: "news",
 			Audience: consent.AudienceSubjects, SubjectIDs: []string{ann}})
 		if err != nil || c.Counts.Recipients != 1 {
 			t.Fatalf("start: %+v %v", c, err)
@@ -313,7 +313,7 @@ func TestCampaignLinkAnswersOnce(t *testing.T) {
 		for range 10 {
 			wg.Go(func() {
 				<-start
-				_, err := env.App.Consent.AnswerLink(ctx, "acme", m[1], consent.AnswerGrant, 1, "192.0.2.1", "test")
+				_, err := env.Core.Consent.AnswerLink(ctx, "acme", m[1], consent.AnswerGrant, 1, "192.0.2.1", "test")
 				if err != nil && !errs.Is(err, errs.Gone) {
 					t.Errorf("answer: %v", err)
 				}
@@ -326,7 +326,7 @@ func TestCampaignLinkAnswersOnce(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		l, err := env.App.Consent.Ledger(ctx, env.Tenant.ID, ann)
+		l, err := env.Core.Consent.Ledger(ctx, env.Tenant.ID, ann)
 		if err != nil || wins != 1 || len(l.History) != 1 {
 			t.Fatalf("%d answers won, ledger %+v %v", wins, l.History, err)
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -16,9 +16,9 @@ import (
 func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
 func TestTokens(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		secret, tok, err := ids.CreateToken(ctx, env.Tenant.ID, "OWNER@acme.example", "crm", []string{"subjects:read,audit:read"}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
@@ -32,7 +32,7 @@ func TestTokens(t *testing.T) {
 		}
 		// The secret is not stored: only its hash.
 		var n int
-		if err := env.App.DB.Read().QueryRow(ctx, "SELECT count(*) FROM api_tokens WHERE hash = ?", []byte(secret)).Scan(&n); err != nil || n != 0 {
+		if err := env.Core.DB.Read().QueryRow(ctx, "SELECT count(*) FROM api_tokens WHERE hash = ?", []byte(secret)).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("secret stored as is: %d %v", n, err)
 		}
 		for _, bad := range []string{"", "cust_", secret[:len(secret)-1], strings.Replace(secret, "cust_", "xxxx_", 1),
@@ -61,27 +61,27 @@ func TestTokens(t *testing.T) {
 }
 
 func TestUsersAreSubjects(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		contact, err := env.App.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "lee@acme.example", Phone: "+442079460111"})
+		contact, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "lee@acme.example", Phone: "+442079460111"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "LEE@acme.example", Role: identity.RoleAdmin})
+		u, err := env.Core.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "LEE@acme.example", Role: identity.RoleAdmin})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if u.SubjectID != contact.ID {
 			t.Errorf("user subject %s; want the existing contact %s", u.SubjectID, contact.ID)
 		}
-		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "lee@acme.example", Role: identity.RoleMember}); !errs.Is(err, errs.Invalid) {
+		if _, err := env.Core.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "lee@acme.example", Role: identity.RoleMember}); !errs.Is(err, errs.Invalid) {
 			t.Errorf("second user with one email: %v", err)
 		}
-		if _, err := env.App.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "new@acme.example", Role: "god"}); !errs.Is(err, errs.Invalid) {
+		if _, err := env.Core.Identity.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "new@acme.example", Role: "god"}); !errs.Is(err, errs.Invalid) {
 			t.Errorf("unknown role: %v", err)
 		}
 		other, _ := env.AddTenant(t, "globex", "owner@globex.example")
-		if _, err := env.App.Identity.UserByEmail(ctx, other.ID, "lee@acme.example"); !errs.Is(err, errs.NotFound) {
+		if _, err := env.Core.Identity.UserByEmail(ctx, other.ID, "lee@acme.example"); !errs.Is(err, errs.NotFound) {
 			t.Errorf("user found through another tenant: %v", err)
 		}
 	})

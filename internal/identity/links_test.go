@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 )
@@ -16,9 +16,9 @@ import (
 const newPassword = "a new and long passphrase"
 
 func TestInvitation(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "ada@acme.example", identity.RoleAdmin, pw)
 		admin := principalOf(t, env, "ada@acme.example")
 
@@ -115,9 +115,9 @@ func TestInvitation(t *testing.T) {
 // accepting when the tenant demands a second factor gives an
 // enrolment-only session.
 func TestInvitationExpiresAndEnforcesTwoFactor(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		owner := principalOf(t, env, "owner@acme.example")
 		every := identity.MFAEveryone
 		if _, err := ids.UpdateSecurity(ctx, env.Tenant.ID, identity.SecurityPatch{MFARequired: &every}); err != nil {
@@ -147,9 +147,9 @@ func TestInvitationExpiresAndEnforcesTwoFactor(t *testing.T) {
 }
 
 func TestPasswordReset(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "rey@acme.example", identity.RoleMember, pw)
 		p := principalOf(t, env, "rey@acme.example")
 		secret, _ := enrol(t, env, p)
@@ -226,9 +226,9 @@ func TestPasswordReset(t *testing.T) {
 // TestResetDoesNotUnlock: a locked account stays locked for unknown
 // clients after a reset; the lock ends when it ends.
 func TestResetDoesNotUnlock(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "lo@acme.example", identity.RoleMember, pw)
 		for range 6 {
 			if _, err := login(env, "lo@acme.example", "wrong wrong wrong", ""); err != identity.ErrLoginFailed {
@@ -255,9 +255,9 @@ func TestResetDoesNotUnlock(t *testing.T) {
 // TestWrongCurrentPasswordCounts: guessing the current password through a
 // session spends the account's lockout budget.
 func TestWrongCurrentPasswordCounts(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		u := env.AddUser(t, "cp@acme.example", identity.RoleMember, pw)
 		p := principalOf(t, env, "cp@acme.example")
 		if err := ids.ChangePassword(ctx, p, pw, newPassword); err != nil {

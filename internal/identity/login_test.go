@@ -11,10 +11,10 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
-	"github.com/custodia/custodia/internal/app"
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/core"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/password"
@@ -22,10 +22,10 @@ import (
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
-const pw = apptest.Password
+const pw = coretest.Password
 
-func login(env *apptest.Env, email, password, device string) (identity.LoginResult, error) {
-	return env.App.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: email,
+func login(env *coretest.Env, email, password, device string) (identity.LoginResult, error) {
+	return env.Core.Identity.Login(context.Background(), identity.LoginInput{Tenant: "acme", Email: email,
 		Password: password, Device: device, Client: identity.Client{IP: "192.0.2.7", UserAgent: "test"}})
 }
 
@@ -34,9 +34,9 @@ func login(env *apptest.Env, email, password, device string) (identity.LoginResu
 // computed, one lock event and one email result, and then even the right
 // password is refused — except from a device the owner signed in on before.
 func TestLockoutIsExactUnderConcurrency(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "sam@acme.example", "member", pw)
 		known, err := login(env, "sam@acme.example", pw, "")
 		if err != nil || known.Device == "" {
@@ -103,9 +103,9 @@ func TestLockoutIsExactUnderConcurrency(t *testing.T) {
 // device; the account's budget for other clients is untouched, and an
 // admin unlock clears the account.
 func TestKnownDeviceHasItsOwnBudget(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		u := env.AddUser(t, "kit@acme.example", "member", pw)
 		first, err := login(env, "kit@acme.example", pw, "")
 		if err != nil {
@@ -143,17 +143,17 @@ func TestKnownDeviceHasItsOwnBudget(t *testing.T) {
 
 // TestLockoutSettings: threshold and duration come from the tenant.
 func TestLockoutSettings(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		three, five := 3, 5
-		if _, err := env.App.Identity.UpdateSecurity(ctx, env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &three, LockoutMinutes: &five}); err != nil {
+		if _, err := env.Core.Identity.UpdateSecurity(ctx, env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &three, LockoutMinutes: &five}); err != nil {
 			t.Fatal(err)
 		}
 		u := env.AddUser(t, "ivy@acme.example", "member", pw)
 		for range 3 {
 			_, _ = login(env, "ivy@acme.example", "not the password!", "")
 		}
-		l, _ := env.App.Identity.LockoutOf(ctx, env.Tenant.ID, u.ID)
+		l, _ := env.Core.Identity.LockoutOf(ctx, env.Tenant.ID, u.ID)
 		if l.Failures != 3 || l.LockedUntil == nil || time.Until(*l.LockedUntil) > 6*time.Minute {
 			t.Fatalf("lockout %+v; want 3 failures, locked for 5 minutes", l)
 		}
@@ -164,7 +164,7 @@ func TestLockoutSettings(t *testing.T) {
 	})
 }
 
-func code(t testing.TB, env *apptest.Env, secret string, at time.Time) string {
+func code(t testing.TB, env *coretest.Env, secret string, at time.Time) string {
 	t.Helper()
 	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
@@ -175,22 +175,22 @@ func code(t testing.TB, env *apptest.Env, secret string, at time.Time) string {
 
 // enrol sets up TOTP for the user behind principal p and returns the secret
 // and the recovery codes.
-func enrol(t *testing.T, env *apptest.Env, p identity.Principal) (string, []string) {
+func enrol(t *testing.T, env *coretest.Env, p identity.Principal) (string, []string) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := env.App.Identity.EnrolTOTP(ctx, p)
+	e, err := env.Core.Identity.EnrolTOTP(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(e.QRCode, "data:image/png;base64,") || !strings.HasPrefix(e.URL, "otpauth://totp/") {
 		t.Errorf("enrolment %+v", e)
 	}
-	if _, err := env.App.Identity.ConfirmTOTP(ctx, p, "000000x"); !errs.Is(err, errs.Invalid) {
+	if _, err := env.Core.Identity.ConfirmTOTP(ctx, p, "000000x"); !errs.Is(err, errs.Invalid) {
 		t.Errorf("wrong first code: %v", err)
 	}
 	// The code of the previous step confirms (clock drift), leaving the
 	// current one for the first sign-in.
-	c, err := env.App.Identity.ConfirmTOTP(ctx, p, code(t, env, e.Secret, env.Now.Now().Add(-30*time.Second)))
+	c, err := env.Core.Identity.ConfirmTOTP(ctx, p, code(t, env, e.Secret, env.Now.Now().Add(-30*time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,21 +199,21 @@ func enrol(t *testing.T, env *apptest.Env, p identity.Principal) (string, []stri
 
 // allowFailures raises the lockout threshold to its maximum (20), for tests
 // that fail on purpose more than 6 times.
-func allowFailures(t *testing.T, env *apptest.Env) {
+func allowFailures(t *testing.T, env *coretest.Env) {
 	t.Helper()
 	n := 20
-	if _, err := env.App.Identity.UpdateSecurity(context.Background(), env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &n}); err != nil {
+	if _, err := env.Core.Identity.UpdateSecurity(context.Background(), env.Tenant.ID, identity.SecurityPatch{LockoutThreshold: &n}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func principalOf(t *testing.T, env *apptest.Env, email string) identity.Principal {
+func principalOf(t *testing.T, env *coretest.Env, email string) identity.Principal {
 	t.Helper()
 	res, err := login(env, email, pw, "")
 	if err != nil || res.MFARequired {
 		t.Fatalf("sign in: %+v %v", res, err)
 	}
-	p, err := env.App.Identity.AuthenticateSession(context.Background(), res.Session)
+	p, err := env.Core.Identity.AuthenticateSession(context.Background(), res.Session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,9 +223,9 @@ func principalOf(t *testing.T, env *apptest.Env, email string) identity.Principa
 // TestTOTPCodesWorkOnce: a code completes one sign-in; the same code again,
 // or in parallel, is refused.
 func TestTOTPCodesWorkOnce(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		allowFailures(t, env)
 		env.AddUser(t, "ann@acme.example", "member", pw)
 		secret, codes := enrol(t, env, principalOf(t, env, "ann@acme.example"))
@@ -267,9 +267,9 @@ func TestTOTPCodesWorkOnce(t *testing.T) {
 // TestRecoveryCodes: ten codes of at least 112 bits, kept only keyed-hashed,
 // each usable once — also when two sign-ins race for the same one.
 func TestRecoveryCodes(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		allowFailures(t, env)
 		env.AddUser(t, "bo@acme.example", "member", pw)
 		_, codes := enrol(t, env, principalOf(t, env, "bo@acme.example"))
@@ -280,7 +280,7 @@ func TestRecoveryCodes(t *testing.T) {
 			}
 			seen[c] = true
 		}
-		stored := sqldbtest.Strings(t, env.App.DB, "SELECT hash FROM recovery_codes")
+		stored := sqldbtest.Strings(t, env.Core.DB, "SELECT hash FROM recovery_codes")
 		if len(stored) != 10 {
 			t.Errorf("%d codes stored", len(stored))
 		}
@@ -306,10 +306,10 @@ func TestRecoveryCodes(t *testing.T) {
 
 // actions counts the audit events about a subject by action, and by
 // action/outcome when the outcome is not success.
-func actions(t *testing.T, env *apptest.Env, subjectID string) map[string]int {
+func actions(t *testing.T, env *coretest.Env, subjectID string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	rd := audit.NewReader(env.App.DB, env.App.Keys)
+	rd := audit.NewReader(env.Core.DB, env.Core.Keys)
 	cursor := ""
 	for {
 		es, next, err := rd.Query(context.Background(), env.Tenant.ID, audit.Filter{SubjectID: subjectID, Cursor: cursor, Limit: 500})
@@ -334,7 +334,7 @@ func actions(t *testing.T, env *apptest.Env, subjectID string) map[string]int {
 // prompts with the same code at once. It returns how many succeeded and the
 // result of the one that did; a failure other than ErrLoginFailed fails
 // the test.
-func raceCode(t *testing.T, env *apptest.Env, email, method, code string) (int, identity.StepUpResult) {
+func raceCode(t *testing.T, env *coretest.Env, email, method, code string) (int, identity.StepUpResult) {
 	t.Helper()
 	var sessions []string
 	for range 10 {
@@ -350,7 +350,7 @@ func raceCode(t *testing.T, env *apptest.Env, email, method, code string) (int, 
 	var wg sync.WaitGroup
 	for _, ss := range sessions {
 		wg.Go(func() {
-			up, err := env.App.Identity.CompleteMFA(context.Background(), identity.StepUpInput{Session: ss, Method: method, Code: code})
+			up, err := env.Core.Identity.CompleteMFA(context.Background(), identity.StepUpInput{Session: ss, Method: method, Code: code})
 			if err != nil && err != identity.ErrLoginFailed {
 				t.Errorf("CompleteMFA: %v", err)
 			}
@@ -370,7 +370,7 @@ func raceCode(t *testing.T, env *apptest.Env, email, method, code string) (int, 
 // still signs in afterwards.
 func TestRehashOnLogin(t *testing.T) {
 	stronger := password.Params{Memory: 24 * 1024, Time: 3, Threads: 1}
-	apptest.RunWith(t, func(_ *config.Config, o *app.Options) { o.Password = stronger }, func(t *testing.T, env *apptest.Env) {
+	coretest.RunWith(t, func(_ *config.Config, o *core.Options) { o.Password, o.Test.CheapHash = stronger, false }, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		u := env.AddUser(t, "old@acme.example", "member", "")
 		weak, err := password.NewHasher(password.Default, 1, time.Second)
@@ -383,13 +383,13 @@ func TestRehashOnLogin(t *testing.T) {
 		}
 		stored := func() string {
 			var h string
-			if err := env.App.DB.Read().QueryRow(ctx, "SELECT password_hash FROM users WHERE tenant_id = ? AND id = ?",
+			if err := env.Core.DB.Read().QueryRow(ctx, "SELECT password_hash FROM users WHERE tenant_id = ? AND id = ?",
 				env.Tenant.ID, u.ID).Scan(&h); err != nil {
 				t.Fatal(err)
 			}
 			return h
 		}
-		if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?", old, env.Tenant.ID, u.ID)
 			return err
 		}); err != nil {

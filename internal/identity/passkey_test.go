@@ -8,9 +8,9 @@ import (
 
 	"github.com/go-webauthn/webauthn/protocol"
 
-	"github.com/custodia/custodia/internal/app"
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/core"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/passkeytest"
@@ -18,14 +18,14 @@ import (
 
 // registerPasskey enrols key for the user behind p under name and returns
 // the confirmation.
-func registerPasskey(t *testing.T, env *apptest.Env, p identity.Principal, key *passkeytest.Authenticator, name string) identity.Confirmation {
+func registerPasskey(t *testing.T, env *coretest.Env, p identity.Principal, key *passkeytest.Authenticator, name string) identity.Confirmation {
 	t.Helper()
 	ctx := context.Background()
-	opts, err := env.App.Identity.EnrolPasskey(ctx, p, name)
+	opts, err := env.Core.Identity.EnrolPasskey(ctx, p, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := env.App.Identity.ConfirmPasskey(ctx, p, key.Create(t, mustJSON(t, opts)))
+	c, err := env.Core.Identity.ConfirmPasskey(ctx, p, key.Create(t, mustJSON(t, opts)))
 	if err != nil {
 		t.Fatalf("confirm passkey: %v", err)
 	}
@@ -43,19 +43,19 @@ func mustJSON(t testing.TB, v any) []byte {
 
 // passkeySignIn signs email in with the password and answers the passkey
 // challenge of that session with key.
-func passkeySignIn(t *testing.T, env *apptest.Env, email string, key *passkeytest.Authenticator) (string, []byte, error) {
+func passkeySignIn(t *testing.T, env *coretest.Env, email string, key *passkeytest.Authenticator) (string, []byte, error) {
 	t.Helper()
 	ctx := context.Background()
 	r, err := login(env, email, pw, "")
 	if err != nil || !r.MFARequired {
 		t.Fatalf("sign in: %+v %v", r, err)
 	}
-	opts, err := env.App.Identity.BeginPasskeySignIn(ctx, r.Session)
+	opts, err := env.Core.Identity.BeginPasskeySignIn(ctx, r.Session)
 	if err != nil {
 		t.Fatal(err)
 	}
 	answer := key.Get(t, mustJSON(t, opts))
-	_, err = env.App.Identity.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: identity.MethodPasskey, Credential: answer})
+	_, err = env.Core.Identity.CompleteMFA(ctx, identity.StepUpInput{Session: r.Session, Method: identity.MethodPasskey, Credential: answer})
 	return r.Session, answer, err
 }
 
@@ -65,13 +65,13 @@ func passkeySignIn(t *testing.T, env *apptest.Env, email string, key *passkeytes
 // raced, phished, from a cloned key or with a counter going back it is
 // refused, and wrong answers spend the lockout budget.
 func TestPasskeyFactor(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		allowFailures(t, env)
 		u := env.AddUser(t, "pk@acme.example", identity.RoleMember, pw)
 		p := principalOf(t, env, "pk@acme.example")
-		key := passkeytest.New(t, env.App.Config.PublicURL)
+		key := passkeytest.New(t, env.Core.Config.PublicURL)
 
 		opts, err := ids.EnrolPasskey(ctx, p, "Blue key")
 		if err != nil {
@@ -198,7 +198,7 @@ func TestPasskeyFactor(t *testing.T) {
 		}
 
 		// A synced passkey keeps no counter: the challenge alone guards it.
-		synced := passkeytest.New(t, env.App.Config.PublicURL)
+		synced := passkeytest.New(t, env.Core.Config.PublicURL)
 		synced.NoCounter = true
 		registerPasskey(t, env, p, synced, "Phone")
 		for i := range 2 {
@@ -241,10 +241,10 @@ func race(ids *identity.Service, ins []identity.StepUpInput) int {
 // TestPasskeysNeedAHostName: a public URL with an IP address cannot be a
 // WebAuthn relying party; the refusal says what to configure.
 func TestPasskeysNeedAHostName(t *testing.T) {
-	env := apptest.NewWith(t, "", func(c *config.Config, _ *app.Options) { c.PublicURL = "https://192.0.2.10:8443" })
+	env := coretest.NewWith(t, "", func(c *config.Config, _ *core.Options) { c.PublicURL = "https://192.0.2.10:8443" })
 	env.AddUser(t, "ip@acme.example", identity.RoleMember, pw)
 	p := principalOf(t, env, "ip@acme.example")
-	if _, err := env.App.Identity.EnrolPasskey(context.Background(), p, ""); !errs.Is(err, errs.Conflict) {
+	if _, err := env.Core.Identity.EnrolPasskey(context.Background(), p, ""); !errs.Is(err, errs.Conflict) {
 		t.Errorf("passkey with an IP relying party: %v", err)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app"
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/core"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/sms/smstest"
@@ -17,17 +17,17 @@ const phone = "+447700900456"
 
 // withGateway runs fn on both engines with the webhook SMS provider
 // posting to an in-process gateway.
-func withGateway(t *testing.T, fn func(t *testing.T, env *apptest.Env, g *smstest.Gateway)) {
+func withGateway(t *testing.T, fn func(t *testing.T, env *coretest.Env, g *smstest.Gateway)) {
 	g := smstest.Start(t)
-	apptest.RunWith(t, func(c *config.Config, _ *app.Options) {
+	coretest.RunWith(t, func(c *config.Config, _ *core.Options) {
 		c.SMSProvider, c.SMSWebhookURL, c.SMSWebhookSecret = "webhook", g.URL, smstest.Secret
-	}, func(t *testing.T, env *apptest.Env) { fn(t, env, g) })
+	}, func(t *testing.T, env *coretest.Env) { fn(t, env, g) })
 }
 
-func enableSMS(t *testing.T, env *apptest.Env) {
+func enableSMS(t *testing.T, env *coretest.Env) {
 	t.Helper()
 	on := true
-	if _, err := env.App.Identity.UpdateSecurity(context.Background(), env.Tenant.ID, identity.SecurityPatch{SMSEnabled: &on}); err != nil {
+	if _, err := env.Core.Identity.UpdateSecurity(context.Background(), env.Tenant.ID, identity.SecurityPatch{SMSEnabled: &on}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -36,9 +36,9 @@ func enableSMS(t *testing.T, env *apptest.Env) {
 // at sign-in a code works once, for 5 minutes, with 5 tries; sending is
 // limited; a wrong code spends the lockout budget.
 func TestSMSFactor(t *testing.T) {
-	withGateway(t, func(t *testing.T, env *apptest.Env, g *smstest.Gateway) {
+	withGateway(t, func(t *testing.T, env *coretest.Env, g *smstest.Gateway) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "sm@acme.example", identity.RoleMember, pw)
 		allowFailures(t, env)          // the races and wrong tries below fail on purpose
 		sent := len(g.Messages(phone)) // the gateway serves both engines

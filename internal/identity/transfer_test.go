@@ -9,16 +9,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 )
 
 func TestImportUsers(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		env.AddUser(t, "ad@acme.example", identity.RoleAdmin, pw)
 		admin := principalOf(t, env, "ad@acme.example")
 		count := func() int {
@@ -113,9 +113,9 @@ func TestImportUsers(t *testing.T) {
 }
 
 func TestRectifyProfile(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		owner := principalOf(t, env, "owner@acme.example")
 		u := env.AddUser(t, "pat@acme.example", identity.RoleMember, pw)
 		env.AddUser(t, "other@acme.example", identity.RoleMember, "")
@@ -156,9 +156,9 @@ func TestRectifyProfile(t *testing.T) {
 }
 
 // auditText is every event of the tenant, as JSON text.
-func auditText(t *testing.T, env *apptest.Env) string {
+func auditText(t *testing.T, env *coretest.Env) string {
 	t.Helper()
-	es, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(context.Background(), env.Tenant.ID, audit.Filter{Limit: 1000})
+	es, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(context.Background(), env.Tenant.ID, audit.Filter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

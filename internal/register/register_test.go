@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -28,8 +28,8 @@ func newsletter() register.New {
 // TestPurposeRules: each rule of the register refuses with the field it
 // is about, and nothing is created.
 func TestPurposeRules(t *testing.T) {
-	env := apptest.New(t, "")
-	reg := env.App.Register
+	env := coretest.New(t, "")
+	reg := env.Core.Register
 	ctx := context.Background()
 	for name, c := range map[string]struct {
 		mutate func(*register.New)
@@ -94,8 +94,8 @@ func TestPurposeRules(t *testing.T) {
 
 // TestRegister: create, update, notice versions and export, on both engines.
 func TestRegister(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
-		reg := env.App.Register
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		reg := env.Core.Register
 		ctx := context.Background()
 		p, err := reg.Create(ctx, env.Tenant.ID, newsletter())
 		if err != nil {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/space"
@@ -15,7 +15,7 @@ import (
 func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
 // principal returns how a user of env's tenant acts (as a session would).
-func principal(t *testing.T, env *apptest.Env, u identity.User) identity.Principal {
+func principal(t *testing.T, env *coretest.Env, u identity.User) identity.Principal {
 	t.Helper()
 	return identity.Principal{TenantID: env.Tenant.ID, UserID: u.ID, SubjectID: u.SubjectID, Role: u.Role, Scopes: identity.RoleScopes(u.Role)}
 }
@@ -23,9 +23,9 @@ func principal(t *testing.T, env *apptest.Env, u identity.User) identity.Princip
 // TestAccessIsTheHighestGrant walks one member through no grant, a group's
 // viewer grant, an own editor grant, and back.
 func TestAccessIsTheHighestGrant(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids, sps := env.App.Identity, env.App.Spaces
+		ids, sps := env.Core.Identity, env.Core.Spaces
 		admin := principal(t, env, env.AddUser(t, "ad@acme.example", "admin", ""))
 		maker := principal(t, env, env.AddUser(t, "mk@acme.example", "member", ""))
 		mo := env.AddUser(t, "mo@acme.example", "member", "")
@@ -117,16 +117,16 @@ func TestAccessIsTheHighestGrant(t *testing.T) {
 }
 
 func TestGrantRefusals(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		sps := env.App.Spaces
+		sps := env.Core.Spaces
 		maker := principal(t, env, env.AddUser(t, "mk@acme.example", "member", ""))
 		sp, err := sps.Create(ctx, maker, "Board", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		other, _ := env.AddTenant(t, "globex", "owner@globex.example")
-		stranger, err := env.App.Identity.UserByEmail(ctx, other.ID, "owner@globex.example")
+		stranger, err := env.Core.Identity.UserByEmail(ctx, other.ID, "owner@globex.example")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,9 +165,9 @@ func TestGrantRefusals(t *testing.T) {
 // TestGroupAdmins: a group admin adds and removes ordinary members but
 // appoints no admins; members see their own groups only.
 func TestGroupAdmins(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		ids := env.App.Identity
+		ids := env.Core.Identity
 		admin := principal(t, env, env.AddUser(t, "ad@acme.example", "admin", ""))
 		lead := env.AddUser(t, "lead@acme.example", "member", "")
 		a := env.AddUser(t, "a@acme.example", "member", "")

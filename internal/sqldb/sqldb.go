@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -69,18 +70,40 @@ const maxStmts = 512
 // "sqlite:///path" names another SQLite file; "postgres://…" PostgreSQL.
 // It does not migrate; call Migrate.
 func Open(ctx context.Context, rawURL, dataDir string) (*DB, error) {
+	return OpenWith(ctx, rawURL, dataDir, TestOptions{})
+}
+
+// TestOptions are settings for tests that are not about durability. They
+// are not part of the configuration: only code sets them, and OpenWith
+// refuses them outside a test binary (testing.Testing).
+type TestOptions struct {
+	// NoSync opens SQLite with synchronous=OFF: a commit returns before it
+	// is on disk, so a power cut could lose it. (The tests' PostgreSQL
+	// cluster runs without fsync for the same reason.)
+	NoSync bool
+}
+
+// ErrTestOnly is returned when test-only options are asked for outside a
+// test binary.
+var ErrTestOnly = errors.New("test-only database options outside a test binary")
+
+// OpenWith is Open with test-only options.
+func OpenWith(ctx context.Context, rawURL, dataDir string, opt TestOptions) (*DB, error) {
+	if opt != (TestOptions{}) && !testing.Testing() {
+		return nil, ErrTestOnly
+	}
 	switch {
 	case rawURL == "":
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		return openSQLite(ctx, filepath.Join(dataDir, "custodia.db"))
+		return openSQLite(ctx, filepath.Join(dataDir, "custodia.db"), opt)
 	case strings.HasPrefix(rawURL, "sqlite://"):
 		u, err := url.Parse(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("parse database url: %w", err)
 		}
-		return openSQLite(ctx, u.Path)
+		return openSQLite(ctx, u.Path, opt)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		return openPostgres(ctx, rawURL)
 	default:
@@ -88,11 +111,15 @@ func Open(ctx context.Context, rawURL, dataDir string) (*DB, error) {
 	}
 }
 
-func openSQLite(ctx context.Context, path string) (*DB, error) {
+func openSQLite(ctx context.Context, path string, opt TestOptions) (*DB, error) {
 	// synchronous(FULL): a commit is on disk before the caller hears about it.
 	// secure_delete: freed pages are zeroed, so erased ciphertext does not linger.
+	syncMode := "FULL"
+	if opt.NoSync {
+		syncMode = "OFF"
+	}
 	pragmas := "_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(FULL)&_pragma=secure_delete(1)"
+		"&_pragma=synchronous(" + syncMode + ")&_pragma=secure_delete(1)"
 	write, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)

@@ -108,3 +108,32 @@ func TestOpenRejectsUnknownURLs(t *testing.T) {
 		t.Fatal("mysql:// accepted")
 	}
 }
+
+// TestSQLiteSyncsUnlessATestSaysNot: a SQLite commit is on disk before the
+// caller hears of it (synchronous=FULL) unless a test opened the database
+// with sqldb.TestOptions{NoSync: true} (refused outside test binaries:
+// cmd/custodia's TestTestOptionsOnlyInTests). A fresh file migrates from
+// scratch.
+func TestSQLiteSyncsUnlessATestSaysNot(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		opt  sqldb.TestOptions
+		want int // PRAGMA synchronous: 0 OFF, 2 FULL
+	}{{sqldb.TestOptions{}, 2}, {sqldb.TestOptions{NoSync: true}, 0}} {
+		db, err := sqldb.OpenWith(ctx, "", t.TempDir(), c.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if n, err := db.Migrate(ctx); err != nil || n < 20 {
+			t.Fatalf("Migrate from scratch applied %d, %v", n, err)
+		}
+		var got int
+		if err := db.Read().QueryRow(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != c.want {
+			t.Errorf("%+v: reader has synchronous=%d, %v; want %d", c.opt, got, err, c.want)
+		}
+		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return tx.QueryRow(ctx, "PRAGMA synchronous").Scan(&got) }); err != nil || got != c.want {
+			t.Errorf("%+v: writer has synchronous=%d, %v; want %d", c.opt, got, err, c.want)
+		}
+	}
+}

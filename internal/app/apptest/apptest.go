@@ -1,68 +1,50 @@
-// Package apptest builds a whole Custodia for tests — on SQLite and on a
-// throwaway PostgreSQL, over HTTPS, with a real SMTP server receiving its
-// mail — with a tenant, its owner and an API token, and offers small HTTP
-// clients for the API: one with a token, and browsers with cookies.
+// Package apptest builds a whole Custodia for tests of the HTTP layer — the
+// core of coretest (SQLite and a throwaway PostgreSQL, a real SMTP server
+// receiving its mail, a tenant, its owner and an API token) served over
+// HTTPS — and offers small HTTP clients for the API: one with a token, and
+// browsers with cookies.
 package apptest
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/app"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
-	"github.com/custodia/custodia/internal/identity"
-	"github.com/custodia/custodia/internal/mail/mailtest"
+	"github.com/custodia/custodia/internal/core"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
-	"github.com/custodia/custodia/internal/tenant"
 )
 
-// Env is a running app with one tenant.
+// Env is a running app with one tenant: the core's test env (tenant,
+// token, mail, logs, clock) and the app serving HTTPS.
 type Env struct {
-	App     *app.App
-	Server  *httptest.Server
-	Tenant  tenant.Tenant
-	Token   string
-	DataDir string
-	Logs    *LogBuffer       // everything the app logged
-	Mail    *mailtest.Server // everything the app mailed
-	Now     *Clock           // the app's clock; tests may move it
+	*coretest.Env
+	App    *app.App
+	Server *httptest.Server
 }
 
-// Clock is a settable clock, starting at the real time.
-type Clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
+// Clock, LogBuffer, Password and Files are coretest's, named here too for
+// the tests of the HTTP layer.
+type (
+	Clock     = coretest.Clock
+	LogBuffer = coretest.LogBuffer
+)
 
-// Now is the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
+// Password is the password of the owners AddTenant makes.
+const Password = coretest.Password
 
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
+// Files lists the regular files under dir (coretest.Files).
+func Files(t testing.TB, dir string) []string { t.Helper(); return coretest.Files(t, dir) }
 
 // Run runs fn on SQLite and on PostgreSQL.
 func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
@@ -86,62 +68,30 @@ func New(t testing.TB, databaseURL string) *Env {
 }
 
 // NewWith is New with a hook that may change the configuration and options
-// before the app opens.
+// before the app opens. The app runs with core.TestOptions on (no fsync on
+// SQLite commits, cheap password hashes) unless hook turns them off, and
+// without a limit on sign-in attempts worth noticing.
 func NewWith(t testing.TB, databaseURL string, hook func(*config.Config, *app.Options)) *Env {
 	t.Helper()
-	ctx := context.Background()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.DatabaseURL = databaseURL
-	mailbox := mailtest.Start(t)
-	cfg.SMTPURL = mailbox.URL
-	logs := &LogBuffer{}
-	clock := &Clock{}
-	opt := app.Options{LogOutput: logs, Now: clock.Now, Audit: audit.Options{CheckpointEvery: 10},
-		AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}}
-	if hook != nil {
-		hook(&cfg, &opt)
-	}
-	a, err := app.Open(ctx, cfg, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	jobs, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { a.Mail.Run(jobs, 100*time.Millisecond); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
-	env := &Env{App: a, DataDir: a.Config.DataDir, Logs: logs, Mail: mailbox, Now: clock}
-	env.Tenant, env.Token = env.AddTenant(t, "acme", "owner@acme.example")
-	env.Server = httptest.NewTLSServer(a.Handler())
+	opt := app.Options{AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}}
+	var a *app.App
+	ce := coretest.Open(t, databaseURL, func(c *config.Config, o *core.Options) {
+		opt.Options = *o
+		if hook != nil {
+			hook(c, &opt)
+		}
+		*o = opt.Options
+	}, func(ctx context.Context, cfg config.Config, o *core.Options) (*core.Core, error) {
+		opt.Options = *o
+		var err error
+		if a, err = app.Open(ctx, cfg, opt); err != nil {
+			return nil, err
+		}
+		return a.Core, nil
+	})
+	env := &Env{Env: ce, App: a, Server: httptest.NewTLSServer(a.Handler())}
 	t.Cleanup(env.Server.Close)
 	return env
-}
-
-// AddUser creates a user in the env's tenant (with a password when pw is
-// not empty).
-func (e *Env) AddUser(t testing.TB, email, role, pw string) identity.User {
-	t.Helper()
-	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
-	u, err := e.App.Identity.CreateUser(ctx, e.Tenant.ID, identity.NewUser{Email: email, Role: role, Password: pw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-var linkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})\b`)
-
-// LinkToken waits for a mail to `to` whose subject contains subject and
-// returns the secret of the one-time link in the newest such mail.
-func (e *Env) LinkToken(t testing.TB, to, subject string) string {
-	t.Helper()
-	m := e.Mail.Wait(t, to, subject, 10*time.Second)
-	sub := linkToken.FindStringSubmatch(m.Text)
-	if sub == nil {
-		t.Fatalf("no one-time link in the mail %q: %q", m.Subject, m.Text)
-	}
-	return sub[1]
 }
 
 // Browser is an HTTP client with its own cookies, like one browser.
@@ -208,28 +158,6 @@ func (e *Env) SignIn(t testing.TB, tenant, email string) *Browser {
 		t.Fatalf("sign in as %s: %d %s\nlogs:\n%s", email, r.Status, r.Body, e.Logs.Errors())
 	}
 	return b
-}
-
-// Password is the password of the owners AddTenant makes.
-const Password = "correct horse battery staple 42"
-
-// AddTenant creates a tenant with an owner (whose password is Password)
-// and returns it with a token of the owner's.
-func (e *Env) AddTenant(t testing.TB, slug, ownerEmail string) (tenant.Tenant, string) {
-	t.Helper()
-	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
-	tn, err := e.App.Tenants.Create(ctx, slug, strings.ToUpper(slug)+" Ltd", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.App.Identity.CreateUser(ctx, tn.ID, identity.NewUser{Email: ownerEmail, Role: "owner", Password: Password}); err != nil {
-		t.Fatal(err)
-	}
-	token, _, err := e.App.Identity.CreateToken(ctx, tn.ID, ownerEmail, "test", nil, 366*24*time.Hour) // outlives tests that travel in time
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tn, token
 }
 
 // Response is an API answer.
@@ -310,54 +238,4 @@ func (e *Env) send(t testing.TB, c *http.Client, h http.Header, method, path str
 		t.Fatal(err)
 	}
 	return Response{Status: res.StatusCode, Header: res.Header, Body: b}
-}
-
-// LogBuffer collects the app's logs safely across goroutines.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String returns everything logged so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// Errors returns the logged lines at level ERROR.
-func (l *LogBuffer) Errors() string {
-	var out []string
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, `"level":"ERROR"`) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// Files lists the regular files under dir (say, a file region), none
-// when dir does not exist.
-func Files(t testing.TB, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err == nil && d.Type().IsRegular() {
-			out = append(out, p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -1,6 +1,6 @@
 // Package blobtest starts a real S3-compatible server (versitygw, built by
-// scripts/test.sh into .tools/) for tests of the S3 driver and of what is
-// built on it.
+// scripts/test.sh into the user's cache directory and named by
+// CUSTODIA_VERSITYGW) for tests of the S3 driver and of what is built on it.
 package blobtest
 
 import (
@@ -24,8 +24,13 @@ import (
 func StartS3(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("CUSTODIA_VERSITYGW")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../.tools/versitygw") // from a package two levels down, as internal/…
+	if bin == "" { // go test run by hand: the newest one scripts/test.sh built
+		if dir, err := os.UserCacheDir(); err == nil {
+			found, _ := filepath.Glob(filepath.Join(dir, "custodia", "tools", "versitygw@*", "versitygw"))
+			if len(found) > 0 {
+				bin = found[len(found)-1]
+			}
+		}
 	}
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {

@@ -10,9 +10,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -59,6 +61,28 @@ func NewHasher(p Params, concurrent int, wait time.Duration) (*Hasher, error) {
 		return nil, fmt.Errorf("argon2id parameters m=%d,t=%d,p=%d are weaker than m=%d,t=%d,p=%d",
 			p.Memory, p.Time, p.Threads, Default.Memory, Default.Time, Default.Threads)
 	}
+	return newHasher(p, concurrent, wait)
+}
+
+// Cheapest are argon2id's cheapest parameters (8 KiB, one pass): a hash
+// costs microseconds instead of tens of milliseconds.
+var Cheapest = Params{Memory: 8, Time: 1, Threads: 1}
+
+// ErrTestOnly is returned when a hasher below the floor is asked for
+// outside a test binary.
+var ErrTestOnly = errors.New("a cheap password hasher outside a test binary")
+
+// NewTestHasher returns a Hasher with the Cheapest parameters, for tests
+// that are not about passwords. Outside a test binary (testing.Testing) it
+// returns ErrTestOnly: the production floor stays.
+func NewTestHasher(concurrent int, wait time.Duration) (*Hasher, error) {
+	if !testing.Testing() {
+		return nil, ErrTestOnly
+	}
+	return newHasher(Cheapest, concurrent, wait)
+}
+
+func newHasher(p Params, concurrent int, wait time.Duration) (*Hasher, error) {
 	if concurrent < 1 {
 		return nil, fmt.Errorf("concurrent hashes must be at least 1")
 	}

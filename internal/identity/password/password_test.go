@@ -174,3 +174,28 @@ func BenchmarkHash(b *testing.B) {
 		}
 	}
 }
+
+// TestTestHasher: tests that are not about passwords may hash at argon2id's
+// cheapest (refused outside test binaries: cmd/custodia's
+// TestTestOptionsOnlyInTests); a real hasher asks to rehash what it made.
+func TestTestHasher(t *testing.T) {
+	ctx := context.Background()
+	cheap, err := password.NewTestHasher(1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := cheap.Hash(ctx, "a long passphrase here")
+	if err != nil || !strings.HasPrefix(enc, "$argon2id$v=19$m=8,t=1,p=1$") {
+		t.Fatalf("cheap hash %q, %v", enc, err)
+	}
+	if ok, _, err := cheap.Verify(ctx, "a long passphrase here", enc); !ok || err != nil {
+		t.Errorf("cheap hash does not verify: %v", err)
+	}
+	real, err := password.NewHasher(password.Default, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, rehash, _ := real.Verify(ctx, "a long passphrase here", enc); !ok || !rehash {
+		t.Errorf("a real hasher on a cheap hash: ok=%v rehash=%v; want both", ok, rehash)
+	}
+}

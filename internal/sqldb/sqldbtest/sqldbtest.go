@@ -28,6 +28,13 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
+// sqliteTemplate is a migrated SQLite database, made once per process
+// and copied for each test: migrating from scratch costs far more.
+var sqliteTemplate struct {
+	mu    sync.Mutex
+	bytes []byte
+}
+
 // cluster is the PostgreSQL server of this test process, set up by Main.
 type cluster struct {
 	adminURL string // database "postgres", for CREATE DATABASE
@@ -127,18 +134,73 @@ func Run(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, Postgres(t)) })
 }
 
-// SQLite opens a fresh migrated SQLite database in a temp dir.
+// SQLite opens a fresh migrated SQLite database in a temp dir, without
+// fsync on commit (sqldb.TestOptions): tests about durability open their
+// own.
 func SQLite(t testing.TB) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), "", t.TempDir())
+	dir := t.TempDir()
+	SQLiteFile(t, dir)
+	db, err := sqldb.OpenWith(context.Background(), "", dir, sqldb.TestOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background()); err != nil {
+	return db
+}
+
+// SQLiteFile puts a migrated SQLite database where sqldb.Open looks for it
+// in dataDir (custodia.db): a copy of a database migrated once per test
+// process.
+func SQLiteFile(t testing.TB, dataDir string) {
+	t.Helper()
+	b, err := migratedSQLite()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return db
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "custodia.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// migratedSQLite returns the bytes of a migrated SQLite database, made on
+// first use.
+func migratedSQLite() ([]byte, error) {
+	sqliteTemplate.mu.Lock()
+	defer sqliteTemplate.mu.Unlock()
+	if sqliteTemplate.bytes != nil {
+		return sqliteTemplate.bytes, nil
+	}
+	dir, err := os.MkdirTemp("", "custodia-sqlite-template-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	db, err := sqldb.OpenWith(ctx, "", dir, sqldb.TestOptions{NoSync: true})
+	if err != nil {
+		return nil, err
+	}
+	_, err = db.Migrate(ctx)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The last connection closed checkpoints the WAL into the file.
+	if _, err := os.Stat(filepath.Join(dir, "custodia.db-wal")); err == nil {
+		return nil, fmt.Errorf("the migrated template still has a WAL after close")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "custodia.db"))
+	if err != nil {
+		return nil, err
+	}
+	sqliteTemplate.bytes = b
+	return b, nil
 }
 
 // Postgres opens a fresh migrated PostgreSQL database, or skips (fails under
