@@ -18,10 +18,12 @@ const phone = "+447700900456"
 // withGateway runs fn on both engines with the webhook SMS provider
 // posting to an in-process gateway.
 func withGateway(t *testing.T, fn func(t *testing.T, env *coretest.Env, g *smstest.Gateway)) {
-	g := smstest.Start(t)
-	coretest.RunWith(t, func(c *config.Config, _ *core.Options) {
-		c.SMSProvider, c.SMSWebhookURL, c.SMSWebhookSecret = "webhook", g.URL, smstest.Secret
-	}, func(t *testing.T, env *coretest.Env) { fn(t, env, g) })
+	coretest.Engines(t, func(t *testing.T, databaseURL string) {
+		g := smstest.Start(t)
+		fn(t, coretest.NewWith(t, databaseURL, func(c *config.Config, _ *core.Options) {
+			c.SMSProvider, c.SMSWebhookURL, c.SMSWebhookSecret = "webhook", g.URL, smstest.Secret
+		}), g)
+	})
 }
 
 func enableSMS(t *testing.T, env *coretest.Env) {

@@ -22,7 +22,6 @@ import (
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/core/coretest"
-	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
 // Env is a running app with one tenant: the core's test env (tenant,
@@ -46,7 +45,8 @@ const Password = coretest.Password
 // Files lists the regular files under dir (coretest.Files).
 func Files(t testing.TB, dir string) []string { t.Helper(); return coretest.Files(t, dir) }
 
-// Run runs fn on SQLite and on PostgreSQL.
+// Run runs fn on SQLite and on PostgreSQL, the two at once
+// (coretest.Engines).
 func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 	t.Helper()
 	RunWith(t, nil, fn)
@@ -56,8 +56,7 @@ func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 // before the app opens (see NewWith).
 func RunWith(t *testing.T, hook func(*config.Config, *app.Options), fn func(t *testing.T, env *Env)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, NewWith(t, "", hook)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, NewWith(t, sqldbtest.PostgresURL(t), hook)) })
+	coretest.Engines(t, func(t *testing.T, databaseURL string) { fn(t, NewWith(t, databaseURL, hook)) })
 }
 
 // New builds an app on databaseURL ("" for SQLite in a temp dir) with a

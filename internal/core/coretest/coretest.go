@@ -57,7 +57,7 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// Run runs fn on SQLite and on PostgreSQL.
+// Run runs fn on SQLite and on PostgreSQL, the two at once (see Engines).
 func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 	t.Helper()
 	RunWith(t, nil, fn)
@@ -67,8 +67,17 @@ func Run(t *testing.T, fn func(t *testing.T, env *Env)) {
 // before the core opens (see NewWith).
 func RunWith(t *testing.T, hook func(*config.Config, *core.Options), fn func(t *testing.T, env *Env)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, NewWith(t, "", hook)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, NewWith(t, sqldbtest.PostgresURL(t), hook)) })
+	Engines(t, func(t *testing.T, databaseURL string) { fn(t, NewWith(t, databaseURL, hook)) })
+}
+
+// Engines runs fn as the subtests "sqlite" (databaseURL "") and "postgres"
+// (a fresh migrated database), in parallel: they start once the calling
+// test's function has returned, and must share nothing they change —
+// start per subtest whatever a test sends to or counts.
+func Engines(t *testing.T, fn func(t *testing.T, databaseURL string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { t.Parallel(); fn(t, "") })
+	t.Run("postgres", func(t *testing.T) { t.Parallel(); fn(t, sqldbtest.PostgresURL(t)) })
 }
 
 // New opens a core on databaseURL ("" for SQLite in a temp dir) with a
