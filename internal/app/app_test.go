@@ -144,12 +144,12 @@ func TestDependencyDirection(t *testing.T) {
 	}
 }
 
-// TestDomainTestsStayOffHTTP: the tests of a domain package build its
-// services on a database, not the whole app behind HTTP — but for the
-// packages not moved yet (testsStillBootTheApp).
+// TestDomainTestsStayOffHTTP: the tests of a domain (or platform) package
+// build services on a database, not the whole app behind HTTP — but for
+// the packages not moved yet (testsStillBootTheApp).
 func TestDomainTestsStayOffHTTP(t *testing.T) {
 	for p, pkg := range golist(t, true) {
-		if layers[p] != "domain" {
+		if layers[p] != "domain" && layers[p] != "platform" {
 			continue
 		}
 		var http []string
@@ -160,7 +160,7 @@ func TestDomainTestsStayOffHTTP(t *testing.T) {
 		}
 		switch {
 		case len(http) > 0 && !testsStillBootTheApp[p]:
-			t.Errorf("the tests of domain package %s depend on %v: test its services, not the app", p, http)
+			t.Errorf("the tests of %s depend on %v: test its services (coretest), not the app", p, http)
 		case len(http) == 0 && testsStillBootTheApp[p]:
 			t.Errorf("the tests of %s no longer boot the app: take it off testsStillBootTheApp", p)
 		}

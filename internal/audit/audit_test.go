@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -21,14 +21,14 @@ import (
 
 func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
-func verify(t *testing.T, env *apptest.Env) audit.Verdict {
+func verify(t *testing.T, env *coretest.Env) audit.Verdict {
 	t.Helper()
 	ctx := context.Background()
-	pub, err := env.App.Keys.AuditPublicKey(ctx, env.App.DB.Read(), env.Tenant.ID)
+	pub, err := env.Core.Keys.AuditPublicKey(ctx, env.Core.DB.Read(), env.Tenant.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := audit.Verify(ctx, env.App.DB, pub, env.Tenant.ID)
+	v, err := audit.Verify(ctx, env.Core.DB, pub, env.Tenant.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,21 +36,21 @@ func verify(t *testing.T, env *apptest.Env) audit.Verdict {
 }
 
 // fill appends events until the tenant's chain holds n.
-func fill(t *testing.T, env *apptest.Env, n int64) {
+func fill(t *testing.T, env *coretest.Env, n int64) {
 	t.Helper()
 	ctx := context.Background()
 	for v := verify(t, env); v.Events < n; v.Events++ {
-		if err := env.App.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.event", TargetType: "test",
+		if err := env.Core.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.event", TargetType: "test",
 			TargetID: fmt.Sprint(v.Events + 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func exec(t *testing.T, env *apptest.Env, query string, args ...any) {
+func exec(t *testing.T, env *coretest.Env, query string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
-	if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+	if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, query, args...)
 		return err
 	}); err != nil {
@@ -61,46 +61,46 @@ func exec(t *testing.T, env *apptest.Env, query string, args ...any) {
 func TestTamperingIsDetected(t *testing.T) {
 	cases := []struct {
 		name     string
-		tamper   func(t *testing.T, env *apptest.Env, tid string)
+		tamper   func(t *testing.T, env *coretest.Env, tid string)
 		firstBad int64
 	}{
-		{"change action", func(t *testing.T, env *apptest.Env, tid string) {
+		{"change action", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "UPDATE audit_events SET action = 'subject.read' WHERE tenant_id = ? AND seq = 7", tid)
 		}, 7},
-		{"change time", func(t *testing.T, env *apptest.Env, tid string) {
+		{"change time", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "UPDATE audit_events SET at = at + 1 WHERE tenant_id = ? AND seq = 12", tid)
 		}, 12},
-		{"change outcome", func(t *testing.T, env *apptest.Env, tid string) {
+		{"change outcome", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "UPDATE audit_events SET outcome = 'failure' WHERE tenant_id = ? AND seq = 3", tid)
 		}, 3},
-		{"delete one", func(t *testing.T, env *apptest.Env, tid string) {
+		{"delete one", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "DELETE FROM audit_events WHERE tenant_id = ? AND seq = 9", tid)
 		}, 9},
-		{"reorder two", func(t *testing.T, env *apptest.Env, tid string) {
+		{"reorder two", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "UPDATE audit_events SET seq = -1 WHERE tenant_id = ? AND seq = 14", tid)
 			exec(t, env, "UPDATE audit_events SET seq = 14 WHERE tenant_id = ? AND seq = 15", tid)
 			exec(t, env, "UPDATE audit_events SET seq = 15 WHERE tenant_id = ? AND seq = -1", tid)
 		}, 14},
-		{"delete the last", func(t *testing.T, env *apptest.Env, tid string) {
+		{"delete the last", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "DELETE FROM audit_events WHERE tenant_id = ? AND seq = 25", tid)
 		}, 25},
-		{"truncate and rewrite the head", func(t *testing.T, env *apptest.Env, tid string) {
+		{"truncate and rewrite the head", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "DELETE FROM audit_events WHERE tenant_id = ? AND seq > 14", tid)
 			exec(t, env, `UPDATE audit_heads SET seq = 14, hash = (SELECT hash FROM audit_events WHERE tenant_id = ? AND seq = 14)
 				WHERE tenant_id = ?`, tid, tid)
 		}, 15},
-		{"rewrite the chain from an event on", func(t *testing.T, env *apptest.Env, tid string) {
+		{"rewrite the chain from an event on", func(t *testing.T, env *coretest.Env, tid string) {
 			// The attacker recomputes every hash after altering event 5; the
 			// signed checkpoint at 10 (CheckpointEvery is 10 in apptest) catches it.
 			rewriteFrom(t, env, tid, 5)
 		}, 10},
-		{"forge a checkpoint", func(t *testing.T, env *apptest.Env, tid string) {
+		{"forge a checkpoint", func(t *testing.T, env *coretest.Env, tid string) {
 			exec(t, env, "UPDATE audit_checkpoints SET at = at + 1 WHERE tenant_id = ?", tid)
 		}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+			coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 				fill(t, env, 25)
 				if v := verify(t, env); !v.OK || v.Events != 25 || v.Checkpoints < 2 {
 					t.Fatalf("before tampering: %+v; want intact, 25 events, ≥2 checkpoints", v)
@@ -121,17 +121,17 @@ func TestTamperingIsDetected(t *testing.T) {
 // rewriteFrom alters event from and recomputes every later hash the way a
 // careful attacker with database access would, through the public
 // Rehash helper used only by this test.
-func rewriteFrom(t *testing.T, env *apptest.Env, tid string, from int64) {
+func rewriteFrom(t *testing.T, env *coretest.Env, tid string, from int64) {
 	t.Helper()
 	ctx := context.Background()
 	exec(t, env, "UPDATE audit_events SET action = 'forged' WHERE tenant_id = ? AND seq = ?", tid, from)
-	if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, from) }); err != nil {
+	if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, from) }); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestConcurrentCommitsFormOneChain(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		before := verify(t, env).Events
 		var wg sync.WaitGroup
@@ -141,7 +141,7 @@ func TestConcurrentCommitsFormOneChain(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range 40 {
-					errc <- env.App.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.concurrent", TargetType: "w", TargetID: fmt.Sprint(w, "-", i)})
+					errc <- env.Core.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.concurrent", TargetType: "w", TargetID: fmt.Sprint(w, "-", i)})
 				}
 			}()
 		}
@@ -160,7 +160,7 @@ func TestConcurrentCommitsFormOneChain(t *testing.T) {
 }
 
 func TestFailedUnitWritesNothing(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		before := verify(t, env).Events
 		boom := errors.New("boom")
@@ -170,7 +170,7 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i] = env.App.Log.Commit(ctx, env.Tenant.ID, func(tx *sqldb.Tx) error {
+				results[i] = env.Core.Log.Commit(ctx, env.Tenant.ID, func(tx *sqldb.Tx) error {
 					if _, err := tx.Exec(ctx, "INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, 0)",
 						fmt.Sprintf("probe-%d", i), []byte{1}); err != nil {
 						return err
@@ -193,7 +193,7 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 			t.Fatalf("%+v; want intact with %d events (only the successful units)", v, before+20)
 		}
 		var probes int
-		if err := env.App.DB.Read().QueryRow(ctx, "SELECT count(*) FROM audit_heads WHERE tenant_id LIKE 'probe-%'").Scan(&probes); err != nil {
+		if err := env.Core.DB.Read().QueryRow(ctx, "SELECT count(*) FROM audit_heads WHERE tenant_id LIKE 'probe-%'").Scan(&probes); err != nil {
 			t.Fatal(err)
 		}
 		if probes != 20 {
@@ -203,24 +203,24 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 }
 
 func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		tid := env.Tenant.ID
-		sub, err := env.App.Subjects.Create(ctx, tid, subject.New{Email: "actor.person@example.org"})
+		sub, err := env.Core.Subjects.Create(ctx, tid, subject.New{Email: "actor.person@example.org"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		key, err := env.App.Subjects.Key(ctx, tid, sub.ID)
+		key, err := env.Core.Subjects.Key(ctx, tid, sub.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		actx := audit.WithActor(ctx, audit.Actor{Type: audit.ActorUser, ID: "u1", SubjectID: sub.ID,
 			Display: "actor.person@example.org", IP: "203.0.113.9", UserAgent: "probe/1.0", Key: key})
-		if err := env.App.Log.Record(actx, tid, audit.Event{Action: "test.acted", TargetType: "x", TargetID: "1"}); err != nil {
+		if err := env.Core.Log.Record(actx, tid, audit.Event{Action: "test.acted", TargetType: "x", TargetID: "1"}); err != nil {
 			t.Fatal(err)
 		}
 		var ct []byte
-		if err := env.App.DB.Read().QueryRow(ctx, "SELECT actor_ct FROM audit_events WHERE tenant_id = ? AND action = 'test.acted'", tid).Scan(&ct); err != nil {
+		if err := env.Core.DB.Read().QueryRow(ctx, "SELECT actor_ct FROM audit_events WHERE tenant_id = ? AND action = 'test.acted'", tid).Scan(&ct); err != nil {
 			t.Fatal(err)
 		}
 		for _, clear := range []string{"actor.person", "203.0.113.9", "probe/1.0"} {
@@ -228,7 +228,7 @@ func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 				t.Fatalf("actor_ct %q holds %q in clear (or is empty)", ct, clear)
 			}
 		}
-		rd := audit.NewReader(env.App.DB, env.App.Keys)
+		rd := audit.NewReader(env.Core.DB, env.Core.Keys)
 		entries, _, err := rd.Query(ctx, tid, audit.Filter{Action: "test.acted"})
 		if err != nil || len(entries) != 1 {
 			t.Fatalf("Query: %v, %d entries", err, len(entries))
@@ -237,7 +237,7 @@ func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 			t.Fatalf("revealed actor = %+v ip %q ua %q", e.Actor, e.IP, e.UserAgent)
 		}
 		// Crypto-shred the actor: the chain still verifies, the identity is gone.
-		if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, tid, sub.ID) }); err != nil {
+		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, tid, sub.ID) }); err != nil {
 			t.Fatal(err)
 		}
 		entries, _, err = rd.Query(ctx, tid, audit.Filter{Action: "test.acted"})
@@ -254,7 +254,7 @@ func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 }
 
 func TestQueryFiltersAndPages(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		tid := env.Tenant.ID
 		t0 := time.Now()
@@ -264,12 +264,12 @@ func TestQueryFiltersAndPages(t *testing.T) {
 				action = "other.b"
 			}
 			actx := audit.WithActor(ctx, audit.Actor{Type: audit.ActorSystem, ID: fmt.Sprint("actor-", i%2)})
-			if err := env.App.Log.Record(actx, tid, audit.Event{Action: action, TargetType: "t", TargetID: fmt.Sprint(i),
+			if err := env.Core.Log.Record(actx, tid, audit.Event{Action: action, TargetType: "t", TargetID: fmt.Sprint(i),
 				SubjectID: fmt.Sprint("s", i%5)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		rd := audit.NewReader(env.App.DB, env.App.Keys)
+		rd := audit.NewReader(env.Core.DB, env.Core.Keys)
 		count := func(f audit.Filter) int {
 			t.Helper()
 			n := 0
@@ -325,14 +325,14 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 			t.Errorf("SafeCell(%q) = %q; want %q", in, got, want)
 		}
 	}
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		evil := audit.WithActor(ctx, audit.Actor{Type: audit.ActorSystem, ID: "=HYPERLINK(\"http://x\")"})
-		if err := env.App.Log.Record(evil, env.Tenant.ID, audit.Event{Action: "test.csv", TargetType: "@x", TargetID: "+1"}); err != nil {
+		if err := env.Core.Log.Record(evil, env.Tenant.ID, audit.Event{Action: "test.csv", TargetType: "@x", TargetID: "+1"}); err != nil {
 			t.Fatal(err)
 		}
 		var buf bytes.Buffer
-		if err := audit.NewReader(env.App.DB, env.App.Keys).WriteCSV(ctx, &buf, env.Tenant.ID, audit.Filter{Action: "test.csv"}); err != nil {
+		if err := audit.NewReader(env.Core.DB, env.Core.Keys).WriteCSV(ctx, &buf, env.Tenant.ID, audit.Filter{Action: "test.csv"}); err != nil {
 			t.Fatal(err)
 		}
 		rows, err := csv.NewReader(&buf).ReadAll()
@@ -350,9 +350,9 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 // TestCloseAnswersEveryCommit closes the log while commits race with it:
 // every Commit returns (committed or ErrClosed), none hangs.
 func TestCloseAnswersEveryCommit(t *testing.T) {
-	env := apptest.New(t, "")
+	env := coretest.New(t, "")
 	ctx := context.Background()
-	log := audit.New(env.App.DB, env.App.Keys, time.Now, audit.Options{})
+	log := audit.New(env.Core.DB, env.Core.Keys, time.Now, audit.Options{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	committed := 0
@@ -379,7 +379,7 @@ func TestCloseAnswersEveryCommit(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a Commit never returned after Close")
 	}
-	entries, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "test.close", Limit: 100})
+	entries, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "test.close", Limit: 100})
 	if err != nil || len(entries) != committed {
 		t.Fatalf("%d events stored, %d commits acknowledged (%v)", len(entries), committed, err)
 	}

@@ -6,26 +6,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
-func benchEngines(b *testing.B, fn func(b *testing.B, env *apptest.Env)) {
-	b.Run("sqlite", func(b *testing.B) { fn(b, apptest.New(b, "")) })
-	b.Run("postgres", func(b *testing.B) { fn(b, apptest.New(b, sqldbtest.PostgresURL(b))) })
+func benchEngines(b *testing.B, fn func(b *testing.B, env *coretest.Env)) {
+	b.Run("sqlite", func(b *testing.B) { fn(b, coretest.New(b, "")) })
+	b.Run("postgres", func(b *testing.B) { fn(b, coretest.New(b, sqldbtest.PostgresURL(b))) })
 }
 
 // BenchmarkAppend measures durable audit appends: one writer, then 16
 // concurrent writers with group commit, then 16 writers with batching off
 // (MaxBatch 1: one transaction and one fsync per event) for comparison.
 func BenchmarkAppend(b *testing.B) {
-	benchEngines(b, func(b *testing.B, env *apptest.Env) {
+	benchEngines(b, func(b *testing.B, env *coretest.Env) {
 		ctx := context.Background()
 		ev := audit.Event{Action: "bench.append", TargetType: "bench", TargetID: "1", SubjectID: "s"}
 		b.Run("1-writer", func(b *testing.B) {
 			for b.Loop() {
-				if err := env.App.Log.Record(ctx, env.Tenant.ID, ev); err != nil {
+				if err := env.Core.Log.Record(ctx, env.Tenant.ID, ev); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -43,8 +43,8 @@ func BenchmarkAppend(b *testing.B) {
 				})
 			}
 		}
-		b.Run("16-writers", parallel(env.App.Log))
-		unbatched := audit.New(env.App.DB, env.App.Keys, time.Now, audit.Options{MaxBatch: 1})
+		b.Run("16-writers", parallel(env.Core.Log))
+		unbatched := audit.New(env.Core.DB, env.Core.Keys, time.Now, audit.Options{MaxBatch: 1})
 		defer unbatched.Close()
 		b.Run("16-writers-no-batching", parallel(unbatched))
 	})
@@ -52,24 +52,24 @@ func BenchmarkAppend(b *testing.B) {
 
 // BenchmarkVerify measures recomputing a 10 000-event chain.
 func BenchmarkVerify(b *testing.B) {
-	benchEngines(b, func(b *testing.B, env *apptest.Env) {
+	benchEngines(b, func(b *testing.B, env *coretest.Env) {
 		ctx := context.Background()
 		events := make([]audit.Event, 500)
 		for i := range events {
 			events[i] = audit.Event{Action: "bench.fill", TargetType: "bench", TargetID: "x"}
 		}
 		for range 20 {
-			if err := env.App.Log.Record(ctx, env.Tenant.ID, events...); err != nil {
+			if err := env.Core.Log.Record(ctx, env.Tenant.ID, events...); err != nil {
 				b.Fatal(err)
 			}
 		}
-		pub, err := env.App.Keys.AuditPublicKey(ctx, env.App.DB.Read(), env.Tenant.ID)
+		pub, err := env.Core.Keys.AuditPublicKey(ctx, env.Core.DB.Read(), env.Tenant.ID)
 		if err != nil {
 			b.Fatal(err)
 		}
 		var n int64
 		for b.Loop() {
-			v, err := audit.Verify(ctx, env.App.DB, pub, env.Tenant.ID)
+			v, err := audit.Verify(ctx, env.Core.DB, pub, env.Tenant.ID)
 			if err != nil || !v.OK {
 				b.Fatalf("%+v %v", v, err)
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/subject"
 )
 
@@ -22,7 +22,7 @@ func BenchmarkImport100k(b *testing.B) {
 		fmt.Fprintf(&sb, "person%06d@example.org,+4477%08d,fair 2026,Person %d,Company %d\n", i, i, i, i%500)
 	}
 	file := sb.String()
-	env := apptest.New(b, "")
+	env := coretest.New(b, "")
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -33,7 +33,7 @@ func BenchmarkImport100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := env.App.Subjects.Import(ctx, tn.ID, rows, problems, subject.ExistingFail, false, nil)
+		res, err := env.Core.Subjects.Import(ctx, tn.ID, rows, problems, subject.ExistingFail, false, nil)
 		if err != nil || res.Created != n {
 			b.Fatalf("import: %+v %v", res, err)
 		}
