@@ -30,7 +30,7 @@ func BenchmarkSubjects(b *testing.B) {
 			if engine == "postgres" {
 				url = sqldbtest.PostgresURL(b)
 			}
-			env := apptest.New(b, url)
+			env := apptest.NewWith(b, url, apptest.AsInProduction)
 			h := env.App.Handler()
 			var seq atomic.Int64
 			do := func(method, path, body string) *httptest.ResponseRecorder {
@@ -96,7 +96,7 @@ func BenchmarkSubjects(b *testing.B) {
 // peak of the Go heap above what it was before.
 func BenchmarkFile1GiB(b *testing.B) {
 	const size = 1 << 30
-	env := apptest.New(b, "")
+	env := apptest.NewWith(b, "", apptest.AsInProduction)
 	h := env.App.Handler()
 	dir := b.TempDir()
 	src := filepath.Join(dir, "source.bin")

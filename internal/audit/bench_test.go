@@ -12,8 +12,8 @@ import (
 )
 
 func benchEngines(b *testing.B, fn func(b *testing.B, env *coretest.Env)) {
-	b.Run("sqlite", func(b *testing.B) { fn(b, coretest.New(b, "")) })
-	b.Run("postgres", func(b *testing.B) { fn(b, coretest.New(b, sqldbtest.PostgresURL(b))) })
+	b.Run("sqlite", func(b *testing.B) { fn(b, coretest.NewWith(b, "", coretest.AsInProduction)) })
+	b.Run("postgres", func(b *testing.B) { fn(b, coretest.NewWith(b, sqldbtest.PostgresURL(b), coretest.AsInProduction)) })
 }
 
 // BenchmarkAppend measures durable audit appends: one writer, then 16

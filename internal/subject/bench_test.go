@@ -22,7 +22,7 @@ func BenchmarkImport100k(b *testing.B) {
 		fmt.Fprintf(&sb, "person%06d@example.org,+4477%08d,fair 2026,Person %d,Company %d\n", i, i, i, i%500)
 	}
 	file := sb.String()
-	env := coretest.New(b, "")
+	env := coretest.NewWith(b, "", coretest.AsInProduction)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

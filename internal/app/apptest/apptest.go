@@ -59,6 +59,10 @@ func RunWith(t *testing.T, hook func(*config.Config, *app.Options), fn func(t *t
 	coretest.Engines(t, func(t *testing.T, databaseURL string) { fn(t, NewWith(t, databaseURL, hook)) })
 }
 
+// AsInProduction is a hook (for NewWith) that turns the test options off,
+// for benchmarks (coretest.AsInProduction).
+func AsInProduction(c *config.Config, o *app.Options) { coretest.AsInProduction(c, &o.Options) }
+
 // New builds an app on databaseURL ("" for SQLite in a temp dir) with a
 // tenant "acme", owner owner@acme.example and a token with every scope.
 func New(t testing.TB, databaseURL string) *Env {

@@ -80,6 +80,11 @@ func Engines(t *testing.T, fn func(t *testing.T, databaseURL string)) {
 	t.Run("postgres", func(t *testing.T) { t.Parallel(); fn(t, sqldbtest.PostgresURL(t)) })
 }
 
+// AsInProduction is a hook (for NewWith) that turns the test options off:
+// SQLite commits wait for fsync and passwords are hashed at full cost.
+// Benchmarks use it, so that their figures are the product's.
+func AsInProduction(_ *config.Config, o *core.Options) { o.Test = core.TestOptions{} }
+
 // New opens a core on databaseURL ("" for SQLite in a temp dir) with a
 // tenant "acme", owner owner@acme.example and a token with every scope.
 func New(t testing.TB, databaseURL string) *Env {
