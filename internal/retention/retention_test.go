@@ -2,15 +2,17 @@ package retention_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
@@ -20,33 +22,71 @@ func TestMain(m *testing.M) { sqldbtest.Main(m) }
 
 const day = 24 * time.Hour
 
-func create(t *testing.T, env *apptest.Env, email string) string {
+func create(t *testing.T, env *coretest.Env, email string) string {
 	t.Helper()
-	r := env.Do(t, env.Token, "POST", "/api/v1/subjects", map[string]any{"email": email, "source": "fair stand"})
-	if r.Status != 201 {
-		t.Fatalf("create %s: %d %s", email, r.Status, r.Body)
+	s, err := env.Core.Subjects.Create(context.Background(), env.Tenant.ID, subject.New{Email: email, Source: "fair stand"})
+	if err != nil {
+		t.Fatalf("create %s: %v", email, err)
 	}
-	return r.Map(t)["id"].(string)
+	return s.ID
 }
 
-func status(t *testing.T, env *apptest.Env, id string) (int, subject.Subject) {
+// status reads a subject: its error's kind ("" when it reads) and the
+// subject.
+func status(t *testing.T, env *coretest.Env, id string) (errs.Kind, subject.Subject) {
 	t.Helper()
-	var s subject.Subject
-	r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+id, nil)
-	if r.Status == 200 {
-		r.JSON(t, &s)
+	s, err := env.Core.Subjects.Get(context.Background(), env.Tenant.ID, id)
+	if err != nil {
+		return errs.KindOf(err), s
 	}
-	return r.Status, s
+	return -1, s
 }
 
-func run(t *testing.T, env *apptest.Env, dry bool) retention.Report {
+// reads is what status answers for a subject that reads.
+const reads errs.Kind = -1
+
+func run(t *testing.T, env *coretest.Env, dry bool) retention.Report {
 	t.Helper()
-	var rep retention.Report
-	r := env.Do(t, env.Token, "POST", "/api/v1/retention/run", map[string]any{"dry_run": dry})
-	if r.JSON(t, &rep); r.Status != 200 {
-		t.Fatalf("run: %d %s", r.Status, r.Body)
+	rep, err := env.Core.Retention.Run(context.Background(), env.Tenant.ID, dry)
+	if err != nil {
+		t.Fatalf("run: %v", err)
 	}
 	return rep
+}
+
+// input decodes the JSON of v into a T: the inputs the API would decode.
+func input[T any](t *testing.T, v any) T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in T
+	if err := json.Unmarshal(b, &in); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// field is the field an invalid input error names ("" for any other).
+func field(err error) string {
+	if e, ok := errs.As(err); ok && e.Kind == errs.Invalid {
+		return e.Field
+	}
+	return ""
+}
+
+func bounce(t *testing.T, env *coretest.Env, id string, in map[string]any) (subject.Bounce, error) {
+	t.Helper()
+	return env.Core.Retention.RecordBounce(context.Background(), env.Tenant.ID, id, input[subject.BounceInput](t, in))
+}
+
+func newsPurpose(t *testing.T, env *coretest.Env) {
+	t.Helper()
+	if _, err := env.Core.Register.Create(context.Background(), env.Tenant.ID, register.New{NoticeText: "News.", Purpose: register.Purpose{
+		Key: "news", Name: "News", LegalBasis: register.Consent, DataCategories: []string{"user.contact.email"}}}); err != nil {
+		t.Fatalf("purpose: %v", err)
+	}
 }
 
 // TestBouncedContactsGoAfterThePeriod: hard bounces (reported through the
@@ -55,13 +95,17 @@ func run(t *testing.T, env *apptest.Env, dry bool) retention.Report {
 // its own period, not before; a dry run lists who would go and changes
 // nothing; a held contact is never deleted, until the hold is lifted.
 func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ann, bo, cy, dee := create(t, env, "ann@example.org"), create(t, env, "bo@example.org"),
 			create(t, env, "cy@example.org"), create(t, env, "dee@example.org")
-		r := env.Do(t, env.Token, "POST", "/api/v1/retention/policies", map[string]any{"name": "Inactive contacts",
-			"status": "inactive", "trigger": "inactive_since", "period_days": 90, "action": "erase"})
-		if r.Status != 201 {
-			t.Fatalf("policy: %d %s", r.Status, r.Body)
+		ctx := context.Background()
+		policy := func(body map[string]any) error {
+			_, err := env.Core.Retention.CreatePolicy(ctx, env.Tenant.ID, input[retention.PolicyInput](t, body))
+			return err
+		}
+		if err := policy(map[string]any{"name": "Inactive contacts",
+			"status": "inactive", "trigger": "inactive_since", "period_days": 90, "action": "erase"}); err != nil {
+			t.Fatalf("policy: %v", err)
 		}
 		for _, bad := range []struct {
 			body  map[string]any
@@ -73,37 +117,32 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 			{map[string]any{"name": "x", "trigger": "created", "period_days": 1, "action": "erase", "data_categories": []string{"user.contact.email"}}, "data_categories"},
 			{map[string]any{"name": "x", "trigger": "created", "period_days": 1, "action": "anonymise", "data_categories": []string{"user.health_and_medical"}}, "data_categories[0]"},
 		} {
-			if r := env.Do(t, env.Token, "POST", "/api/v1/retention/policies", bad.body); r.Status != 400 || r.Map(t)["field"] != bad.field {
-				t.Errorf("%v: %d %s; want 400 naming %s", bad.body, r.Status, r.Body, bad.field)
+			if err := policy(bad.body); field(err) != bad.field {
+				t.Errorf("%v: %v; want invalid naming %s", bad.body, err, bad.field)
 			}
 		}
-		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+ann+"/bounces", map[string]any{"kind": "bounced"}); r.Status != 400 || r.Map(t)["field"] != "kind" {
-			t.Errorf("bad bounce: %d %s", r.Status, r.Body)
+		if _, err := bounce(t, env, ann, map[string]any{"kind": "bounced"}); field(err) != "kind" {
+			t.Errorf("bad bounce: %v", err)
 		}
-		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+ann+"/bounces", map[string]any{"kind": "hard", "reason": "550 ann@example.org unknown"}); r.Status != 400 || r.Map(t)["field"] != "reason" {
-			t.Errorf("bounce reason quoting an address: %d %s", r.Status, r.Body)
+		if _, err := bounce(t, env, ann, map[string]any{"kind": "hard", "reason": "550 ann@example.org unknown"}); field(err) != "reason" {
+			t.Errorf("bounce reason quoting an address: %v", err)
 		}
 		for id, kind := range map[string]string{ann: "hard", bo: "soft", cy: "hard"} {
-			r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+id+"/bounces", map[string]any{"kind": kind, "reason": "5.1.1"})
-			if r.Status != 201 || r.Map(t)["status"] != "active" {
-				t.Fatalf("bounce %s: %d %s", kind, r.Status, r.Body)
+			if b, err := bounce(t, env, id, map[string]any{"kind": kind, "reason": "5.1.1"}); err != nil || b.Status != "active" {
+				t.Fatalf("bounce %s: %+v %v", kind, b, err)
 			}
 		}
 		// dee's address is refused by the SMTP server itself.
-		ctx := context.Background()
-		if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", map[string]any{"key": "news", "name": "News", "legal_basis": "consent",
-			"data_categories": []string{"user.contact.email"}, "notice_text": "News."}); r.Status != 201 {
-			t.Fatalf("purpose: %d %s", r.Status, r.Body)
-		}
+		newsPurpose(t, env)
 		env.Mail.Refuse(550)
-		c, err := env.App.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "ask", Purpose: "news",
+		c, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "ask", Purpose: "news",
 			Audience: consent.AudienceSubjects, SubjectIDs: []string{dee}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			got, err := env.App.Consent.Campaign(ctx, env.Tenant.ID, c.ID)
+			got, err := env.Core.Consent.Campaign(ctx, env.Tenant.ID, c.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,18 +166,18 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 			t.Fatalf("after the period: %+v", rep)
 		}
 		for id, want := range map[string]string{ann: "inactive", bo: "active", cy: "inactive", dee: "inactive"} {
-			if code, s := status(t, env, id); code != 200 || s.Status != want {
-				t.Errorf("%s: %d %s, want %s", id, code, s.Status, want)
+			if kind, s := status(t, env, id); kind != reads || s.Status != want {
+				t.Errorf("%s: %v %s, want %s", id, kind, s.Status, want)
 			}
 		}
-		if r := env.Do(t, env.Token, "PUT", "/api/v1/subjects/"+cy+"/legal-hold", map[string]any{"reason": ""}); r.Status != 400 {
-			t.Errorf("hold without reason: %d", r.Status)
+		if _, err := env.Core.Subjects.Hold(ctx, env.Tenant.ID, cy, ""); !errs.Is(err, errs.Invalid) {
+			t.Errorf("hold without reason: %v", err)
 		}
-		if r := env.Do(t, env.Token, "PUT", "/api/v1/subjects/"+cy+"/legal-hold", map[string]any{"reason": "Case 2026-114"}); r.Status != 200 || r.Map(t)["legal_hold"] != true {
-			t.Fatalf("hold: %d %s", r.Status, r.Body)
+		if s, err := env.Core.Subjects.Hold(ctx, env.Tenant.ID, cy, "Case 2026-114"); err != nil || !s.LegalHold {
+			t.Fatalf("hold: %+v %v", s, err)
 		}
 
-		if _, err := env.App.Subjects.Erase(ctx, env.Tenant.ID, cy, subject.EraseInput{Reason: "api"}); !errs.Is(err, errs.Conflict) {
+		if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, cy, subject.EraseInput{Reason: "api"}); !errs.Is(err, errs.Conflict) {
 			t.Fatalf("erasing a held contact: %v", err)
 		}
 
@@ -155,18 +194,18 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 		if preview.Policies[0].Count != 2 || strings.Join(who, ",") != "ann@example.org,dee@example.org" {
 			t.Fatalf("dry run: %+v", preview.Policies)
 		}
-		if code, _ := status(t, env, ann); code != 200 {
-			t.Fatalf("the dry run deleted ann: %d", code)
+		if kind, _ := status(t, env, ann); kind != reads {
+			t.Fatalf("the dry run deleted ann: %v", kind)
 		}
 		if rep := run(t, env, false); rep.Policies[0].Count != 2 {
 			t.Fatalf("run: %+v", rep)
 		}
-		for id, want := range map[string]int{ann: 410, dee: 410, bo: 200, cy: 200} {
-			if code, _ := status(t, env, id); code != want {
-				t.Errorf("after the run %s: %d, want %d", id, code, want)
+		for id, want := range map[string]errs.Kind{ann: errs.Gone, dee: errs.Gone, bo: reads, cy: reads} {
+			if kind, _ := status(t, env, id); kind != want {
+				t.Errorf("after the run %s: %v, want %v", id, kind, want)
 			}
 		}
-		if _, err := env.App.Keys.SubjectKey(ctx, env.App.DB.Read(), env.Tenant.ID, ann); err == nil {
+		if _, err := env.Core.Keys.SubjectKey(ctx, env.Core.DB.Read(), env.Tenant.ID, ann); err == nil {
 			t.Error("an erased contact's key survived")
 		}
 
@@ -174,24 +213,24 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 		if rep := run(t, env, false); rep.Policies[0].Count != 0 {
 			t.Fatalf("a held contact went: %+v", rep)
 		}
-		if code, s := status(t, env, cy); code != 200 || !s.LegalHold {
-			t.Fatalf("held contact: %d %+v", code, s)
+		if kind, s := status(t, env, cy); kind != reads || !s.LegalHold {
+			t.Fatalf("held contact: %v %+v", kind, s)
 		}
-		if r := env.Do(t, env.Token, "DELETE", "/api/v1/subjects/"+cy+"/legal-hold", nil); r.Status != 200 || r.Map(t)["legal_hold"] != false {
-			t.Fatalf("release: %d %s", r.Status, r.Body)
+		if s, err := env.Core.Subjects.Release(ctx, env.Tenant.ID, cy); err != nil || s.LegalHold {
+			t.Fatalf("release: %+v %v", s, err)
 		}
 		if rep := run(t, env, false); rep.Policies[0].Count != 1 {
 			t.Fatalf("after the release: %+v", rep)
 		}
-		if code, _ := status(t, env, cy); code != 410 {
-			t.Errorf("released contact: %d", code)
+		if kind, _ := status(t, env, cy); kind != errs.Gone {
+			t.Errorf("released contact: %v", kind)
 		}
 
-		events, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "retention.run", Limit: 100})
+		events, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "retention.run", Limit: 100})
 		if err != nil || len(events) != 7 {
 			t.Fatalf("retention.run events: %d %v", len(events), err)
 		}
-		erased, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "subject.erase", Limit: 100})
+		erased, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "subject.erase", Limit: 100})
 		if err != nil || len(erased) != 3 || erased[0].Details["trigger"] != "inactive_since" {
 			t.Fatalf("subject.erase events: %+v %v", erased, err)
 		}
@@ -202,12 +241,15 @@ func TestBouncedContactsGoAfterThePeriod(t *testing.T) {
 // clears that field only; a whole anonymisation leaves a row that counts
 // but says nothing about anyone.
 func TestAnonymiseKeepsTheCount(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		r := env.Do(t, env.Token, "POST", "/api/v1/subjects", map[string]any{"email": "ann@example.org", "phone": "+33123456789"})
-		ann := r.Map(t)["id"].(string)
+		a, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org", Phone: "+33123456789"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ann := a.ID
 		bo := create(t, env, "bo@example.org")
-		rs := env.App.Retention
+		rs := env.Core.Retention
 		phones, err := rs.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: ptr("phones after 300 days"),
 			Trigger: ptr(retention.Created), PeriodDays: ptr(300), Action: ptr(retention.Anonymise),
 			DataCategories: &[]string{"user.contact.phone_number"}})
@@ -228,16 +270,15 @@ func TestAnonymiseKeepsTheCount(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []string{ann, bo} {
-			if code, s := status(t, env, id); code != 200 || s.Status != "anonymised" || s.Email != "" || s.CreatedAt.IsZero() {
-				t.Errorf("anonymised %s: %d %+v", id, code, s)
+			if kind, s := status(t, env, id); kind != reads || s.Status != "anonymised" || s.Email != "" || s.CreatedAt.IsZero() {
+				t.Errorf("anonymised %s: %v %+v", id, kind, s)
 			}
 		}
-		var page struct{ Items []subject.Subject }
-		if env.Do(t, env.Token, "GET", "/api/v1/subjects", nil).JSON(t, &page); len(page.Items) != 3 { // with the owner
-			t.Errorf("list with anonymised contacts: %+v", page.Items)
+		if page, _, err := env.Core.Subjects.List(ctx, env.Tenant.ID, subject.ListOptions{}); err != nil || len(page) != 3 { // with the owner
+			t.Errorf("list with anonymised contacts: %+v %v", page, err)
 		}
-		if r := env.Do(t, env.Token, "GET", "/api/v1/subjects?email=ann%40example.org", nil); strings.Contains(string(r.Body), ann) {
-			t.Errorf("an anonymised contact is still found by email: %s", r.Body)
+		if found, err := env.Core.Subjects.Find(ctx, env.Tenant.ID, subject.Lookup{Email: "ann@example.org"}); err != nil || len(found) != 0 {
+			t.Errorf("an anonymised contact is still found by email: %+v %v", found, err)
 		}
 	})
 }
@@ -247,8 +288,8 @@ func ptr[T any](v T) *T { return &v }
 // TestErasureReachesEveryContactTable: every table with a subject_id
 // column is one erasure empties, or one it keeps on purpose.
 func TestErasureReachesEveryContactTable(t *testing.T) {
-	env := apptest.New(t, "")
-	rows, err := env.App.DB.Read().Query(context.Background(), `SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
+	env := coretest.New(t, "")
+	rows, err := env.Core.DB.Read().Query(context.Background(), `SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
 		WHERE m.type = 'table' AND p.name = 'subject_id' ORDER BY m.name`)
 	if err != nil {
 		t.Fatal(err)
@@ -277,33 +318,32 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 // inactive at once; a new address makes it active again; mail accepted by
 // the SMTP server clears an earlier bounce.
 func TestAddressWorksAgain(t *testing.T) {
-	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
-		if r := env.Do(t, env.Token, "PUT", "/api/v1/settings/retention", map[string]any{"inactive_after_bounce_days": 0}); r.Status != 200 {
-			t.Fatalf("settings: %d %s", r.Status, r.Body)
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		if _, err := env.Core.Retention.UpdateSettings(ctx, env.Tenant.ID, retention.Settings{InactiveAfterBounceDays: 0}); err != nil {
+			t.Fatalf("settings: %v", err)
 		}
 		ann, bo := create(t, env, "ann@example.org"), create(t, env, "bo@example.org")
-		r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+ann+"/bounces", map[string]any{"kind": "hard", "reason": "5.1.1"})
-		if r.Status != 201 || r.Map(t)["status"] != "inactive" {
-			t.Fatalf("bounce with period 0: %d %s", r.Status, r.Body)
+		if b, err := bounce(t, env, ann, map[string]any{"kind": "hard", "reason": "5.1.1"}); err != nil || b.Status != "inactive" {
+			t.Fatalf("bounce with period 0: %+v %v", b, err)
 		}
-		if r := env.Do(t, env.Token, "PATCH", "/api/v1/subjects/"+ann, map[string]any{"email": "ann@new.example.org"}); r.Status != 200 ||
-			r.Map(t)["status"] != "active" || r.Map(t)["bouncing_since"] != nil {
-			t.Fatalf("new address: %d %s", r.Status, r.Body)
+		s, err := env.Core.Subjects.Rectify(ctx, env.Tenant.ID, ann, input[subject.Patch](t, map[string]any{"email": "ann@new.example.org"}))
+		if err != nil || s.Status != "active" || s.BouncingSince != nil {
+			t.Fatalf("new address: %+v %v", s, err)
 		}
-		if r := env.Do(t, env.Token, "PUT", "/api/v1/settings/retention", map[string]any{"inactive_after_bounce_days": 30}); r.Status != 200 {
-			t.Fatalf("settings: %d %s", r.Status, r.Body)
+		if _, err := env.Core.Retention.UpdateSettings(ctx, env.Tenant.ID, retention.Settings{InactiveAfterBounceDays: 30}); err != nil {
+			t.Fatalf("settings: %v", err)
 		}
-		env.Do(t, env.Token, "POST", "/api/v1/subjects/"+bo+"/bounces", map[string]any{"kind": "hard"})
+		if _, err := bounce(t, env, bo, map[string]any{"kind": "hard"}); err != nil {
+			t.Fatal(err)
+		}
 		if _, s := status(t, env, bo); s.BouncingSince == nil || s.Status != "active" {
 			t.Fatalf("bounced: %+v", s)
 		}
-		if r := env.Do(t, env.Token, "POST", "/api/v1/purposes", map[string]any{"key": "news", "name": "News", "legal_basis": "consent",
-			"data_categories": []string{"user.contact.email"}, "notice_text": "News."}); r.Status != 201 {
-			t.Fatalf("purpose: %d %s", r.Status, r.Body)
-		}
-		if r := env.Do(t, env.Token, "POST", "/api/v1/campaigns", map[string]any{"name": "ask", "purpose": "news", "audience": "subjects",
-			"subject_ids": []string{bo}}); r.Status != 201 {
-			t.Fatalf("campaign: %d %s", r.Status, r.Body)
+		newsPurpose(t, env)
+		if _, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "ask", Purpose: "news",
+			Audience: consent.AudienceSubjects, SubjectIDs: []string{bo}}); err != nil {
+			t.Fatalf("campaign: %v", err)
 		}
 		env.Mail.Wait(t, "bo@example.org", "consent", 10*time.Second)
 		deadline := time.Now().Add(10 * time.Second)
