@@ -79,8 +79,8 @@ func TestSubjectFiles(t *testing.T) {
 
 		// The export: every version of what is linked to Ann, as stored.
 		r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+ann+"/export", nil)
-		if r.Status != 200 {
-			t.Fatalf("export: %d %s", r.Status, r.Body)
+		if r.Status != 200 || r.Header.Get("Content-Type") != "application/zip" {
+			t.Fatalf("export: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 		}
 		_, entries := unzip(t, r.Body)
 		var held access.Held
