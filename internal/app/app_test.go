@@ -32,13 +32,6 @@ var layers = map[string]string{
 // through another package.
 var httpLayer = []string{"internal/api", "internal/app", "internal/web", "internal/httpio"}
 
-// testsStillBootTheApp are the domain packages whose tests still build the
-// whole app (apptest) instead of their services: the list may only shrink,
-// and the test fails when a package on it no longer needs to be.
-var testsStillBootTheApp = map[string]bool{
-	"internal/subject": true,
-}
-
 type listed struct {
 	path    string   // relative to the module: internal/…
 	imports []string // direct imports, relative where they are the module's
@@ -145,24 +138,17 @@ func TestDependencyDirection(t *testing.T) {
 }
 
 // TestDomainTestsStayOffHTTP: the tests of a domain (or platform) package
-// build services on a database, not the whole app behind HTTP — but for
-// the packages not moved yet (testsStillBootTheApp).
+// build services on a database (coretest), not the whole app behind HTTP;
+// what is about HTTP is tested in internal/api.
 func TestDomainTestsStayOffHTTP(t *testing.T) {
 	for p, pkg := range golist(t, true) {
 		if layers[p] != "domain" && layers[p] != "platform" {
 			continue
 		}
-		var http []string
 		for _, d := range pkg.deps {
 			if under(d, httpLayer) {
-				http = append(http, d)
+				t.Errorf("the tests of %s depend on %s: test its services (coretest), not the app", p, d)
 			}
-		}
-		switch {
-		case len(http) > 0 && !testsStillBootTheApp[p]:
-			t.Errorf("the tests of %s depend on %v: test its services (coretest), not the app", p, http)
-		case len(http) == 0 && testsStillBootTheApp[p]:
-			t.Errorf("the tests of %s no longer boot the app: take it off testsStillBootTheApp", p)
 		}
 	}
 }

@@ -14,6 +14,5 @@
 // package. TestDependencyDirection checks this with `go list -deps` over
 // every package under internal/, each of which must be placed in a layer
 // there. TestDomainTestsStayOffHTTP keeps the tests of domain packages off
-// the HTTP layers too: they build on core (coretest), not on the app — but
-// for a shrinking list still to be moved.
+// the HTTP layers too: they build on core (coretest), not on the app.
 package app

@@ -1,4 +1,4 @@
-package subject_test
+package api_test
 
 import (
 	"bytes"
