@@ -18,11 +18,9 @@ import (
 	"testing"
 
 	"github.com/custodia/custodia/internal/access"
-	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/files"
-	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -82,7 +80,7 @@ func seed(t *testing.T, env *coretest.Env) string {
 	}
 	// Files: one linked with two versions, a linked folder holding one,
 	// and one of someone else's that must stay out.
-	ctx, owner := asToken(t, env)
+	ctx, owner := env.AsToken(t)
 	sp, err := env.Core.Spaces.Create(ctx, owner, "Clients", "")
 	if err != nil {
 		t.Fatal(err)
@@ -192,22 +190,10 @@ func TestExportGolden(t *testing.T) {
 	})
 }
 
-// asToken acts as the env's token does through the API: its principal,
-// and a context with it as the audit actor.
-func asToken(t *testing.T, env *coretest.Env) (context.Context, identity.Principal) {
-	t.Helper()
-	ctx := context.Background()
-	p, err := env.Core.Identity.Authenticate(ctx, env.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return audit.WithActor(ctx, audit.Actor{Type: audit.ActorToken, ID: p.TokenID, SubjectID: p.SubjectID}), p
-}
-
 // export answers the access zip of subject id, asked for with the token.
 func export(t *testing.T, env *coretest.Env, id string) []byte {
 	t.Helper()
-	ctx, _ := asToken(t, env)
+	ctx, _ := env.AsToken(t)
 	var buf bytes.Buffer
 	if _, err := env.Core.Access.Export(ctx, env.Tenant.ID, id, &buf, nil); err != nil {
 		t.Fatalf("export: %v", err)

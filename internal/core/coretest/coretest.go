@@ -154,6 +154,18 @@ func (e *Env) AddUser(t testing.TB, email, role, pw string) identity.User {
 	return u
 }
 
+// AsToken acts as the env's token does through the API: it answers the
+// token's principal and a context with it as the audit actor.
+func (e *Env) AsToken(t testing.TB) (context.Context, identity.Principal) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := e.Core.Identity.Authenticate(ctx, e.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return audit.WithActor(ctx, audit.Actor{Type: audit.ActorToken, ID: p.TokenID, SubjectID: p.SubjectID}), p
+}
+
 var linkToken = regexp.MustCompile(`#token=([A-Za-z0-9_-]{43})\b`)
 
 // LinkToken waits for a mail to `to` whose subject contains subject and
