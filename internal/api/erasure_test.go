@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
@@ -107,14 +108,26 @@ func TestErasureCompleteness(t *testing.T) {
 			t.Fatal("the person never acted: the audit actor part of the test would prove nothing")
 		}
 
-		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+id+"/erase", map[string]any{"request_id": req.ID}); r.Status != 409 {
+		// They have an account: the subjects API refuses and names the
+		// account's route, which a recently signed-in owner uses.
+		account, err := env.App.Identity.UserByEmail(ctx, env.Tenant.ID, secrets[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		eraseAccount := "/api/v1/users/" + account.ID + "/erase"
+		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+id+"/erase", map[string]any{"request_id": req.ID}); r.Status != 409 ||
+			!strings.Contains(string(r.Body), eraseAccount) {
+			t.Fatalf("erasing an account through the subjects API: %d %s", r.Status, r.Body)
+		}
+		owner := env.SignIn(t, "acme", "owner@acme.example")
+		if r := owner.Do(t, "POST", eraseAccount, map[string]any{"request_id": req.ID}); r.Status != 409 {
 			t.Fatalf("erasing a held subject: %d %s", r.Status, r.Body)
 		}
 		if _, err := env.App.Subjects.Release(ctx, env.Tenant.ID, id); err != nil {
 			t.Fatal(err)
 		}
 		var cert subject.Certificate
-		r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+id+"/erase", map[string]any{"request_id": req.ID})
+		r := owner.Do(t, "POST", eraseAccount, map[string]any{"request_id": req.ID})
 		if r.JSON(t, &cert); r.Status != 200 || cert.RequestID != req.ID || cert.Erased["subjects"] != 1 || cert.Erased["users"] != 1 ||
 			cert.Erased["consent_events"] != 1 || cert.Erased["sessions"] == 0 {
 			t.Fatalf("erase: %d %s", r.Status, r.Body)

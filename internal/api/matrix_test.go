@@ -77,6 +77,7 @@ var matrix = map[string]string{
 	"POST /api/v1/users/import":                          "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/users/{id}":                             "401 403 403 403 403 403 ok ok ok 403 404",
 	"PATCH /api/v1/users/{id}":                           "401 403 403 403 403 403 ok ok 403 403 404",
+	"POST /api/v1/users/{id}/erase":                      "401 403 403 403 403 403 ok ok 403 403 404",
 	"POST /api/v1/users/{id}/unlock":                     "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/users/{id}/invitation":                 "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/invitations":                           "401 403 403 403 403 403 ok ok ok 403 ok",
@@ -365,6 +366,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 				return "/api/v1/groups/" + group.ID + "/members/" + u
+			case "POST /api/v1/users/{id}/erase":
+				return "/api/v1/users/" + throwaway() + "/erase"
 			case "PUT /api/v1/groups/{id}/members/{user}":
 				return "/api/v1/groups/" + group.ID + "/members/" + throwaway()
 			case "DELETE /api/v1/spaces/{id}":

@@ -98,36 +98,70 @@ func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// eraseSubject erases a subject (and their account, if any), optionally
-// answering a verified erasure request, which is then completed.
-func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
+// eraseUser erases an account and the person behind it (identity's rules),
+// optionally answering a verified erasure request about them.
+func (a *API) eraseUser(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	u, err := a.identity.UserByID(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	c, err := a.erase(w, r, u.SubjectID, func(in subject.EraseInput) (subject.Certificate, error) {
+		return a.identity.EraseUser(r.Context(), p, u.ID, in)
+	})
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+// erase runs an erasure of subjectID with the body's optional request_id:
+// the request must be a verified erasure request about them, and is
+// completed once the erasure is done.
+func (a *API) erase(w http.ResponseWriter, r *http.Request, subjectID string,
+	erase func(subject.EraseInput) (subject.Certificate, error)) (subject.Certificate, error) {
 	var in struct {
 		RequestID string `json:"request_id"`
 	}
 	if r.ContentLength != 0 {
 		if err := httpio.Decode(w, r, &in); err != nil {
-			return err
+			return subject.Certificate{}, err
 		}
 	}
+	tid := principal(r).TenantID
+	reason := "api"
+	if in.RequestID != "" {
+		if err := a.rights.ErasureRequest(r.Context(), tid, in.RequestID, subjectID); err != nil {
+			return subject.Certificate{}, err
+		}
+		reason = "request"
+	}
+	c, err := erase(subject.EraseInput{Reason: reason, RequestID: in.RequestID})
+	if err != nil {
+		return subject.Certificate{}, err
+	}
+	if in.RequestID != "" {
+		if err := a.rights.Complete(r.Context(), tid, in.RequestID); err != nil {
+			return subject.Certificate{}, err
+		}
+	}
+	return c, nil
+}
+
+// eraseSubject erases a subject who has no account, optionally answering
+// a verified erasure request, which is then completed. A person with an
+// account is erased through eraseUser, with the account's rules.
+func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
 	tid, id := principal(r).TenantID, r.PathValue("id")
 	if _, err := a.subjects.Key(r.Context(), tid, id); err != nil {
 		return err // unknown: 404; erased already: 410
 	}
-	reason := "api"
-	if in.RequestID != "" {
-		if err := a.rights.ErasureRequest(r.Context(), tid, in.RequestID, id); err != nil {
-			return err
-		}
-		reason = "request"
-	}
-	c, err := a.subjects.Erase(r.Context(), tid, id, subject.EraseInput{Reason: reason, RequestID: in.RequestID, Accounts: true})
+	c, err := a.erase(w, r, id, func(in subject.EraseInput) (subject.Certificate, error) {
+		return a.subjects.Erase(r.Context(), tid, id, in)
+	})
 	if err != nil {
 		return err
-	}
-	if in.RequestID != "" {
-		if err := a.rights.Complete(r.Context(), tid, in.RequestID); err != nil {
-			return err
-		}
 	}
 	httpio.JSON(w, http.StatusOK, c)
 	return nil

@@ -96,6 +96,7 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/users/import", "users:write", anytime, a.importUsers},
 		{"GET", "/api/v1/users/{id}", "users:read", anytime, a.getUser},
 		{"PATCH", "/api/v1/users/{id}", "users:write", sensitive, a.updateUser},
+		{"POST", "/api/v1/users/{id}/erase", "users:write", sensitive, a.eraseUser},
 		{"POST", "/api/v1/users/{id}/unlock", "users:write", anytime, a.unlockUser},
 		{"POST", "/api/v1/users/{id}/invitation", "users:write", anytime, a.resendInvitation},
 		{"POST", "/api/v1/invitations", "users:write", anytime, a.invite},

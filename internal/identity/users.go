@@ -156,7 +156,7 @@ func (s *Service) rectify(ctx context.Context, tenantID string, u User, sp subje
 	if !sp.Email.Set && !sp.Attributes.Set {
 		return nil
 	}
-	_, err := s.subjects.Rectify(ctx, tenantID, u.SubjectID, sp)
+	_, err := s.subjects.RectifyAccount(ctx, tenantID, u.SubjectID, sp)
 	return err
 }
 
@@ -174,6 +174,29 @@ func (s *Service) UpdateProfile(ctx context.Context, p Principal, name string) (
 		return Account{}, err
 	}
 	return s.withEmail(ctx, p.TenantID, u)
+}
+
+// EraseUser erases the account id and the person behind it, on behalf of
+// p, with the account's rules: never by an API token, never an account
+// ranking above p (an admin never erases an owner), never p's own (they
+// close it, with its grace period: POST /api/v1/me/closure), never the
+// last active owner (subject.Erase refuses it).
+func (s *Service) EraseUser(ctx context.Context, p Principal, id string, in subject.EraseInput) (subject.Certificate, error) {
+	if p.TokenID != "" {
+		return subject.Certificate{}, errs.E(errs.Forbidden, "an account is erased by a person who signed in recently; API tokens cannot do it")
+	}
+	u, err := s.UserByID(ctx, p.TenantID, id)
+	if err != nil {
+		return subject.Certificate{}, err
+	}
+	if u.ID == p.UserID {
+		return subject.Certificate{}, errs.E(errs.Conflict, "close your own account instead: POST /api/v1/me/closure")
+	}
+	if rank(u.Role) > rank(p.Role) {
+		return subject.Certificate{}, errs.E(errs.Forbidden, "a %s cannot erase an %s", p.Role, u.Role)
+	}
+	in.Accounts = true
+	return s.subjects.Erase(ctx, p.TenantID, u.SubjectID, in)
 }
 
 // UpdateUser changes role or status on behalf of p. Nobody changes an

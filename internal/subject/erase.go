@@ -137,9 +137,23 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 	var after []func(context.Context)
 	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
 		after, c.Erased = nil, map[string]int{}
+		accountPath := func(userID string) error {
+			return errs.E(errs.Conflict, "this person has a user account: it is erased through POST /api/v1/users/%s/erase, or closed by its holder", userID)
+		}
+		if !in.Accounts { // which path erases whom comes before anything else
+			switch userID, err := accountOf(ctx, tx.Q, tenantID, id); {
+			case err != nil:
+				return err
+			case userID != "":
+				return accountPath(userID)
+			}
+		}
 		_, userID, err := lockSubject(ctx, tx, s.db, tenantID, id)
 		if err != nil {
 			return err
+		}
+		if userID != "" && !in.Accounts { // became an account meanwhile
+			return accountPath(userID)
 		}
 		del := func(table, where string, args ...any) error {
 			res, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, append([]any{tenantID}, args...)...)
@@ -152,9 +166,6 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 			return nil
 		}
 		if userID != "" {
-			if !in.Accounts {
-				return errs.E(errs.Conflict, "this subject is a user account; accounts end by being closed, not by retention")
-			}
 			if err := lastOwner(ctx, tx, tenantID, userID); err != nil {
 				return err
 			}

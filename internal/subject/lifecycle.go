@@ -213,9 +213,8 @@ func lockSubject(ctx context.Context, tx *sqldb.Tx, db *sqldb.DB, tenantID, id s
 	if held != 0 {
 		return "", "", errHeld
 	}
-	var userID string
-	err = tx.QueryRow(ctx, "SELECT id FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, id).Scan(&userID)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	userID, err := accountOf(ctx, tx.Q, tenantID, id)
+	if err != nil {
 		return "", "", err
 	}
 	return status, userID, nil

@@ -538,7 +538,21 @@ func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Row
 
 // Rectify applies p to a subject. Only the names of changed fields are
 // audited, never their old or new values.
+//
+// A subject who has a user account is refused (409, naming the account's
+// route): an account is changed only through its own paths and rules
+// (identity), which call RectifyAccount.
 func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Subject, error) {
+	return s.rectify(ctx, tenantID, id, p, false)
+}
+
+// RectifyAccount is Rectify for the account paths, which have applied the
+// account's rules already: it also changes a subject who has an account.
+func (s *Service) RectifyAccount(ctx context.Context, tenantID, id string, p Patch) (Subject, error) {
+	return s.rectify(ctx, tenantID, id, p, true)
+}
+
+func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, account bool) (Subject, error) {
 	r, err := findRow(ctx, s.db.Read(), tenantID, id)
 	if err != nil {
 		return Subject{}, err
@@ -605,6 +619,11 @@ func (s *Service) Rectify(ctx context.Context, tenantID, id string, p Patch) (Su
 		return Subject{}, err
 	}
 	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		if !account {
+			if err := notAnAccount(ctx, tx.Q, tenantID, id); err != nil {
+				return err
+			}
+		}
 		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
 			return err
 		}
@@ -706,4 +725,25 @@ func (s *Service) Profile(ctx context.Context, tenantID, id string) (Profile, er
 	}
 	name, _ := f.attributes["name"].(string)
 	return Profile{Email: f.email, Name: name}, nil
+}
+
+// notAnAccount refuses a write to a subject who has a user account: an
+// account is changed and erased only through its own paths and rules.
+func notAnAccount(ctx context.Context, q sqldb.Q, tenantID, subjectID string) error {
+	userID, err := accountOf(ctx, q, tenantID, subjectID)
+	if err != nil || userID == "" {
+		return err
+	}
+	return errs.E(errs.Conflict, "this person has a user account: change it through /api/v1/users/%s", userID)
+}
+
+// accountOf answers the id of the subject's user account, "" when they
+// have none.
+func accountOf(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (string, error) {
+	var userID string
+	err := q.QueryRow(ctx, "SELECT id FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID).Scan(&userID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return userID, err
 }

@@ -187,3 +187,42 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountsChangeOnlyThroughTheirPaths: a subject who has a user account
+// is neither rectified nor erased as a contact — the refusal names the
+// account's route — while the account paths (RectifyAccount, an erasure
+// for accounts) still reach them.
+func TestAccountsChangeOnlyThroughTheirPaths(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		subjects := env.Core.Subjects
+		u := env.AddUser(t, "mo@acme.example", "member", coretest.Password)
+		attack := subject.Patch{Email: subject.Optional[string]{Set: true, Value: "attacker@evil.example"}}
+		_, err := subjects.Rectify(ctx, env.Tenant.ID, u.SubjectID, attack)
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Conflict || !strings.Contains(e.Detail, "/api/v1/users/"+u.ID) {
+			t.Errorf("rectifying an account as a contact: %v", err)
+		}
+		_, err = subjects.Erase(ctx, env.Tenant.ID, u.SubjectID, subject.EraseInput{Reason: "api"})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Conflict || !strings.Contains(e.Detail, "/api/v1/users/"+u.ID+"/erase") {
+			t.Errorf("erasing an account as a contact: %v", err)
+		}
+		if s, err := subjects.Get(ctx, env.Tenant.ID, u.SubjectID); err != nil || s.Email != "mo@acme.example" {
+			t.Fatalf("the account's person after refused writes: %+v %v", s, err)
+		}
+		if _, err := env.Core.Identity.UserByID(ctx, env.Tenant.ID, u.ID); err != nil {
+			t.Fatalf("the account after a refused erasure: %v", err)
+		}
+		if s, err := subjects.RectifyAccount(ctx, env.Tenant.ID, u.SubjectID, subject.Patch{
+			Email: subject.Optional[string]{Set: true, Value: "mo@new.acme.example"}}); err != nil || s.Email != "mo@new.acme.example" {
+			t.Errorf("the account path: %+v %v", s, err)
+		}
+		contact, err := subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, err := subjects.Rectify(ctx, env.Tenant.ID, contact.ID, subject.Patch{
+			Email: subject.Optional[string]{Set: true, Value: "ann@new.example.org"}}); err != nil || s.Email != "ann@new.example.org" {
+			t.Errorf("a contact: %+v %v", s, err)
+		}
+	})
+}

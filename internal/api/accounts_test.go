@@ -1,0 +1,86 @@
+package api_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+// TestNoTakeoverThroughTheSubjectsAPI: an account's person is not changed
+// or erased through /api/v1/subjects — not by an admin's session on the
+// owner, not by a token scoped to subjects on a member; the refusal names
+// the account's route, nothing changes, the owner still signs in with
+// their own address and the attacker's does not work. The account routes
+// still do what their rules allow.
+func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		ctx := context.Background()
+		ids := env.App.Identity
+		account := func(email string) identity.User {
+			t.Helper()
+			u, err := ids.UserByEmail(ctx, env.Tenant.ID, email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		env.AddUser(t, "ada@acme.example", "admin", apptest.Password)
+		env.AddUser(t, "mo@acme.example", "member", apptest.Password)
+		owner, member := account("owner@acme.example"), account("mo@acme.example")
+		scoped, _, err := ids.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", "subjects only",
+			[]string{"subjects:read", "subjects:write"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin := env.SignIn(t, "acme", "ada@acme.example")
+		attack := map[string]any{"email": "attacker@evil.example"}
+		for _, c := range []struct {
+			who, method, path string
+			do                func(method, path string, body any) apptest.Response
+			names             string
+		}{
+			{"an admin's session", "PATCH", "/api/v1/subjects/" + owner.SubjectID, func(m, p string, b any) apptest.Response { return admin.Do(t, m, p, b) },
+				"/api/v1/users/" + owner.ID},
+			{"a token scoped to subjects", "PATCH", "/api/v1/subjects/" + member.SubjectID, func(m, p string, b any) apptest.Response { return env.Do(t, scoped, m, p, b) },
+				"/api/v1/users/" + member.ID},
+			{"a token scoped to subjects", "POST", "/api/v1/subjects/" + member.SubjectID + "/erase", func(m, p string, b any) apptest.Response { return env.Do(t, scoped, m, p, nil) },
+				"/api/v1/users/" + member.ID + "/erase"},
+			{"an admin's session", "POST", "/api/v1/subjects/" + owner.SubjectID + "/erase", func(m, p string, b any) apptest.Response { return admin.Do(t, m, p, nil) },
+				"/api/v1/users/" + owner.ID + "/erase"},
+		} {
+			if r := c.do(c.method, c.path, attack); r.Status != 409 || !strings.Contains(string(r.Body), c.names) {
+				t.Errorf("%s: %s %s: %d %s; want 409 naming %s", c.who, c.method, c.path, r.Status, r.Body, c.names)
+			}
+		}
+		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
+			env.SignIn(t, "acme", email) // fails the test unless their own address still signs in
+		}
+		if r := env.Browser(t).Login(t, "acme", "attacker@evil.example", apptest.Password); r.Status == 200 {
+			t.Errorf("the attacker's address signs in: %s", r.Body)
+		}
+		es, _, err := audit.NewReader(env.App.DB, env.App.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "subject.rectify", Limit: 10})
+		if err != nil || len(es) != 0 {
+			t.Errorf("rectifications recorded: %+v %v", es, err)
+		}
+
+		// The account routes, with their rules: the admin erases the member
+		// (a recent sign-in), never the owner; a token never.
+		if r := env.Do(t, env.Token, "POST", "/api/v1/users/"+member.ID+"/erase", nil); r.Status != 403 {
+			t.Errorf("a token erasing an account: %d %s", r.Status, r.Body)
+		}
+		if r := admin.Do(t, "POST", "/api/v1/users/"+owner.ID+"/erase", nil); r.Status != 403 {
+			t.Errorf("an admin erasing the owner: %d %s", r.Status, r.Body)
+		}
+		if r := admin.Do(t, "POST", "/api/v1/users/"+member.ID+"/erase", nil); r.Status != 200 || r.Map(t)["erased"].(map[string]any)["users"] != 1.0 {
+			t.Fatalf("an admin erasing a member: %d %s", r.Status, r.Body)
+		}
+		if r := env.Do(t, env.Token, "GET", "/api/v1/subjects/"+member.SubjectID, nil); r.Status != 410 {
+			t.Errorf("the erased member's person: %d", r.Status)
+		}
+	})
+}

@@ -1,0 +1,67 @@
+package identity_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/subject"
+)
+
+// TestEraseUserRules: an account is erased — the person with it — only by
+// a person (never a token), never by someone it outranks, never by its
+// holder (who closes it instead); what an owner may erase goes whole.
+func TestEraseUserRules(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		env.AddUser(t, "ada@acme.example", "admin", pw)
+		admin := principalOf(t, env, "ada@acme.example")
+		owner := principalOf(t, env, "owner@acme.example")
+		token, err := ids.Authenticate(ctx, env.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		member := env.AddUser(t, "mo@acme.example", "member", pw)
+		other := env.AddUser(t, "al@acme.example", "admin", pw)
+		for _, c := range []struct {
+			name string
+			err  error
+			want errs.Kind
+		}{
+			{"an admin erasing the owner", erase(ids.EraseUser(ctx, admin, owner.UserID, subject.EraseInput{Reason: "api"})), errs.Forbidden},
+			{"the owner's token erasing a member", erase(ids.EraseUser(ctx, token, member.ID, subject.EraseInput{Reason: "api"})), errs.Forbidden},
+			{"an admin erasing themselves", erase(ids.EraseUser(ctx, admin, admin.UserID, subject.EraseInput{Reason: "api"})), errs.Conflict},
+			{"an account of another tenant", erase(ids.EraseUser(ctx, admin, "01a00000-0000-7000-8000-000000000000", subject.EraseInput{})), errs.NotFound},
+		} {
+			if !errs.Is(c.err, c.want) {
+				t.Errorf("%s: %v; want %v", c.name, c.err, c.want)
+			}
+		}
+		for _, id := range []string{owner.UserID, member.ID, admin.UserID} {
+			if _, err := ids.UserByID(ctx, env.Tenant.ID, id); err != nil {
+				t.Errorf("account %s after refused erasures: %v", id, err)
+			}
+		}
+		// An admin erases a member; the owner erases an admin.
+		for _, c := range []struct {
+			by   identity.Principal
+			user identity.User
+		}{{admin, member}, {owner, other}} {
+			cert, err := ids.EraseUser(ctx, c.by, c.user.ID, subject.EraseInput{Reason: "api"})
+			if err != nil || cert.Erased["users"] != 1 || cert.Erased["subjects"] != 1 {
+				t.Fatalf("%s erasing a %s: %+v %v", c.by.Role, c.user.Role, cert, err)
+			}
+			if _, err := ids.UserByID(ctx, env.Tenant.ID, c.user.ID); !errs.Is(err, errs.NotFound) {
+				t.Errorf("the erased account: %v", err)
+			}
+			if _, err := env.Core.Subjects.Get(ctx, env.Tenant.ID, c.user.SubjectID); !errs.Is(err, errs.Gone) {
+				t.Errorf("the erased person: %v", err)
+			}
+		}
+	})
+}
+
+func erase(_ subject.Certificate, err error) error { return err }
