@@ -296,13 +296,13 @@ func (s *Service) policies(ctx context.Context, q string, args ...any) ([]Policy
 }
 
 // candidates selects the contacts a policy reaches now: never a held or
-// restricted one (a restriction keeps data, Art. 18(1)(b)–(c)), never an
-// account, never one already anonymised.
+// restricted one (a restriction keeps data, Art. 18(1)(b)–(c)), never one
+// already anonymised — and never an account, which subject.IDs and
+// subject.List leave out.
 func (s *Service) candidates(p Policy) subject.Where {
 	now := s.now()
 	cutoff := now.AddDate(0, 0, -p.PeriodDays).UnixMicro()
-	conds := []string{"held_since = 0", "restricted_since = 0", "status <> ?",
-		"NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = subjects.tenant_id AND u.subject_id = subjects.id)"}
+	conds := []string{"held_since = 0", "restricted_since = 0", "status <> ?"}
 	args := []any{subject.StatusAnonymised}
 	if p.Status != AnyStatus {
 		conds, args = append(conds, "status = ?"), append(args, p.Status)

@@ -450,8 +450,14 @@ type ListOptions struct {
 	Where Where  // optional
 }
 
-// List returns a page of the tenant's subjects in creation order and the
-// cursor of the next page ("" at the end); each subject read is recorded.
+// contactsOnly keeps the subjects who have no user account: staff are not
+// contacts (no contact list, audience, campaign, export or retention
+// reaches them); they are reached through /api/v1/users.
+const contactsOnly = "NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = subjects.tenant_id AND u.subject_id = subjects.id)"
+
+// List returns a page of the tenant's contacts (subjects without an
+// account) in creation order and the cursor of the next page ("" at the
+// end); each subject read is recorded.
 func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]Subject, string, error) {
 	if o.Limit <= 0 {
 		o.Limit = 50
@@ -459,7 +465,7 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	if o.Limit > 500 {
 		return nil, "", errs.Field("limit", "at most 500")
 	}
-	q, args := selectRow+" WHERE tenant_id = ? AND id > ?", []any{tenantID, o.After}
+	q, args := selectRow+" WHERE tenant_id = ? AND id > ? AND "+contactsOnly, []any{tenantID, o.After}
 	if o.Where.SQL != "" {
 		q, args = q+" AND ("+o.Where.SQL+")", append(args, o.Where.Args...)
 	}
@@ -479,11 +485,11 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	return subs, next, nil
 }
 
-// IDs returns the ids of up to limit subjects of the tenant after the id
-// after that match w, in id order. Nothing personal is read, so nothing is
+// IDs returns the ids of up to limit contacts (subjects without an
+// account) of the tenant after the id after that match w, in id order. Nothing personal is read, so nothing is
 // audited: callers record what they then do with each subject.
 func (s *Service) IDs(ctx context.Context, tenantID string, w Where, after string, limit int) ([]string, error) {
-	q, args := "SELECT id FROM subjects WHERE tenant_id = ? AND id > ?", []any{tenantID, after}
+	q, args := "SELECT id FROM subjects WHERE tenant_id = ? AND id > ? AND "+contactsOnly, []any{tenantID, after}
 	if w.SQL != "" {
 		q, args = q+" AND ("+w.SQL+")", append(args, w.Args...)
 	}

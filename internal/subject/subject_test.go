@@ -134,8 +134,11 @@ func TestOtherTenantSeesNothing(t *testing.T) {
 		if found, err := s.Find(ctx, other.ID, subject.Lookup{Email: "shared@example.org"}); err != nil || len(found) != 0 {
 			t.Errorf("Find from other tenant = %v, %v", found, err)
 		}
-		if list, _, err := s.List(ctx, other.ID, subject.ListOptions{Limit: 100}); err != nil || len(list) != 1 || list[0].Email != "owner@globex.example" {
-			t.Errorf("List of other tenant = %+v, %v; want only its own owner", list, err)
+		if _, err := s.Create(ctx, other.ID, subject.New{Email: "theirs@globex.example"}); err != nil {
+			t.Fatal(err)
+		}
+		if list, _, err := s.List(ctx, other.ID, subject.ListOptions{Limit: 100}); err != nil || len(list) != 1 || list[0].Email != "theirs@globex.example" {
+			t.Errorf("List of other tenant = %+v, %v; want only its own contact", list, err)
 		}
 		// The same email may exist in both tenants: indexes are per tenant.
 		if _, err := s.Create(ctx, other.ID, subject.New{Email: "shared@example.org", ExternalID: "x-1"}); err != nil {
@@ -190,8 +193,8 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 
 // TestAccountsChangeOnlyThroughTheirPaths: a subject who has a user account
 // is neither rectified nor erased as a contact — the refusal names the
-// account's route — while the account paths (RectifyAccount, an erasure
-// for accounts) still reach them.
+// account's route — nor listed, audienced or exported as one, while the
+// account paths (RectifyAccount, an erasure for accounts) still reach them.
 func TestAccountsChangeOnlyThroughTheirPaths(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
@@ -219,6 +222,18 @@ func TestAccountsChangeOnlyThroughTheirPaths(t *testing.T) {
 		contact, err := subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Staff are not contacts: no contact list, audience or export has them.
+		if list, _, err := subjects.List(ctx, env.Tenant.ID, subject.ListOptions{}); err != nil || len(list) != 1 || list[0].ID != contact.ID {
+			t.Errorf("the contact list: %+v %v; want ann alone", list, err)
+		}
+		if ids, err := subjects.IDs(ctx, env.Tenant.ID, subject.Where{}, "", 100); err != nil || len(ids) != 1 || ids[0] != contact.ID {
+			t.Errorf("an audience: %v %v; want ann alone", ids, err)
+		}
+		var out strings.Builder
+		if err := subjects.Export(ctx, env.Tenant.ID, "csv", &out); err != nil || strings.Contains(out.String(), "acme.example") ||
+			!strings.Contains(out.String(), "ann@example.org") {
+			t.Errorf("the contacts export: %v\n%s", err, out.String())
 		}
 		if s, err := subjects.Rectify(ctx, env.Tenant.ID, contact.ID, subject.Patch{
 			Email: subject.Optional[string]{Set: true, Value: "ann@new.example.org"}}); err != nil || s.Email != "ann@new.example.org" {

@@ -347,7 +347,8 @@ func (s *Service) importChunk(ctx context.Context, tenantID string, chunk []prep
 	}, events...)
 }
 
-// Export writes every subject of the tenant — restricted ones too, whose
+// Export writes every contact of the tenant (staff, who have accounts, are
+// not contacts) — restricted ones too, whose
 // data may be stored and exported — as CSV (cells a spreadsheet
 // would run as formulas neutralised; one attributes.<key> column per
 // attribute key in use) or JSON ({"items": [...]}). Each subject exported
@@ -358,7 +359,7 @@ func (s *Service) Export(ctx context.Context, tenantID, format string, w io.Writ
 	}
 	var all []Subject
 	for after := ""; ; {
-		rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT 500", tenantID, after)
+		rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND id > ? AND "+contactsOnly+" ORDER BY id LIMIT 500", tenantID, after)
 		if err != nil {
 			return err
 		}
