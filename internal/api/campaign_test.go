@@ -65,7 +65,7 @@ func TestConsentCampaign(t *testing.T) {
 		ann := createSubject(t, env, env.Token, map[string]any{"email": "ann@example.org"})["id"].(string)
 		bo := createSubject(t, env, env.Token, map[string]any{"email": "bo@example.org"})["id"].(string)
 		createSubject(t, env, env.Token, map[string]any{"email": "eve@example.org"}) // will not answer
-		createSubject(t, env, env.Token, map[string]any{"phone": "+33123456789"}) // no address to mail
+		createSubject(t, env, env.Token, map[string]any{"phone": "+33123456789"})    // no address to mail
 		dee := createSubject(t, env, env.Token, map[string]any{"email": "dee@example.org"})["id"].(string)
 		if r := env.Do(t, env.Token, "POST", "/api/v1/subjects/"+dee+"/consents", map[string]any{"purpose": "news",
 			"action": "grant", "method": "web_form"}); r.Status != 201 {
