@@ -15,8 +15,9 @@ import (
 // or erased through /api/v1/subjects — not by an admin's session on the
 // owner, not by a token scoped to subjects on a member; the refusal names
 // the account's route, nothing changes, the owner still signs in with
-// their own address and the attacker's does not work. The account routes
-// still do what their rules allow.
+// their own address and the attacker's does not work. No other write
+// reaches them there, and reading them needs users:read as well. The
+// account routes still do what their rules allow.
 func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		ctx := context.Background()
@@ -56,6 +57,30 @@ func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 			if r := c.do(c.method, c.path, attack); r.Status != 409 || !strings.Contains(string(r.Body), c.names) {
 				t.Errorf("%s: %s %s: %d %s; want 409 naming %s", c.who, c.method, c.path, r.Status, r.Body, c.names)
 			}
+		}
+		// Every other write through /api/v1/subjects is refused too, and
+		// reading a person with an account needs users:read as well.
+		staff := "/api/v1/subjects/" + member.SubjectID
+		for _, c := range []struct {
+			method, path string
+			body         any
+		}{
+			{"PUT", staff + "/legal-hold", map[string]any{"reason": "Case 1"}},
+			{"PUT", staff + "/restriction", map[string]any{"reason": "Disputed"}},
+			{"POST", staff + "/bounces", map[string]any{"kind": "hard", "reason": "5.1.1"}},
+			{"POST", staff + "/consents", map[string]any{"purpose": "news", "action": "grant", "method": "api"}},
+		} {
+			if r := env.Do(t, env.Token, c.method, c.path, c.body); r.Status != 409 || !strings.Contains(string(r.Body), "/api/v1/users/"+member.ID) {
+				t.Errorf("%s %s on staff: %d %s; want 409 naming the account", c.method, c.path, r.Status, r.Body)
+			}
+		}
+		for _, path := range []string{staff, staff + "/export", staff + "/consents", staff + "/files"} {
+			if r := env.Do(t, scoped, "GET", path, nil); r.Status != 403 {
+				t.Errorf("GET %s with a token scoped to subjects: %d %s; want 403", path, r.Status, r.Body)
+			}
+		}
+		if r := env.Do(t, env.Token, "GET", staff, nil); r.Status != 200 || r.Map(t)["email"] != "mo@acme.example" {
+			t.Errorf("GET %s with users:read too: %d %s", staff, r.Status, r.Body)
 		}
 		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
 			env.SignIn(t, "acme", email) // fails the test unless their own address still signs in

@@ -154,6 +154,9 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 	if err := a.allowed(ctx, rt, p); err != nil {
 		return err
 	}
+	if err := a.accountRules(ctx, rt, r, p); err != nil {
+		return err
+	}
 	return rt.Handler(w, r.WithContext(withPrincipal(ctx, p)))
 }
 
@@ -199,6 +202,32 @@ func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error
 		return err
 	}
 	return refusal
+}
+
+// accountRules applies an account's rules to the routes that reach a
+// person through /api/v1/subjects/{id}: when the person has a user
+// account, reading them needs users:read as well, and writing to them is
+// refused with the account's route — accounts change only through
+// /api/v1/users. (Rectification and erasure refuse accounts in the subject
+// service itself, for every caller; this covers the routes whose services
+// do not know about accounts: bounces, holds, restriction, objections,
+// consents.)
+func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p identity.Principal) error {
+	if !strings.HasPrefix(rt.Path, "/api/v1/subjects/{id}") || rt.Method == "PATCH" || strings.HasSuffix(rt.Path, "/erase") {
+		return nil
+	}
+	u, err := a.identity.UserBySubject(ctx, p.TenantID, r.PathValue("id"))
+	switch {
+	case errs.Is(err, errs.NotFound):
+		return nil
+	case err != nil:
+		return err
+	case rt.Method != "GET":
+		return errs.E(errs.Conflict, "this person has a user account: change it through /api/v1/users/%s", u.ID)
+	case !p.Can("users:read"):
+		return errs.E(errs.Forbidden, "this person has a user account: reading them needs users:read as well (/api/v1/users/%s)", u.ID)
+	}
+	return nil
 }
 
 // clientIP is the peer address, or — when the peer is a trusted proxy —

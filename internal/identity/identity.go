@@ -256,6 +256,16 @@ func (s *Service) UserByEmail(ctx context.Context, tenantID, email string) (User
 	if err != nil {
 		return User{}, err
 	}
+	return userBySubject(ctx, q, tenantID, subjectID)
+}
+
+// UserBySubject finds the account of a data subject (NotFound when they
+// have none).
+func (s *Service) UserBySubject(ctx context.Context, tenantID, subjectID string) (User, error) {
+	return userBySubject(ctx, s.db.Read(), tenantID, subjectID)
+}
+
+func userBySubject(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (User, error) {
 	return scanUser(q.QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID))
 }
 
