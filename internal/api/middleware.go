@@ -181,9 +181,9 @@ func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error
 	switch {
 	case p.Enrolment && rt.Access != Enrol:
 		refusal = errs.E(errs.Forbidden, "your organisation requires a second factor: set one up first (POST /api/v1/me/mfa/totp)")
-	case rt.Access != Session && rt.Access != Enrol && !p.Can(rt.Access):
+	case rt.Access != Session && rt.Access != Enrol && !canAll(p, rt.Access):
 		if p.TokenID != "" {
-			refusal = errs.E(errs.Forbidden, "this token lacks the scope %s, or its owner's role does not hold it", rt.Access)
+			refusal = errs.E(errs.Forbidden, "this token lacks a scope of %q, or its owner's role does not hold it", rt.Access)
 		} else {
 			refusal = errs.E(errs.Forbidden, "your role (%s) does not allow this", p.Role)
 		}
@@ -202,6 +202,17 @@ func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error
 		return err
 	}
 	return refusal
+}
+
+// canAll reports whether p holds every scope of access (a route that
+// returns another resource's data needs that resource's scope too).
+func canAll(p identity.Principal, access string) bool {
+	for _, sc := range strings.Fields(access) {
+		if !p.Can(sc) {
+			return false
+		}
+	}
+	return true
 }
 
 // accountRules applies an account's rules to the routes that reach a

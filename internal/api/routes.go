@@ -31,7 +31,7 @@ import (
 type Route struct {
 	Method    string
 	Path      string // net/http pattern, also the OpenAPI path
-	Access    string // Public, Session, Enrol, or the scope a token or role must hold
+	Access    string // Public, Session, Enrol, or the scopes (space-separated) a token or role must all hold
 	Sensitive bool   // needs a session that re-authenticated recently; never a token
 	Handler   func(w http.ResponseWriter, r *http.Request) error
 }
@@ -172,10 +172,10 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects/export", "subjects:read", sensitive, a.exportSubjects},
 		{"GET", "/api/v1/subjects/{id}", "subjects:read", anytime, a.getSubject},
 		{"PATCH", "/api/v1/subjects/{id}", "subjects:write", anytime, a.rectifySubject},
-		{"GET", "/api/v1/subjects/{id}/export", "subjects:read", anytime, a.exportSubject},
+		{"GET", "/api/v1/subjects/{id}/export", "subjects:export", anytime, a.exportSubject},
 		{"POST", "/api/v1/subjects/{id}/erase", "subjects:write", anytime, a.eraseSubject},
 		{"GET", "/api/v1/subjects/{id}/erasure", "subjects:read", anytime, a.erasureCertificate},
-		{"GET", "/api/v1/subjects/{id}/files", "subjects:read", anytime, a.subjectFiles},
+		{"GET", "/api/v1/subjects/{id}/files", "subjects:read spaces:read", anytime, a.subjectFiles},
 		{"POST", "/api/v1/subjects/{id}/bounces", "subjects:write", anytime, a.recordBounce},
 		{"PUT", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.holdSubject},
 		{"DELETE", "/api/v1/subjects/{id}/legal-hold", "subjects:write", anytime, a.releaseSubject},

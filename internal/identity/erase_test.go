@@ -2,11 +2,14 @@ package identity_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
 )
 
@@ -65,3 +68,44 @@ func TestEraseUserRules(t *testing.T) {
 }
 
 func erase(_ subject.Certificate, err error) error { return err }
+
+// TestExportScopeMigration: the access export has its own scope; tokens
+// made before it that held subjects:read get it (migration 0021), others
+// do not, and running it again changes nothing.
+func TestExportScopeMigration(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		owner, err := ids.UserByEmail(ctx, env.Tenant.ID, "owner@acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		made := map[string][]string{"reader": {"audit:read", "subjects:read"}, "auditor": {"audit:read"}, "writer": {"subjects:write"}}
+		for name, scopes := range made {
+			if _, _, err := ids.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", name, scopes, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, "DELETE FROM schema_migrations WHERE version = 21")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := env.Core.DB.Migrate(ctx); err != nil || n != 1 {
+				t.Fatalf("migration 0021 again: %d %v", n, err)
+			}
+		}
+		toks, err := ids.Tokens(ctx, env.Tenant.ID, owner.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"reader": "audit:read subjects:export subjects:read", "auditor": "audit:read", "writer": "subjects:write"}
+		for _, tok := range toks {
+			if w, ok := want[tok.Name]; ok && strings.Join(tok.Scopes, " ") != w {
+				t.Errorf("token %s after the migration: %v; want %s", tok.Name, tok.Scopes, w)
+			}
+		}
+	})
+}

@@ -37,9 +37,11 @@ const (
 	RoleMember = "member"
 )
 
-// Scopes a token may carry: read or write per resource family.
+// Scopes a token may carry: read or write per resource family, and
+// subjects:export for a person's whole access export (Art. 15), files
+// included — never an export that silently leaves some out.
 var Scopes = []string{"audit:read", "groups:read", "groups:write", "purposes:read", "purposes:write", "settings:read", "settings:write",
-	"spaces:read", "spaces:write", "subjects:read", "subjects:write", "users:read", "users:write"}
+	"spaces:read", "spaces:write", "subjects:export", "subjects:read", "subjects:write", "users:read", "users:write"}
 
 // memberScopes are what every active user holds: the resource families in
 // which access is decided per object (a group one belongs to, a space one

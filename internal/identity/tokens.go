@@ -153,6 +153,7 @@ func (s *Service) Tokens(ctx context.Context, tenantID, userID string) ([]Token,
 			return nil, err
 		}
 		t.Scopes = strings.Fields(scopes)
+		slices.Sort(t.Scopes) // a migration may have appended one
 		t.CreatedAt, t.ExpiresAt = micros(created), micros(expires)
 		t.LastUsedAt, t.RevokedAt = optMicros(used), optMicros(revoked)
 		out = append(out, t)
