@@ -174,6 +174,9 @@ func TestCLI(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "audit chain intact") {
 			t.Fatalf("audit verify: %d %s %s", code, out, errOut)
 		}
+		if code, out, errOut := cli(t, env, "audit", "account-writes", "--tenant", "acme"); code != 0 || !strings.Contains(out, "no account was changed or erased outside its own paths") {
+			t.Errorf("audit account-writes: %d %s %s", code, out, errOut)
+		}
 		if code, out, errOut := cli(t, env, "keys", "rotate", "--tenant", "acme"); code != 0 || !strings.Contains(out, "key version 2 active, 2 subject keys re-wrapped") {
 			t.Errorf("keys rotate: %d %s %s", code, out, errOut)
 		}

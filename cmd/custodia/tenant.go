@@ -231,7 +231,43 @@ func auditCmd(e *env) *cobra.Command {
 	}
 	verify.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
 	_ = verify.MarkFlagRequired("tenant")
-	cmd.AddCommand(verify)
+	accounts := &cobra.Command{
+		Use:   "account-writes",
+		Short: "List rectifications and erasures of people with accounts made outside the account's paths (the subjects API before December 2026)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			t, err := a.Tenants.BySlug(ctx, slug)
+			if err != nil {
+				return err
+			}
+			es, err := a.Identity.AccountWrites(ctx, t.ID)
+			if err != nil {
+				return err
+			}
+			if len(es) == 0 {
+				fmt.Fprintf(e.stdout, "tenant %s: no account was changed or erased outside its own paths\n", t.Slug)
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "tenant %s: %d writes to people with accounts outside the account's paths (newest first):\n", t.Slug, len(es))
+			for _, ev := range es {
+				what := ev.Details["fields"]
+				if ev.Action == "subject.erase" {
+					what = ev.Details["reason"]
+				}
+				fmt.Fprintf(e.stdout, "%s  %-15s  subject %s  by %s:%s (%s)  %v  request %s\n", ev.At.UTC().Format(time.RFC3339),
+					ev.Action, ev.SubjectID, ev.Actor.Type, ev.Actor.ID, ev.Actor.Display, what, ev.RequestID)
+			}
+			return nil
+		},
+	}
+	accounts.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
+	_ = accounts.MarkFlagRequired("tenant")
+	cmd.AddCommand(verify, accounts)
 	return cmd
 }
 

@@ -205,6 +205,38 @@ func (rd *Reader) WriteCSV(ctx context.Context, w io.Writer, tenantID string, f 
 	if err := cw.Write(CSVHeader); err != nil {
 		return err
 	}
+	n := 0
+	err := rd.Each(ctx, tenantID, f, func(e Entry) error {
+		details := ""
+		if len(e.Details) > 0 {
+			b, _ := json.Marshal(e.Details)
+			details = string(b)
+		}
+		row := []string{strconv.FormatInt(e.Seq, 10), e.At.Format(time.RFC3339Nano), e.Actor.Type, e.Actor.ID,
+			e.Actor.Display, e.Action, e.Target.Type, e.Target.ID, e.SubjectID, e.Outcome, e.IP, e.UserAgent,
+			e.RequestID, details, e.Hash}
+		for i := range row {
+			row[i] = SafeCell(row[i])
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+		if n++; n%1000 == 0 { // a page at a time
+			cw.Flush()
+			return cw.Error()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Each calls fn with every event matching f (all pages), newest first,
+// and stops at fn's first error.
+func (rd *Reader) Each(ctx context.Context, tenantID string, f Filter, fn func(Entry) error) error {
 	f.Limit = 1000
 	for {
 		entries, next, err := rd.Query(ctx, tenantID, f)
@@ -212,24 +244,9 @@ func (rd *Reader) WriteCSV(ctx context.Context, w io.Writer, tenantID string, f 
 			return err
 		}
 		for _, e := range entries {
-			details := ""
-			if len(e.Details) > 0 {
-				b, _ := json.Marshal(e.Details)
-				details = string(b)
-			}
-			row := []string{strconv.FormatInt(e.Seq, 10), e.At.Format(time.RFC3339Nano), e.Actor.Type, e.Actor.ID,
-				e.Actor.Display, e.Action, e.Target.Type, e.Target.ID, e.SubjectID, e.Outcome, e.IP, e.UserAgent,
-				e.RequestID, details, e.Hash}
-			for i := range row {
-				row[i] = SafeCell(row[i])
-			}
-			if err := cw.Write(row); err != nil {
+			if err := fn(e); err != nil {
 				return err
 			}
-		}
-		cw.Flush()
-		if err := cw.Error(); err != nil {
-			return err
 		}
 		if next == "" {
 			return nil

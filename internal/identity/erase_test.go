@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
@@ -106,6 +107,69 @@ func TestExportScopeMigration(t *testing.T) {
 			if w, ok := want[tok.Name]; ok && strings.Join(tok.Scopes, " ") != w {
 				t.Errorf("token %s after the migration: %v; want %s", tok.Name, tok.Scopes, w)
 			}
+		}
+	})
+}
+
+// TestAccountWrites: the report of writes to people with accounts outside
+// the account's paths lists what the subjects API left before the fix
+// (simulated here by recording the events it wrote) — and neither the
+// account paths' own writes, nor writes to a contact, nor writes to a
+// person before they had an account.
+func TestAccountWrites(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids, subjects := env.Core.Identity, env.Core.Subjects
+		rename := subject.Patch{Attributes: subject.Optional[map[string]any]{Set: true, Value: map[string]any{"name": "x"}}}
+		ann, err := subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := subjects.Rectify(ctx, env.Tenant.ID, ann.ID, rename); err != nil {
+			t.Fatal(err)
+		}
+		later, err := subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "later@acme.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := subjects.Rectify(ctx, env.Tenant.ID, later.ID, rename); err != nil {
+			t.Fatal(err)
+		}
+		env.Now.Advance(time.Second)
+		if u := env.AddUser(t, "later@acme.example", "member", ""); u.SubjectID != later.ID {
+			t.Fatalf("the account was not made for the existing person: %+v", u)
+		}
+		mo := env.AddUser(t, "mo@acme.example", "member", pw)
+		al := env.AddUser(t, "al@acme.example", "member", pw)
+		owner := principalOf(t, env, "owner@acme.example")
+		name := "Mo"
+		if _, err := ids.UpdateUser(ctx, owner, mo.ID, identity.UserPatch{Name: &name}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ids.EraseUser(ctx, owner, al.ID, subject.EraseInput{Reason: "api"}); err != nil {
+			t.Fatal(err)
+		}
+		// What the subjects API wrote before the fix, with a token.
+		tokenCtx, _ := env.AsToken(t)
+		for _, e := range []audit.Event{
+			{Action: "subject.rectify", TargetType: "subject", TargetID: mo.SubjectID, SubjectID: mo.SubjectID, Details: map[string]any{"fields": []string{"email"}}},
+			{Action: "subject.erase", TargetType: "subject", TargetID: later.ID, SubjectID: later.ID, Details: map[string]any{"reason": "api"}},
+		} {
+			if err := env.Core.Log.Record(tokenCtx, env.Tenant.ID, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := ids.AccountWrites(ctx, env.Tenant.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for _, e := range got {
+			seen = append(seen, e.Action+" "+e.SubjectID+" "+e.Actor.Type)
+		}
+		want := []string{"subject.erase " + later.ID + " token", "subject.rectify " + mo.SubjectID + " token"}
+		if strings.Join(seen, "|") != strings.Join(want, "|") {
+			t.Errorf("account writes: %v; want %v", seen, want)
 		}
 	})
 }

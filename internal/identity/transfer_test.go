@@ -148,7 +148,7 @@ func TestRectifyProfile(t *testing.T) {
 		}
 		// The audit names the fields, never the values.
 		rd := auditText(t, env)
-		if !strings.Contains(rd, `"action":"subject.rectify","target":{"type":"subject","id":"`+u.SubjectID+`"},"subject_id":"`+u.SubjectID+`","outcome":"success","details":{"fields":["email","attributes"]}`) ||
+		if !strings.Contains(rd, `"action":"subject.rectify","target":{"type":"subject","id":"`+u.SubjectID+`"},"subject_id":"`+u.SubjectID+`","outcome":"success","details":{"fields":["email","attributes"],"via":"account"}`) ||
 			strings.Contains(rd, "Pat Smith") {
 			t.Errorf("audit of the rectification: %s", rd)
 		}

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -197,6 +198,33 @@ func (s *Service) EraseUser(ctx context.Context, p Principal, id string, in subj
 	}
 	in.Accounts = true
 	return s.subjects.Erase(ctx, p.TenantID, u.SubjectID, in)
+}
+
+// AccountWrites lists, newest first, the rectifications and erasures of
+// people who had a user account at the time (a user.create event for them
+// came before) that did not go through the account's own paths (their
+// details lack "via": "account"): what a takeover through the subjects API
+// — closed in December 2026 — would have left. Erased accounts are found
+// too: the trail keeps their pseudonymous subject id.
+func (s *Service) AccountWrites(ctx context.Context, tenantID string) ([]audit.Entry, error) {
+	rd := audit.NewReader(s.db, s.keys)
+	became := map[string]time.Time{} // subject id → when their first account was made
+	err := rd.Each(ctx, tenantID, audit.Filter{Action: "user.create"}, func(e audit.Entry) error {
+		became[e.SubjectID] = e.At // newest first: the earliest wins
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []audit.Entry
+	err = rd.Each(ctx, tenantID, audit.Filter{Action: "subject.*"}, func(e audit.Entry) error {
+		at, ok := became[e.SubjectID]
+		if (e.Action == "subject.rectify" || e.Action == "subject.erase") && ok && !e.At.Before(at) && e.Details["via"] != "account" {
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // UpdateUser changes role or status on behalf of p. Nobody changes an

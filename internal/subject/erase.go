@@ -127,7 +127,7 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 	actor := audit.ActorFrom(ctx)
 	c := Certificate{SubjectID: id, ErasedAt: now, Reason: in.Reason, RequestID: in.RequestID, By: actor.Type + ":" + actor.ID,
 		Erased: map[string]int{}}
-	details := map[string]any{"reason": in.Reason}
+	details := viaAccount(map[string]any{"reason": in.Reason}, in.Accounts)
 	for k, v := range in.Details {
 		details[k] = v
 	}

@@ -647,7 +647,7 @@ func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, acc
 		}
 		return nil
 	}, audit.Event{Action: "subject.rectify", TargetType: "subject", TargetID: id, SubjectID: id,
-		Details: map[string]any{"fields": changed}})
+		Details: viaAccount(map[string]any{"fields": changed}, account)})
 	if err != nil {
 		return Subject{}, err
 	}
@@ -731,6 +731,16 @@ func (s *Service) Profile(ctx context.Context, tenantID, id string) (Profile, er
 	}
 	name, _ := f.attributes["name"].(string)
 	return Profile{Email: f.email, Name: name}, nil
+}
+
+// viaAccount marks the details of a write made through an account's own
+// paths ("via": "account"), so that the audit trail tells them from writes
+// through the subjects API (see identity.AccountWrites).
+func viaAccount(details map[string]any, account bool) map[string]any {
+	if account {
+		details["via"] = "account"
+	}
+	return details
 }
 
 // notAnAccount refuses a write to a subject who has a user account: an
