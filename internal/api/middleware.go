@@ -219,12 +219,10 @@ func canAll(p identity.Principal, access string) bool {
 // person through /api/v1/subjects/{id}: when the person has a user
 // account, reading them needs users:read as well, and writing to them is
 // refused with the account's route — accounts change only through
-// /api/v1/users. (Rectification and erasure refuse accounts in the subject
-// service itself, for every caller; this covers the routes whose services
-// do not know about accounts: bounces, holds, restriction, objections,
-// consents.)
+// /api/v1/users. (Rectification and erasure also refuse accounts in the
+// subject service itself, for every other caller.)
 func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p identity.Principal) error {
-	if !strings.HasPrefix(rt.Path, "/api/v1/subjects/{id}") || rt.Method == "PATCH" || strings.HasSuffix(rt.Path, "/erase") {
+	if !strings.HasPrefix(rt.Path, "/api/v1/subjects/{id}") {
 		return nil
 	}
 	u, err := a.identity.UserBySubject(ctx, p.TenantID, r.PathValue("id"))
@@ -233,6 +231,8 @@ func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p ide
 		return nil
 	case err != nil:
 		return err
+	case rt.Path == "/api/v1/subjects/{id}/erase":
+		return errs.E(errs.Conflict, "this person has a user account: it is erased through POST /api/v1/users/%s/erase, or closed by its holder", u.ID)
 	case rt.Method != "GET":
 		return errs.E(errs.Conflict, "this person has a user account: change it through /api/v1/users/%s", u.ID)
 	case !p.Can("users:read"):
