@@ -18,6 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 func promhandler(reg *prometheus.Registry) http.Handler {
@@ -232,9 +233,9 @@ func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p ide
 	case err != nil:
 		return err
 	case rt.Path == "/api/v1/subjects/{id}/erase":
-		return errs.E(errs.Conflict, "this person has a user account: it is erased through POST /api/v1/users/%s/erase, or closed by its holder", u.ID)
+		return subject.AccountErasure(u.ID)
 	case rt.Method != "GET":
-		return errs.E(errs.Conflict, "this person has a user account: change it through /api/v1/users/%s", u.ID)
+		return subject.AccountChange(u.ID)
 	case !p.Can("users:read"):
 		return errs.E(errs.Forbidden, "this person has a user account: reading them needs users:read as well (/api/v1/users/%s)", u.ID)
 	}

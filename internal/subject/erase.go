@@ -137,15 +137,12 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 	var after []func(context.Context)
 	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
 		after, c.Erased = nil, map[string]int{}
-		accountPath := func(userID string) error {
-			return errs.E(errs.Conflict, "this person has a user account: it is erased through POST /api/v1/users/%s/erase, or closed by its holder", userID)
-		}
 		if !in.Accounts { // which path erases whom comes before anything else
 			switch userID, err := accountOf(ctx, tx.Q, tenantID, id); {
 			case err != nil:
 				return err
 			case userID != "":
-				return accountPath(userID)
+				return AccountErasure(userID)
 			}
 		}
 		_, userID, err := lockSubject(ctx, tx, s.db, tenantID, id)
@@ -153,7 +150,7 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 			return err
 		}
 		if userID != "" && !in.Accounts { // became an account meanwhile
-			return accountPath(userID)
+			return AccountErasure(userID)
 		}
 		del := func(table, where string, args ...any) error {
 			res, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, append([]any{tenantID}, args...)...)

@@ -750,7 +750,19 @@ func notAnAccount(ctx context.Context, q sqldb.Q, tenantID, subjectID string) er
 	if err != nil || userID == "" {
 		return err
 	}
+	return AccountChange(userID)
+}
+
+// AccountChange is the refusal to change, as a contact, a person who has
+// the user account userID: it names the account's route.
+func AccountChange(userID string) error {
 	return errs.E(errs.Conflict, "this person has a user account: change it through /api/v1/users/%s", userID)
+}
+
+// AccountErasure is the refusal to erase, as a contact, a person who has
+// the user account userID: it names the account's route.
+func AccountErasure(userID string) error {
+	return errs.E(errs.Conflict, "this person has a user account: it is erased through POST /api/v1/users/%s/erase, or closed by its holder", userID)
 }
 
 // accountOf answers the id of the subject's user account, "" when they
