@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,52 @@ func TestSubjectRoutesApplyAccountRules(t *testing.T) {
 		}
 		if n < 3*15 {
 			t.Fatalf("walked only %d routes × accounts", n)
+		}
+	})
+}
+
+var addressLink = regexp.MustCompile(`https://[^/\s]+(/account/email(?:-undo)?/[A-Za-z0-9_-]{43})\b`)
+
+// TestEmailChangePages: an admin's change of a member's sign-in address
+// waits for the link mailed to the new address; its page confirms with a
+// plain form; the old address gets a link whose page undoes it.
+func TestEmailChangePages(t *testing.T) {
+	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
+		member := env.AddUser(t, "mo@acme.example", "member", apptest.Password)
+		owner := env.SignIn(t, "acme", "owner@acme.example")
+		if r := owner.Do(t, "PATCH", "/api/v1/users/"+member.ID, map[string]any{"email": "mo@new.example"}); r.Status != 200 || r.Map(t)["email"] != "mo@acme.example" {
+			t.Fatalf("change of address: %d %s; want 200 with the old address until confirmed", r.Status, r.Body)
+		}
+		link := func(to, subject string) string {
+			t.Helper()
+			m := env.Mail.Wait(t, to, subject, 10*time.Second)
+			sub := addressLink.FindStringSubmatch(m.Text)
+			if sub == nil {
+				t.Fatalf("no address link in %q", m.Text)
+			}
+			return sub[1]
+		}
+		browser := env.Browser(t)
+		for _, c := range []struct{ to, subject, shows, done string }{
+			{"mo@new.example", "Confirm your new sign-in address", "mo@new.example", "you now sign in"},
+			{"mo@acme.example", "was changed", "mo@acme.example", "The change is undone"},
+		} {
+			path := link(c.to, c.subject)
+			page := browser.Do(t, "GET", path, nil)
+			if page.Status != 200 || !strings.Contains(string(page.Body), c.shows) || !strings.Contains(string(page.Body), `<form method="post">`) {
+				t.Fatalf("GET %s: %d %s", path, page.Status, page.Body)
+			}
+			done := browser.DoRaw(t, "POST", path, "application/x-www-form-urlencoded", "")
+			if done.Status != 200 || !strings.Contains(string(done.Body), c.done) {
+				t.Fatalf("POST %s: %d %s", path, done.Status, done.Body)
+			}
+			if again := browser.DoRaw(t, "POST", path, "application/x-www-form-urlencoded", ""); again.Status != 410 ||
+				!strings.HasPrefix(again.Header.Get("Content-Type"), "text/html") {
+				t.Errorf("POST %s again: %d %s", path, again.Status, again.Header.Get("Content-Type"))
+			}
+		}
+		if r := env.Browser(t).Login(t, "acme", "mo@acme.example", apptest.Password); r.Status != 401 {
+			t.Errorf("the password after the undo: %d; want 401 until a new one is chosen", r.Status)
 		}
 	})
 }

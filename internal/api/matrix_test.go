@@ -171,6 +171,10 @@ var matrix = map[string]string{
 	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}":                              "ok ok ok ok ok ok ok ok ok ok ok",
 	"POST /privacy/{tenant}/requests":                    "ok ok ok ok ok ok ok ok ok ok ok",
+	"GET /account/email/{token}":                         "ok ok ok ok ok ok ok ok ok ok ok",
+	"POST /account/email/{token}":                        "ok ok ok ok ok ok ok ok ok ok ok",
+	"GET /account/email-undo/{token}":                    "ok ok ok ok ok ok ok ok ok ok ok",
+	"POST /account/email-undo/{token}":                   "ok ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/confirm/{token}":              "ok ok ok ok ok ok ok ok ok ok ok",
 	"POST /privacy/{tenant}/confirm/{token}":             "ok ok ok ok ok ok ok ok ok ok ok",
 	"GET /privacy/{tenant}/consent/{token}":              "ok ok ok ok ok ok ok ok ok ok ok",
@@ -339,7 +343,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/subjects/" + subject + "/objections/" + objection()
 			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}",
 				"GET /privacy/{tenant}/confirm/{token}", "POST /privacy/{tenant}/confirm/{token}",
-				"GET /privacy/{tenant}/download/{token}", "POST /privacy/{tenant}/download/{token}":
+				"GET /privacy/{tenant}/download/{token}", "POST /privacy/{tenant}/download/{token}",
+				"GET /account/email/{token}", "POST /account/email/{token}", "GET /account/email-undo/{token}", "POST /account/email-undo/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
 			case "GET /api/v1/subjects/{id}/erasure":
 				return "/api/v1/subjects/" + erased + "/erasure"

@@ -35,7 +35,7 @@ var (
 )
 
 func init() {
-	for _, name := range []string{"consent", "answered", "withdraw", "error", "portal", "intake", "confirm", "download"} {
+	for _, name := range []string{"consent", "answered", "withdraw", "error", "portal", "intake", "confirm", "download", "email"} {
 		pageTemplates[name] = template.Must(template.ParseFS(pageFS, "pages/page.html", "pages/"+name+".html"))
 	}
 }

@@ -193,6 +193,10 @@ func (a *API) Routes() []Route {
 
 		{"GET", "/privacy/{tenant}", Public, anytime, a.viewPortal},
 		{"POST", "/privacy/{tenant}/requests", Public, anytime, a.portalIntake},
+		{"GET", "/account/email/{token}", Public, anytime, a.viewEmailLink},
+		{"POST", "/account/email/{token}", Public, anytime, a.useEmailLink},
+		{"GET", "/account/email-undo/{token}", Public, anytime, a.viewEmailLink},
+		{"POST", "/account/email-undo/{token}", Public, anytime, a.useEmailLink},
 		{"GET", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.viewConfirmLink},
 		{"POST", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.confirmLink},
 		{"GET", "/privacy/{tenant}/download/{token}", Public, anytime, a.viewDownload},

@@ -37,17 +37,28 @@ const (
 var errLink = errs.E(errs.Gone, "this link is not valid: it was used already, replaced by a newer one, or has expired")
 
 // linkURL is where a link's secret is used: the console page for purpose.
+// The links about a sign-in address open pages of their own, with the
+// secret in the path (as the privacy portal's links).
 func (s *Service) linkURL(purpose, secret string) string {
-	page := "/login/invitation"
-	if purpose == linkReset {
-		page = "/login/reset"
+	switch purpose {
+	case linkEmail:
+		return s.links + "/account/email/" + secret
+	case linkEmailUndo:
+		return s.links + "/account/email-undo/" + secret
+	case linkReset:
+		return s.links + "/login/reset#token=" + secret
 	}
-	return s.links + page + "#token=" + secret
+	return s.links + "/login/invitation#token=" + secret
 }
 
 // newLink stores a link for the user, ending the user's unused links of the
 // same purpose, and returns its secret and end.
 func (s *Service) newLink(ctx context.Context, tx *sqldb.Tx, tenantID, userID, purpose string, ttl time.Duration) (string, time.Time, error) {
+	return s.newLinkWith(ctx, tx, tenantID, userID, purpose, ttl, nil)
+}
+
+// newLinkWith is newLink for a link that carries a sealed payload.
+func (s *Service) newLinkWith(ctx context.Context, tx *sqldb.Tx, tenantID, userID, purpose string, ttl time.Duration, payload []byte) (string, time.Time, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return "", time.Time{}, err
@@ -58,8 +69,11 @@ func (s *Service) newLink(ctx context.Context, tx *sqldb.Tx, tenantID, userID, p
 		return "", time.Time{}, err
 	}
 	secret := newSecret()
-	_, err = tx.Exec(ctx, `INSERT INTO account_links (tenant_id, id, user_id, purpose, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		tenantID, id.String(), userID, purpose, sha(secret), now.UnixMicro(), now.Add(ttl).UnixMicro())
+	if payload == nil {
+		payload = []byte{}
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO account_links (tenant_id, id, user_id, purpose, hash, created_at, expires_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		tenantID, id.String(), userID, purpose, sha(secret), now.UnixMicro(), now.Add(ttl).UnixMicro(), payload)
 	return secret, now.Add(ttl), err
 }
 
@@ -68,6 +82,7 @@ type link struct {
 	id      string
 	expires time.Time
 	acct    *account
+	payload []byte // sealed under the account's person's key; empty for most links
 }
 
 // findLink resolves a secret to its unused, unexpired link of purpose,
@@ -80,8 +95,8 @@ func (s *Service) findLink(ctx context.Context, secret, purpose string) (*link, 
 	var l link
 	var tenantID, userID string
 	var expires, used int64
-	err := s.db.Read().QueryRow(ctx, "SELECT tenant_id, id, user_id, expires_at, used_at FROM account_links WHERE hash = ? AND purpose = ?",
-		sha(secret), purpose).Scan(&tenantID, &l.id, &userID, &expires, &used)
+	err := s.db.Read().QueryRow(ctx, "SELECT tenant_id, id, user_id, expires_at, used_at, payload FROM account_links WHERE hash = ? AND purpose = ?",
+		sha(secret), purpose).Scan(&tenantID, &l.id, &userID, &expires, &used, &l.payload)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || s.now().UnixMicro() >= expires) {
 		return nil, errLink
 	}

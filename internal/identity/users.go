@@ -227,10 +227,12 @@ func (s *Service) AccountWrites(ctx context.Context, tenantID string) ([]audit.E
 	return out, err
 }
 
-// UpdateUser changes role or status on behalf of p. Nobody changes an
-// account ranking above themselves or grants a role above their own; the
-// last active owner can be neither demoted nor suspended. Suspending ends
-// the user's sessions (tokens stop working while suspended).
+// UpdateUser changes role, status, name or sign-in address on behalf of p.
+// Nobody changes an account ranking above themselves or grants a role
+// above their own; the last active owner can be neither demoted nor
+// suspended. Suspending ends the user's sessions (tokens stop working
+// while suspended). A new address takes effect only once confirmed by the
+// link mailed to it (ConfirmEmail).
 func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch UserPatch) (User, error) {
 	if patch.Role != nil {
 		if err := validRole(*patch.Role); err != nil {
@@ -257,11 +259,29 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 	if err != nil {
 		return User{}, err
 	}
+	// A new sign-in address waits for the confirmation mailed to it.
+	newEmail := ""
+	if profile.Email.Set {
+		current, _, err := s.subjects.Email(ctx, p.TenantID, u.SubjectID)
+		if err != nil {
+			return User{}, err
+		}
+		if profile.Email.Value != current {
+			newEmail = profile.Email.Value
+		}
+		profile.Email = subject.Optional[string]{}
+	}
+	apply := func(u User) (User, error) {
+		if err := s.rectify(ctx, p.TenantID, u, profile); err != nil || newEmail == "" {
+			return u, err
+		}
+		return u, s.requestEmailChange(ctx, p.TenantID, u, newEmail)
+	}
 	next := u
 	setIf(&next.Role, patch.Role)
 	setIf(&next.Status, patch.Status)
 	if next == u {
-		return u, s.rectify(ctx, p.TenantID, u, profile)
+		return apply(u)
 	}
 	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
 		if u.Role == RoleOwner && (next.Role != RoleOwner || next.Status != StatusActive) {
@@ -287,5 +307,5 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 	if err != nil {
 		return User{}, err
 	}
-	return next, s.rectify(ctx, p.TenantID, u, profile)
+	return apply(next)
 }
