@@ -205,5 +205,13 @@ func TestEmailChangePages(t *testing.T) {
 		if r := env.Browser(t).Login(t, "acme", "mo@acme.example", apptest.Password); r.Status != 401 {
 			t.Errorf("the password after the undo: %d; want 401 until a new one is chosen", r.Status)
 		}
+		// A person asks for a new address of their own: the same confirmation.
+		if r := owner.Do(t, "PUT", "/api/v1/me/email", map[string]any{"email": "boss@new.example"}); r.Status != 202 {
+			t.Fatalf("own address: %d %s", r.Status, r.Body)
+		}
+		link("boss@new.example", "Confirm your new sign-in address")
+		if r := owner.Do(t, "GET", "/api/v1/me", nil); r.Map(t)["email"] != "owner@acme.example" {
+			t.Errorf("own address before the confirmation: %s", r.Body)
+		}
 	})
 }

@@ -53,6 +53,7 @@ var matrix = map[string]string{
 	"GET /api/v1/me":                                     "401 ok ok ok ok ok ok ok 403 403 ok",
 	"PATCH /api/v1/me":                                   "401 ok ok ok ok ok ok ok 403 403 ok",
 	"PUT /api/v1/me/password":                            "401 ok ok ok ok ok ok ok 403 403 ok",
+	"PUT /api/v1/me/email":                               "401 ok ok ok ok ok ok ok 403 403 ok",
 	"GET /api/v1/me/export":                              "401 ok ok ok ok ok ok ok 403 403 ok",
 	"POST /api/v1/me/closure":                            "401 ok ok ok ok ok ok ok 403 403 ok",
 	"DELETE /api/v1/me/closure":                          "401 ok ok ok ok ok ok ok 403 403 ok",

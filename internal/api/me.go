@@ -73,6 +73,30 @@ func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
 	return a.me(w, r)
 }
 
+// changeMyEmail asks for a new sign-in address: a link to confirm it goes
+// to that address, and nothing changes until it is used.
+func (a *API) changeMyEmail(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Email string `json:"email"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Email == "" {
+		return errs.Field("email", "required")
+	}
+	sent, err := a.identity.ChangeOwnEmail(r.Context(), principal(r), in.Email)
+	if err != nil {
+		return err
+	}
+	detail := "This is your sign-in address already."
+	if sent {
+		detail = "A link to confirm the new address is on its way to it; until it is used, your address stays as it is."
+	}
+	httpio.JSON(w, http.StatusAccepted, map[string]string{"detail": detail})
+	return nil
+}
+
 func (a *API) changePassword(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		CurrentPassword string `json:"current_password"`

@@ -71,6 +71,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/me", Enrol, anytime, a.me},
 		{"PATCH", "/api/v1/me", Session, anytime, a.updateMe},
 		{"PUT", "/api/v1/me/password", Session, sensitive, a.changePassword},
+		{"PUT", "/api/v1/me/email", Session, sensitive, a.changeMyEmail},
 		{"GET", "/api/v1/me/export", Session, sensitive, a.exportMe},
 		{"POST", "/api/v1/me/closure", Session, sensitive, a.closeMe},
 		{"DELETE", "/api/v1/me/closure", Session, anytime, a.cancelCloseMe},

@@ -76,6 +76,28 @@ as it was. If you did not expect this email, ignore it.
 	}, audit.Event{Action: "user.email.request", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID})
 }
 
+// ChangeOwnEmail asks, for p, to make email p's sign-in address: like an
+// admin's change, it takes effect only through the link mailed to it. It
+// answers whether a link was sent (not when the address is already p's).
+func (s *Service) ChangeOwnEmail(ctx context.Context, p Principal, email string) (bool, error) {
+	if p.TokenID != "" {
+		return false, errs.E(errs.Forbidden, "a sign-in address is changed by its holder, signed in; API tokens cannot do it")
+	}
+	u, err := s.UserByID(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return false, err
+	}
+	sp, err := s.checkProfile(ctx, p.TenantID, u, nil, &email)
+	if err != nil {
+		return false, err
+	}
+	current, _, err := s.subjects.Email(ctx, p.TenantID, u.SubjectID)
+	if err != nil || sp.Email.Value == current {
+		return false, err
+	}
+	return true, s.requestEmailChange(ctx, p.TenantID, u, sp.Email.Value)
+}
+
 // EmailLinkInfo answers what the page of an address link shows (purpose
 // "confirm" or "undo"), without using it.
 func (s *Service) EmailLinkInfo(ctx context.Context, secret, purpose string) (EmailLink, error) {

@@ -117,3 +117,42 @@ func TestEmailChange(t *testing.T) {
 		}
 	})
 }
+
+// TestChangeOwnEmail: a person asks for a new sign-in address for
+// themselves — signed in, never with a token — and it waits for the same
+// confirmation; someone else's address is refused.
+func TestChangeOwnEmail(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		env.AddUser(t, "ann@acme.example", "member", pw)
+		mo := env.AddUser(t, "mo@acme.example", "member", pw)
+		self := principalOf(t, env, "mo@acme.example")
+		token, err := ids.Authenticate(ctx, env.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ids.ChangeOwnEmail(ctx, token, "owner@new.example"); !errs.Is(err, errs.Forbidden) {
+			t.Errorf("with a token: %v", err)
+		}
+		if _, err := ids.ChangeOwnEmail(ctx, self, "ann@acme.example"); !errs.Is(err, errs.Invalid) {
+			t.Errorf("someone else's address: %v", err)
+		}
+		if sent, err := ids.ChangeOwnEmail(ctx, self, "MO@acme.example"); err != nil || sent {
+			t.Errorf("their own address again: %v %v", sent, err)
+		}
+		if sent, err := ids.ChangeOwnEmail(ctx, self, "mo@home.example"); err != nil || !sent {
+			t.Fatalf("a new address: %v %v", sent, err)
+		}
+		if a, _ := ids.Account(ctx, env.Tenant.ID, mo.ID); a.Email != "mo@acme.example" {
+			t.Fatalf("changed before the confirmation: %s", a.Email)
+		}
+		if _, err := ids.ConfirmEmail(ctx, emailLink(t, env, "mo@home.example", "Confirm your new sign-in address"), identity.Client{}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := ids.Account(ctx, env.Tenant.ID, mo.ID); a.Email != "mo@home.example" {
+			t.Errorf("after the confirmation: %s", a.Email)
+		}
+		env.Mail.Wait(t, "mo@acme.example", "was changed", 10*time.Second)
+	})
+}
