@@ -3,6 +3,8 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,7 +195,8 @@ var matrix = map[string]string{
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 403 ok ok ok 403 ok",
 }
 
-// TestAuthorizationMatrix walks every route × principal.
+// TestAuthorizationMatrix walks every route × principal, and every route ×
+// a token holding each scope alone.
 func TestAuthorizationMatrix(t *testing.T) {
 	apptest.Run(t, func(t *testing.T, env *apptest.Env) {
 		ctx := context.Background()
@@ -424,6 +427,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return strings.ReplaceAll(p, "{id}", "01a00000-0000-7000-8000-000000000000")
 		}
 
+		// Tokens of the owner's, each holding one scope alone.
+		scoped := map[string]string{}
+		for _, scope := range identity.Scopes {
+			if scoped[scope], _, err = ids.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", scope, []string{scope}, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
 		// Each principal signs in once; a browser whose session a route
 		// ended (its cookie gone or changed) signs in again before its next
 		// call.
@@ -480,12 +490,30 @@ func TestAuthorizationMatrix(t *testing.T) {
 						delete(browsers, who)
 					}
 				}
-				got := "ok"
-				if r.Status == 401 || r.Status == 403 || r.Status == 404 {
-					got = fmt.Sprint(r.Status)
-				}
-				if got != wants[i] {
+				if got := outcome(r); got != wants[i] {
 					t.Errorf("%s as %s: %s (%d %.200s); want %s", key, who, got, r.Status, r.Body, wants[i])
+				}
+			}
+			// A token holding one scope alone: what the owner's token gets
+			// where that scope is all the route needs (or it needs none),
+			// 403 everywhere else — no route lets a scope reach more.
+			ownerToken := wants[slices.Index(principals, "owner token")]
+			for _, scope := range identity.Scopes {
+				want := "403"
+				if rt.Access == api.Public || rt.Access == api.Session || rt.Access == api.Enrol || rt.Access == scope {
+					want = ownerToken
+				}
+				var b any
+				if body != "" {
+					b = body
+				}
+				p := placeholder.ReplaceAllString(rt.Path, "01a00000-0000-7000-8000-000000000000") // refused before any object is looked at
+				if want != "403" {
+					p = path(key, rt.Path)
+				}
+				r := env.Do(t, scoped[scope], rt.Method, p, b)
+				if got := outcome(r); got != want {
+					t.Errorf("%s with a token holding only %s: %s (%d %.200s); want %s", key, scope, got, r.Status, r.Body, want)
 				}
 			}
 		}
@@ -495,6 +523,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	})
+}
+
+var placeholder = regexp.MustCompile(`\{[^}]+\}`)
+
+// outcome is what the matrix says of an answer: "ok" (past authorization:
+// any status but 401, 403 or 404), or that status.
+func outcome(r apptest.Response) string {
+	if r.Status == 401 || r.Status == 403 || r.Status == 404 {
+		return fmt.Sprint(r.Status)
+	}
+	return "ok"
 }
 
 // principalOf signs email in (with apptest.Password) and returns how the
