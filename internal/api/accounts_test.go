@@ -10,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/rights"
 )
 
 // TestNoTakeoverThroughTheSubjectsAPI: an account's person is not changed
@@ -82,6 +83,30 @@ func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 		}
 		if r := env.Do(t, env.Token, "GET", staff, nil); r.Status != 200 || r.Map(t)["email"] != "mo@acme.example" {
 			t.Errorf("GET %s with users:read too: %d %s", staff, r.Status, r.Body)
+		}
+		// A request about staff needs the users scopes too.
+		staffRequest, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", SubjectID: member.SubjectID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		contactRequest, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			token, method, id string
+			want              int
+		}{
+			{scoped, "GET", staffRequest.ID, 403}, {scoped, "PATCH", staffRequest.ID, 403},
+			{scoped, "GET", contactRequest.ID, 200}, {env.Token, "GET", staffRequest.ID, 200},
+		} {
+			var body any
+			if c.method == "PATCH" {
+				body = map[string]any{"status": "verified"}
+			}
+			if r := env.Do(t, c.token, c.method, "/api/v1/requests/"+c.id, body); r.Status != c.want {
+				t.Errorf("%s a request (%s): %d %.200s; want %d", c.method, c.id, r.Status, r.Body, c.want)
+			}
 		}
 		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
 			env.SignIn(t, "acme", email) // fails the test unless their own address still signs in

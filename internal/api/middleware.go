@@ -217,12 +217,33 @@ func canAll(p identity.Principal, access string) bool {
 }
 
 // accountRules applies an account's rules to the routes that reach a
-// person through /api/v1/subjects/{id}: when the person has a user
-// account, reading them needs users:read as well, and writing to them is
-// refused with the account's route — accounts change only through
-// /api/v1/users. (Rectification and erasure also refuse accounts in the
-// subject service itself, for every other caller.)
+// person through another resource. Through /api/v1/subjects/{id}: when the
+// person has a user account, reading them needs users:read as well, and
+// writing to them is refused with the account's route — accounts change
+// only through /api/v1/users. (Rectification and erasure also refuse
+// accounts in the subject service itself, for every other caller.)
+// Through /api/v1/requests/{id}: a request about a person with an account
+// needs users:read to read and users:write to act on as well.
 func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p identity.Principal) error {
+	if strings.HasPrefix(rt.Path, "/api/v1/requests/{id}") {
+		subjectID, err := a.rights.SubjectOf(ctx, p.TenantID, r.PathValue("id"))
+		if err != nil {
+			return nil // the handler answers: 404
+		}
+		need := "users:write"
+		if rt.Method == "GET" {
+			need = "users:read"
+		}
+		switch _, err := a.identity.UserBySubject(ctx, p.TenantID, subjectID); {
+		case errs.Is(err, errs.NotFound):
+			return nil
+		case err != nil:
+			return err
+		case !p.Can(need):
+			return errs.E(errs.Forbidden, "this request is about a person with a user account: it needs %s as well", need)
+		}
+		return nil
+	}
 	if !strings.HasPrefix(rt.Path, "/api/v1/subjects/{id}") {
 		return nil
 	}

@@ -644,6 +644,17 @@ and will answer by %s at the latest, for this reason:
 	return s.Get(ctx, tenantID, id)
 }
 
+// SubjectOf answers whom request id is about, without reading anything
+// personal (NotFound when there is no such request).
+func (s *Service) SubjectOf(ctx context.Context, tenantID, id string) (string, error) {
+	var subjectID string
+	err := s.db.Read().QueryRow(ctx, "SELECT subject_id FROM data_requests WHERE tenant_id = ? AND id = ?", tenantID, id).Scan(&subjectID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errs.E(errs.NotFound, "no such request")
+	}
+	return subjectID, err
+}
+
 // ErasureRequest checks that request id asks for the erasure of
 // subjectID and has been verified, so that the erasure can answer it.
 func (s *Service) ErasureRequest(ctx context.Context, tenantID, id, subjectID string) error {
