@@ -267,22 +267,8 @@ func (s *Service) setAddress(ctx context.Context, a *account, email string) erro
 
 // owners are the tenant's active owners, to be told.
 func (s *Service) owners(ctx context.Context, tenantID string) ([]*account, error) {
-	rows, err := s.db.Read().Query(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? AND role = ? AND status = ?",
-		tenantID, RoleOwner, StatusActive)
+	us, err := s.users(ctx, "tenant_id = ? AND role = ? AND status = ?", tenantID, RoleOwner, StatusActive)
 	if err != nil {
-		return nil, err
-	}
-	var us []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		us = append(us, u)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	out := make([]*account, 0, len(us))

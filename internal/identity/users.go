@@ -33,24 +33,29 @@ func rank(role string) int {
 	return 0
 }
 
-// Users lists the tenant's accounts with their emails, oldest first; the
-// read is audited.
-func (s *Service) Users(ctx context.Context, tenantID string) ([]Account, error) {
-	rows, err := s.db.Read().Query(ctx, "SELECT "+userColumns+" FROM users WHERE tenant_id = ? ORDER BY id", tenantID)
+// users lists the accounts matching where (with its args).
+func (s *Service) users(ctx context.Context, where string, args ...any) ([]User, error) {
+	rows, err := s.db.Read().Query(ctx, "SELECT "+userColumns+" FROM users WHERE "+where, args...)
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	var us []User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			rows.Close()
 			return nil, err
 		}
 		us = append(us, u)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return us, rows.Err()
+}
+
+// Users lists the tenant's accounts with their emails, oldest first; the
+// read is audited.
+func (s *Service) Users(ctx context.Context, tenantID string) ([]Account, error) {
+	us, err := s.users(ctx, "tenant_id = ? ORDER BY id", tenantID)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]Account, 0, len(us))
