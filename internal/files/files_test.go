@@ -111,14 +111,101 @@ func audited(t *testing.T, env *coretest.Env, action string) []audit.Entry {
 	return es
 }
 
-// withRegions runs fn on both engines with two regions: "local" under the
-// data dir and "eu" in a directory of its own.
+// withRegions runs fn on both engines with three regions: "local" under
+// the data dir, "eu" in a directory of its own, and "down", an S3 region on
+// a closed port.
 func withRegions(t *testing.T, fn func(t *testing.T, env *coretest.Env)) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
 	eu := t.TempDir()
 	coretest.RunWith(t, func(c *config.Config, _ *core.Options) {
 		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
-			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))}}
+			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
+			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
 	}, fn)
+}
+
+// TestRegions: content goes to its space's region and nowhere else; a
+// region that is down refuses (unavailable, naming it) and keeps nothing;
+// the tenant narrows the regions; the residency report says where
+// everything is.
+func TestRegions(t *testing.T) {
+	withRegions(t, func(t *testing.T, env *coretest.Env) {
+		o := ownerOf(t, env)
+		euDir := strings.TrimPrefix(env.Core.Config.Regions[1].URL, "file://")
+		local := filepath.Join(env.DataDir, "regions", "local")
+		inEU := o.space(t, "EU clients", "eu")
+		inLocal := o.space(t, "Local", "")
+		o.put(t, inEU, "a.txt", content(5000, "eu"), nil)
+		o.put(t, inEU, "a.txt", content(6000, "eu"), nil)
+		o.put(t, inLocal, "b.txt", content(7000, "local"), nil)
+		if n, m := len(coretest.Files(t, euDir)), len(coretest.Files(t, local)); n != 2 || m != 1 {
+			t.Fatalf("eu holds %d blobs (want 2), local %d (want 1)", n, m)
+		}
+		down := o.space(t, "Down", "down")
+		_, _, err := env.Core.Files.Put(o.ctx, o.p, down, files.Upload{Path: "c.txt", Length: -1, Body: strings.NewReader("to nowhere")})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Unavailable || !strings.Contains(e.Detail, "down") {
+			t.Errorf("upload to a region that is down: %v", err)
+		}
+		if got := count(t, env, "SELECT COUNT(*) FROM nodes WHERE space_id = ?", down); got != "0" {
+			t.Errorf("%s items in the space whose region is down", got)
+		}
+		if got := count(t, env, "SELECT COUNT(*) FROM blob_intents WHERE state = 'writing'"); got != "0" {
+			t.Errorf("%s writes still announced", got)
+		}
+
+		rep, err := env.Core.Files.Residency(o.ctx, o.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]files.RegionUse{}
+		for _, u := range rep.Regions {
+			byName[u.Name] = u
+		}
+		if byName["eu"].Spaces != 1 || byName["eu"].Objects != 2 || byName["local"].Objects != 1 || byName["down"].Spaces != 1 ||
+			!strings.HasPrefix(byName["eu"].Location, "file://") || strings.Contains(byName["down"].Location, "secret") {
+			t.Errorf("regions in the report: %+v", rep.Regions)
+		}
+		if rep.DefaultRegion != "local" || rep.UsedBytes != 5000+6000+7000 || rep.Database.Kind == "" || len(rep.Spaces) != 3 {
+			t.Errorf("report: %+v", rep)
+		}
+		for _, s := range rep.Spaces {
+			if s.ID == inEU && (s.Region != "eu" || s.Objects != 2 || s.Bytes <= 11000 || s.Name != "EU clients") {
+				t.Errorf("EU space in the report: %+v", s)
+			}
+		}
+
+		// The tenant narrows its regions: the default must be allowed.
+		narrow := func(region string, allowed ...string) error {
+			in := tenant.Organisation{TimeZone: "UTC", AllowedRegions: &allowed}
+			if region != "" {
+				in.Region = &region
+			}
+			_, err := env.Core.Tenants.SetOrganisation(o.ctx, env.Tenant.ID, in)
+			return err
+		}
+		field := func(err error) string {
+			if e, ok := errs.As(err); ok && e.Kind == errs.Invalid {
+				return e.Field
+			}
+			return ""
+		}
+		if err := narrow("", "eu"); field(err) != "region" {
+			t.Errorf("allowing only eu while the default is local: %v", err)
+		}
+		if err := narrow("", "mars"); field(err) != "allowed_regions" {
+			t.Errorf("allowing an unknown region: %v", err)
+		}
+		if err := narrow("eu", "eu"); err != nil {
+			t.Fatalf("narrowing to eu: %v", err)
+		}
+		if _, err := env.Core.Spaces.Create(o.ctx, o.p, "Elsewhere", "local"); field(err) != "region" {
+			t.Errorf("space outside the allowed regions: %v", err)
+		}
+		if sp, err := env.Core.Spaces.Create(o.ctx, o.p, "Default", ""); err != nil || sp.Region != "eu" {
+			t.Errorf("space in the default region: %+v %v", sp, err)
+		}
+	})
 }
 
 func kind(k errs.Kind) *errs.Kind { return &k }
