@@ -108,6 +108,12 @@ func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 				t.Errorf("%s a request (%s): %d %.200s; want %d", c.method, c.id, r.Status, r.Body, c.want)
 			}
 		}
+		for token, want := range map[string]int{scoped: 1, env.Token: 2} {
+			var list struct{ Requests []rights.Request }
+			if env.Do(t, token, "GET", "/api/v1/requests", nil).JSON(t, &list); len(list.Requests) != want {
+				t.Errorf("the request list with users:read %v: %d requests; want %d", token == env.Token, len(list.Requests), want)
+			}
+		}
 		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
 			env.SignIn(t, "acme", email) // fails the test unless their own address still signs in
 		}

@@ -23,9 +23,9 @@ func (a *API) createRequest(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listRequests(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	rs, err := a.rights.List(r.Context(), principal(r).TenantID, rights.Filter{Status: q.Get("status"), Due: q.Get("due"),
-		SubjectID: q.Get("subject_id")})
+	q, p := r.URL.Query(), principal(r)
+	rs, err := a.rights.List(r.Context(), p.TenantID, rights.Filter{Status: q.Get("status"), Due: q.Get("due"),
+		SubjectID: q.Get("subject_id"), NoStaff: !p.Can("users:read")}) // requests about staff need users:read too
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,9 @@ type Filter struct {
 	Status    string // one status, or "open" (not completed nor rejected)
 	Due       string // overdue | soon (within 7 days, not overdue)
 	SubjectID string
+	// NoStaff leaves out the requests of people who have a user account,
+	// for a caller who may not read accounts.
+	NoStaff bool
 }
 
 // Service keeps requests.
@@ -435,6 +438,9 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter) ([]Reques
 	if f.SubjectID != "" {
 		q += " AND subject_id = ?"
 		args = append(args, f.SubjectID)
+	}
+	if f.NoStaff {
+		q += " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = data_requests.tenant_id AND u.subject_id = data_requests.subject_id)"
 	}
 	now := s.now().UnixMicro()
 	deadline := "CASE WHEN extended_due_at <> 0 THEN extended_due_at ELSE due_at END"
