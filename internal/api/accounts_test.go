@@ -10,6 +10,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 )
 
@@ -108,10 +109,27 @@ func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 				t.Errorf("%s a request (%s): %d %.200s; want %d", c.method, c.id, r.Status, r.Body, c.want)
 			}
 		}
-		for token, want := range map[string]int{scoped: 1, env.Token: 2} {
+		if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "analytics", Name: "Analytics",
+			LegalBasis: register.LegitimateInterests, DataCategories: []string{"user.contact.email"}}}); err != nil {
+			t.Fatal(err)
+		}
+		objection, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "objection", SubjectID: member.SubjectID, Purposes: []string{"analytics"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.App.Rights.Update(ctx, env.Tenant.ID, objection.ID, rights.Change{Status: rights.Verified}); err != nil {
+			t.Fatal(err)
+		}
+		for token, want := range map[string]int{scoped: 1, env.Token: 3} {
 			var list struct{ Requests []rights.Request }
 			if env.Do(t, token, "GET", "/api/v1/requests", nil).JSON(t, &list); len(list.Requests) != want {
 				t.Errorf("the request list with users:read %v: %d requests; want %d", token == env.Token, len(list.Requests), want)
+			}
+		}
+		for token, want := range map[string]int{scoped: 0, env.Token: 1} {
+			var list struct{ Objections []rights.Objection }
+			if env.Do(t, token, "GET", "/api/v1/objections", nil).JSON(t, &list); len(list.Objections) != want {
+				t.Errorf("the objections with users:read %v: %d; want %d", token == env.Token, len(list.Objections), want)
 			}
 		}
 		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {

@@ -100,7 +100,8 @@ func (a *API) unrestrictSubject(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listObjections(w http.ResponseWriter, r *http.Request) error {
-	os, err := a.rights.Objections(r.Context(), principal(r).TenantID, r.URL.Query().Get("status"))
+	p := principal(r)
+	os, err := a.rights.Objections(r.Context(), p.TenantID, r.URL.Query().Get("status"), !p.Can("users:read")) // staff need users:read too
 	if err != nil {
 		return err
 	}

@@ -165,15 +165,20 @@ func (s *Service) applyVerified(ctx context.Context, tenantID string, r Request)
 }
 
 // Objections lists the tenant's objections with status ("" for all),
-// oldest first.
-func (s *Service) Objections(ctx context.Context, tenantID, status string) ([]Objection, error) {
-	if status == "" {
-		return s.objections(ctx, tenantID, "")
+// oldest first; with noStaff, not those of people who have a user account
+// (for a caller who may not read accounts).
+func (s *Service) Objections(ctx context.Context, tenantID, status string, noStaff bool) ([]Objection, error) {
+	cond, args := "", []any{}
+	if status != "" {
+		if !slices.Contains([]string{ObjectionOpen, ObjectionUpheld, ObjectionOverridden}, status) {
+			return nil, errs.Field("status", "open, upheld or overridden")
+		}
+		cond, args = " AND status = ?", append(args, status)
 	}
-	if !slices.Contains([]string{ObjectionOpen, ObjectionUpheld, ObjectionOverridden}, status) {
-		return nil, errs.Field("status", "open, upheld or overridden")
+	if noStaff {
+		cond += " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = objections.tenant_id AND u.subject_id = objections.subject_id)"
 	}
-	return s.objections(ctx, tenantID, " AND status = ?", status)
+	return s.objections(ctx, tenantID, cond, args...)
 }
 
 // objections lists the tenant's objections matching cond.
