@@ -13,6 +13,7 @@ import (
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // env is what every command gets from run.
@@ -118,4 +119,18 @@ func (e *env) open(ctx context.Context) (*core.Core, context.Context, error) {
 		return nil, ctx, err
 	}
 	return a, audit.WithActor(ctx, audit.Actor{Type: audit.ActorOperator, ID: "cli"}), nil
+}
+
+// openTenant is open for a command about the tenant with slug.
+func (e *env) openTenant(ctx context.Context, slug string) (*core.Core, context.Context, tenant.Tenant, error) {
+	a, ctx, err := e.open(ctx)
+	if err != nil {
+		return nil, ctx, tenant.Tenant{}, err
+	}
+	t, err := a.Tenants.BySlug(ctx, slug)
+	if err != nil {
+		a.Close()
+		return nil, ctx, tenant.Tenant{}, err
+	}
+	return a, ctx, t, nil
 }

@@ -65,15 +65,11 @@ func quotaCmd(e *env) *cobra.Command {
 		Short: "Set how many bytes of files (every version) a tenant may store; 0 for no bound",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			if t, err = a.Tenants.SetQuota(ctx, t.ID, bytes); err != nil {
 				return err
 			}
@@ -111,15 +107,11 @@ user has no password until one is set through a link.`,
 					return err
 				}
 			}
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			u, err := a.Identity.CreateUser(ctx, t.ID, identity.NewUser{Email: email, Role: role, Password: pw})
 			if err != nil {
 				return err
@@ -151,15 +143,11 @@ func tokenCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			secret, tok, err := a.Identity.CreateToken(ctx, t.ID, email, name, scopes, ttl)
 			if err != nil {
 				return err
@@ -205,15 +193,11 @@ func auditCmd(e *env) *cobra.Command {
 		Short: "Verify a tenant's audit chain; exit 0 when intact",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			pub, err := a.Keys.AuditPublicKey(ctx, a.DB.Read(), t.ID)
 			if err != nil {
 				return err
@@ -236,15 +220,11 @@ func auditCmd(e *env) *cobra.Command {
 		Short: "List rectifications and erasures of people with accounts made outside the account's paths (the subjects API before December 2026)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			es, err := a.Identity.AccountWrites(ctx, t.ID)
 			if err != nil {
 				return err
@@ -279,15 +259,11 @@ func keysCmd(e *env) *cobra.Command {
 		Short: "Give a tenant a new key-encryption key and re-wrap every subject key under it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, err := e.open(cmd.Context())
+			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			t, err := a.Tenants.BySlug(ctx, slug)
-			if err != nil {
-				return err
-			}
 			res, err := a.Keys.Rotate(ctx, a.DB, t.ID, func(done int) {
 				fmt.Fprintf(e.stderr, "\rre-wrapped %d subject keys", done)
 			})

@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/blobstore/blobtest"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -457,14 +458,8 @@ func TestFileBadInput(t *testing.T) {
 // the data dir, "eu" in a directory of its own, and "down", an S3 region
 // on a closed port.
 func withRegions(t *testing.T, fn func(t *testing.T, env *apptest.Env)) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
-	eu := t.TempDir()
-	apptest.RunWith(t, func(c *config.Config, _ *app.Options) {
-		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
-			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
-			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
-	}, fn)
+	regions := coretest.ThreeRegions(t)
+	apptest.RunWith(t, func(c *config.Config, _ *app.Options) { regions(c) }, fn)
 }
 
 // TestFilesOnS3: the same file life — upload, ranged download, versions,

@@ -115,14 +115,8 @@ func audited(t *testing.T, env *coretest.Env, action string) []audit.Entry {
 // the data dir, "eu" in a directory of its own, and "down", an S3 region on
 // a closed port.
 func withRegions(t *testing.T, fn func(t *testing.T, env *coretest.Env)) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
-	eu := t.TempDir()
-	coretest.RunWith(t, func(c *config.Config, _ *core.Options) {
-		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
-			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
-			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
-	}, fn)
+	regions := coretest.ThreeRegions(t)
+	coretest.RunWith(t, func(c *config.Config, _ *core.Options) { regions(c) }, fn)
 }
 
 // TestRegions: content goes to its space's region and nowhere else; a

@@ -85,6 +85,21 @@ func Engines(t *testing.T, fn func(t *testing.T, databaseURL string)) {
 // Benchmarks use it, so that their figures are the product's.
 func AsInProduction(_ *config.Config, o *core.Options) { o.Test = core.TestOptions{} }
 
+// ThreeRegions returns a configuration change for tests of residency:
+// the regions "local" under the data dir, "eu" in a directory of its own
+// (per data dir, under a temp dir of t's), and "down", an S3 region on a
+// closed port (with the credentials the S3 driver asks for).
+func ThreeRegions(t testing.TB) func(*config.Config) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testsecret123")
+	eu := t.TempDir()
+	return func(c *config.Config) {
+		c.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")},
+			{Name: "eu", URL: "file://" + filepath.Join(eu, filepath.Base(filepath.Dir(c.DataDir)))},
+			{Name: "down", URL: "s3://down?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true"}}
+	}
+}
+
 // New opens a core on databaseURL ("" for SQLite in a temp dir) with a
 // tenant "acme", owner owner@acme.example and a token with every scope.
 func New(t testing.TB, databaseURL string) *Env {
