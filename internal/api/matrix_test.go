@@ -195,6 +195,45 @@ var matrix = map[string]string{
 	"GET /api/v1/audit/verify":                           "401 403 403 403 403 403 ok ok ok 403 ok",
 }
 
+// onAccounts says what each principal gets on the routes that name a
+// person, when that person is the holder of a user account — an owner's,
+// an admin's and a member's are called alike and must answer alike.
+// Accounts change only through /api/v1/users: a write answers "account"
+// (409, naming the account's route) to everyone past authorization, and
+// reading them needs users:read as well as the route's scope. A file may
+// still be linked to a person with an account (HR records): that writes
+// nothing of theirs. The routes that name a person are called on a
+// contact with linked files too, where the matrix's own row holds: scopes
+// follow the data (the export needs subjects:export, the files list
+// spaces:read as well).
+var onAccounts = map[string]string{
+	//                                                  anon member viewer editor gadmin admin owner o-token m-token other
+	"GET /api/v1/subjects/{id}":                          "401 403 403 403 403 403 ok ok ok 403 404",
+	"PATCH /api/v1/subjects/{id}":                        "401 403 403 403 403 403 account account account 403 404",
+	"GET /api/v1/subjects/{id}/export":                   "401 403 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/erase":                   "401 403 403 403 403 403 account account account 403 404",
+	"GET /api/v1/subjects/{id}/erasure":                  "401 403 403 403 403 403 404 404 404 403 404", // a live account has no certificate
+	"GET /api/v1/subjects/{id}/files":                    "401 403 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/bounces":                 "401 403 403 403 403 403 account account account 403 404",
+	"PUT /api/v1/subjects/{id}/legal-hold":               "401 403 403 403 403 403 account account account 403 404",
+	"DELETE /api/v1/subjects/{id}/legal-hold":            "401 403 403 403 403 403 account account account 403 404",
+	"PUT /api/v1/subjects/{id}/restriction":              "401 403 403 403 403 403 account account account 403 404",
+	"DELETE /api/v1/subjects/{id}/restriction":           "401 403 403 403 403 403 account account account 403 404",
+	"PUT /api/v1/subjects/{id}/objections/{purpose}":     "401 403 403 403 403 403 account account account 403 404",
+	"GET /api/v1/subjects/{id}/processing":               "401 403 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/subjects/{id}/consents":                "401 403 403 403 403 403 account account account 403 404",
+	"GET /api/v1/subjects/{id}/consents":                 "401 403 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/consents/verify":          "401 403 403 403 403 403 ok ok ok 403 404",
+	"GET /api/v1/subjects/{id}/consents/{event}/receipt": "401 403 403 403 403 403 ok ok ok 403 404",
+	"PUT /api/v1/files/{id}/subjects/{subject}":          "401 403 403 403 403 403 ok ok ok 403 404",
+	"DELETE /api/v1/files/{id}/subjects/{subject}":       "401 403 403 403 403 403 ok ok ok 403 404",
+}
+
+// namesPerson reports whether a route names a person by subject id.
+func namesPerson(path string) bool {
+	return strings.HasPrefix(path, "/api/v1/subjects/{id}") || strings.Contains(path, "/subjects/{subject}")
+}
+
 // TestAuthorizationMatrix walks every route × principal, and every route ×
 // a token holding each scope alone.
 func TestAuthorizationMatrix(t *testing.T) {
@@ -279,9 +318,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// objection opens (again) an objection of subject to a purpose based
-		// on legitimate interests, and answers the purpose.
-		objection := func() string {
+		// objection opens (again) an objection of a contact to a purpose
+		// based on legitimate interests, and answers the purpose.
+		objection := func(subject string) string {
 			r, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "objection", SubjectID: subject, Purposes: []string{"matrix.analytics"}})
 			if err != nil {
 				t.Fatal(err)
@@ -302,6 +341,44 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return it
 		}
 		doc := upload()
+		// The people the routes that name a person are called on: a
+		// contact, a contact with a linked file, and three account holders
+		// (each with a consent event, for the receipt's route).
+		people := map[string]string{"a contact": subject}
+		events := map[string]string{"a contact": event.ID}
+		// filed is a new contact with a new file linked to them.
+		filed := func(erase bool) string {
+			n++
+			id := createSubject(t, env, env.Token, map[string]any{"email": fmt.Sprintf("filed%d@example.org", n)})["id"].(string)
+			if _, _, err := env.App.Files.Link(ctx, op, upload().ID, id); err != nil {
+				t.Fatal(err)
+			}
+			if erase {
+				if _, err := env.App.Subjects.Erase(ctx, env.Tenant.ID, id, subjectpkg.EraseInput{Reason: "api"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return id
+		}
+		people["a contact with files"] = filed(false)
+		erasedWithFiles := filed(true)
+		holders := []string{"the owner's account", "an admin's account", "a member's account"}
+		for i, email := range []string{"owner@acme.example", "admin@acme.example", "member@acme.example"} {
+			u, err := ids.UserByEmail(ctx, env.Tenant.ID, email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			people[holders[i]] = u.SubjectID
+		}
+		for who, id := range people {
+			if events[who] == "" {
+				e, err := env.App.Consent.Record(ctx, env.Tenant.ID, id, consent.Input{Purpose: "matrix.news", Action: consent.Grant, Method: "api"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				events[who] = e.ID
+			}
+		}
 		// newUpload opens an upload session as the owner.
 		newUpload := func() string {
 			n++
@@ -338,23 +415,37 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 		// path gives the path to call route key with: real objects where
 		// access depends on them, fresh ones for each destructive call.
-		path := func(key, p string) string {
-			p = strings.NewReplacer("{key}", purpose.Key, "{event}", event.ID, "{tenant}", "acme").Replace(p)
+		// A route that names a person names people[who].
+		path := func(key, p, who string) string {
+			contact, account := who == "a contact", !strings.HasPrefix(who, "a contact")
+			p = strings.NewReplacer("{key}", purpose.Key, "{event}", events[who], "{tenant}", "acme").Replace(p)
 			switch key {
 			case "GET /privacy/{tenant}/withdraw/{purpose}/{token}", "POST /privacy/{tenant}/withdraw/{purpose}/{token}":
 				return event.WithdrawURL[strings.Index(event.WithdrawURL, "/privacy/"):]
 			case "PUT /api/v1/subjects/{id}/objections/{purpose}":
-				return "/api/v1/subjects/" + subject + "/objections/" + objection()
+				if account {
+					return "/api/v1/subjects/" + people[who] + "/objections/matrix.analytics"
+				}
+				return "/api/v1/subjects/" + people[who] + "/objections/" + objection(people[who])
 			case "GET /privacy/{tenant}/consent/{token}", "POST /privacy/{tenant}/consent/{token}",
 				"GET /privacy/{tenant}/confirm/{token}", "POST /privacy/{tenant}/confirm/{token}",
 				"GET /privacy/{tenant}/download/{token}", "POST /privacy/{tenant}/download/{token}",
 				"GET /account/email/{token}", "POST /account/email/{token}", "GET /account/email-undo/{token}", "POST /account/email-undo/{token}":
 				return strings.Replace(p, "{token}", strings.Repeat("x", 43), 1) // a link that is not (any more): 410
 			case "GET /api/v1/subjects/{id}/erasure":
-				return "/api/v1/subjects/" + erased + "/erasure"
+				// an erased contact's certificate; a live account has none
+				if account {
+					break
+				}
+				return "/api/v1/subjects/" + map[bool]string{true: erased, false: erasedWithFiles}[contact] + "/erasure"
 			case "POST /api/v1/subjects/{id}/erase":
-				n++
-				return "/api/v1/subjects/" + createSubject(t, env, env.Token, map[string]any{"email": fmt.Sprintf("doomed%d@example.org", n)})["id"].(string) + "/erase"
+				switch {
+				case contact:
+					n++
+					return "/api/v1/subjects/" + createSubject(t, env, env.Token, map[string]any{"email": fmt.Sprintf("doomed%d@example.org", n)})["id"].(string) + "/erase"
+				case !account:
+					return "/api/v1/subjects/" + filed(false) + "/erase"
+				}
 			case "DELETE /api/v1/retention/policies/{id}":
 				p, err := env.App.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: &key, Trigger: &created, PeriodDays: &n, Action: &erase, Enabled: &off})
 				n++
@@ -388,12 +479,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			case "GET /api/v1/files/{id}/versions/{version}", "POST /api/v1/files/{id}/versions/{version}/restore":
 				return strings.NewReplacer("{id}", doc.ID, "{version}", "1").Replace(p)
 			case "PUT /api/v1/files/{id}/subjects/{subject}":
-				return "/api/v1/files/" + doc.ID + "/subjects/" + subject
+				return "/api/v1/files/" + doc.ID + "/subjects/" + people[who]
 			case "DELETE /api/v1/files/{id}/subjects/{subject}":
-				if _, _, err := env.App.Files.Link(ctx, op, doc.ID, subject); err != nil {
+				if _, _, err := env.App.Files.Link(ctx, op, doc.ID, people[who]); err != nil {
 					t.Fatal(err)
 				}
-				return "/api/v1/files/" + doc.ID + "/subjects/" + subject
+				return "/api/v1/files/" + doc.ID + "/subjects/" + people[who]
 			case "POST /api/v1/trash/{item}/restore", "DELETE /api/v1/trash/{item}":
 				it, err := env.App.Files.Trash(ctx, op, sp.ID, upload().Path)
 				if err != nil {
@@ -418,7 +509,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/spaces/" + sp.ID + "/grants/" + g.ID
 			}
 			for prefix, id := range map[string]string{"/api/v1/spaces/": sp.ID, "/api/v1/files/": doc.ID, "/api/v1/groups/": group.ID,
-				"/api/v1/users/": staff.ID, "/api/v1/subjects/": subject, "/api/v1/campaigns/": camp.ID,
+				"/api/v1/users/": staff.ID, "/api/v1/subjects/": people[who], "/api/v1/campaigns/": camp.ID,
 				"/api/v1/retention/policies/": policy.ID, "/api/v1/requests/": dsr.ID, "/api/v1/uploads/": session} {
 				if strings.HasPrefix(p, prefix) {
 					return strings.Replace(p, "{id}", id, 1)
@@ -454,6 +545,70 @@ func TestAuthorizationMatrix(t *testing.T) {
 			browsers[who] = env.SignIn(t, tenant, email)
 			return browsers[who]
 		}
+		// check calls route rt on who's person (where it names one) as
+		// every principal, and as a token holding each scope alone.
+		check := func(rt api.Route, who, want string) {
+			key := rt.Method + " " + rt.Path
+			on := ""
+			if namesPerson(rt.Path) {
+				on = " on " + who
+			}
+			wants := strings.Fields(want)
+			if len(wants) != len(principals) {
+				t.Fatalf("%s%s: %d columns; want %d", key, on, len(wants), len(principals))
+			}
+			var body any
+			if rt.Method == "POST" || rt.Method == "PATCH" || rt.Method == "PUT" {
+				body = "{}"
+			}
+			for i, as := range principals {
+				p := path(key, rt.Path, who)
+				var r apptest.Response
+				switch as {
+				case "anonymous":
+					r = env.Browser(t).Do(t, rt.Method, p, body)
+				case "owner token":
+					r = env.Do(t, env.Token, rt.Method, p, body)
+				case "member token":
+					r = env.Do(t, memberToken, rt.Method, p, body)
+				default:
+					br := signedIn(as)
+					before := br.Cookie(api.SessionCookie)
+					r = br.Do(t, rt.Method, p, body)
+					if br.Cookie(api.SessionCookie) != before {
+						delete(browsers, as)
+					}
+				}
+				if got := outcome(r); got != wants[i] {
+					t.Errorf("%s%s as %s: %s (%d %.200s); want %s", key, on, as, got, r.Status, r.Body, wants[i])
+				}
+			}
+			// A token holding one scope alone: what the owner's token gets
+			// where that scope is all the route needs (or it needs none),
+			// 403 everywhere else — no route lets a scope reach more.
+			// Reading a person with an account needs users:read as well.
+			ownerToken := wants[slices.Index(principals, "owner token")]
+			need := strings.Fields(rt.Access)
+			if !strings.HasPrefix(who, "a contact") && rt.Method == "GET" && strings.HasPrefix(rt.Path, "/api/v1/subjects/{id}") {
+				need = append(need, "users:read")
+			}
+			for _, scope := range identity.Scopes {
+				want := "403"
+				if rt.Access == api.Public || rt.Access == api.Session || rt.Access == api.Enrol || slices.Equal(need, []string{scope}) {
+					want = ownerToken
+				}
+				// refused before any object is looked at, unless the scope is
+				// all the route asks for
+				p := placeholder.ReplaceAllString(rt.Path, "01a00000-0000-7000-8000-000000000000")
+				if want != "403" || rt.Access == scope {
+					p = path(key, rt.Path, who)
+				}
+				r := env.Do(t, scoped[scope], rt.Method, p, body)
+				if got := outcome(r); got != want {
+					t.Errorf("%s%s with a token holding only %s: %s (%d %.200s); want %s", key, on, scope, got, r.Status, r.Body, want)
+				}
+			}
+		}
 		seen := map[string]bool{}
 		for _, rt := range env.App.API.Routes() {
 			key := rt.Method + " " + rt.Path
@@ -463,74 +618,44 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Errorf("route %s is not in the authorization matrix; add it", key)
 				continue
 			}
-			wants := strings.Fields(want)
-			if len(wants) != len(principals) {
-				t.Fatalf("%s: %d columns; want %d", key, len(wants), len(principals))
+			check(rt, "a contact", want)
+			if !namesPerson(rt.Path) || rt.Path == "/api/v1/files/{id}/subjects" {
+				continue
 			}
-			body := map[string]string{"POST": "{}", "PATCH": "{}", "PUT": "{}"}[rt.Method]
-			for i, who := range principals {
-				var b any
-				if body != "" {
-					b = body
-				}
-				p := path(key, rt.Path)
-				var r apptest.Response
-				switch who {
-				case "anonymous":
-					r = env.Browser(t).Do(t, rt.Method, p, b)
-				case "owner token":
-					r = env.Do(t, env.Token, rt.Method, p, b)
-				case "member token":
-					r = env.Do(t, memberToken, rt.Method, p, b)
-				default:
-					br := signedIn(who)
-					before := br.Cookie(api.SessionCookie)
-					r = br.Do(t, rt.Method, p, b)
-					if br.Cookie(api.SessionCookie) != before {
-						delete(browsers, who)
-					}
-				}
-				if got := outcome(r); got != wants[i] {
-					t.Errorf("%s as %s: %s (%d %.200s); want %s", key, who, got, r.Status, r.Body, wants[i])
-				}
+			check(rt, "a contact with files", want)
+			if want, ok = onAccounts[key]; !ok {
+				t.Errorf("route %s names a person and is not in onAccounts; add it", key)
+				continue
 			}
-			// A token holding one scope alone: what the owner's token gets
-			// where that scope is all the route needs (or it needs none),
-			// 403 everywhere else — no route lets a scope reach more.
-			ownerToken := wants[slices.Index(principals, "owner token")]
-			for _, scope := range identity.Scopes {
-				want := "403"
-				if rt.Access == api.Public || rt.Access == api.Session || rt.Access == api.Enrol || rt.Access == scope {
-					want = ownerToken
-				}
-				var b any
-				if body != "" {
-					b = body
-				}
-				p := placeholder.ReplaceAllString(rt.Path, "01a00000-0000-7000-8000-000000000000") // refused before any object is looked at
-				if want != "403" {
-					p = path(key, rt.Path)
-				}
-				r := env.Do(t, scoped[scope], rt.Method, p, b)
-				if got := outcome(r); got != want {
-					t.Errorf("%s with a token holding only %s: %s (%d %.200s); want %s", key, scope, got, r.Status, r.Body, want)
+			for _, who := range holders {
+				check(rt, who, want)
+			}
+		}
+		for _, m := range []map[string]string{matrix, onAccounts} {
+			for key := range m {
+				if !seen[key] {
+					t.Errorf("the matrix names %s, which is not a route", key)
 				}
 			}
 		}
-		for key := range matrix {
-			if !seen[key] {
-				t.Errorf("the matrix names %s, which is not a route", key)
-			}
+		// However they were called, the account holders still sign in with
+		// their own address and password.
+		for _, email := range []string{"owner@acme.example", "admin@acme.example", "member@acme.example"} {
+			env.SignIn(t, "acme", email)
 		}
 	})
 }
 
 var placeholder = regexp.MustCompile(`\{[^}]+\}`)
 
-// outcome is what the matrix says of an answer: "ok" (past authorization:
-// any status but 401, 403 or 404), or that status.
+// outcome is what the matrix says of an answer: "account" (a 409
+// refusal naming a person's account route), "ok" (past authorization:
+// any other status but 401, 403 or 404), or that status.
 func outcome(r apptest.Response) string {
-	if r.Status == 401 || r.Status == 403 || r.Status == 404 {
+	switch {
+	case r.Status == 409 && strings.Contains(string(r.Body), "has a user account"):
+		return "account"
+	case r.Status == 401 || r.Status == 403 || r.Status == 404:
 		return fmt.Sprint(r.Status)
 	}
 	return "ok"

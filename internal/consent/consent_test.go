@@ -332,3 +332,34 @@ func TestCampaignLinkAnswersOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestCampaignsLeaveStaffOut: staff are not contacts — no campaign
+// audience has a person with a user account, not even one listed by id.
+func TestCampaignsLeaveStaffOut(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 0)
+		purpose(t, env, "events", 0)
+		ann := person(t, env, "ann@example.org")
+		mo := env.AddUser(t, "mo@acme.example", "member", coretest.Password)
+		owner, err := env.Core.Identity.UserByEmail(ctx, env.Tenant.ID, "owner@acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range []consent.CampaignInput{
+			{Name: "missing", Purpose: "news", Audience: consent.AudienceMissing},
+			{Name: "listed", Purpose: "events", Audience: consent.AudienceSubjects, SubjectIDs: []string{owner.SubjectID, ann, mo.SubjectID}},
+		} {
+			c, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, in)
+			if err != nil || c.Counts.Recipients != 1 {
+				t.Errorf("campaign %q: %+v %v; want ann alone", in.Name, c.Counts, err)
+			}
+		}
+		env.Mail.WaitCount(t, "ann@example.org", "consent", 2, 10*time.Second)
+		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
+			if got := env.Mail.To(email, "consent"); len(got) != 0 {
+				t.Errorf("%s was sent a consent campaign: %v", email, got[0].Subject)
+			}
+		}
+	})
+}

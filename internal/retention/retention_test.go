@@ -358,3 +358,45 @@ func TestAddressWorksAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestRetentionLeavesAccounts: retention never selects a person with a
+// user account — staff are not contacts; their accounts are closed, not
+// expired — in a dry run or a real one.
+func TestRetentionLeavesAccounts(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ann := create(t, env, "ann@example.org")
+		env.AddUser(t, "mo@acme.example", "member", coretest.Password)
+		for _, action := range []string{retention.Anonymise, retention.Erase} {
+			if _, err := env.Core.Retention.CreatePolicy(ctx, env.Tenant.ID, retention.PolicyInput{Name: ptr(action + " after a day"),
+				Trigger: ptr(retention.Created), PeriodDays: ptr(1), Action: ptr(action)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		env.Now.Advance(2 * day)
+		rep, err := env.Core.Retention.Run(ctx, env.Tenant.ID, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range rep.Policies {
+			if p.Count != 1 || len(p.Subjects) != 1 || p.Subjects[0].ID != ann {
+				t.Errorf("dry run of %q: %d %+v; want ann alone", p.Name, p.Count, p.Subjects)
+			}
+		}
+		if _, err := env.Core.Retention.Run(ctx, env.Tenant.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if kind, s := status(t, env, ann); kind != errs.Gone && s.Status != "anonymised" {
+			t.Errorf("ann after the run: %v %+v; want anonymised or erased", kind, s)
+		}
+		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
+			u, err := env.Core.Identity.UserByEmail(ctx, env.Tenant.ID, email)
+			if err != nil {
+				t.Fatalf("%s after retention: %v", email, err)
+			}
+			if s, err := env.Core.Subjects.Get(ctx, env.Tenant.ID, u.SubjectID); err != nil || s.Email != email || s.Status != subject.StatusActive {
+				t.Errorf("%s's person after retention: %+v %v", email, s, err)
+			}
+		}
+	})
+}
