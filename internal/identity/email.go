@@ -138,11 +138,15 @@ func (s *Service) ConfirmEmail(ctx context.Context, secret string, c Client) (Em
 		return EmailLink{}, err
 	}
 	ctx = audit.WithActor(ctx, a.actor(c))
-	if err := s.setAddress(ctx, a, newEmail); err != nil {
+	change, err := s.addressChange(ctx, a, newEmail)
+	if err != nil {
 		return EmailLink{}, err
 	}
 	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
+			return err
+		}
+		if err := change.Apply(ctx, tx); err != nil {
 			return err
 		}
 		secret, expires, err := s.newLinkWith(ctx, tx, a.tenantID, a.ID, linkEmailUndo, emailUndoTTL, sealAddress(a, linkEmailUndo, a.email))
@@ -165,7 +169,7 @@ The link works once, until %s.
 
 — Custodia
 `, t.Name, newEmail, s.linkURL(linkEmailUndo, secret), expires.Format("2 January 2006 15:04 MST"))})
-	}, audit.Event{Action: "user.email.change", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})
+	}, append(change.Events, audit.Event{Action: "user.email.change", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})...)
 	return EmailLink{Organisation: t.Name, Address: newEmail}, err
 }
 
@@ -191,11 +195,15 @@ func (s *Service) UndoEmail(ctx context.Context, secret string, c Client) (Email
 		return EmailLink{}, err
 	}
 	ctx = audit.WithActor(ctx, a.actor(c))
-	if err := s.setAddress(ctx, a, old); err != nil {
+	change, err := s.addressChange(ctx, a, old)
+	if err != nil {
 		return EmailLink{}, err
 	}
 	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
+			return err
+		}
+		if err := change.Apply(ctx, tx); err != nil {
 			return err
 		}
 		now := s.now().UnixMicro()
@@ -248,21 +256,21 @@ tokens have ended and it needs a new password. Look at the audit trail
 			}
 		}
 		return nil
-	}, audit.Event{Action: "user.email.undo", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})
+	}, append(change.Events, audit.Event{Action: "user.email.undo", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})...)
 	return EmailLink{Organisation: t.Name, Address: old}, err
 }
 
-// setAddress makes email a's sign-in address, unless another person of
-// the tenant has it.
-func (s *Service) setAddress(ctx context.Context, a *account, email string) error {
+// addressChange prepares making email a's sign-in address, to be applied
+// in the same unit as spending the link that asks for it — unless another
+// person of the tenant has the address.
+func (s *Service) addressChange(ctx context.Context, a *account, email string) (subject.Change, error) {
 	switch other, err := s.subjects.IDByEmail(ctx, s.db.Read(), a.tenantID, email); {
 	case err == nil && other != a.SubjectID:
-		return errs.Field("email", "another person in this organisation has this address now")
+		return subject.Change{}, errs.Field("email", "another person in this organisation has this address now")
 	case err != nil && !errs.Is(err, errs.NotFound):
-		return err
+		return subject.Change{}, err
 	}
-	_, err := s.subjects.RectifyAccount(ctx, a.tenantID, a.SubjectID, subject.Patch{Email: subject.Optional[string]{Set: true, Value: email}})
-	return err
+	return s.subjects.PrepareAccountChange(ctx, a.tenantID, a.SubjectID, subject.Patch{Email: subject.Optional[string]{Set: true, Value: email}})
 }
 
 // owners are the tenant's active owners, to be told.

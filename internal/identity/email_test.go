@@ -3,9 +3,11 @@ package identity_test
 import (
 	"context"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
@@ -154,5 +156,55 @@ func TestChangeOwnEmail(t *testing.T) {
 			t.Errorf("after the confirmation: %s", a.Email)
 		}
 		env.Mail.Wait(t, "mo@acme.example", "was changed", 10*time.Second)
+	})
+}
+
+// TestConfirmEmailOnce: the new address and the spent link are one unit —
+// of ten clicks on one confirmation link at once, one changes the address
+// and tells the old one; every other is told the link is used, and the
+// trail has one change.
+func TestConfirmEmailOnce(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		u := env.AddUser(t, "mo@acme.example", "member", pw)
+		owner := principalOf(t, env, "owner@acme.example")
+		to := "mo@new.acme.example"
+		if _, err := ids.UpdateUser(ctx, owner, u.ID, identity.UserPatch{Email: &to}); err != nil {
+			t.Fatal(err)
+		}
+		secret := emailLink(t, env, to, "Confirm your new sign-in address")
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		results := make(chan error, 10)
+		for range 10 {
+			wg.Go(func() {
+				<-start
+				_, err := ids.ConfirmEmail(ctx, secret, identity.Client{})
+				results <- err
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+		won := 0
+		for err := range results {
+			switch {
+			case err == nil:
+				won++
+			case !errs.Is(err, errs.Gone):
+				t.Errorf("a losing click: %v; want the link used (410)", err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%d clicks changed the address; want 1", won)
+		}
+		env.Mail.Wait(t, "mo@acme.example", "was changed", 10*time.Second)
+		for action, want := range map[string]int{"subject.rectify": 1, "user.email.change": 1} {
+			es, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: action, Limit: 100})
+			if err != nil || len(es) != want {
+				t.Errorf("%s events: %d %v; want %d", action, len(es), err, want)
+			}
+		}
 	})
 }

@@ -558,18 +558,60 @@ func (s *Service) RectifyAccount(ctx context.Context, tenantID, id string, p Pat
 	return s.rectify(ctx, tenantID, id, p, true)
 }
 
+// Change is a rectification prepared for an account path that must apply
+// it in the same unit as its own writes (a confirmed address and the link
+// it spends): Apply inside the unit, and record Events with it.
+type Change struct {
+	Subject Subject       // the person as the change leaves them
+	Events  []audit.Event // none when nothing changes
+	apply   func(ctx context.Context, tx *sqldb.Tx) error
+}
+
+// Apply writes the change in tx; it fails with a conflict when the person
+// changed since it was prepared.
+func (c Change) Apply(ctx context.Context, tx *sqldb.Tx) error {
+	if c.apply == nil {
+		return nil
+	}
+	return c.apply(ctx, tx)
+}
+
+// PrepareAccountChange prepares p for a subject who has an account (see
+// RectifyAccount), to be applied by the caller.
+func (s *Service) PrepareAccountChange(ctx context.Context, tenantID, id string, p Patch) (Change, error) {
+	return s.prepare(ctx, tenantID, id, p, true)
+}
+
 func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, account bool) (Subject, error) {
-	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	c, err := s.prepare(ctx, tenantID, id, p, account)
 	if err != nil {
 		return Subject{}, err
+	}
+	if len(c.Events) == 0 { // nothing to change: still a read of the subject, and audited as one
+		err = s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id})
+	} else {
+		err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error { return c.Apply(ctx, tx) }, c.Events...)
+	}
+	if err != nil {
+		return Subject{}, err
+	}
+	return c.Subject, nil
+}
+
+// prepare reads the subject, applies p to it, checks and seals the result:
+// the write itself is left to the Change.
+func (s *Service) prepare(ctx context.Context, tenantID, id string, p Patch, account bool) (Change, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil {
+		return Change{}, err
 	}
 	dk, err := s.keys.SubjectKey(ctx, s.db.Read(), tenantID, id)
 	if err != nil {
-		return Subject{}, err
+		return Change{}, err
 	}
 	f, err := open(dk, &r)
 	if err != nil {
-		return Subject{}, err
+		return Change{}, err
 	}
 	before := f
 	var changed []string
@@ -601,16 +643,13 @@ func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, acc
 		changed = append(changed, "attributes")
 	}
 	if err := f.validate(); err != nil {
-		return Subject{}, err
+		return Change{}, err
 	}
-	if len(changed) == 0 { // nothing to change: still a read of the subject, and audited as one
-		if err := s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id}); err != nil {
-			return Subject{}, err
-		}
-		return r.shown(f), nil
+	if len(changed) == 0 {
+		return Change{Subject: r.shown(f)}, nil
 	}
 	if r.status == StatusAnonymised {
-		return Subject{}, errs.E(errs.Conflict, "this subject is anonymised; nothing about them can be changed")
+		return Change{}, errs.E(errs.Conflict, "this subject is anonymised; nothing about them can be changed")
 	}
 	prevUpdated := r.updatedAt
 	r.updatedAt = max(s.now().UnixMicro(), prevUpdated+1)
@@ -622,9 +661,9 @@ func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, acc
 		}
 	}
 	if err := s.seal(ctx, tenantID, dk, f, &r); err != nil {
-		return Subject{}, err
+		return Change{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	apply := func(ctx context.Context, tx *sqldb.Tx) error {
 		if !account {
 			if err := notAnAccount(ctx, tx.Q, tenantID, id); err != nil {
 				return err
@@ -646,12 +685,9 @@ func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, acc
 			return errs.E(errs.Conflict, "the subject changed meanwhile; read it again and retry")
 		}
 		return nil
-	}, audit.Event{Action: "subject.rectify", TargetType: "subject", TargetID: id, SubjectID: id,
-		Details: viaAccount(map[string]any{"fields": changed}, account)})
-	if err != nil {
-		return Subject{}, err
 	}
-	return r.shown(f), nil
+	return Change{Subject: r.shown(f), apply: apply, Events: []audit.Event{{Action: "subject.rectify", TargetType: "subject",
+		TargetID: id, SubjectID: id, Details: viaAccount(map[string]any{"fields": changed}, account)}}}, nil
 }
 
 // Key returns the data key of a subject, for services that seal data about
