@@ -132,6 +132,20 @@ func TestNoTakeoverThroughTheSubjectsAPI(t *testing.T) {
 				t.Errorf("the objections with users:read %v: %d; want %d", token == env.Token, len(list.Objections), want)
 			}
 		}
+		// An import or a new contact with a person's sign-in address reaches
+		// no account: the address is taken, the row is refused or skipped.
+		row := `[{"email":"owner@acme.example","phone":"+33123456789","source":"import"}]`
+		for query, want := range map[string]int{"": 400, "?existing=skip": 201} {
+			if r := importFile(t, env, scoped, query, "application/json", row, ""); r.Status != want {
+				t.Errorf("importing the owner's address%s: %d %s; want %d", query, r.Status, r.Body, want)
+			}
+		}
+		if r := env.Do(t, scoped, "POST", "/api/v1/subjects", map[string]any{"email": "owner@acme.example"}); r.Status != 409 {
+			t.Errorf("a contact with the owner's address: %d %s; want 409", r.Status, r.Body)
+		}
+		if s, err := env.App.Subjects.Get(ctx, env.Tenant.ID, owner.SubjectID); err != nil || s.Phone != "" || s.Email != "owner@acme.example" {
+			t.Errorf("the owner's person after the imports: %+v %v", s, err)
+		}
 		for _, email := range []string{"owner@acme.example", "mo@acme.example"} {
 			env.SignIn(t, "acme", email) // fails the test unless their own address still signs in
 		}
