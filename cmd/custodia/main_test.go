@@ -196,7 +196,7 @@ func TestCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, out, errOut = cli(t, env, "audit", "verify", "--tenant", "acme")
-		if code != 1 || !strings.Contains(errOut, "BROKEN at event 2") {
+		if code != 1 || !strings.Contains(errOut, "BROKEN (chain) at event 2") {
 			t.Errorf("verify after tampering: exit %d, %q %q", code, out, errOut)
 		}
 	})

@@ -198,11 +198,7 @@ func auditCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			pub, err := a.Keys.AuditPublicKey(ctx, a.DB.Read(), t.ID)
-			if err != nil {
-				return err
-			}
-			v, err := audit.Verify(ctx, a.DB, pub, t.ID)
+			v, err := a.Log.Verify(ctx, t.ID)
 			if err != nil {
 				return err
 			}

@@ -80,11 +80,7 @@ func (a *API) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	tid := principal(r).TenantID
-	pub, err := a.keys.AuditPublicKey(r.Context(), a.db.Read(), tid)
-	if err != nil {
-		return err
-	}
-	v, err := audit.Verify(r.Context(), a.db, pub, tid)
+	v, err := a.log.Verify(r.Context(), tid)
 	if err != nil {
 		return err
 	}

@@ -107,6 +107,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 	}
+	if _, err := a.Log.AnchorUnanchored(ctx); err != nil {
+		return fmt.Errorf("audit anchor: %w", err)
+	}
 	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopJobs()
 	go a.Mail.Run(jobs, 30*time.Second)

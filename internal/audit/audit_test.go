@@ -24,11 +24,7 @@ func TestMain(m *testing.M) { sqldbtest.Main(m) }
 func verify(t *testing.T, env *coretest.Env) audit.Verdict {
 	t.Helper()
 	ctx := context.Background()
-	pub, err := env.Core.Keys.AuditPublicKey(ctx, env.Core.DB.Read(), env.Tenant.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := audit.Verify(ctx, env.Core.DB, pub, env.Tenant.ID)
+	v, err := env.Core.Log.Verify(ctx, env.Tenant.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 
 	"github.com/custodia/custodia/internal/sqldb"
 )
@@ -38,4 +39,33 @@ func RehashForTest(ctx context.Context, tx *sqldb.Tx, tenantID string, from int6
 	}
 	_, err = tx.Exec(ctx, "UPDATE audit_heads SET hash = ? WHERE tenant_id = ?", prev, tenantID)
 	return err
+}
+
+// ResignForTest signs tenantID's head and every checkpoint (moved to the
+// chain's current hashes) with key, as an attacker who swapped the
+// tenant's public key in the database would.
+func ResignForTest(ctx context.Context, tx *sqldb.Tx, tenantID string, key ed25519.PrivateKey) error {
+	var h head
+	var at int64
+	if err := tx.QueryRow(ctx, "SELECT seq, hash, signed_at FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.seq, &h.hash, &at); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "UPDATE audit_heads SET signature = ? WHERE tenant_id = ?",
+		ed25519.Sign(key, checkpointMessage(tenantID, h.seq, h.hash, at)), tenantID); err != nil {
+		return err
+	}
+	cps, err := loadCheckpoints(ctx, tx.Q, tenantID)
+	if err != nil {
+		return err
+	}
+	for seq, cp := range cps {
+		if err := tx.QueryRow(ctx, "SELECT hash FROM audit_events WHERE tenant_id = ? AND seq = ?", tenantID, seq).Scan(&cp.hash); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE audit_checkpoints SET hash = ?, signature = ? WHERE tenant_id = ? AND seq = ?",
+			cp.hash, ed25519.Sign(key, checkpointMessage(tenantID, seq, cp.hash, cp.at)), tenantID, seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -21,6 +23,9 @@ import (
 type Log struct {
 	db              *sqldb.DB
 	keys            *keyring.Keyring
+	anchor          *anchor.Anchor
+	sync            bool
+	logger          *slog.Logger
 	now             func() time.Time
 	checkpointEvery int64
 	maxBatch        int
@@ -37,6 +42,13 @@ type Log struct {
 type Options struct {
 	CheckpointEvery int64 // sign a checkpoint when the chain crosses a multiple of this (default 1000)
 	MaxBatch        int   // most units in one transaction (default 256)
+	// Anchor receives every signed head (required outside tests of this
+	// package's internals: without it Verify fails).
+	Anchor *anchor.Anchor
+	// AnchorSync writes the anchor after every batch, before its units are
+	// acknowledged; otherwise it is written at least once a second.
+	AnchorSync bool
+	Logger     *slog.Logger
 }
 
 type unit struct {
@@ -57,8 +69,12 @@ func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time, opt Options)
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 256
 	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
 	l := &Log{
-		db: db, keys: keys, now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch,
+		db: db, keys: keys, anchor: opt.Anchor, sync: opt.AnchorSync, logger: opt.Logger,
+		now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch,
 		queue: make(chan *unit, 4096), stopped: make(chan struct{}), closing: make(chan struct{}),
 	}
 	go l.run()
@@ -159,6 +175,7 @@ type head struct {
 func (l *Log) commit(batch []*unit) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
+	var signed []tenantHead
 	err := l.db.WithTx(ctx, func(tx *sqldb.Tx) error {
 		for i := range results {
 			results[i] = nil
@@ -200,13 +217,21 @@ func (l *Log) commit(batch []*unit) {
 			}
 		}
 		now := l.now().UnixMicro()
+		signed = signed[:0]
 		for t, h := range heads {
 			if h.seq == start[t] {
 				continue
 			}
-			if _, err := tx.Exec(ctx, "UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ? WHERE tenant_id = ?",
-				h.seq, h.hash, now, t); err != nil {
+			sh, err := l.sign(ctx, tx, t, h, now)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ?, signed_at = ?, signature = ? WHERE tenant_id = ?",
+				h.seq, h.hash, now, sh.At, sh.Signature, t); err != nil {
 				return fmt.Errorf("advance audit head: %w", err)
+			}
+			if sh.Signature != nil {
+				signed = append(signed, tenantHead{t, sh})
 			}
 			if h.seq/l.checkpointEvery > start[t]/l.checkpointEvery {
 				if err := l.checkpoint(ctx, tx, t, h, now); err != nil {
@@ -216,6 +241,9 @@ func (l *Log) commit(batch []*unit) {
 		}
 		return nil
 	})
+	if err == nil {
+		l.noteHeads(ctx, signed)
+	}
 	for i, u := range batch {
 		switch {
 		case err != nil && results[i] == nil:
@@ -257,6 +285,43 @@ func insertRecord(ctx context.Context, tx *sqldb.Tx, r *record) error {
 		r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
 		r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
 	return err
+}
+
+type tenantHead struct {
+	tenantID string
+	head     anchor.Head
+}
+
+// sign signs h, tenantID's new head, at `at`. A tenant whose keys do not
+// exist (yet) gets an unsigned head, which Verify refuses.
+func (l *Log) sign(ctx context.Context, tx *sqldb.Tx, tenantID string, h head, at int64) (anchor.Head, error) {
+	key, err := l.keys.AuditSigningKey(ctx, tx.Q, tenantID)
+	if errs.Is(err, errs.NotFound) {
+		return anchor.Head{Seq: h.seq, Hash: h.hash}, nil
+	}
+	if err != nil {
+		return anchor.Head{}, fmt.Errorf("sign audit head: %w", err)
+	}
+	return anchor.Head{Seq: h.seq, Hash: h.hash, At: at, Key: key.Public().(ed25519.PublicKey),
+		Signature: ed25519.Sign(key, checkpointMessage(tenantID, h.seq, h.hash, at))}, nil
+}
+
+// noteHeads hands the heads a batch signed to the anchor; synchronously
+// written, when so configured, before the batch is acknowledged. The
+// batch is durable in the database either way: a failed anchor write is
+// logged and retried, never reported as the units' failure.
+func (l *Log) noteHeads(ctx context.Context, heads []tenantHead) {
+	if l.anchor == nil || len(heads) == 0 {
+		return
+	}
+	for _, h := range heads {
+		l.anchor.Note(h.tenantID, h.head)
+	}
+	if l.sync {
+		if err := l.anchor.Flush(ctx); err != nil {
+			l.logger.Error("audit anchor not written; retrying", "err", err.Error())
+		}
+	}
 }
 
 func checkpointMessage(tenantID string, seq int64, hash []byte, at int64) []byte {

@@ -7,7 +7,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -15,17 +17,32 @@ import (
 type Verdict struct {
 	OK          bool   `json:"ok"`
 	Events      int64  `json:"events"`
-	Head        string `json:"head"`                // hex hash of the last event
-	Checkpoints int    `json:"checkpoints"`         // signed checkpoints checked
-	FirstBad    int64  `json:"first_bad,omitempty"` // position of the first bad event
-	Problem     string `json:"problem,omitempty"`
+	Head        string `json:"head"`        // hex hash of the last event
+	Checkpoints int    `json:"checkpoints"` // signed checkpoints checked
+	Anchored    int64  `json:"anchored"`    // position of the head anchored outside the database
+	// Layer names what failed: "chain" (an event does not follow the one
+	// before it, or its hash), "signature" (the signed head or a
+	// checkpoint), or "anchor" (the chain against the head anchored
+	// outside the database).
+	Layer    string `json:"layer,omitempty"`
+	FirstBad int64  `json:"first_bad,omitempty"` // position of the first bad event
+	Missing  string `json:"missing,omitempty"`   // events missing, "from-to"
+	Problem  string `json:"problem,omitempty"`
 }
+
+// The layers of Verdict.Layer.
+const (
+	LayerChain     = "chain"
+	LayerSignature = "signature"
+	LayerAnchor    = "anchor"
+)
 
 func (v Verdict) String() string {
 	if v.OK {
-		return fmt.Sprintf("audit chain intact: %d events, %d signed checkpoints, head %s", v.Events, v.Checkpoints, v.Head)
+		return fmt.Sprintf("audit chain intact: %d events, head signed and anchored at event %d, %d signed checkpoints, head %s",
+			v.Events, v.Anchored, v.Checkpoints, v.Head)
 	}
-	return fmt.Sprintf("audit chain BROKEN at event %d: %s (%d events read)", v.FirstBad, v.Problem, v.Events)
+	return fmt.Sprintf("audit chain BROKEN (%s) at event %d: %s (%d events read)", v.Layer, v.FirstBad, v.Problem, v.Events)
 }
 
 type checkpointRow struct {
@@ -35,19 +52,56 @@ type checkpointRow struct {
 	signature []byte
 }
 
-// Verify recomputes tenantID's chain from the first event and checks the
-// stored head and every signed checkpoint. It reads only; public keys need
-// no master key.
-func Verify(ctx context.Context, db *sqldb.DB, public ed25519.PublicKey, tenantID string) (Verdict, error) {
-	q := db.Read()
+// Verify recomputes tenantID's chain from the first event and checks it
+// against what someone who writes the database cannot forge: the head must
+// be signed, and every checkpoint, by a key the database alone does not
+// vouch for (the public half of the master-key-wrapped seed, or one the
+// anchor recorded); and the chain must reach the head anchored outside
+// the database, with the same hash there. This node's anchor is written
+// first, so what it committed is there.
+func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
+	v := Verdict{}
+	fail := func(layer string, seq int64, format string, args ...any) (Verdict, error) {
+		v.OK, v.Layer, v.FirstBad, v.Problem = false, layer, seq, fmt.Sprintf(format, args...)
+		return v, nil
+	}
+	missing := func(from, to int64) string {
+		v.Missing = fmt.Sprintf("%d-%d", from, to)
+		if from == to {
+			return fmt.Sprintf("event %d is missing", from)
+		}
+		return fmt.Sprintf("events %d to %d are missing", from, to)
+	}
+	seed, err := l.keys.AuditSigningKey(ctx, l.db.Read(), tenantID)
+	if err != nil {
+		return v, fmt.Errorf("the tenant's audit key: %w", err)
+	}
+	trusted := []ed25519.PublicKey{seed.Public().(ed25519.PublicKey)}
+	var anchored anchor.Tenant
+	haveAnchor := false
+	if l.anchor != nil {
+		if err := l.anchor.Flush(ctx); err != nil {
+			return v, err
+		}
+		all, err := l.anchor.Read(ctx)
+		if err != nil {
+			return v, err
+		}
+		anchored, haveAnchor = all[tenantID]
+		for _, k := range anchored.Keys {
+			if len(k) == ed25519.PublicKeySize {
+				trusted = append(trusted, ed25519.PublicKey(k))
+			}
+		}
+	}
+	signedBy := func(msg, sig []byte) bool {
+		return slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return ed25519.Verify(k, msg, sig) })
+	}
+
+	q := l.db.Read()
 	cps, err := loadCheckpoints(ctx, q, tenantID)
 	if err != nil {
 		return Verdict{}, err
-	}
-	v := Verdict{}
-	fail := func(seq int64, format string, args ...any) (Verdict, error) {
-		v.OK, v.FirstBad, v.Problem = false, seq, fmt.Sprintf(format, args...)
-		return v, nil
 	}
 	rows, err := q.Query(ctx, `SELECT seq, id, at, actor_type, actor_id, actor_subject_id, actor_ct, action,
 		target_type, target_id, subject_id, outcome, request_id, details, prev_hash, hash
@@ -58,6 +112,7 @@ func Verify(ctx context.Context, db *sqldb.DB, public ed25519.PublicKey, tenantI
 	defer rows.Close()
 	prev := genesis(tenantID)
 	var last int64
+	var atAnchor []byte // the hash of the event at the anchored position
 	for rows.Next() {
 		r := record{TenantID: tenantID}
 		if err := rows.Scan(&r.Seq, &r.ID, &r.At, &r.ActorType, &r.ActorID, &r.ActorSubjectID, &r.ActorCT, &r.Action,
@@ -67,17 +122,20 @@ func Verify(ctx context.Context, db *sqldb.DB, public ed25519.PublicKey, tenantI
 		v.Events++
 		switch {
 		case r.Seq != last+1:
-			return fail(last+1, "event missing (next stored event is %d)", r.Seq)
+			return fail(LayerChain, last+1, "%s (the next stored event is %d)", missing(last+1, r.Seq-1), r.Seq)
 		case !bytes.Equal(r.PrevHash, prev):
-			return fail(r.Seq, "does not follow the event before it (removed, reordered or altered)")
+			return fail(LayerChain, r.Seq, "does not follow the event before it (removed, reordered or altered)")
 		case !bytes.Equal(r.hash(), r.Hash):
-			return fail(r.Seq, "content does not match its hash (altered)")
+			return fail(LayerChain, r.Seq, "content does not match its hash (altered)")
 		}
 		if cp, ok := cps[r.Seq]; ok {
 			if !bytes.Equal(cp.hash, r.Hash) {
-				return fail(r.Seq, "differs from the signed checkpoint at this position")
+				return fail(LayerSignature, r.Seq, "differs from the signed checkpoint at this position")
 			}
 			v.Checkpoints++
+		}
+		if r.Seq == anchored.Head.Seq {
+			atAnchor = r.Hash
 		}
 		prev, last = r.Hash, r.Seq
 	}
@@ -85,26 +143,52 @@ func Verify(ctx context.Context, db *sqldb.DB, public ed25519.PublicKey, tenantI
 		return v, fmt.Errorf("read audit events: %w", err)
 	}
 	for seq, cp := range cps {
-		if !ed25519.Verify(public, checkpointMessage(tenantID, seq, cp.hash, cp.at), cp.signature) {
-			return fail(seq, "checkpoint signature does not verify")
+		if !signedBy(checkpointMessage(tenantID, seq, cp.hash, cp.at), cp.signature) {
+			return fail(LayerSignature, seq, "the checkpoint's signature does not verify with the tenant's audit key")
 		}
 		if seq > last {
-			return fail(last+1, "events up to signed checkpoint %d are missing (truncated)", seq)
+			return fail(LayerSignature, last+1, "%s: a signed checkpoint is at %d (truncated)", missing(last+1, seq), seq)
 		}
 	}
+
+	// The signed head must cover the last event.
 	var h head
-	err = q.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.seq, &h.hash)
+	var signedAt int64
+	var sig []byte
+	err = q.QueryRow(ctx, "SELECT seq, hash, signed_at, signature FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.seq, &h.hash, &signedAt, &sig)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if last != 0 {
-			return fail(1, "the chain head record is missing")
+			return fail(LayerSignature, last, "the chain's signed head is missing")
 		}
 	case err != nil:
 		return v, fmt.Errorf("read audit head: %w", err)
 	case h.seq != last:
-		return fail(min(h.seq, last)+1, "the chain head says %d events, %d found (truncated)", h.seq, last)
+		return fail(LayerSignature, min(h.seq, last)+1, "the chain head says %d events, %d found (truncated or rewritten)", h.seq, last)
 	case last > 0 && !bytes.Equal(h.hash, prev):
-		return fail(last, "the last event differs from the chain head")
+		return fail(LayerSignature, last, "the last event differs from the chain head")
+	case last > 0 && len(sig) == 0:
+		return fail(LayerSignature, last, "the chain head is not signed")
+	case last > 0 && !signedBy(checkpointMessage(tenantID, h.seq, h.hash, signedAt), sig):
+		return fail(LayerSignature, last, "the chain head's signature does not verify with the tenant's audit key (re-signed or forged)")
+	}
+
+	// The chain must reach the anchored head, and agree with it.
+	a := anchored.Head
+	v.Anchored = a.Seq
+	switch {
+	case l.anchor == nil:
+		return fail(LayerAnchor, last, "no audit anchor is configured")
+	case !haveAnchor && last > 0:
+		return fail(LayerAnchor, last, "the audit anchor (%s) holds no head for this tenant: it was removed, or written elsewhere", l.anchor.Location())
+	case !haveAnchor:
+	case !signedBy(checkpointMessage(tenantID, a.Seq, a.Hash, a.At), a.Signature):
+		return fail(LayerAnchor, a.Seq, "the anchored head's signature does not verify with the tenant's audit key")
+	case a.Seq > last:
+		return fail(LayerAnchor, last+1, "%s: the anchor holds a signed head at event %d (the database was rolled back or truncated)",
+			missing(last+1, a.Seq), a.Seq)
+	case !bytes.Equal(atAnchor, a.Hash):
+		return fail(LayerAnchor, a.Seq, "event %d differs from the head anchored at that position (rewritten)", a.Seq)
 	}
 	v.OK = true
 	v.Head = fmt.Sprintf("%x", prev)
@@ -126,4 +210,58 @@ func loadCheckpoints(ctx context.Context, q sqldb.Q, tenantID string) (map[int64
 		cps[c.seq] = c
 	}
 	return cps, rows.Err()
+}
+
+// AnchorUnanchored anchors the chain of every tenant that has events but
+// no head in the anchor — on the first start with an anchor, or after the
+// anchor's location was emptied — by appending an "audit.anchor.begin"
+// event, whose signed head is anchored as usual. The event names how many
+// events came before it unanchored, so the tenant's own trail says when
+// its anchoring began. It answers the tenants it anchored.
+func (l *Log) AnchorUnanchored(ctx context.Context) ([]string, error) {
+	if l.anchor == nil {
+		return nil, nil
+	}
+	anchored, err := l.anchor.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.db.Read().Query(ctx, "SELECT tenant_id, seq FROM audit_heads WHERE seq > 0 ORDER BY tenant_id")
+	if err != nil {
+		return nil, fmt.Errorf("read audit heads: %w", err)
+	}
+	type unanchored struct {
+		tenantID string
+		seq      int64
+	}
+	var todo []unanchored
+	for rows.Next() {
+		var u unanchored
+		if err := rows.Scan(&u.tenantID, &u.seq); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if _, ok := anchored[u.tenantID]; !ok {
+			if _, ok := l.anchor.Known(u.tenantID); !ok {
+				todo = append(todo, u)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, u := range todo {
+		if err := l.Record(ctx, u.tenantID, Event{Action: "audit.anchor.begin", TargetType: "audit", TargetID: u.tenantID,
+			Details: map[string]any{"unanchored_events": u.seq, "anchor": l.anchor.Location()}}); err != nil {
+			return done, err
+		}
+		done = append(done, u.tenantID)
+	}
+	if len(done) > 0 {
+		l.logger.Warn("audit chains anchored from the database's current heads: on a first start with an anchor this is expected; otherwise the anchor was emptied",
+			"tenants", len(done), "anchor", l.anchor.Location())
+	}
+	return done, l.anchor.Flush(ctx)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -33,6 +34,12 @@ type Config struct {
 	SMSProvider      string // CUSTODIA_SMS_PROVIDER: "" (no SMS codes), log (development), webhook
 	SMSWebhookURL    string // CUSTODIA_SMS_WEBHOOK_URL
 	SMSWebhookSecret string // CUSTODIA_SMS_WEBHOOK_SECRET: HMAC key for the webhook's signature
+
+	// The audit anchor: the latest signed head of every tenant's audit
+	// chain, kept outside the database (see package anchor).
+	AnchorURL       string // CUSTODIA_ANCHOR_URL: file://dir or s3://bucket?…; default file://DataDir/anchor
+	AnchorEachBatch bool   // CUSTODIA_ANCHOR_EACH_BATCH=true: write the anchor with every commit batch, not once a second
+	Node            string // CUSTODIA_NODE: this node's name, its anchor object's name; default the host name
 
 	ShutdownTimeout time.Duration
 }
@@ -74,6 +81,15 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.SMSProvider, "CUSTODIA_SMS_PROVIDER")
 	set(&c.SMSWebhookURL, "CUSTODIA_SMS_WEBHOOK_URL")
 	set(&c.SMSWebhookSecret, "CUSTODIA_SMS_WEBHOOK_SECRET")
+	set(&c.AnchorURL, "CUSTODIA_ANCHOR_URL")
+	set(&c.Node, "CUSTODIA_NODE")
+	switch v := getenv("CUSTODIA_ANCHOR_EACH_BATCH"); v {
+	case "", "false":
+	case "true":
+		c.AnchorEachBatch = true
+	default:
+		return c, fmt.Errorf("CUSTODIA_ANCHOR_EACH_BATCH=%q: want true or false", v)
+	}
 	if v := getenv("CUSTODIA_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = strings.Split(v, ",")
 	}
@@ -89,7 +105,10 @@ func Load(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-var regionName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+var (
+	regionName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	nodeName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
 
 // ParseRegion parses "name=url".
 func ParseRegion(spec string) (Region, error) {
@@ -121,6 +140,19 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Regions) == 0 {
 		c.Regions = []Region{{Name: "local", URL: "file://" + filepath.Join(c.DataDir, "regions", "local")}}
+	}
+	if c.AnchorURL == "" {
+		c.AnchorURL = "file://" + filepath.Join(c.DataDir, "anchor")
+	}
+	if c.Node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w (set CUSTODIA_NODE)", err)
+		}
+		c.Node = host
+	}
+	if !nodeName.MatchString(c.Node) {
+		return fmt.Errorf("node %q: letters, digits, '.', '_' and '-', at most 64", c.Node)
 	}
 	seen := map[string]bool{}
 	for _, r := range c.Regions {

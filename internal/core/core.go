@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/custodia/custodia/internal/access"
+	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
@@ -39,6 +41,7 @@ type Core struct {
 	DB        *sqldb.DB
 	Keys      *keyring.Keyring
 	Log       *audit.Log
+	Anchor    *anchor.Anchor // the audit chain's heads, kept outside the database
 	Tenants   *tenant.Service
 	Subjects  *subject.Service
 	Identity  *identity.Service
@@ -52,6 +55,9 @@ type Core struct {
 	Access    *access.Service
 	Mail      *mail.Outbox
 	Logger    *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
 
 	// MasterKeyCreated is true when this start created the master key file.
 	MasterKeyCreated bool
@@ -118,6 +124,11 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	}
 	now := opt.Now
 	c.Keys = keyring.New(master, now)
+	if c.Anchor, err = anchor.Open(ctx, cfg.AnchorURL, cfg.Node, anchor.Options{Logger: c.Logger, Now: now}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	opt.Audit.Anchor, opt.Audit.AnchorSync, opt.Audit.Logger = c.Anchor, cfg.AnchorEachBatch, c.Logger
 	c.Log = audit.New(db, c.Keys, now, opt.Audit)
 	c.Tenants = tenant.NewService(db, c.Keys, c.Log, cfg.RegionNames(), now)
 	c.Subjects = subject.NewService(db, c.Keys, c.Log, now)
@@ -163,15 +174,24 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	return c, nil
 }
 
-// Close stops the audit committer (after it finishes queued work) and
-// closes the database, the master key and the regions.
+// Close stops the audit committer (after it finishes queued work), writes
+// the audit anchor and closes the database, the master key and the
+// regions. Closing again does nothing.
 func (c *Core) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
+
+func (c *Core) close() error {
 	if c.Log != nil {
 		c.Log.Close()
 	}
 	var err error
+	if c.Anchor != nil {
+		err = c.Anchor.Close()
+	}
 	if c.DB != nil {
-		err = c.DB.Close()
+		err = errors.Join(err, c.DB.Close())
 	}
 	if c.master != nil {
 		err = errors.Join(err, c.master.Close())
