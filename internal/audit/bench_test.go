@@ -3,8 +3,8 @@ package audit_test
 import (
 	"context"
 	"crypto/ed25519"
-	"strings"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
