@@ -81,6 +81,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	f.StringVar(&e.cfg.SMSWebhookURL, "sms-webhook-url", cfg.SMSWebhookURL, "URL the SMS webhook posts {to, text} to (CUSTODIA_SMS_WEBHOOK_URL)")
 	f.StringVar(&e.cfg.SMSWebhookSecret, "sms-webhook-secret", cfg.SMSWebhookSecret, "HMAC-SHA256 key signing webhook posts, 32+ characters (CUSTODIA_SMS_WEBHOOK_SECRET; prefer the variable)")
 	f.StringSliceVar(&e.cfg.TrustedProxies, "trusted-proxy", cfg.TrustedProxies, "address or CIDR of a reverse proxy whose X-Forwarded-For is believed, repeatable (CUSTODIA_TRUSTED_PROXIES)")
+	f.StringVar(&e.cfg.AnchorURL, "anchor-url", cfg.AnchorURL, "where the audit chains' signed heads are kept outside the database: file:///dir or s3://bucket?… (CUSTODIA_ANCHOR_URL); default the anchor directory in the data dir")
+	f.BoolVar(&e.cfg.AnchorEachBatch, "anchor-each-batch", cfg.AnchorEachBatch, "write the audit anchor with every commit batch, not once a second (CUSTODIA_ANCHOR_EACH_BATCH)")
+	f.StringVar(&e.cfg.Node, "node", cfg.Node, "this node's name, its audit anchor object's name (CUSTODIA_NODE); default the host name")
 	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e))
 
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -179,6 +179,68 @@ func (s *Service) chainMAC(ctx context.Context, q sqldb.Q, tenantID string, prev
 		strconv.FormatInt(e.CreatedAt.UnixMicro(), 10), strconv.FormatInt(until, 10))
 }
 
+// stateRow is a consent_state row with what it is checked against: the
+// hash and position of the ledger event it names, and the position of the
+// purpose's last event.
+type stateRow struct {
+	purposeID, action, eventID string
+	at, until                  int64
+	mac, eventHash             []byte
+	eventSeq, lastSeq          int64
+}
+
+// stateMAC binds a state row to the ledger event it names, under the
+// tenant's key: flipping its action, its validity or the event it points
+// to breaks it.
+func (s *Service) stateMAC(ctx context.Context, q sqldb.Q, tenantID, subjectID string, r stateRow) ([]byte, error) {
+	return s.keys.MAC(ctx, q, tenantID, "consent-state", subjectID, r.purposeID, r.action, r.eventID,
+		strconv.FormatInt(r.at, 10), strconv.FormatInt(r.until, 10), hex.EncodeToString(r.eventHash))
+}
+
+// checkState answers what is wrong with a state row, "" when nothing: it
+// must name the purpose's last ledger event and carry a valid MAC. A row
+// from before MACs existed (none) must instead agree with that event,
+// whose own chain MAC is checked.
+func (s *Service) checkState(ctx context.Context, tenantID, subjectID string, r stateRow) (string, error) {
+	switch {
+	case len(r.eventHash) == 0:
+		return "the state names a ledger event that does not exist", nil
+	case r.eventSeq != r.lastSeq:
+		return fmt.Sprintf("the state names ledger event %d; the purpose's last is %d", r.eventSeq, r.lastSeq), nil
+	case len(r.mac) > 0:
+		want, err := s.stateMAC(ctx, s.db.Read(), tenantID, subjectID, r)
+		if err != nil {
+			return "", err
+		}
+		if !hmac.Equal(want, r.mac) {
+			return "the state's MAC does not verify (altered)", nil
+		}
+		return "", nil
+	}
+	es, prevs, err := s.events(ctx, tenantID, subjectID)
+	if err != nil {
+		return "", err
+	}
+	for i, e := range es {
+		if e.ID != r.eventID {
+			continue
+		}
+		h, err := s.chainMAC(ctx, s.db.Read(), tenantID, prevs[i], e)
+		if err != nil {
+			return "", err
+		}
+		until := int64(0)
+		if e.ValidUntil != nil {
+			until = e.ValidUntil.UnixMicro()
+		}
+		if hex.EncodeToString(h) != e.Hash || e.Action != r.action || e.CreatedAt.UnixMicro() != r.at || until != r.until {
+			return "the state differs from the ledger event it names", nil
+		}
+		return "", nil
+	}
+	return "the state names a ledger event that does not exist", nil
+}
+
 func (s *Service) check(in *Input) error {
 	in.Purpose = strings.TrimSpace(in.Purpose)
 	if in.Purpose == "" {
@@ -311,8 +373,13 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 		if _, err := tx.Exec(ctx, "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ?", tenantID, subjectID, p.ID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO consent_state (tenant_id, subject_id, purpose_id, action, event_id, at, valid_until)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, tenantID, subjectID, p.ID, e.Action, e.ID, now.UnixMicro(), until); err != nil {
+		mac, err := s.stateMAC(ctx, tx.Q, tenantID, subjectID, stateRow{purposeID: p.ID, action: e.Action, eventID: e.ID,
+			at: now.UnixMicro(), until: until, eventHash: h})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO consent_state (tenant_id, subject_id, purpose_id, action, event_id, at, valid_until, mac)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, subjectID, p.ID, e.Action, e.ID, now.UnixMicro(), until, mac); err != nil {
 			return err
 		}
 		// The audit event is written in this transaction, after these rows:
@@ -425,8 +492,11 @@ type Verdict struct {
 }
 
 // Verify recomputes the subject's chain and compares it with the audit
-// trail, which holds every event's seq and hash: an edited event, a removed
-// or reordered one, and a history cut short all show.
+// trail, which holds every event's seq and hash — after verifying the
+// audit chain itself up to its signed, anchored head: an edited event, a
+// removed or reordered one, and a history cut short all show, even when
+// the audit trail was rewritten to match. Each current state must agree
+// with the ledger too.
 func (s *Service) Verify(ctx context.Context, tenantID, subjectID string) (Verdict, error) {
 	es, prevs, err := s.events(ctx, tenantID, subjectID)
 	if err != nil {
@@ -436,6 +506,13 @@ func (s *Service) Verify(ctx context.Context, tenantID, subjectID string) (Verdi
 	fail := func(format string, args ...any) (Verdict, error) {
 		v.OK, v.Problem = false, fmt.Sprintf(format, args...)
 		return v, nil
+	}
+	av, err := s.log.Verify(ctx, tenantID)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if !av.OK {
+		return fail("the audit trail the ledger is checked against is broken: %s", av)
 	}
 	prev := genesis(tenantID, subjectID)
 	for i, e := range es {
@@ -468,6 +545,19 @@ func (s *Service) Verify(ctx context.Context, tenantID, subjectID string) (Verdi
 	}
 	if len(audited) != len(es) {
 		return fail("the ledger has %d events, the audit trail recorded %d", len(es), len(audited))
+	}
+	purposes := map[string]bool{}
+	for _, e := range es {
+		if !purposes[e.Purpose] {
+			purposes[e.Purpose] = true
+			c, err := s.Check(ctx, tenantID, subjectID, e.Purpose)
+			if err != nil {
+				return Verdict{}, err
+			}
+			if c.Tampered {
+				return fail("the current state for %q does not match the ledger", e.Purpose)
+			}
+		}
 	}
 	return v, nil
 }

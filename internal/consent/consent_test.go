@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
@@ -360,6 +361,91 @@ func TestCampaignsLeaveStaffOut(t *testing.T) {
 			if got := env.Mail.To(email, "consent"); len(got) != 0 {
 				t.Errorf("%s was sent a consent campaign: %v", email, got[0].Subject)
 			}
+		}
+	})
+}
+
+// TestTamperedStateIsNotBelieved: someone who writes the database flips a
+// withdrawn consent's state row back to "grant" — in place, by replaying
+// the row as it was when granted, or by clearing its MAC — and the
+// processing check refuses to say "allowed", names the tampering and
+// audits it; withdrawing again still works. Dropping the withdrawal from
+// the ledger — and from the audit trail too — fails the ledger's verify.
+func TestTamperedStateIsNotBelieved(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		tid := env.Tenant.ID
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		purpose(t, env, "news", 0)
+		ann := person(t, env, "ann@example.org")
+		record(t, env, ann, "news", consent.Grant)
+		exec("CREATE TABLE granted_state AS SELECT * FROM consent_state WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+		w := record(t, env, ann, "news", consent.Withdraw)
+		exec("CREATE TABLE withdrawn_state AS SELECT * FROM consent_state WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+		allowed := func() (bool, []string) {
+			t.Helper()
+			p, err := env.Core.Rights.Processing(ctx, tid, ann, "news")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p.Allowed, p.Reasons
+		}
+		if ok, reasons := allowed(); ok || !slices.Equal(reasons, []string{"no_consent"}) {
+			t.Fatalf("after the withdrawal: %v %v", ok, reasons)
+		}
+		restore := func() {
+			t.Helper()
+			exec("DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+			exec("INSERT INTO consent_state SELECT * FROM withdrawn_state")
+		}
+		for name, tamper := range map[string]func(){
+			"flipped in place": func() {
+				exec("UPDATE consent_state SET action = 'grant' WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+			},
+			"the granted row replayed": func() {
+				exec("DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+				exec("INSERT INTO consent_state SELECT * FROM granted_state")
+			},
+			"flipped, its MAC cleared": func() {
+				exec("UPDATE consent_state SET action = 'grant', mac = ? WHERE tenant_id = ? AND subject_id = ?", []byte{}, tid, ann)
+			},
+		} {
+			tamper()
+			if ok, reasons := allowed(); ok || !slices.Equal(reasons, []string{"consent_record_tampered"}) {
+				t.Errorf("%s: allowed %v %v; want refused as tampered", name, ok, reasons)
+			}
+			if v, err := env.Core.Consent.Verify(ctx, tid, ann); err != nil || v.OK {
+				t.Errorf("%s: ledger verify %+v %v; want failing", name, v, err)
+			}
+			restore()
+		}
+		// A row from before MACs, as it was: believed, checked against the ledger.
+		exec("UPDATE consent_state SET mac = ? WHERE tenant_id = ? AND subject_id = ?", []byte{}, tid, ann)
+		if ok, reasons := allowed(); ok || !slices.Equal(reasons, []string{"no_consent"}) {
+			t.Errorf("an untampered row without a MAC: %v %v", ok, reasons)
+		}
+		es, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, tid, audit.Filter{Action: "consent.tampered", Limit: 10})
+		if err != nil || len(es) < 3 || es[0].Outcome != audit.Failure {
+			t.Errorf("tampering audited: %d events %v", len(es), err)
+		}
+
+		// The withdrawal dropped from the ledger, the state replayed: the
+		// audit trail still has it. Dropped from the trail too: the trail's
+		// own verification fails, and with it the ledger's.
+		exec("DELETE FROM consent_events WHERE tenant_id = ? AND id = ?", tid, w.ID)
+		exec("DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", tid, ann)
+		exec("INSERT INTO consent_state SELECT * FROM granted_state")
+		if v, err := env.Core.Consent.Verify(ctx, tid, ann); err != nil || v.OK || !strings.Contains(v.Problem, "event 2") {
+			t.Errorf("withdrawal dropped: %+v %v", v, err)
+		}
+		exec("DELETE FROM audit_events WHERE tenant_id = ? AND action = 'consent.withdraw'", tid)
+		if v, err := env.Core.Consent.Verify(ctx, tid, ann); err != nil || v.OK || !strings.Contains(v.Problem, "audit trail") {
+			t.Errorf("withdrawal dropped from the trail too: %+v %v", v, err)
 		}
 	})
 }

@@ -3,7 +3,9 @@ package consent
 import (
 	"context"
 	"crypto/hmac"
+	"database/sql"
 	"encoding/base64"
+	"errors"
 
 	"github.com/google/uuid"
 
@@ -78,20 +80,53 @@ func (s *Service) withdrawLink(ctx context.Context, slug, purposeKey, token stri
 	return t.ID, id.String(), nil
 }
 
-// granted reports whether the subject's current state for the purpose is
-// a valid grant.
-// Granted reports whether the subject's consent to purposeKey is granted
-// and unexpired now.
-func (s *Service) Granted(ctx context.Context, tenantID, subjectID, purposeKey string) (bool, error) {
-	return s.granted(ctx, tenantID, subjectID, purposeKey)
+// Check is what a person's consent to one purpose allows now.
+type Check struct {
+	Granted bool // granted and unexpired
+	// Tampered: the stored state does not match the ledger (its MAC fails,
+	// it names an event the ledger lacks or a superseded one): it is not
+	// believed, and the finding is audited.
+	Tampered bool
 }
 
+// Check reads subjectID's consent to purposeKey, checking the state row
+// against the ledger event it names (see checkState).
+func (s *Service) Check(ctx context.Context, tenantID, subjectID, purposeKey string) (Check, error) {
+	var c Check
+	var r stateRow
+	err := s.db.Read().QueryRow(ctx, `SELECT c.purpose_id, c.action, c.event_id, c.at, c.valid_until, c.mac,
+			COALESCE(e.hash, ''), COALESCE(e.seq, 0),
+			(SELECT COALESCE(MAX(x.seq), 0) FROM consent_events x WHERE x.tenant_id = c.tenant_id AND x.subject_id = c.subject_id
+				AND x.purpose_id = c.purpose_id)
+		FROM consent_state c JOIN purposes p ON p.tenant_id = c.tenant_id AND p.id = c.purpose_id
+		LEFT JOIN consent_events e ON e.tenant_id = c.tenant_id AND e.id = c.event_id AND e.subject_id = c.subject_id
+		WHERE c.tenant_id = ? AND c.subject_id = ? AND p.key = ?`, tenantID, subjectID, purposeKey).
+		Scan(&r.purposeID, &r.action, &r.eventID, &r.at, &r.until, &r.mac, &r.eventHash, &r.eventSeq, &r.lastSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, nil // never asked: no consent
+	}
+	if err != nil {
+		return c, err
+	}
+	problem, err := s.checkState(ctx, tenantID, subjectID, r)
+	if err != nil {
+		return c, err
+	}
+	if problem != "" {
+		c.Tampered = true
+		return c, s.log.Record(ctx, tenantID, audit.Event{Action: "consent.tampered", TargetType: "subject", TargetID: subjectID,
+			SubjectID: subjectID, Outcome: audit.Failure, Details: map[string]any{"purpose": purposeKey, "problem": problem}})
+	}
+	c.Granted = r.action == Grant && (r.until == 0 || r.until > s.now().UnixMicro())
+	return c, nil
+}
+
+// granted reports whether the subject's consent to purposeKey may stand
+// as granted for a withdrawal: a tampered state counts as granted there,
+// so that withdrawing records the withdrawal whatever the row says.
 func (s *Service) granted(ctx context.Context, tenantID, subjectID, purposeKey string) (bool, error) {
-	var n int
-	err := s.db.Read().QueryRow(ctx, `SELECT COUNT(*) FROM consent_state c JOIN purposes p ON p.tenant_id = c.tenant_id AND p.id = c.purpose_id
-		WHERE c.tenant_id = ? AND c.subject_id = ? AND p.key = ? AND c.action = ? AND (c.valid_until = 0 OR c.valid_until > ?)`,
-		tenantID, subjectID, purposeKey, Grant, s.now().UnixMicro()).Scan(&n)
-	return n > 0, err
+	c, err := s.Check(ctx, tenantID, subjectID, purposeKey)
+	return c.Granted || c.Tampered, err
 }
 
 // ViewWithdraw returns what the page of a withdrawal link shows.

@@ -13,11 +13,14 @@ import (
 // this person's data for this purpose now?", taking every right the
 // person used into account.
 type Processing struct {
-	SubjectID  string   `json:"subject_id"`
-	Purpose    string   `json:"purpose"`
-	LegalBasis string   `json:"legal_basis"`
-	Allowed    bool     `json:"allowed"`
-	Reasons    []string `json:"reasons"` // why not: restricted, anonymised, no_consent, objection_open, objection_upheld
+	SubjectID  string `json:"subject_id"`
+	Purpose    string `json:"purpose"`
+	LegalBasis string `json:"legal_basis"`
+	Allowed    bool   `json:"allowed"`
+	// Reasons say why not: restricted, anonymised, no_consent,
+	// consent_record_tampered (the stored consent does not match its
+	// ledger: not believed, and audited), objection_open, objection_upheld.
+	Reasons []string `json:"reasons"`
 }
 
 // Processing answers whether subjectID's data may be used for purposeKey
@@ -50,11 +53,14 @@ func (s *Service) Processing(ctx context.Context, tenantID, subjectID, purposeKe
 	}
 	switch p.LegalBasis {
 	case register.Consent:
-		ok, err := s.consent.Granted(ctx, tenantID, subjectID, p.Key)
+		c, err := s.consent.Check(ctx, tenantID, subjectID, p.Key)
 		if err != nil {
 			return Processing{}, err
 		}
-		if !ok {
+		switch {
+		case c.Tampered:
+			out.Reasons = append(out.Reasons, "consent_record_tampered")
+		case !c.Granted:
 			out.Reasons = append(out.Reasons, "no_consent")
 		}
 	case register.LegitimateInterests, register.PublicTask:
