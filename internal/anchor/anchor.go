@@ -52,7 +52,8 @@ type Head struct {
 // signature verifies, so neither can become a way to forge a gap.
 type Mark struct {
 	Kind      string `json:"kind"`
-	From, To  int64  `json:"from"`
+	From      int64  `json:"from"`
+	To        int64  `json:"to"`
 	Hash      []byte `json:"hash"` // the hash the chain goes on from
 	At        int64  `json:"at"`
 	Key       []byte `json:"key"`
