@@ -107,7 +107,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 	}
-	if _, err := a.Log.AnchorUnanchored(ctx); err != nil {
+	// Anchoring at start is short and must finish even when a stop is
+	// asked for meanwhile.
+	if _, err := a.Log.AnchorUnanchored(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("audit anchor: %w", err)
 	}
 	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
