@@ -105,38 +105,41 @@ func (s *Service) EmailLinkInfo(ctx context.Context, secret, purpose string) (Em
 	if purpose == "undo" {
 		kind = linkEmailUndo
 	}
-	l, err := s.findLink(ctx, secret, kind)
+	l, info, err := s.emailLink(ctx, secret, kind)
 	if err != nil {
 		return EmailLink{}, err
+	}
+	info.ExpiresAt = l.expires
+	return info, nil
+}
+
+// emailLink finds the live address link secret of kind, and what it
+// carries: the address it sets and the organisation's name.
+func (s *Service) emailLink(ctx context.Context, secret, kind string) (*link, EmailLink, error) {
+	l, err := s.findLink(ctx, secret, kind)
+	if err != nil {
+		return nil, EmailLink{}, err
 	}
 	addr, err := openAddress(l, kind)
 	if err != nil {
-		return EmailLink{}, err
+		return nil, EmailLink{}, err
 	}
 	t, err := s.tenants.ByID(ctx, l.acct.tenantID)
 	if err != nil {
-		return EmailLink{}, err
+		return nil, EmailLink{}, err
 	}
-	return EmailLink{Organisation: t.Name, Address: addr, ExpiresAt: l.expires}, nil
+	return l, EmailLink{Organisation: t.Name, Address: addr}, nil
 }
 
 // ConfirmEmail makes the address a confirmation link carries the
 // account's sign-in address, and tells the old address, with a link that
 // undoes the change.
 func (s *Service) ConfirmEmail(ctx context.Context, secret string, c Client) (EmailLink, error) {
-	l, err := s.findLink(ctx, secret, linkEmail)
+	l, info, err := s.emailLink(ctx, secret, linkEmail)
 	if err != nil {
 		return EmailLink{}, err
 	}
-	a := l.acct
-	newEmail, err := openAddress(l, linkEmail)
-	if err != nil {
-		return EmailLink{}, err
-	}
-	t, err := s.tenants.ByID(ctx, a.tenantID)
-	if err != nil {
-		return EmailLink{}, err
-	}
+	a, newEmail := l.acct, info.Address
 	ctx = audit.WithActor(ctx, a.actor(c))
 	change, err := s.addressChange(ctx, a, newEmail)
 	if err != nil {
@@ -154,7 +157,7 @@ func (s *Service) ConfirmEmail(ctx context.Context, secret string, c Client) (Em
 			return err
 		}
 		return s.mail.Queue(ctx, tx, a.key, mail.Message{TenantID: a.tenantID, SubjectID: a.SubjectID, Kind: "email-changed", To: a.email,
-			Subject: "Your sign-in address for " + t.Name + " was changed",
+			Subject: "Your sign-in address for " + info.Organisation + " was changed",
 			Text: fmt.Sprintf(`Hello,
 
 The address you sign in to %s with was changed from this one to
@@ -168,28 +171,20 @@ session ends and you choose a new password.
 The link works once, until %s.
 
 — Custodia
-`, t.Name, newEmail, s.linkURL(linkEmailUndo, secret), expires.Format("2 January 2006 15:04 MST"))})
+`, info.Organisation, newEmail, s.linkURL(linkEmailUndo, secret), expires.Format("2 January 2006 15:04 MST"))})
 	}, append(change.Events, audit.Event{Action: "user.email.change", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})...)
-	return EmailLink{Organisation: t.Name, Address: newEmail}, err
+	return info, err
 }
 
 // UndoEmail puts back the address an undo link carries, ends every
 // session and token of the account, clears its password (a reset link goes
 // to the address put back) and tells the tenant's owners.
 func (s *Service) UndoEmail(ctx context.Context, secret string, c Client) (EmailLink, error) {
-	l, err := s.findLink(ctx, secret, linkEmailUndo)
+	l, info, err := s.emailLink(ctx, secret, linkEmailUndo)
 	if err != nil {
 		return EmailLink{}, err
 	}
-	a := l.acct
-	old, err := openAddress(l, linkEmailUndo)
-	if err != nil {
-		return EmailLink{}, err
-	}
-	t, err := s.tenants.ByID(ctx, a.tenantID)
-	if err != nil {
-		return EmailLink{}, err
-	}
+	a, old, org := l.acct, info.Address, info.Organisation
 	owners, err := s.owners(ctx, a.tenantID)
 	if err != nil {
 		return EmailLink{}, err
@@ -225,7 +220,7 @@ func (s *Service) UndoEmail(ctx context.Context, secret string, c Client) (Email
 			return err
 		}
 		if err := s.mail.Queue(ctx, tx, a.key, mail.Message{TenantID: a.tenantID, SubjectID: a.SubjectID, Kind: "email-undone", To: old,
-			Subject: "Your sign-in address for " + t.Name + " is yours again",
+			Subject: "Your sign-in address for " + org + " is yours again",
 			Text: fmt.Sprintf(`Hello,
 
 The change of your sign-in address for %s is undone: you sign in with
@@ -237,12 +232,12 @@ ended, and your password no longer works. Choose a new one here:
 The link works once, until %s.
 
 — Custodia
-`, t.Name, s.linkURL(linkReset, secret), expires.Format("2 January 2006 15:04 MST"))}); err != nil {
+`, org, s.linkURL(linkReset, secret), expires.Format("2 January 2006 15:04 MST"))}); err != nil {
 			return err
 		}
 		for _, o := range owners {
 			if err := s.mail.Queue(ctx, tx, o.key, mail.Message{TenantID: a.tenantID, SubjectID: o.SubjectID, Kind: "email-undone-owner", To: o.email,
-				Subject: "A sign-in address change was undone at " + t.Name,
+				Subject: "A sign-in address change was undone at " + org,
 				Text: fmt.Sprintf(`Hello,
 
 The holder of account %s at %s said that a change of its sign-in
@@ -251,13 +246,13 @@ tokens have ended and it needs a new password. Look at the audit trail
 (user.email.*) for who asked for the change.
 
 — Custodia
-`, a.ID, t.Name)}); err != nil {
+`, a.ID, org)}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}, append(change.Events, audit.Event{Action: "user.email.undo", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})...)
-	return EmailLink{Organisation: t.Name, Address: old}, err
+	return info, err
 }
 
 // addressChange prepares making email a's sign-in address, to be applied
