@@ -189,7 +189,7 @@ func TestCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		if err := db.WithTx(context.Background(), func(tx *sqldb.Tx) error {
+		if err := db.WithTx(context.Background(), func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(context.Background(), "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2")
 			return err
 		}); err != nil {

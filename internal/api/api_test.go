@@ -363,7 +363,7 @@ func TestAuthentication(t *testing.T) {
 		// Expired and revoked tokens stop working.
 		exec := func(stmt string, args ...any) {
 			t.Helper()
-			if err := env.App.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := env.App.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				_, err := tx.Exec(ctx, stmt, args...)
 				return err
 			}); err != nil {

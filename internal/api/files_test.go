@@ -373,7 +373,7 @@ func TestKilledUpload(t *testing.T) {
 
 func insertIntent(t *testing.T, env *apptest.Env, key, state string) {
 	t.Helper()
-	err := env.App.DB.WithTx(context.Background(), func(tx *sqldb.Tx) error {
+	err := env.App.DB.WithTx(context.Background(), func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(context.Background(), "INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, ?, ?)",
 			"local", key, env.Tenant.ID, state, env.Now.Now().UnixMicro())
 		return err

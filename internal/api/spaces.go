@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/custodia/custodia/internal/httpio"
@@ -60,8 +61,8 @@ func (a *API) renameGroup(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	p, id := principal(r), r.PathValue("id")
-	if err := a.identity.DeleteGroup(r.Context(), p, id, func(tx *sqldb.Tx) error {
-		return space.DropGroupGrants(r.Context(), tx, p.TenantID, id)
+	if err := a.identity.DeleteGroup(r.Context(), p, id, func(ctx context.Context, tx *sqldb.Tx) error {
+		return space.DropGroupGrants(ctx, tx, p.TenantID, id)
 	}); err != nil {
 		return err
 	}

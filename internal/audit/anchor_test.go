@@ -55,7 +55,7 @@ func TestWhatADatabaseWriterCannotDo(t *testing.T) {
 			exec(t, env, "DELETE FROM audit_checkpoints WHERE tenant_id = ?", tid)
 			exec(t, env, "UPDATE audit_heads SET seq = 24 WHERE tenant_id = ?", tid)
 			ctx := context.Background()
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, 9) }); err != nil {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, 9) }); err != nil {
 				t.Fatal(err)
 			}
 		}, audit.LayerSignature, "", "signature does not verify"},
@@ -73,7 +73,7 @@ func TestWhatADatabaseWriterCannotDo(t *testing.T) {
 			}
 			exec(t, env, "UPDATE tenant_secrets SET public = ? WHERE tenant_id = ? AND name = 'audit-signing'", []byte(pub), tid)
 			ctx := context.Background()
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return audit.ResignForTest(ctx, tx, tid, key) }); err != nil {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return audit.ResignForTest(ctx, tx, tid, key) }); err != nil {
 				t.Fatal(err)
 			}
 		}, audit.LayerSignature, "", "does not verify with the tenant's audit key"},

@@ -46,7 +46,7 @@ func fill(t *testing.T, env *coretest.Env, n int64) {
 func exec(t *testing.T, env *coretest.Env, query string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
-	if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+	if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, query, args...)
 		return err
 	}); err != nil {
@@ -121,7 +121,7 @@ func rewriteFrom(t *testing.T, env *coretest.Env, tid string, from int64) {
 	t.Helper()
 	ctx := context.Background()
 	exec(t, env, "UPDATE audit_events SET action = 'forged' WHERE tenant_id = ? AND seq = ?", tid, from)
-	if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, from) }); err != nil {
+	if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return audit.RehashForTest(ctx, tx, tid, from) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -166,7 +166,7 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i] = env.Core.Log.Commit(ctx, env.Tenant.ID, func(tx *sqldb.Tx) error {
+				results[i] = env.Core.Log.Commit(ctx, env.Tenant.ID, func(ctx context.Context, tx *sqldb.Tx) error {
 					if _, err := tx.Exec(ctx, "INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, 0)",
 						fmt.Sprintf("probe-%d", i), []byte{1}); err != nil {
 						return err
@@ -233,7 +233,7 @@ func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 			t.Fatalf("revealed actor = %+v ip %q ua %q", e.Actor, e.IP, e.UserAgent)
 		}
 		// Crypto-shred the actor: the chain still verifies, the identity is gone.
-		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, tid, sub.ID) }); err != nil {
+		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, tid, sub.ID) }); err != nil {
 			t.Fatal(err)
 		}
 		entries, _, err = rd.Query(ctx, tid, audit.Filter{Action: "test.acted"})

@@ -69,3 +69,6 @@ func ResignForTest(ctx context.Context, tx *sqldb.Tx, tenantID string, key ed255
 	}
 	return nil
 }
+
+// QueuedForTest is how many units wait for the committer.
+func QueuedForTest(l *Log) int { return len(l.queue) }

@@ -53,9 +53,14 @@ type Options struct {
 
 type unit struct {
 	tenantID string
-	fn       func(tx *sqldb.Tx) error
-	records  []record
-	done     chan error
+	// ctx is what fn runs with: the request's values (actor, request id)
+	// without its cancellation or deadline. The transaction is the whole
+	// batch's, so one member giving up must not break the connection under
+	// the others.
+	ctx     context.Context
+	fn      func(ctx context.Context, tx *sqldb.Tx) error
+	records []record
+	done    chan error
 }
 
 // ErrClosed is returned by Commit after Close.
@@ -95,14 +100,20 @@ func (l *Log) Close() {
 // Commit runs fn (which may be nil) and appends events for tenantID in one
 // transaction, returning once both are durable. The actor and request id
 // come from ctx. When fn fails nothing of it and none of the events are
-// written, and its error is returned. The events' Details maps are encoded
+// written, and its error is returned.
+//
+// fn runs in a transaction shared with other callers' units, so it must use
+// the context it is given, never the caller's: that one carries ctx's values
+// but not its cancellation. A caller that gives up before its unit is
+// queued loses its write; once queued, the unit commits or fails on its own
+// merits and never because of another caller. The events' Details maps are encoded
 // after fn has run, so fn may complete them with what it found (a sequence
 // number, a hash).
-func (l *Log) Commit(ctx context.Context, tenantID string, fn func(tx *sqldb.Tx) error, events ...Event) error {
+func (l *Log) Commit(ctx context.Context, tenantID string, fn func(ctx context.Context, tx *sqldb.Tx) error, events ...Event) error {
 	actor := ActorFrom(ctx)
 	reqID := requestIDFrom(ctx)
 	now := l.now()
-	u := &unit{tenantID: tenantID, fn: fn, done: make(chan error, 1)}
+	u := &unit{tenantID: tenantID, ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan error, 1)}
 	for _, e := range events {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -176,7 +187,7 @@ func (l *Log) commit(batch []*unit) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
 	var signed []tenantHead
-	err := l.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := l.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		for i := range results {
 			results[i] = nil
 		}
@@ -193,7 +204,7 @@ func (l *Log) commit(batch []*unit) {
 			next := h
 			results[i] = tx.Savepoint(ctx, "unit", func() error {
 				if u.fn != nil {
-					if err := u.fn(tx); err != nil {
+					if err := u.fn(u.ctx, tx); err != nil {
 						return err
 					}
 				}
@@ -346,7 +357,7 @@ func (l *Log) checkpoint(ctx context.Context, tx *sqldb.Tx, tenantID string, h h
 // Checkpoint signs the current head of a tenant's chain now, e.g. at
 // shutdown or before a backup.
 func (l *Log) Checkpoint(ctx context.Context, tenantID string) error {
-	return l.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return l.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		var h head
 		err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?"+l.db.ForUpdate(), tenantID).Scan(&h.seq, &h.hash)
 		if err != nil {

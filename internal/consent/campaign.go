@@ -244,7 +244,7 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 	events = append([]audit.Event{{Action: "campaign.start", TargetType: "campaign", TargetID: c.ID,
 		Details: map[string]any{"purpose": p.Key, "audience": in.Audience, "recipients": len(rs),
 			"skipped_no_email": c.Counts.NoEmail, "skipped_pending": c.Counts.Pending}}}, events...)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO consent_campaigns (tenant_id, id, name, purpose_id, purpose_key, notice_version,
 				audience, expires_at, no_email, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			tenantID, c.ID, c.Name, p.ID, p.Key, c.NoticeVersion, string(audience), c.ExpiresAt.UnixMicro(),
@@ -468,7 +468,7 @@ func (s *Service) AnswerLink(ctx context.Context, slug, secret, answer string, n
 	}
 	ctx = audit.WithActor(ctx, audit.Actor{Type: audit.ActorSubject, ID: l.subjectID, SubjectID: l.subjectID,
 		IP: ip, UserAgent: userAgent, Key: key})
-	claim := func(tx *sqldb.Tx) error {
+	claim := func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE consent_campaign_recipients SET answer = ?, answered_at = ?
 			WHERE tenant_id = ? AND campaign_id = ? AND subject_id = ? AND answered_at = 0`,
 			answer, s.now().UnixMicro(), l.tenantID, l.campaignID, l.subjectID)

@@ -276,7 +276,7 @@ func (s *Service) Record(ctx context.Context, tenantID, subjectID string, in Inp
 
 // record is Record that also runs within, when not nil, in the event's
 // transaction before it is written: an error from within records nothing.
-func (s *Service) record(ctx context.Context, tenantID, subjectID string, in Input, within func(tx *sqldb.Tx) error) (Recorded, error) {
+func (s *Service) record(ctx context.Context, tenantID, subjectID string, in Input, within func(ctx context.Context, tx *sqldb.Tx) error) (Recorded, error) {
 	rec, err := s.append(ctx, tenantID, subjectID, in, within)
 	if err != nil || rec.Action != Grant {
 		return rec, err
@@ -286,7 +286,7 @@ func (s *Service) record(ctx context.Context, tenantID, subjectID string, in Inp
 }
 
 // append writes the event.
-func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Input, within func(tx *sqldb.Tx) error) (Recorded, error) {
+func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Input, within func(ctx context.Context, tx *sqldb.Tx) error) (Recorded, error) {
 	key, err := s.subjects.Key(ctx, tenantID, subjectID) // first: an unknown subject is 404 whatever the input
 	if err != nil {
 		return Recorded{}, err
@@ -321,7 +321,7 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 	}
 	var out Recorded
 	details := map[string]any{"purpose": p.Key, "method": in.Method, "notice_version": notice.Version}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var status string
 		err := tx.QueryRow(ctx, "SELECT status FROM subjects WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, subjectID).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -331,7 +331,7 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 			return err
 		}
 		if within != nil {
-			if err := within(tx); err != nil {
+			if err := within(ctx, tx); err != nil {
 				return err
 			}
 		}

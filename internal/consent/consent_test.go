@@ -71,7 +71,7 @@ func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
 		if v, err := cs.Verify(ctx, env.Tenant.ID, ann); err != nil || !v.OK || v.Events != 3 || v.Head != last.Hash {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
-		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE consent_events SET action = 'grant' WHERE tenant_id = ? AND subject_id = ? AND seq = 2", env.Tenant.ID, ann)
 			return err
 		}); err == nil || !strings.Contains(err.Error(), "append-only") {
@@ -81,7 +81,7 @@ func TestLedgerIsAppendOnlyAndChained(t *testing.T) {
 		// Swap event 2 for a copy that says "grant" instead of "withdraw".
 		exec := func(q string, args ...any) {
 			t.Helper()
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -377,7 +377,7 @@ func TestTamperedStateIsNotBelieved(t *testing.T) {
 		tid := env.Tenant.ID
 		exec := func(q string, args ...any) {
 			t.Helper()
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { _, err := tx.Exec(ctx, q, args...); return err }); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -165,18 +165,18 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	// once the blob is whole, the version is recorded or the blob deleted.
 	cctx := context.WithoutCancel(ctx)
 	var pruned []blobRef
-	err = s.log.Commit(cctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(cctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		// The space may have started moving while the blob was written.
-		if now, err := s.spaceRegion(cctx, tx.Q, p.TenantID, spaceID, s.db.ForUpdate()); err != nil {
+		if now, err := s.spaceRegion(ctx, tx.Q, p.TenantID, spaceID, s.db.ForUpdate()); err != nil {
 			return err
 		} else if now != region {
 			return errs.E(errs.Conflict, "the space moved to %s while the file was uploaded; upload again", now)
 		}
-		parent, _, err := s.ensureFolders(cctx, tx, dk, p, spaceID, names[:len(names)-1], v.createdAt)
+		parent, _, err := s.ensureFolders(ctx, tx, dk, p, spaceID, names[:len(names)-1], v.createdAt)
 		if err != nil {
 			return err
 		}
-		n, exists, err := s.child(cctx, tx.Q, p.TenantID, spaceID, parent, names[len(names)-1])
+		n, exists, err := s.child(ctx, tx.Q, p.TenantID, spaceID, parent, names[len(names)-1])
 		if err != nil {
 			return err
 		}
@@ -187,7 +187,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 			return errs.E(errs.Conflict, "a folder is at this path")
 		case exists:
 			if u.IfMatch != "" {
-				cur, err := s.version(cctx, tx.Q, p.TenantID, n.id, n.version)
+				cur, err := s.version(ctx, tx.Q, p.TenantID, n.id, n.version)
 				if err != nil {
 					return err
 				}
@@ -195,7 +195,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 					return errs.E(errs.Conflict, "the file has a newer version than If-Match names")
 				}
 			}
-			if err := tx.QueryRow(cctx, "UPDATE nodes SET version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING version",
+			if err := tx.QueryRow(ctx, "UPDATE nodes SET version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING version",
 				v.createdAt, p.TenantID, n.id).Scan(&v.version); err != nil {
 				return err
 			}
@@ -203,10 +203,10 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 			if u.IfMatch != "" {
 				return errs.E(errs.Conflict, "no file at this path to match If-Match")
 			}
-			if err := s.insertNodeID(cctx, tx, dk, p, nodeID, spaceID, parent, File, names[len(names)-1], v.createdAt); err != nil {
+			if err := s.insertNodeID(ctx, tx, dk, p, nodeID, spaceID, parent, File, names[len(names)-1], v.createdAt); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(cctx, "UPDATE nodes SET version = 1 WHERE tenant_id = ? AND id = ?", p.TenantID, nodeID); err != nil {
+			if _, err := tx.Exec(ctx, "UPDATE nodes SET version = 1 WHERE tenant_id = ? AND id = ?", p.TenantID, nodeID); err != nil {
 				return err
 			}
 			v.version = 1
@@ -214,13 +214,13 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 		// The tenant keeps the newest versions_kept versions, this one
 		// among them: older ones go before the quota is checked.
 		if k := t.VersionsKept; k > 0 && v.version > k {
-			if pruned, _, err = s.pruneVersions(cctx, tx, p.TenantID, nodeID, v.version-k); err != nil {
+			if pruned, _, err = s.pruneVersions(ctx, tx, p.TenantID, nodeID, v.version-k); err != nil {
 				return err
 			}
 			ev.Details["versions_pruned"] = len(pruned)
 		}
 		if t.QuotaBytes > 0 {
-			used, err := s.used(cctx, tx.Q, p.TenantID)
+			used, err := s.used(ctx, tx.Q, p.TenantID)
 			if err != nil {
 				return err
 			}
@@ -229,7 +229,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 			}
 		}
 		ev.Details["version"] = v.version
-		return s.insertVersion(cctx, tx, p.TenantID, v)
+		return s.insertVersion(ctx, tx, p.TenantID, v)
 	}, ev)
 	if err != nil {
 		s.discard(cctx, st, p.TenantID, v.blobKey)
@@ -366,7 +366,7 @@ func (s *Service) write(ctx context.Context, tenantID string, st *blobstore.Stor
 
 // intend announces a blob about to be written or deleted.
 func (s *Service) intend(ctx context.Context, tenantID, region, key, state string) error {
-	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO blob_intents (region, blob_key, tenant_id, state, touched_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (region, blob_key) DO UPDATE SET state = excluded.state, touched_at = excluded.touched_at`,
 			region, key, tenantID, state, s.now().UnixMicro())
@@ -391,7 +391,7 @@ func (s *Service) heartbeat(region, key string) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				_ = s.db.WithTx(context.Background(), func(tx *sqldb.Tx) error {
+				_ = s.db.WithTx(context.Background(), func(ctx context.Context, tx *sqldb.Tx) error {
 					_, err := tx.Exec(context.Background(), "UPDATE blob_intents SET touched_at = ? WHERE region = ? AND blob_key = ?", s.now().UnixMicro(), region, key)
 					return err
 				})
@@ -419,7 +419,7 @@ func (s *Service) discard(ctx context.Context, st *blobstore.Store, tenantID, ke
 		_ = s.intend(ctx, tenantID, st.Region, key, "deleting")
 		return
 	}
-	_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", st.Region, key)
 		return err
 	})
@@ -458,7 +458,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		var one int
 		err = s.db.Read().QueryRow(ctx, "SELECT 1 FROM file_versions WHERE region = ? AND blob_key = ?", i.region, i.key).Scan(&one)
 		if err == nil { // committed after all: keep the blob, end the announcement
-			_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				_, err := tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", i.region, i.key)
 				return err
 			})

@@ -473,7 +473,7 @@ func (s *Service) Mkdir(ctx context.Context, p identity.Principal, spaceID, path
 	}
 	now := s.now().UTC().UnixMicro()
 	ev := audit.Event{Action: "folder.create", TargetType: "space", TargetID: spaceID, Details: map[string]any{}}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		id, made, err := s.ensureFolders(ctx, tx, dk, p, spaceID, names, now)
 		if err != nil {
 			return err
@@ -519,7 +519,7 @@ func (s *Service) Move(ctx context.Context, p identity.Principal, spaceID, path,
 	}
 	now := s.now().UTC().UnixMicro()
 	ev := audit.Event{Action: "file.move", TargetType: "space", TargetID: spaceID, Details: map[string]any{}}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		n, err := s.resolve(ctx, tx.Q, p.TenantID, spaceID, from)
 		if err != nil {
 			return err

@@ -309,7 +309,7 @@ func TestMigrationReadBack(t *testing.T) {
 		wrong := sha256.Sum256([]byte("something else"))
 		setSum := func(v any) {
 			t.Helper()
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				_, err := tx.Exec(ctx, "UPDATE file_versions SET sha256_ct = ? WHERE id = ?", v, vid)
 				return err
 			}); err != nil {

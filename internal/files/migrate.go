@@ -107,7 +107,7 @@ func (s *Service) StartMigration(ctx context.Context, p identity.Principal, spac
 		var cancelled []blobRef
 		ev := audit.Event{Action: "space.migration_start", TargetType: "space", TargetID: spaceID,
 			Details: map[string]any{"from": cur.Region, "to": region, "versions": cur.Versions, "called_back_from": cur.To}}
-		err := s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		err := s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 			res, err := tx.Exec(ctx, "UPDATE spaces SET migrating_to = ? WHERE tenant_id = ? AND id = ? AND migrating_to = ? AND region = ?",
 				region, p.TenantID, spaceID, cur.To, cur.Region)
 			if err != nil {
@@ -220,7 +220,7 @@ func (s *Service) migrateTo(ctx context.Context, tenantID, spaceID string) error
 		}
 		moved, bytes = moved+1, bytes+v.size
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE spaces SET region = ?, migrating_to = '' WHERE tenant_id = ? AND id = ? AND migrating_to = ?",
 			to, tenantID, spaceID, to)
 		if err != nil {
@@ -288,7 +288,7 @@ func (s *Service) moveVersion(ctx context.Context, tenantID string, v versionRow
 		return fmt.Errorf("the copy in %s does not read back as the original (%d of %d bytes): %v", dst.Region, n, v.size, err)
 	}
 	switched := false
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE file_versions SET region = ?, blob_key = ?, sealed_size = ?, key_ct = ?
 			WHERE tenant_id = ? AND id = ? AND region = ? AND blob_key = ?`,
 			dst.Region, blobKey, sealed, dk.Seal("file_versions", "key_ct", v.id, key), tenantID, v.id, v.region, v.blobKey)

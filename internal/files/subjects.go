@@ -51,7 +51,7 @@ func (s *Service) Link(ctx context.Context, p identity.Principal, itemID, subjec
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	l := Link{ItemID: itemID, SubjectID: subjectID, LinkedBy: p.UserID, LinkedAt: now}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := s.subjects.Lock(ctx, tx, p.TenantID, subjectID); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (s *Service) Unlink(ctx context.Context, p identity.Principal, itemID, subj
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "DELETE FROM file_subjects WHERE tenant_id = ? AND node_id = ? AND subject_id = ?", p.TenantID, itemID, subjectID)
 		if err != nil {
 			return err

@@ -48,7 +48,7 @@ func (s *Service) Trash(ctx context.Context, p identity.Principal, spaceID, path
 		return TrashItem{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond).UnixMicro()
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		r, err := tx.Exec(ctx, "UPDATE nodes SET trashed_at = ?, trashed_by = ? WHERE tenant_id = ? AND id = ? AND trashed_at = 0", now, p.UserID, p.TenantID, n.id)
 		if err != nil {
 			return err
@@ -70,7 +70,7 @@ func (s *Service) TrashSpace(ctx context.Context, p identity.Principal, spaceID 
 		return TrashItem{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond).UnixMicro()
-	err := s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		r, err := tx.Exec(ctx, "UPDATE spaces SET trashed_at = ?, trashed_by = ? WHERE tenant_id = ? AND id = ? AND trashed_at = 0", now, p.UserID, p.TenantID, spaceID)
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func (s *Service) Restore(ctx context.Context, p identity.Principal, id string) 
 	}
 	out := Restored{ID: it.ID, Kind: it.Kind, SpaceID: it.SpaceID}
 	if it.Kind == Space {
-		err := s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+		err := s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 			r, err := tx.Exec(ctx, "UPDATE spaces SET trashed_at = 0, trashed_by = '' WHERE tenant_id = ? AND id = ? AND trashed_at > 0", p.TenantID, id)
 			if err != nil {
 				return err
@@ -355,7 +355,7 @@ func (s *Service) Restore(ctx context.Context, p identity.Principal, id string) 
 		return Restored{}, err
 	}
 	ev := audit.Event{Action: nd.kind + ".restore", TargetType: nd.kind, TargetID: nd.id, Details: map[string]any{"space_id": nd.spaceID, "renamed": false}}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		final := string(name)
 		for i := 1; ; i++ {
 			_, taken, err := s.child(ctx, tx.Q, p.TenantID, nd.spaceID, parent, final)
@@ -423,7 +423,7 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 	var blobs []blobRef
 	ev := audit.Event{Action: it.Kind + ".purge", TargetType: it.Kind, TargetID: it.ID,
 		Details: map[string]any{"space_id": it.SpaceID, "reason": why}}
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var ids []string
 		if it.Kind == Space {
 			var at int64

@@ -112,7 +112,7 @@ func (s *Service) StartUpload(ctx context.Context, p identity.Principal, spaceID
 	now := s.now().UTC().Truncate(time.Microsecond)
 	u := UploadSession{ID: id.String(), SpaceID: spaceID, Path: strings.Join(names, "/"), ContentType: contentType(in.ContentType),
 		Size: *in.Size, CreatedAt: now, ExpiresAt: now.Add(UploadTTL)}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var open int
 		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM upload_sessions WHERE tenant_id = ? AND created_by = ? AND expires_at > ?",
 			p.TenantID, p.UserID, now.UnixMicro()).Scan(&open); err != nil {
@@ -230,8 +230,8 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 		// A part that arrived whole is kept even if the client is gone.
 		cctx := context.WithoutCancel(ctx)
 		now := s.now().UTC().Truncate(time.Microsecond)
-		err = s.db.WithTx(cctx, func(tx *sqldb.Tx) error {
-			res, err := tx.Exec(cctx, `UPDATE upload_sessions SET received = received + ?, parts = ?, expires_at = ?
+		err = s.db.WithTx(cctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			res, err := tx.Exec(ctx, `UPDATE upload_sessions SET received = received + ?, parts = ?, expires_at = ?
 				WHERE tenant_id = ? AND id = ? AND received = ? AND parts = ?`, in.n, part, now.Add(UploadTTL).UnixMicro(), p.TenantID, id, u.Offset, u.parts)
 			if err != nil {
 				return err
@@ -239,11 +239,11 @@ func (s *Service) AppendUpload(ctx context.Context, p identity.Principal, id str
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errs.E(errs.Conflict, "another part of this upload arrived meanwhile; ask where it stands")
 			}
-			if _, err := tx.Exec(cctx, `INSERT INTO upload_parts (tenant_id, session_id, part, region, blob_key, size, sealed_size) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			if _, err := tx.Exec(ctx, `INSERT INTO upload_parts (tenant_id, session_id, part, region, blob_key, size, sealed_size) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				p.TenantID, id, part, region, key, in.n, sealed); err != nil {
 				return err
 			}
-			_, err = tx.Exec(cctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", region, key)
+			_, err = tx.Exec(ctx, "DELETE FROM blob_intents WHERE region = ? AND blob_key = ?", region, key)
 			return err
 		})
 		if err != nil {
@@ -271,7 +271,7 @@ func (s *Service) completeUpload(ctx context.Context, p identity.Principal, u up
 	now := s.now().UnixMicro()
 	claim := func(query string, args ...any) (bool, error) {
 		var n int64
-		err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			res, err := tx.Exec(ctx, query, args...)
 			if err == nil {
 				n, _ = res.RowsAffected()
@@ -385,7 +385,7 @@ func (s *Service) CancelUpload(ctx context.Context, p identity.Principal, id str
 		return err
 	}
 	var blobs []blobRef
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		blobs, _, err = s.dropUploads(ctx, tx, p.TenantID, "id = ?", id)
 		return err
@@ -403,7 +403,7 @@ func (s *Service) CancelUpload(ctx context.Context, p identity.Principal, id str
 func (s *Service) endUploads(ctx context.Context, tenantID, where string, args ...any) (int, error) {
 	var blobs []blobRef
 	var n int
-	err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		blobs, n, err = s.dropUploads(ctx, tx, tenantID, where, args...)
 		return err

@@ -99,7 +99,7 @@ func (s *Service) PruneVersions(ctx context.Context) (int, error) {
 		var blobs []blobRef
 		ev := audit.Event{Action: "file.prune", TargetType: "file", TargetID: d.nodeID,
 			Details: map[string]any{"space_id": d.spaceID, "reason": "versions_kept", "up_to_version": d.upTo}}
-		err := s.log.Commit(ctx, d.tenantID, func(tx *sqldb.Tx) error {
+		err := s.log.Commit(ctx, d.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 			var bytes int64
 			var err error
 			blobs, bytes, err = s.pruneVersions(ctx, tx, d.tenantID, d.nodeID, d.upTo)

@@ -55,7 +55,7 @@ func (s *Service) requestEmailChange(ctx context.Context, tenantID string, u Use
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		secret, expires, err := s.newLinkWith(ctx, tx, tenantID, u.ID, linkEmail, emailTTL, sealAddress(a, linkEmail, newEmail))
 		if err != nil {
 			return err
@@ -145,7 +145,7 @@ func (s *Service) ConfirmEmail(ctx context.Context, secret string, c Client) (Em
 	if err != nil {
 		return EmailLink{}, err
 	}
-	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func (s *Service) UndoEmail(ctx context.Context, secret string, c Client) (Email
 	if err != nil {
 		return EmailLink{}, err
 	}
-	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
 			return err
 		}

@@ -88,7 +88,7 @@ func TestExportScopeMigration(t *testing.T) {
 			}
 		}
 		for range 2 {
-			if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				_, err := tx.Exec(ctx, "DELETE FROM schema_migrations WHERE version = 21")
 				return err
 			}); err != nil {

@@ -74,7 +74,7 @@ func (s *Service) CreateGroup(ctx context.Context, p Principal, name string) (Gr
 	if err != nil {
 		return Group{}, err
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "INSERT INTO user_groups (tenant_id, id, name_ct, name_idx, created_at) VALUES (?, ?, ?, ?, ?)",
 			p.TenantID, g.ID, dk.Seal("user_groups", "name_ct", g.ID, []byte(display)), idx, g.CreatedAt.UnixMicro())
 		if sqldb.IsUniqueViolation(err) {
@@ -110,7 +110,7 @@ func (s *Service) RenameGroup(ctx context.Context, p Principal, id, name string)
 	if err != nil {
 		return Group{}, err
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE user_groups SET name_ct = ?, name_idx = ? WHERE tenant_id = ? AND id = ?",
 			dk.Seal("user_groups", "name_ct", id, []byte(display)), idx, p.TenantID, id)
 		if sqldb.IsUniqueViolation(err) {
@@ -127,15 +127,15 @@ func (s *Service) RenameGroup(ctx context.Context, p Principal, id, name string)
 // DeleteGroup removes a group, its memberships and the access granted to
 // it (tenant owners and admins). The caller passes the statement that
 // removes the group's grants, which live with the spaces.
-func (s *Service) DeleteGroup(ctx context.Context, p Principal, id string, dropGrants func(tx *sqldb.Tx) error) error {
+func (s *Service) DeleteGroup(ctx context.Context, p Principal, id string, dropGrants func(ctx context.Context, tx *sqldb.Tx) error) error {
 	if !tenantAdmin(p) {
 		return errs.E(errs.Forbidden, "only owners and admins delete groups")
 	}
 	if _, err := s.groupRole(ctx, p, id); err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
-		if err := dropGrants(tx); err != nil {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+		if err := dropGrants(ctx, tx); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM group_members WHERE tenant_id = ? AND group_id = ?", p.TenantID, id); err != nil {
@@ -310,7 +310,7 @@ func (s *Service) SetMember(ctx context.Context, p Principal, groupID, userID st
 	if current != "" {
 		action = "group.member.update"
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO group_members (tenant_id, group_id, user_id, is_admin, added_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (tenant_id, group_id, user_id) DO UPDATE SET is_admin = excluded.is_admin`,
 			p.TenantID, groupID, userID, boolInt(admin), s.now().UnixMicro())
@@ -344,7 +344,7 @@ func (s *Service) RemoveMember(ctx context.Context, p Principal, groupID, userID
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM group_members WHERE tenant_id = ? AND group_id = ? AND user_id = ?", p.TenantID, groupID, userID)
 		return err
 	}, audit.Event{Action: "group.member.remove", TargetType: "group", TargetID: groupID, SubjectID: u.SubjectID,

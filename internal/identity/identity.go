@@ -214,7 +214,7 @@ func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, s
 	for i := range events {
 		events[i].TargetType, events[i].TargetID, events[i].SubjectID = "user", u.ID, u.SubjectID
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, subject_id, role, status, created_at, password_hash, password_changed_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			tenantID, u.ID, u.SubjectID, u.Role, u.Status, u.CreatedAt.UnixMicro(), hash, changed)

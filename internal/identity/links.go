@@ -236,9 +236,9 @@ If you forgot your password, use "Forgot password" on that page.
 
 — Custodia
 `, t.Name, s.links, t.Slug)}
-		return s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error { return s.mail.Queue(ctx, tx, a.key, m) }, ev)
+		return s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error { return s.mail.Queue(ctx, tx, a.key, m) }, ev)
 	default:
-		return s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error { return s.sendInvitation(ctx, tx, a) }, ev)
+		return s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error { return s.sendInvitation(ctx, tx, a) }, ev)
 	}
 }
 
@@ -277,7 +277,7 @@ func (s *Service) SetupLink(ctx context.Context, tenantID, userID string) (strin
 	}
 	var secret string
 	var expires time.Time
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		secret, expires, err = s.newLink(ctx, tx, tenantID, userID, linkInvite, inviteTTL)
 		return err
@@ -347,7 +347,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, in LinkInput) (LoginResu
 		state = stateEnrol
 	}
 	res := LoginResult{EnrolmentRequired: state == stateEnrol}
-	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
 			return err
 		}
@@ -436,7 +436,7 @@ func (s *Service) RequestReset(ctx context.Context, in ResetRequest) error {
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		secret, _, err := s.newLink(ctx, tx, a.tenantID, a.ID, linkReset, resetTTL)
 		if err != nil {
 			return err
@@ -474,7 +474,7 @@ func (s *Service) ResetPassword(ctx context.Context, in LinkInput) error {
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := s.use(ctx, tx, l); err != nil {
 			return err
 		}

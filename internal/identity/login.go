@@ -182,7 +182,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 			return LoginResult{}, err
 		}
 	}
-	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		res.Session, res.ExpiresAt, err = s.startSession(ctx, tx, a, state, sec, in.Client)
 		if err != nil || state == statePending {
@@ -203,7 +203,7 @@ func (s *Service) rehash(ctx context.Context, a *account, pw string) {
 	if err != nil {
 		return
 	}
-	_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ? AND password_hash = ?",
 			h, a.tenantID, a.ID, a.hash)
 		return err
@@ -260,7 +260,7 @@ func (s *Service) attempt(ctx context.Context, a *account, b budget, sec Securit
 	}
 	events := []audit.Event{{Action: action, TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID,
 		Outcome: audit.Failure, Details: map[string]any{"reason": "wrong secret", "failures": count, "budget": b.table}}}
-	var notify func(tx *sqldb.Tx) error
+	var notify func(ctx context.Context, tx *sqldb.Tx) error
 	if count == sec.LockoutThreshold {
 		events = append(events, audit.Event{Action: "user.lock", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID,
 			Details: map[string]any{"budget": b.table, "minutes": sec.LockoutMinutes}})
@@ -268,7 +268,7 @@ func (s *Service) attempt(ctx context.Context, a *account, b budget, sec Securit
 		if err != nil {
 			return false, err
 		}
-		notify = func(tx *sqldb.Tx) error { return s.mail.Queue(ctx, tx, a.key, m) }
+		notify = func(ctx context.Context, tx *sqldb.Tx) error { return s.mail.Queue(ctx, tx, a.key, m) }
 	}
 	return false, s.log.Commit(ctx, a.tenantID, notify, events...)
 }
@@ -307,7 +307,7 @@ you have none. An administrator of %s can lift the lock.
 func (s *Service) reserve(ctx context.Context, tenantID string, b budget, sec Security) (int, error) {
 	now := s.now().UnixMicro()
 	var count int
-	err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		return tx.QueryRow(ctx, `UPDATE `+b.table+` SET
 				failed_logins = CASE WHEN locked_until <> 0 THEN 1 ELSE failed_logins + 1 END,
 				locked_until = CASE WHEN (CASE WHEN locked_until <> 0 THEN 1 ELSE failed_logins + 1 END) >= ? THEN CAST(? AS BIGINT) ELSE 0 END
@@ -326,7 +326,7 @@ func (s *Service) reserve(ctx context.Context, tenantID string, b budget, sec Se
 
 // giveBack returns a reserved attempt that was not a failure.
 func (s *Service) giveBack(ctx context.Context, tenantID string, b budget, sec Security) error {
-	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE `+b.table+` SET failed_logins = failed_logins - 1,
 				locked_until = CASE WHEN failed_logins - 1 < ? THEN 0 ELSE locked_until END
 			WHERE tenant_id = ? AND id = ? AND failed_logins > 0`, sec.LockoutThreshold, tenantID, b.id)
@@ -372,7 +372,7 @@ func (s *Service) Unlock(ctx context.Context, tenantID, userID string) error {
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE tenant_id = ? AND id = ?", tenantID, userID)
 		return err
 	}, audit.Event{Action: "user.unlock", TargetType: "user", TargetID: userID, SubjectID: u.SubjectID})
@@ -446,7 +446,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		now := s.now().UnixMicro()
 		if err := setPassword(ctx, tx, a, hash, now); err != nil {
 			return err

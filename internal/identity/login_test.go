@@ -389,7 +389,7 @@ func TestRehashOnLogin(t *testing.T) {
 			}
 			return h
 		}
-		if err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?", old, env.Tenant.ID, u.ID)
 			return err
 		}); err != nil {

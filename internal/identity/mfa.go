@@ -165,7 +165,7 @@ func (s *Service) EnrolTOTP(ctx context.Context, p Principal) (TOTPEnrolment, er
 	}
 	e := TOTPEnrolment{ID: id.String(), Secret: k.Secret(), URL: k.URL(),
 		QRCode: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0",
 			p.TenantID, p.UserID, MethodTOTP); err != nil {
 			return err
@@ -220,8 +220,8 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 
 // confirmPending makes a pending factor row count (for TOTP, with the step
 // its first code used); of two concurrent confirmations one wins.
-func (s *Service) confirmPending(ctx context.Context, tenantID, id string, step int64) func(tx *sqldb.Tx) error {
-	return func(tx *sqldb.Tx) error {
+func (s *Service) confirmPending(ctx context.Context, tenantID, id string, step int64) func(ctx context.Context, tx *sqldb.Tx) error {
+	return func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET confirmed_at = ?, last_step = ? WHERE tenant_id = ? AND id = ? AND confirmed_at = 0",
 			s.now().UnixMicro(), step, tenantID, id)
 		if err != nil {
@@ -238,7 +238,7 @@ func (s *Service) confirmPending(ctx context.Context, tenantID, id string, step 
 // in the transaction that also issues the user's first 10 recovery codes
 // (with their first factor) and turns an enrolment-only session into a
 // full one (with a new secret).
-func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind string, activate func(tx *sqldb.Tx) error) (Confirmation, error) {
+func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind string, activate func(ctx context.Context, tx *sqldb.Tx) error) (Confirmation, error) {
 	methods, err := s.methods(ctx, p.TenantID, p.UserID)
 	if err != nil {
 		return Confirmation{}, err
@@ -251,8 +251,8 @@ func (s *Service) confirmFactor(ctx context.Context, p Principal, id, kind strin
 	if err != nil {
 		return Confirmation{}, err
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
-		err := activate(tx)
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+		err := activate(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -276,7 +276,7 @@ func (s *Service) RemoveFactor(ctx context.Context, p Principal, id string) erro
 	if err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var confirmed int64
 		err := tx.QueryRow(ctx, "SELECT confirmed_at FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND id = ?",
 			p.TenantID, p.UserID, id).Scan(&confirmed)
@@ -362,7 +362,7 @@ func (s *Service) useTOTP(ctx context.Context, a *account, code string) (bool, i
 		return false, 0, nil
 	}
 	var used bool
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET last_step = ? WHERE tenant_id = ? AND id = ? AND last_step < ?",
 			step, a.tenantID, id, step)
 		if err != nil {
@@ -442,7 +442,7 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p Principal) ([]s
 		return nil, errs.E(errs.Conflict, "set up a second factor first")
 	}
 	codes := newRecoveryCodes()
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		return s.storeRecoveryCodes(ctx, tx, p, codes)
 	}, audit.Event{Action: "mfa.recovery_codes.regenerate", TargetType: "user", TargetID: p.UserID, SubjectID: p.SubjectID})
 	return codes, err
@@ -456,7 +456,7 @@ func (s *Service) useRecoveryCode(ctx context.Context, a *account, code string) 
 	}
 	var used bool
 	var left int
-	err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		h, err := s.recoveryHash(ctx, tx.Q, a.tenantID, a.ID, code)
 		if err != nil {
 			return err

@@ -141,7 +141,7 @@ func (s *Service) putCeremony(ctx context.Context, tenantID, sessionID, purpose 
 		return err
 	}
 	now := s.now()
-	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM passkey_challenges WHERE expires_at <= ? OR tenant_id = ? AND session_id = ? AND purpose = ?",
 			now.UnixMicro(), tenantID, sessionID, purpose); err != nil {
 			return err
@@ -157,7 +157,7 @@ func (s *Service) putCeremony(ctx context.Context, tenantID, sessionID, purpose 
 func (s *Service) takeCeremony(ctx context.Context, tenantID, sessionID, purpose string, key *keyring.DataKey) (ceremony, error) {
 	var ct []byte
 	var expires int64
-	err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		return tx.QueryRow(ctx, "DELETE FROM passkey_challenges WHERE tenant_id = ? AND session_id = ? AND purpose = ? RETURNING data_ct, expires_at",
 			tenantID, sessionID, purpose).Scan(&ct, &expires)
 	})
@@ -281,7 +281,7 @@ func (s *Service) ConfirmPasskey(ctx context.Context, p Principal, response []by
 	if err != nil {
 		return Confirmation{}, err
 	}
-	return s.confirmFactor(ctx, p, c.FactorID, MethodPasskey, func(tx *sqldb.Tx) error {
+	return s.confirmFactor(ctx, p, c.FactorID, MethodPasskey, func(ctx context.Context, tx *sqldb.Tx) error {
 		now := s.now().UnixMicro()
 		_, err := tx.Exec(ctx, `INSERT INTO mfa_factors (tenant_id, id, user_id, kind, secret_ct, label_ct, last_step, confirmed_at, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.TenantID, c.FactorID, p.UserID, MethodPasskey,
@@ -373,7 +373,7 @@ func (s *Service) usePasskey(ctx context.Context, a *account, sessionID string, 
 		return true, nil // an authenticator without a counter (synced passkeys): the single-use challenge is the replay guard
 	}
 	var used bool
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE mfa_factors SET last_step = ? WHERE tenant_id = ? AND id = ? AND last_step < ?",
 			int64(cred.Authenticator.SignCount), a.tenantID, factor, int64(cred.Authenticator.SignCount))
 		if err != nil {

@@ -101,7 +101,7 @@ func (s *Service) AuthenticateSession(ctx context.Context, secret string) (Princ
 	}
 	now := s.now().UnixMicro()
 	if now-ss.seen > int64(time.Minute/time.Microsecond) { // coarse, to keep reads from writing
-		_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE sessions SET seen_at = ? WHERE tenant_id = ? AND id = ?", now, ss.tenantID, ss.id)
 			return err
 		})
@@ -215,7 +215,7 @@ func (s *Service) stepUp(ctx context.Context, ss *session, in StepUpInput, actio
 	if in.Method == MethodRecovery {
 		details["recovery_codes_left"] = res.Remaining
 	}
-	err = s.log.Commit(ctx, a.tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, a.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		res.Session, res.ExpiresAt, err = s.rotate(ctx, tx, ss)
 		if err != nil {
@@ -251,7 +251,7 @@ func (s *Service) Logout(ctx context.Context, secret string) error {
 	if err != nil {
 		return nil
 	}
-	return s.log.Commit(ctx, ss.tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, ss.tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at = 0",
 			s.now().UnixMicro(), ss.tenantID, ss.id)
 		return err
@@ -312,7 +312,7 @@ func (s *Service) Sessions(ctx context.Context, p Principal) ([]SessionInfo, err
 
 // RevokeSession ends one of the principal's own sessions.
 func (s *Service) RevokeSession(ctx context.Context, p Principal, id string) error {
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND id = ? AND revoked_at = 0",
 			s.now().UnixMicro(), p.TenantID, p.UserID, id)
 		if err != nil {

@@ -147,7 +147,7 @@ func (s *Service) UpdateSecurity(ctx context.Context, tenantID string, p Securit
 		if err != nil {
 			return Security{}, err
 		}
-		err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+		err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 			current, err := loadSecurity(ctx, tx.Q, tenantID)
 			if err != nil {
 				return err

@@ -84,7 +84,7 @@ func (s *Service) EnrolSMS(ctx context.Context, p Principal, phone string) (SMSE
 	if err != nil {
 		return SMSEnrolment{}, err
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0",
 			p.TenantID, p.UserID, MethodSMS); err != nil {
 			return err
@@ -204,7 +204,7 @@ func (s *Service) sendSMSCode(ctx context.Context, tenantID, userID, subjectID s
 	if err != nil {
 		return err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "UPDATE sms_codes SET expires_at = ? WHERE tenant_id = ? AND factor_id = ? AND used_at = 0 AND expires_at > ?",
 			now.UnixMicro(), tenantID, f.id, now.UnixMicro()); err != nil {
 			return err
@@ -238,7 +238,7 @@ func (s *Service) useSMSCode(ctx context.Context, tenantID, userID, code string,
 	now := s.now().UnixMicro()
 	var id string
 	var mac []byte
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		return tx.QueryRow(ctx, `UPDATE sms_codes SET attempts = attempts + 1
 			WHERE tenant_id = ? AND id = (SELECT id FROM sms_codes WHERE tenant_id = ? AND factor_id = ? AND used_at = 0 AND expires_at > ?
 				ORDER BY created_at DESC LIMIT 1) AND attempts < ?
@@ -255,7 +255,7 @@ func (s *Service) useSMSCode(ctx context.Context, tenantID, userID, code string,
 		return false, err
 	}
 	var used bool
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE sms_codes SET used_at = ? WHERE tenant_id = ? AND id = ? AND used_at = 0", now, tenantID, id)
 		if err != nil {
 			return err

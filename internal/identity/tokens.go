@@ -123,7 +123,7 @@ func (s *Service) CreateTokenFor(ctx context.Context, tenantID string, u User, n
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	t := Token{ID: id.String(), UserID: u.ID, Name: name, Scopes: scopes, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (tenant_id, id, user_id, name, hash, scopes, created_at, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, t.ID, t.UserID, t.Name, sha(secret),
 			strings.Join(t.Scopes, " "), t.CreatedAt.UnixMicro(), t.ExpiresAt.UnixMicro())
@@ -163,7 +163,7 @@ func (s *Service) Tokens(ctx context.Context, tenantID, userID string) ([]Token,
 
 // RevokeToken ends one of the user's tokens. Revoking twice is not an error.
 func (s *Service) RevokeToken(ctx context.Context, tenantID string, u User, tokenID string) error {
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var revoked int64
 		err := tx.QueryRow(ctx, "SELECT revoked_at FROM api_tokens WHERE tenant_id = ? AND id = ? AND user_id = ?",
 			tenantID, tokenID, u.ID).Scan(&revoked)
@@ -224,7 +224,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 		}
 	}
 	if now-lastUsed > int64(5*time.Minute/time.Microsecond) { // coarse, to keep reads from writing
-		_ = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, p.TenantID, p.TokenID)
 			return err
 		})

@@ -288,7 +288,7 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 	if next == u {
 		return apply(u)
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if u.Role == RoleOwner && (next.Role != RoleOwner || next.Status != StatusActive) {
 			var owners int
 			if err := tx.QueryRow(ctx, "SELECT count(*) FROM users WHERE tenant_id = ? AND role = ? AND status = 'active' AND id <> ?",

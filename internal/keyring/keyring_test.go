@@ -26,7 +26,7 @@ func newTenant(t testing.TB, db *sqldb.DB, kr *keyring.Keyring, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, ?, 'local', 'active', 0)", id, id, id); err != nil {
 			return err
 		}
@@ -44,7 +44,7 @@ func newSubjectKey(t testing.TB, db *sqldb.DB, kr *keyring.Keyring, tenantID, su
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return wk.Insert(ctx, tx) }); err != nil {
+	if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return wk.Insert(ctx, tx) }); err != nil {
 		t.Fatal(err)
 	}
 	return dk
@@ -194,7 +194,7 @@ func TestDestroyedKeyIsGone(t *testing.T) {
 		kr := newKeyring(t)
 		newTenant(t, db, kr, "t1")
 		newSubjectKey(t, db, kr, "t1", "a")
-		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := kr.SubjectKey(ctx, db.Read(), "t1", "a"); !errors.Is(err, keyring.ErrKeyDestroyed) {
@@ -269,7 +269,7 @@ func TestRotateWhileKeysAreMade(t *testing.T) {
 				}
 				dk, wk, err := kr.NewSubjectKey(ctx, db.Read(), "t1", fmt.Sprint("live-", n))
 				if err == nil {
-					err = db.WithTx(ctx, func(tx *sqldb.Tx) error { return wk.Insert(ctx, tx) })
+					err = db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return wk.Insert(ctx, tx) })
 				}
 				if err != nil && !sqldb.IsForeignKeyViolation(err) { // a key under a just-retired KEK is refused, never lost silently
 					t.Error(err)

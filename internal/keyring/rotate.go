@@ -22,7 +22,7 @@ type RotateResult struct {
 // interrupted rotation is resumed by calling Rotate again.
 func (k *Keyring) Rotate(ctx context.Context, db *sqldb.DB, tenantID string, progress func(done int)) (RotateResult, error) {
 	var res RotateResult
-	err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		rows, err := tx.Query(ctx, "SELECT version, state FROM tenant_keys WHERE tenant_id = ?"+db.ForUpdate(), tenantID)
 		if err != nil {
 			return err
@@ -104,7 +104,7 @@ func (k *Keyring) Rotate(ctx context.Context, db *sqldb.DB, tenantID string, pro
 
 func (k *Keyring) rewrapBatch(ctx context.Context, db *sqldb.DB, tenantID string, to int, newKEK []byte, limit int) (int, error) {
 	n := 0
-	err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		n = 0
 		rows, err := tx.Query(ctx, `SELECT subject_id, kek_version, wrapped FROM subject_keys
 			WHERE tenant_id = ? AND kek_version <> ? LIMIT ?`, tenantID, to, limit)
@@ -148,7 +148,7 @@ func (k *Keyring) rewrapBatch(ctx context.Context, db *sqldb.DB, tenantID string
 
 func (k *Keyring) retireOld(ctx context.Context, db *sqldb.DB, tenantID string, keep int) ([]int, error) {
 	var retired []int
-	err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		retired = nil
 		rows, err := tx.Query(ctx, "SELECT version FROM tenant_keys WHERE tenant_id = ? AND version <> ?", tenantID, keep)
 		if err != nil {

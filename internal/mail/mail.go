@@ -227,7 +227,7 @@ type due struct {
 func (o *Outbox) claim(ctx context.Context, n int) ([]*due, error) {
 	now := o.now().UnixMicro()
 	var out []*due
-	err := o.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err := o.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		out = nil
 		rows, err := tx.Query(ctx, `SELECT tenant_id, id, subject_id, kind, message_ct, attempts FROM mail_outbox
 			WHERE sent_at = 0 AND failed_at = 0 AND next_at <= ? ORDER BY next_at LIMIT ?`+o.db.ForUpdate(), now, n)
@@ -317,7 +317,7 @@ func (o *Outbox) send(ctx context.Context, d *due) error {
 		}
 		return nil
 	}
-	return o.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return o.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE mail_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE tenant_id = ? AND id = ?",
 			o.now().Add(backoff(d.attempts)).UnixMicro(), reason, d.tenantID, d.id)
 		return err
@@ -340,7 +340,7 @@ func (o *Outbox) finish(ctx context.Context, d *due, sent bool, reason string) e
 	} else {
 		o.logger.Warn("mail given up", "tenant", d.tenantID, "mail_id", d.id, "kind", d.kind, "reason", reason)
 	}
-	return o.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return o.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE mail_outbox SET "+col+" = ?, attempts = attempts + 1, last_error = ? WHERE tenant_id = ? AND id = ?",
 			o.now().UnixMicro(), reason, d.tenantID, d.id)
 		return err

@@ -30,7 +30,7 @@ func TestOutbox(t *testing.T) {
 		}
 		queue := func(subj string) {
 			t.Helper()
-			err := env.Core.DB.WithTx(ctx, func(tx *sqldb.Tx) error {
+			err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				return env.Core.Mail.Queue(ctx, tx, key, mail.Message{TenantID: env.Tenant.ID, SubjectID: s.ID, Kind: "test",
 					To: "rcpt@example.org", Subject: subj, Text: "secret body text"})
 			})

@@ -262,7 +262,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Purpose,
 	if notice != "" {
 		p.Notice = &Notice{Version: 1, Text: notice, SHA256: NoticeHash(notice), CreatedAt: now}
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var taken int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM purposes WHERE tenant_id = ? AND key = ?", tenantID, p.Key).Scan(&taken); err != nil {
 			return err
@@ -400,7 +400,7 @@ func (s *Service) Update(ctx context.Context, tenantID, key string, patch Patch)
 		return s.Get(ctx, tenantID, key)
 	}
 	var out Purpose
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		p, err := getPurpose(ctx, tx.Q, tenantID, key)
 		if err != nil {
 			return err
@@ -445,7 +445,7 @@ func setIf[T any](dst *T, v *T) {
 // an earlier version stays on record with that version's hash.
 func (s *Service) AddNotice(ctx context.Context, tenantID, key, noticeText string) (Notice, error) {
 	var n Notice
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		p, err := getPurpose(ctx, tx.Q, tenantID, key)
 		if err != nil {
 			return err

@@ -125,7 +125,7 @@ func (s *Service) UpdateSettings(ctx context.Context, tenantID string, in Settin
 	if err != nil {
 		return Settings{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, section, value, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (tenant_id, section) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 			tenantID, section, string(value), s.now().UnixMicro())
@@ -199,7 +199,7 @@ func (s *Service) CreatePolicy(ctx context.Context, tenantID string, in PolicyIn
 	now := s.now().UTC().Truncate(time.Microsecond)
 	p.ID, p.CreatedAt, p.UpdatedAt = id.String(), now, now
 	cats, _ := json.Marshal(p.DataCategories)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO retention_policies (tenant_id, id, name, status, trigger_on, period_days, action,
 			data_categories, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			tenantID, p.ID, p.Name, p.Status, p.Trigger, p.PeriodDays, p.Action, string(cats), boolInt(p.Enabled), now.UnixMicro(), now.UnixMicro())
@@ -232,7 +232,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, tenantID, id string, in Poli
 	}
 	p.UpdatedAt = s.now().UTC().Truncate(time.Microsecond)
 	cats, _ := json.Marshal(p.DataCategories)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE retention_policies SET name = ?, status = ?, trigger_on = ?, period_days = ?, action = ?,
 			data_categories = ?, enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
 			p.Name, p.Status, p.Trigger, p.PeriodDays, p.Action, string(cats), boolInt(p.Enabled), p.UpdatedAt.UnixMicro(), tenantID, id)
@@ -246,7 +246,7 @@ func (s *Service) DeletePolicy(ctx context.Context, tenantID, id string) error {
 	if _, err := s.policy(ctx, tenantID, id); err != nil {
 		return err
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM retention_policies WHERE tenant_id = ? AND id = ?", tenantID, id)
 		return err
 	}, audit.Event{Action: "retention.policy.delete", TargetType: "retention_policy", TargetID: id})

@@ -129,7 +129,7 @@ func orNone(list []string) string {
 
 // object records (or reopens) an objection of r's subject to purpose.
 func (s *Service) object(ctx context.Context, tenantID string, r Request, purpose string) error {
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO objections (tenant_id, subject_id, purpose_key, request_id, status, created_at)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (tenant_id, subject_id, purpose_key) DO UPDATE SET request_id = excluded.request_id,
@@ -155,7 +155,7 @@ func (s *Service) applyVerified(ctx context.Context, tenantID string, r Request)
 	if err != nil {
 		return Request{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		return s.addEvent(ctx, tx, tenantID, r.ID, r.SubjectID, key, Event{Kind: "applied", Note: note, At: s.now().UTC().Truncate(time.Microsecond)})
 	}, audit.Event{Action: "request.apply", TargetType: "request", TargetID: r.ID, SubjectID: r.SubjectID, Details: details})
 	if err != nil {
@@ -224,7 +224,7 @@ func (s *Service) Decide(ctx context.Context, tenantID, subjectID, purpose, deci
 		return Objection{}, errs.E(errs.Conflict, "the objection was decided already (%s)", cur[0].Status)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE objections SET status = ?, decided_at = ? WHERE tenant_id = ? AND subject_id = ? AND purpose_key = ? AND status = ?`,
 			decision, now.UnixMicro(), tenantID, subjectID, purpose, ObjectionOpen)
 		if err != nil {

@@ -67,7 +67,7 @@ func (s *Service) CloseAccount(ctx context.Context, tenantID, userID, subjectID 
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	closes := now.AddDate(0, 0, t.ClosureGraceDays)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if role == "owner" {
 			var owners int
 			if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM users WHERE tenant_id = ? AND role = 'owner' AND status = 'active' AND closes_at = 0 AND id <> ?",
@@ -112,7 +112,7 @@ Changed your mind? Sign in before then and cancel the closure
 
 // CancelClosure keeps an account that was closing.
 func (s *Service) CancelClosure(ctx context.Context, tenantID, userID, subjectID string) error {
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE users SET closes_at = 0 WHERE tenant_id = ? AND id = ? AND closes_at <> 0", tenantID, userID)
 		if err != nil {
 			return err

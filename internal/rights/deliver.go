@@ -73,7 +73,7 @@ func (s *Service) Deliver(ctx context.Context, tenantID, id string) (Delivery, e
 	secret := keyring.NewSecret()
 	link := fmt.Sprintf("%s/privacy/%s/download/%s", s.links, t.Slug, secret)
 	details := map[string]any{"link_id": linkID.String(), "expires_at": expires.Format(time.RFC3339)}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "UPDATE download_links SET expires_at = ? WHERE tenant_id = ? AND request_id = ? AND used_at = 0 AND expires_at > ?",
 			now.UnixMicro(), tenantID, id, now.UnixMicro()); err != nil {
 			return err
@@ -169,7 +169,7 @@ func (s *Service) FindDownload(ctx context.Context, slug, secret string) (Downlo
 // asks for a new one.
 func (s *Service) SpendDownload(ctx context.Context, d Download) error {
 	now := s.now().UTC()
-	return s.log.Commit(ctx, d.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, d.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE download_links SET used_at = ? WHERE tenant_id = ? AND id = ? AND used_at = 0 AND expires_at > ?",
 			now.UnixMicro(), d.TenantID, d.ID, now.UnixMicro())
 		if err != nil {

@@ -71,7 +71,7 @@ func (s *Service) Digest(ctx context.Context, tenantID string) (int, error) {
 		return 0, err
 	}
 	sent := 0
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		sent = 0
 		if _, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, section, value, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (tenant_id, section) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,

@@ -131,7 +131,7 @@ func (s *Service) Intake(ctx context.Context, slug string, in PortalInput) error
 	secret := keyring.NewSecret()
 	expires := now.Add(intakeTTL)
 	link := fmt.Sprintf("%s/privacy/%s/confirm/%s", s.links, t.Slug, secret)
-	return s.log.Commit(ctx, t.ID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, t.ID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := wrapped.Insert(ctx, tx); err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func (s *Service) ConfirmIntake(ctx context.Context, slug, secret, ip, userAgent
 	}
 	ctx = audit.WithActor(ctx, audit.Actor{Type: audit.ActorSubject, ID: subjectID, SubjectID: subjectID, IP: ip, UserAgent: userAgent, Key: key})
 	r, err := s.create(ctx, p.tenantID, subjectID, Input{Type: p.typ, Channel: "portal", Note: p.Details, Purposes: p.Purposes}, true,
-		func(tx *sqldb.Tx) error {
+		func(ctx context.Context, tx *sqldb.Tx) error {
 			res, err := tx.Exec(ctx, "DELETE FROM portal_intakes WHERE tenant_id = ? AND id = ?", p.tenantID, p.id)
 			if err != nil {
 				return err
@@ -316,7 +316,7 @@ func (s *Service) PurgeIntakes(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	err = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		n = 0
 		for _, e := range list {
 			res, err := tx.Exec(ctx, "DELETE FROM portal_intakes WHERE tenant_id = ? AND id = ? AND expires_at <= ?", e.tenantID, e.id, s.now().UnixMicro())

@@ -230,7 +230,7 @@ func (s *Service) checkPurposes(ctx context.Context, tenantID, typ string, keys 
 // create inserts a request about subjectID, received — or verified, with
 // the step in its history — and runs within, when not nil, in the same
 // transaction.
-func (s *Service) create(ctx context.Context, tenantID, subjectID string, in Input, verified bool, within func(tx *sqldb.Tx) error) (Request, error) {
+func (s *Service) create(ctx context.Context, tenantID, subjectID string, in Input, verified bool, within func(ctx context.Context, tx *sqldb.Tx) error) (Request, error) {
 	t, err := s.tenants.ByID(ctx, tenantID)
 	if err != nil {
 		return Request{}, err
@@ -253,9 +253,9 @@ func (s *Service) create(ctx context.Context, tenantID, subjectID string, in Inp
 	if err != nil {
 		return Request{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if within != nil {
-			if err := within(tx); err != nil {
+			if err := within(ctx, tx); err != nil {
 				return err
 			}
 		}
@@ -529,7 +529,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Re
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	details := events[0].Details
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		status, reason, assignee := cur.Status, cur.ReasonCode, cur.AssigneeID
 		if c.Status != "" {
 			status, reason = c.Status, c.ReasonCode
@@ -614,7 +614,7 @@ func (s *Service) Extend(ctx context.Context, tenantID, id, reason string) (Requ
 	}
 	extended := ExtendedDueAt(cur.ReceivedAt, t.Location())
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE data_requests SET extended_due_at = ?, extension_ct = ?, updated_at = ?
 			WHERE tenant_id = ? AND id = ? AND extended_due_at = 0`, extended.UnixMicro(),
 			key.Seal("data_requests", "extension_ct", id, []byte(reason)), now.UnixMicro(), tenantID, id)

@@ -165,7 +165,7 @@ func (s *Service) Create(ctx context.Context, p identity.Principal, name, region
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	sp := Space{ID: id.String(), Name: name, Region: region, CreatedBy: p.UserID, CreatedAt: now, Access: Editor}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO spaces (tenant_id, id, name_ct, region, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
 			p.TenantID, sp.ID, dk.Seal("spaces", "name_ct", sp.ID, []byte(name)), region, p.UserID, now.UnixMicro()); err != nil {
 			return err
@@ -332,7 +332,7 @@ func (s *Service) Rename(ctx context.Context, p identity.Principal, id, name str
 	if err != nil {
 		return Space{}, err
 	}
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE spaces SET name_ct = ? WHERE tenant_id = ? AND id = ?",
 			dk.Seal("spaces", "name_ct", id, []byte(name)), p.TenantID, id)
 		return err
@@ -443,7 +443,7 @@ func (s *Service) GrantIn(ctx context.Context, p identity.Principal, sc Scope, i
 	}
 	var g Grant
 	ev := sc.event("grant", subjectID, map[string]any{kind + "_id": who, "access": []string{before, in.Access}})
-	err = s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		var err error
 		g, err = scanGrant(tx.QueryRow(ctx, `INSERT INTO space_grants (tenant_id, id, space_id, node_id, grantee_type, grantee_id, access, granted_by, granted_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -520,7 +520,7 @@ func (s *Service) RevokeIn(ctx context.Context, p identity.Principal, sc Scope, 
 	} else {
 		details["group_id"] = g.GroupID
 	}
-	return s.log.Commit(ctx, p.TenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM space_grants WHERE tenant_id = ? AND id = ?", p.TenantID, grantID)
 		return err
 	}, sc.event("revoke", subjectID, details))

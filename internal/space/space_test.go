@@ -100,7 +100,7 @@ func TestAccessIsTheHighestGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 		access(space.Viewer)
-		if err := ids.DeleteGroup(ctx, admin, g.ID, func(tx *sqldb.Tx) error {
+		if err := ids.DeleteGroup(ctx, admin, g.ID, func(ctx context.Context, tx *sqldb.Tx) error {
 			return space.DropGroupGrants(ctx, tx, env.Tenant.ID, g.ID)
 		}); err != nil {
 			t.Fatal(err)

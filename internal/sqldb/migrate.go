@@ -78,7 +78,7 @@ func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
-		err := db.WithTx(ctx, func(tx *Tx) error {
+		err := db.WithTx(ctx, func(ctx context.Context, tx *Tx) error {
 			if db.dialect == Postgres {
 				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7262387)"); err != nil {
 					return err

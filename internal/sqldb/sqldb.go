@@ -204,7 +204,7 @@ type Tx struct {
 
 // WithTx runs fn in a write transaction, committing when fn returns nil and
 // rolling back otherwise. fn must not keep tx.
-func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	stx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -219,7 +219,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			_ = stx.Rollback()
 		}
 	}()
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		return err
 	}
 	if err := stx.Commit(); err != nil {

@@ -37,14 +37,14 @@ func TestPlaceholdersAndErrors(t *testing.T) {
 			_, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", id, id)
 			return err
 		}
-		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return insert(tx, "t1") }); err != nil {
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return insert(tx, "t1") }); err != nil {
 			t.Fatal(err)
 		}
-		err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return insert(tx, "t1") })
+		err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return insert(tx, "t1") })
 		if !sqldb.IsUniqueViolation(err) || sqldb.IsForeignKeyViolation(err) {
 			t.Errorf("duplicate key: %v not classified as a unique violation", err)
 		}
-		err = db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		err = db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			_, err := tx.Exec(ctx, "INSERT INTO tenant_keys (tenant_id, version, state, wrapped, created_at) VALUES ('nope', 1, 'active', ?, 0)", []byte{1})
 			return err
 		})
@@ -70,7 +70,7 @@ func TestTransactionsAndSavepoints(t *testing.T) {
 		}
 		boom := errors.New("boom")
 		// A failing closure rolls everything back.
-		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			if err := ins(tx, "a"); err != nil {
 				return err
 			}
@@ -79,7 +79,7 @@ func TestTransactionsAndSavepoints(t *testing.T) {
 			t.Fatalf("rollback: %v, %d rows", err, count())
 		}
 		// A failing savepoint undoes only its own work, even after an SQL error.
-		err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+		err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 			if err := ins(tx, "b"); err != nil {
 				return err
 			}
@@ -132,7 +132,9 @@ func TestSQLiteSyncsUnlessATestSaysNot(t *testing.T) {
 		if err := db.Read().QueryRow(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != c.want {
 			t.Errorf("%+v: reader has synchronous=%d, %v; want %d", c.opt, got, err, c.want)
 		}
-		if err := db.WithTx(ctx, func(tx *sqldb.Tx) error { return tx.QueryRow(ctx, "PRAGMA synchronous").Scan(&got) }); err != nil || got != c.want {
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			return tx.QueryRow(ctx, "PRAGMA synchronous").Scan(&got)
+		}); err != nil || got != c.want {
 			t.Errorf("%+v: writer has synchronous=%d, %v; want %d", c.opt, got, err, c.want)
 		}
 	}

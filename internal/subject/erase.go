@@ -135,7 +135,7 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 		details["request_id"] = in.RequestID
 	}
 	var after []func(context.Context)
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		after, c.Erased = nil, map[string]int{}
 		if !in.Accounts { // which path erases whom comes before anything else
 			switch userID, err := accountOf(ctx, tx.Q, tenantID, id); {

@@ -81,7 +81,7 @@ func (s *Service) bounce(ctx context.Context, tenantID, id, kind, source, reason
 		return Bounce{}, err
 	}
 	b := Bounce{ID: bid.String(), SubjectID: id, Kind: kind, Source: source, Reason: reason, At: at.UTC().Truncate(time.Microsecond)}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT status FROM subjects WHERE tenant_id = ? AND id = ?", tenantID, id).Scan(&b.Status); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return errNotFound
@@ -106,7 +106,7 @@ func (s *Service) bounce(ctx context.Context, tenantID, id, kind, source, reason
 // Delivered records that mail to the subject was accepted: the address
 // works again (the outbox's feedback).
 func (s *Service) Delivered(ctx context.Context, tenantID, id string) error {
-	return s.db.WithTx(ctx, func(tx *sqldb.Tx) error {
+	return s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE subjects SET bouncing_since = 0 WHERE tenant_id = ? AND id = ? AND bouncing_since <> 0 AND status = ?",
 			tenantID, id, StatusActive)
 		return err
@@ -127,7 +127,7 @@ func (s *Service) Deactivate(ctx context.Context, tenantID string, cutoff time.T
 		events = append(events, audit.Event{Action: "subject.inactive", TargetType: "subject", TargetID: id, SubjectID: id,
 			Details: map[string]any{"because": "address not working since before " + cutoff.UTC().Format(time.RFC3339)}})
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.Exec(ctx, `UPDATE subjects SET status = ?, inactive_since = ? WHERE tenant_id = ? AND id = ? AND status = ?`,
 				StatusInactive, now, tenantID, id, StatusActive); err != nil {
@@ -162,7 +162,7 @@ func (s *Service) Release(ctx context.Context, tenantID, id string) (Subject, er
 }
 
 func (s *Service) setHold(ctx context.Context, tenantID, id string, since int64, ct []byte, action string) (Subject, error) {
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE subjects SET held_since = ?, hold_ct = ? WHERE tenant_id = ? AND id = ?", since, ct, tenantID, id)
 		if err != nil {
 			return err
@@ -257,7 +257,10 @@ func (s *Service) Anonymise(ctx context.Context, tenantID, id string, categories
 				p.ExternalID = Optional[string]{Set: true, Null: true}
 			}
 		}
-		err := s.db.WithTx(ctx, func(tx *sqldb.Tx) error { _, err := lockContact(ctx, tx, s.db, tenantID, id); return err })
+		err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			_, err := lockContact(ctx, tx, s.db, tenantID, id)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -266,7 +269,7 @@ func (s *Service) Anonymise(ctx context.Context, tenantID, id string, categories
 			return err
 		} // nothing would identify the contact any more: anonymise it whole
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		status, err := lockContact(ctx, tx, s.db, tenantID, id)
 		if err != nil || status == StatusAnonymised {
 			return err

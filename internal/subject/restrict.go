@@ -105,7 +105,7 @@ func (s *Service) Unrestrict(ctx context.Context, tenantID, id string, notify No
 // setRestriction runs update in a transaction audited as action, then
 // answers the subject as the API shows it.
 func (s *Service) setRestriction(ctx context.Context, tenantID, id, action string, notify Notify, update string, args ...any) (Subject, error) {
-	err := s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, update, args...); err != nil {
 			return err
 		}

@@ -263,7 +263,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject,
 	if err := s.seal(ctx, tenantID, dk, f, &r); err != nil {
 		return Subject{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
 			return err
 		}
@@ -590,7 +590,7 @@ func (s *Service) rectify(ctx context.Context, tenantID, id string, p Patch, acc
 	if len(c.Events) == 0 { // nothing to change: still a read of the subject, and audited as one
 		err = s.log.Record(ctx, tenantID, audit.Event{Action: "subject.read", TargetType: "subject", TargetID: id, SubjectID: id})
 	} else {
-		err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error { return c.Apply(ctx, tx) }, c.Events...)
+		err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error { return c.Apply(ctx, tx) }, c.Events...)
 	}
 	if err != nil {
 		return Subject{}, err

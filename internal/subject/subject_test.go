@@ -170,7 +170,7 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 			if err := db.Read().QueryRow(ctx, "SELECT email_ct FROM subjects WHERE tenant_id = ? AND id = ?", fromTenant, fromID).Scan(&ct); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.WithTx(ctx, func(tx *sqldb.Tx) error {
+			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 				_, err := tx.Exec(ctx, "UPDATE subjects SET email_ct = ? WHERE tenant_id = ? AND id = ?", ct, toTenant, toID)
 				return err
 			}); err != nil {

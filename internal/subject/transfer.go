@@ -325,7 +325,7 @@ func (s *Service) importChunk(ctx context.Context, tenantID string, chunk []prep
 		events = append(events, audit.Event{Action: "subject.create", TargetType: "subject", TargetID: p.r.id, SubjectID: p.r.id,
 			Details: map[string]any{"fields": p.f.present(), "via": "import", "line": p.line}})
 	}
-	return s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		for _, p := range chunk {
 			if err := p.wk.Insert(ctx, tx); err != nil {
 				return err

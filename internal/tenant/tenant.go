@@ -105,7 +105,7 @@ func (s *Service) Create(ctx context.Context, slug, name, region string) (Tenant
 	if err != nil {
 		return Tenant{}, fmt.Errorf("make tenant keys: %w", err)
 	}
-	err = s.log.Commit(ctx, t.ID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, t.ID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			t.ID, t.Slug, t.Name, t.Region, t.Status, t.CreatedAt.UnixMicro())
 		if sqldb.IsUniqueViolation(err) {
@@ -257,7 +257,7 @@ func (s *Service) SetOrganisation(ctx context.Context, tenantID string, in Organ
 	if err != nil {
 		return Tenant{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE tenants SET time_zone = ?, closure_grace_days = ?, region = ?, allowed_regions = ?, trash_days = ?,
 			versions_kept = ?, linked_files_on_erasure = ? WHERE id = ?`,
 			t.TimeZone, t.ClosureGraceDays, t.Region, string(allowed), t.TrashDays, t.VersionsKept, t.LinkedFilesOnErasure, tenantID)
@@ -282,7 +282,7 @@ func (s *Service) SetQuota(ctx context.Context, tenantID string, bytes int64) (T
 	if err != nil {
 		return Tenant{}, err
 	}
-	err = s.log.Commit(ctx, tenantID, func(tx *sqldb.Tx) error {
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		_, err := tx.Exec(ctx, "UPDATE tenants SET quota_bytes = ? WHERE id = ?", bytes, tenantID)
 		return err
 	}, audit.Event{Action: "tenant.quota", TargetType: "tenant", TargetID: tenantID,
