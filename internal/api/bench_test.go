@@ -143,6 +143,26 @@ func BenchmarkFile1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+	// copy+sync: the same, and the file made durable — what an upload
+	// must at least cost now that a local region syncs before answering.
+	measure(b, "copy+sync", func(b *testing.B) {
+		in, err := os.Open(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer in.Close()
+		out, err := os.Create(filepath.Join(dir, "copy.bin"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer out.Close()
+		if _, err := io.Copy(out, in); err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	})
 	measure(b, "upload", func(b *testing.B) {
 		in, err := os.Open(src)
 		if err != nil {

@@ -1,11 +1,13 @@
 // Package blobstore keeps objects — encrypted file content — in the
 // regions the operator declares: a local directory (file://…, the
 // embedded default under the data dir) or an S3-compatible bucket
-// (s3://bucket?region=…&endpoint=…), both through gocloud.dev/blob.
+// (s3://bucket?region=…&endpoint=…) through gocloud.dev/blob.
 //
 // What it stores is opaque: callers encrypt before writing. A write is
 // whole or absent: an upload that fails or is cancelled midway leaves no
-// object behind. A region that cannot be reached answers 503.
+// object behind, and a write that succeeded is durable (a local region
+// fsyncs the file and its directories before answering). A region that
+// cannot be reached answers 503; a full one answers 507.
 package blobstore
 
 import (
@@ -13,13 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"strings"
 	"unicode/utf8"
 
-	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// regions
-	_ "gocloud.dev/blob/s3blob"   // s3:// regions
 	"gocloud.dev/gcerrors"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -29,31 +29,40 @@ import (
 type Store struct {
 	Region   string
 	Location string // where the region is, for reports: scheme, bucket or path, endpoint; never credentials
-	bucket   *blob.Bucket
+	b        backend
 }
 
-// Open opens the store of region name at rawURL. A file:// region is
-// created when missing and keeps its temporary files inside itself, so
-// that nothing of a region's content is ever written outside it.
+// backend is where a region's objects live: a local directory (dirStore)
+// or a bucket through gocloud (bucketStore).
+type backend interface {
+	put(ctx context.Context, key string, r io.Reader) (int64, error) // whole or absent
+	get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+	size(ctx context.Context, key string) (int64, error)
+	delete(ctx context.Context, key string) error // fs.ErrNotExist or gcerrors.NotFound when missing
+	list(ctx context.Context, prefix string, fn func(Object) error) error
+	ping(ctx context.Context) error
+	close() error
+}
+
+// Open opens the store of region name at rawURL. A file:// region is a
+// local directory, created (0700) when missing, written durably and keeping
+// its temporary files inside itself, so that nothing of a region's content
+// is ever written outside it.
 func Open(ctx context.Context, name, rawURL string) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", name, err)
 	}
+	var b backend
 	if u.Scheme == "file" {
-		q := u.Query()
-		for k, v := range map[string]string{"create_dir": "true", "no_tmp_dir": "true", "metadata": "skip"} {
-			if !q.Has(k) {
-				q.Set(k, v)
-			}
-		}
-		u.RawQuery = q.Encode()
+		b, err = openDir(u.Path, osDisk{})
+	} else {
+		b, err = openBucket(ctx, u.String())
 	}
-	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", name, err)
 	}
-	return &Store{Region: name, Location: location(u), bucket: b}, nil
+	return &Store{Region: name, Location: location(u), b: b}, nil
 }
 
 // location describes u without credentials or driver options.
@@ -122,7 +131,7 @@ func (rs *Regions) Close() error {
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.bucket.Close() }
+func (s *Store) Close() error { return s.b.close() }
 
 // CheckKey refuses keys that are not plain relative paths: empty, too
 // long, absolute, with "." or ".." segments, backslashes, control
@@ -141,54 +150,57 @@ func CheckKey(key string) error {
 		}
 	}
 	for _, seg := range strings.Split(key, "/") {
-		if seg == "" || seg == "." || seg == ".." {
+		if seg == "" || seg == "." || seg == ".." || strings.HasPrefix(seg, tmpPrefix) {
 			return fmt.Errorf("blobstore: bad key %q", key)
 		}
 	}
 	return nil
 }
 
-// wrap turns a driver error into the project's kinds.
+// wrap turns a backend error into the project's kinds.
 func (s *Store) wrap(err error, key string) error {
 	if err == nil {
 		return nil
 	}
-	switch gcerrors.Code(err) {
-	case gcerrors.NotFound:
+	unavailable := func() error {
+		return &errs.Error{Kind: errs.Unavailable, Detail: "the storage region " + s.Region + " is not available; try again later",
+			Err: fmt.Errorf("region %s, object %s: %w", s.Region, key, err)}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || gcerrors.Code(err) == gcerrors.NotFound:
 		return errs.E(errs.NotFound, "no such object")
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return err
+	case isNoSpace(err):
+		return &errs.Error{Kind: errs.NoSpace, Detail: "the storage region " + s.Region + " is full; nothing was stored",
+			Err: fmt.Errorf("region %s, object %s: %w", s.Region, key, err)}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return unavailable()
+	}
+	switch gcerrors.Code(err) {
 	case gcerrors.Canceled, gcerrors.DeadlineExceeded:
 		return err
 	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.PermissionDenied, gcerrors.Unimplemented:
-		return &errs.Error{Kind: errs.Unavailable, Detail: "the storage region " + s.Region + " is not available; try again later",
-			Err: fmt.Errorf("region %s, object %s: %w", s.Region, key, err)}
+		return unavailable()
 	}
 	return fmt.Errorf("region %s, object %s: %w", s.Region, key, err)
 }
 
 // Put writes r to key, replacing any object there, and answers the bytes
-// written. If r or the store fails, or ctx ends, no object is left (and a
-// replaced one stays as it was).
+// written once they are durable. If r or the store fails, or ctx ends, no
+// object is left (and a replaced one stays as it was).
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if err := CheckKey(key); err != nil {
 		return 0, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
-	if err != nil {
-		return 0, s.wrap(err, key)
-	}
 	src := &sourceReader{r: r}
-	n, err := io.Copy(w, src)
-	if err != nil {
-		cancel() // aborts the write: nothing is committed
-		_ = w.Close()
-		if src.err != nil {
-			return n, src.err // the caller's reader failed: its error, as it is
-		}
-		return n, s.wrap(err, key)
+	n, err := s.b.put(ctx, key, src)
+	if err != nil && src.err != nil {
+		return n, src.err // the caller's reader failed: its error, as it is
 	}
-	return n, s.wrap(w.Close(), key)
+	return n, s.wrap(err, key)
 }
 
 // sourceReader remembers the error of the reader a Put copies from, to
@@ -211,7 +223,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
-	r, err := s.bucket.NewRangeReader(ctx, key, offset, length, nil)
+	r, err := s.b.get(ctx, key, offset, length)
 	if err != nil {
 		return nil, s.wrap(err, key)
 	}
@@ -223,11 +235,8 @@ func (s *Store) Size(ctx context.Context, key string) (int64, error) {
 	if err := CheckKey(key); err != nil {
 		return 0, err
 	}
-	a, err := s.bucket.Attributes(ctx, key)
-	if err != nil {
-		return 0, s.wrap(err, key)
-	}
-	return a.Size, nil
+	n, err := s.b.size(ctx, key)
+	return n, s.wrap(err, key)
 }
 
 // Delete deletes key; a missing key is not an error.
@@ -235,8 +244,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	err := s.bucket.Delete(ctx, key)
-	if gcerrors.Code(err) == gcerrors.NotFound {
+	err := s.b.delete(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) || gcerrors.Code(err) == gcerrors.NotFound {
 		return nil
 	}
 	return s.wrap(err, key)
@@ -251,31 +260,20 @@ type Object struct {
 // List calls fn for every object whose key starts with prefix, in key
 // order, until fn returns an error.
 func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) error {
-	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
-	for {
-		o, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return s.wrap(err, prefix)
-		}
-		if o.IsDir {
-			continue
-		}
-		if err := fn(Object{Key: o.Key, Size: o.Size}); err != nil {
-			return err
-		}
+	var fnErr error
+	err := s.b.list(ctx, prefix, func(o Object) error {
+		fnErr = fn(o)
+		return fnErr
+	})
+	if err != nil && fnErr != nil {
+		return fnErr
 	}
+	return s.wrap(err, prefix)
 }
 
 // Ping checks that the region can be reached.
 func (s *Store) Ping(ctx context.Context) error {
-	ok, err := s.bucket.IsAccessible(ctx)
-	if err == nil && !ok {
-		err = errors.New("bucket not accessible")
-	}
-	if err != nil {
+	if err := s.b.ping(ctx); err != nil {
 		return &errs.Error{Kind: errs.Unavailable, Detail: "the storage region " + s.Region + " is not available; try again later",
 			Err: fmt.Errorf("region %s: %w", s.Region, err)}
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // TestConformance runs one suite against every kind of region: a local
-// directory (fileblob) and a real S3-compatible server (versitygw, built
+// directory and a real S3-compatible server (versitygw, built
 // by scripts/test.sh into the user cache directory).
 func TestConformance(t *testing.T) {
 	t.Run("file", func(t *testing.T) {

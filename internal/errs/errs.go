@@ -28,6 +28,9 @@ const (
 	TooLarge
 	TooManyRequests
 	Unavailable
+	// NoSpace: a disk (the database's or a region's) is full; nothing was
+	// written, and the same request succeeds once space is freed.
+	NoSpace
 )
 
 func (k Kind) String() string {
@@ -52,6 +55,8 @@ func (k Kind) String() string {
 		return "too-many-requests"
 	case Unavailable:
 		return "unavailable"
+	case NoSpace:
+		return "insufficient-storage"
 	default:
 		return "internal"
 	}
