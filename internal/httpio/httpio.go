@@ -5,6 +5,7 @@
 package httpio
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/errs"
 )
@@ -45,6 +47,7 @@ var status = map[errs.Kind]int{
 	errs.Conflict:         http.StatusConflict,
 	errs.MethodNotAllowed: http.StatusMethodNotAllowed,
 	errs.TooLarge:         http.StatusRequestEntityTooLarge,
+	errs.NoSpace:          http.StatusInsufficientStorage,
 	errs.TooManyRequests:  http.StatusTooManyRequests,
 	errs.Unavailable:      http.StatusServiceUnavailable,
 	errs.Internal:         http.StatusInternalServerError,
@@ -92,13 +95,22 @@ func writeJSON(w http.ResponseWriter, code int, ctype string, v any) {
 	_ = enc.Encode(v)
 }
 
-// Decode reads a JSON object body into v: at most MaxBody bytes, no unknown
-// fields, exactly one value. Errors name the offending field.
+// Decode reads a JSON object body into v: at most MaxBody bytes, UTF-8, no
+// unknown fields, exactly one value. Errors name the offending field.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return errs.E(errs.Invalid, "Content-Type must be application/json")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return decodeError(err)
+	}
+	// encoding/json would replace invalid UTF-8 with U+FFFD, even inside
+	// an email address: refuse it instead, naming where it is.
+	if !utf8.Valid(body) {
+		return errs.Field(badUTF8Field(body), "not UTF-8 text")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -107,6 +119,85 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return errs.E(errs.Invalid, "body must hold a single JSON object")
 	}
 	return nil
+}
+
+// badUTF8Field names the member of a JSON body that holds its first byte
+// that is not UTF-8 ("attributes.city", "recipients[2]"), or "body" when
+// the byte is outside any member.
+func badUTF8Field(body []byte) string {
+	bad := 0
+	for bad < len(body) {
+		r, n := utf8.DecodeRune(body[bad:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		bad += n
+	}
+	type frame struct {
+		object  bool
+		name    string // the member's key, or its index in an array
+		index   int
+		wantKey bool
+	}
+	var stack []*frame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			switch {
+			case !f.object:
+				fmt.Fprintf(&b, "[%d]", f.index)
+			case f.name != "" && b.Len() > 0:
+				b.WriteString("." + f.name)
+			case f.name != "":
+				b.WriteString(f.name)
+			}
+		}
+		if b.Len() == 0 {
+			return "body"
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return path()
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		key, isKey := tok.(string)
+		isKey = isKey && top != nil && top.object && top.wantKey
+		if isKey {
+			top.name, top.wantKey = key, false
+		}
+		if dec.InputOffset() > int64(bad) {
+			return path()
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if isKey {
+			continue
+		}
+		// A value ended (or a container opened, whose value ends later).
+		if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') {
+			continue
+		}
+		if len(stack) > 0 {
+			if p := stack[len(stack)-1]; p.object {
+				p.wantKey = true
+			} else {
+				p.index++
+			}
+		}
+	}
 }
 
 var unknownField = regexp.MustCompile(`^json: unknown field "(.+)"$`)
