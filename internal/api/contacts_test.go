@@ -92,6 +92,20 @@ func TestContactImportExport(t *testing.T) {
 		if r := importFile(t, env, env.Token, "", "text/csv", bad, ""); r.Status != 400 {
 			t.Errorf("the bad file for real: %d", r.Status)
 		}
+		// Broken CSV (it once panicked) and text that is not UTF-8: 400
+		// naming the line, dry run or not, and nothing imported.
+		for _, q := range []string{"?dry_run=true", ""} {
+			for in, want := range map[string]string{
+				"email,name\n\"unterminated,x\n": "2 file",
+				"email,name\na\xff\xfe@b.c,A\n":  "2 email",
+			} {
+				r := importFile(t, env, env.Token, q, "text/csv", in, "")
+				r.JSON(t, &problem)
+				if r.Status != 400 || len(problem.Rows) != 1 || fmt.Sprintf("%d %s", problem.Rows[0].Line, problem.Rows[0].Field) != want {
+					t.Errorf("import%s of %q: %d %s; want a problem at %s", q, in, r.Status, r.Body, want)
+				}
+			}
+		}
 		if n := countSubjects(t, env, env.Token); n != before {
 			t.Fatalf("a refused file imported %d contacts", n-before)
 		}

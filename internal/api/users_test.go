@@ -108,6 +108,13 @@ func TestUserImportExportOverHTTP(t *testing.T) {
 			p.Errors[0].Line != 2 || p.Errors[0].Field != "email" || p.Errors[1].Line != 3 || p.Errors[1].Field != "role" {
 			t.Fatalf("bad file: %d %s", r.Status, r.Body)
 		}
+		for _, q := range []string{"?dry_run=true", ""} {
+			r := send(q, "text/csv", "email,name\n\"unterminated,x\n")
+			r.JSON(t, &p)
+			if r.Status != 400 || len(p.Errors) != 1 || p.Errors[0].Line != 2 {
+				t.Errorf("broken CSV%s: %d %s", q, r.Status, r.Body)
+			}
+		}
 		if r := send("", "application/json", `{}`); r.Status != 400 || r.Map(t)["field"] != "Content-Type" {
 			t.Errorf("JSON body: %d %s", r.Status, r.Body)
 		}

@@ -3,6 +3,8 @@
 // lines skipped; a row with the wrong number of cells, or a bad header,
 // reported as a problem with its line and column, never its value; a file
 // that is empty, not CSV, without rows or too long refused as a whole.
+// Cells must be UTF-8: a row with a cell that is not is a problem naming
+// the column, never silently repaired.
 package csvfile
 
 import (
@@ -10,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/custodia/custodia/internal/errs"
 )
@@ -33,6 +37,9 @@ func Read(r io.Reader, columns string, maxRows int, header func(names []string) 
 		return nil, errs.Field("file", "not CSV: %s", reason(err))
 	}
 	for i, h := range names {
+		if !utf8.ValidString(h) {
+			return nil, errs.Field("file", "the header is not UTF-8 text (save the file as CSV UTF-8)")
+		}
 		names[i] = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 	}
 	problems, err := header(names)
@@ -45,7 +52,6 @@ func Read(r io.Reader, columns string, maxRows int, header func(names []string) 
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -54,6 +60,7 @@ func Read(r io.Reader, columns string, maxRows int, header func(names []string) 
 			}
 			return nil, err
 		}
+		line, _ := cr.FieldPos(0) // only after a record was read: it panics otherwise
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // a blank line
 		}
@@ -64,6 +71,11 @@ func Read(r io.Reader, columns string, maxRows int, header func(names []string) 
 		if len(rec) != len(names) {
 			problems = append(problems, errs.RowProblem{Line: line, Field: "file",
 				Reason: fmt.Sprintf("%d cells; the header has %d", len(rec), len(names))})
+			continue
+		}
+		if i := slices.IndexFunc(rec, func(c string) bool { return !utf8.ValidString(c) }); i >= 0 {
+			problems = append(problems, errs.RowProblem{Line: line, Field: names[i],
+				Reason: "not UTF-8 text (save the file as CSV UTF-8)"})
 			continue
 		}
 		row(line, rec)
