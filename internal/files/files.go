@@ -106,7 +106,8 @@ func NewService(d Deps) *Service {
 
 // SplitPath checks a path inside a space and returns its names: relative,
 // '/'-separated, each name NFC-normalised, non-empty, not '.' or '..', at
-// most MaxName bytes, without control characters or '\'. "" is the top of
+// most MaxName bytes, without '\', control characters or invisible format
+// characters (space.Hidden: bidirectional overrides spoof extensions). "" is the top of
 // the space. Errors name the field.
 func SplitPath(field, raw string) ([]string, error) {
 	if strings.HasPrefix(raw, "/") {
@@ -130,8 +131,10 @@ func SplitPath(field, raw string) ([]string, error) {
 			return nil, errs.Field(field, "empty names, '.' and '..' are not allowed")
 		case len(n) > MaxName:
 			return nil, errs.Field(field, "a name is at most %d bytes", MaxName)
-		case strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }):
-			return nil, errs.Field(field, "names may not contain control characters, NUL or '\\'")
+		case strings.ContainsRune(n, '\\'):
+			return nil, errs.Field(field, "names may not contain '\\'")
+		case strings.ContainsFunc(n, space.Hidden):
+			return nil, errs.Field(field, "names may not contain control characters or invisible formatting (such as right-to-left overrides)")
 		}
 		names[i] = n
 	}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -131,7 +132,26 @@ func spaceName(name string) (string, error) {
 	if strings.ContainsAny(name, "/\\\x00") {
 		return "", errs.Field("name", "may not contain '/', '\\' or NUL")
 	}
+	if strings.ContainsFunc(name, Hidden) {
+		return "", errs.Field("name", "may not contain control characters or invisible formatting (such as right-to-left overrides)")
+	}
 	return name, nil
+}
+
+// Hidden reports the characters refused in the names of spaces, folders
+// and files: controls (C0 and C1) and invisible format characters — the
+// bidirectional overrides, embeddings, isolates and marks that make
+// "invoice\u202Efdp.exe" show as "invoiceexe.pdf", zero-width spaces and
+// the byte order mark. The zero-width joiner and non-joiner (needed by
+// several scripts and by emoji sequences) and emoji tag characters stay.
+func Hidden(r rune) bool {
+	switch {
+	case unicode.IsControl(r):
+		return true
+	case r == 0x200C || r == 0x200D || r >= 0xE0020 && r <= 0xE007F:
+		return false
+	}
+	return unicode.Is(unicode.Cf, r)
 }
 
 // Create makes a space in region ("" for the tenant's default); its
