@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -103,12 +104,36 @@ func principal(r *http.Request) identity.Principal {
 func (a *API) endpoint(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.serve(rt, w, r); err != nil {
+			if abandoned(r, err) {
+				// The client hung up and the work stopped with it: not a
+				// fault of ours. Nobody reads this answer; it marks the
+				// request 499 (as nginx does) in the request log and metrics.
+				a.abandoned.WithLabelValues(r.Method, strings.TrimPrefix(r.Pattern, r.Method+" ")).Inc()
+				a.logger.InfoContext(r.Context(), "request abandoned by the client", "request_id", httpio.RequestID(r.Context()),
+					"route", r.Pattern, "err", err.Error())
+				w.WriteHeader(StatusClientClosedRequest)
+				return
+			}
 			if errs.KindOf(err) == errs.TooManyRequests {
 				w.Header().Set("Retry-After", "60")
 			}
 			httpio.Error(w, r, a.logger, err)
 		}
 	})
+}
+
+// StatusClientClosedRequest is how a request its client gave up on is
+// counted and logged (nginx's 499); the client never sees it.
+const StatusClientClosedRequest = 499
+
+// abandoned tells whether err is the consequence of the client going away:
+// the request's context ended and the error is that, or an unclassified
+// failure it caused (a query cut short, a connection closed under it).
+func abandoned(r *http.Request, err error) bool {
+	if r.Context().Err() == nil {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errs.KindOf(err) == errs.Internal
 }
 
 // Cookie names. __Host- cookies are Secure, host-only and Path=/.

@@ -223,28 +223,29 @@ func (a *API) Routes() []Route {
 
 // API serves the routes.
 type API struct {
-	db       *sqldb.DB
-	keys     *keyring.Keyring
-	subjects *subject.Service
-	identity *identity.Service
-	spaces   *space.Service
-	files    *files.Service
-	register *register.Service
-	consent  *consent.Service
-	retain   *retention.Service
-	rights   *rights.Service
-	access   *access.Service
-	tenants  *tenant.Service
-	log      *audit.Log
-	audit    *audit.Reader
-	logger   *slog.Logger
-	metricsH http.Handler
-	csrf     *http.CrossOriginProtection
-	limiter  *limiter
-	proxies  []netip.Prefix
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	now      func() time.Time
+	db        *sqldb.DB
+	keys      *keyring.Keyring
+	subjects  *subject.Service
+	identity  *identity.Service
+	spaces    *space.Service
+	files     *files.Service
+	register  *register.Service
+	consent   *consent.Service
+	retain    *retention.Service
+	rights    *rights.Service
+	access    *access.Service
+	tenants   *tenant.Service
+	log       *audit.Log
+	audit     *audit.Reader
+	logger    *slog.Logger
+	metricsH  http.Handler
+	csrf      *http.CrossOriginProtection
+	limiter   *limiter
+	proxies   []netip.Prefix
+	requests  *prometheus.CounterVec
+	abandoned *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	now       func() time.Time
 }
 
 // Deps are what the API is built from.
@@ -280,12 +281,15 @@ func New(d Deps) *API {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custodia_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"method", "route", "code"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custodia_http_requests_abandoned_total", Help: "Requests whose client hung up before the answer, by route (logged at INFO, counted as 499).",
+		}, []string{"method", "route"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "custodia_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"method", "route"}),
 	}
-	d.Registry.MustRegister(a.requests, a.latency)
+	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
 	a.metricsH = promhandler(d.Registry)
 	return a
 }
