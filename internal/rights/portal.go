@@ -82,7 +82,8 @@ func (s *Service) Portal(ctx context.Context, slug string) (Portal, error) {
 
 // Intake records what a person asked for on the portal and mails a
 // confirmation link to the address they gave. Past maxPendingIntakes for
-// the address it quietly does nothing: the answer is the same.
+// the mailbox (the address without its +tag) it quietly does nothing: the
+// answer is the same.
 func (s *Service) Intake(ctx context.Context, slug string, in PortalInput) error {
 	t, err := s.tenants.BySlug(ctx, slug)
 	if err != nil || t.Status != "active" {
@@ -106,10 +107,15 @@ func (s *Service) Intake(ctx context.Context, slug string, in PortalInput) error
 	if err != nil {
 		return err
 	}
+	// The cap counts the mailbox: victim+1@, victim+2@… reach one inbox.
+	mbidx, err := s.keys.BlindIndex(ctx, s.db.Read(), t.ID, "mailbox", subject.Mailbox(email))
+	if err != nil {
+		return err
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var pending int
-	if err := s.db.Read().QueryRow(ctx, "SELECT COUNT(*) FROM portal_intakes WHERE tenant_id = ? AND email_bidx = ? AND expires_at > ?",
-		t.ID, bidx, now.UnixMicro()).Scan(&pending); err != nil {
+	if err := s.db.Read().QueryRow(ctx, "SELECT COUNT(*) FROM portal_intakes WHERE tenant_id = ? AND mailbox_bidx = ? AND expires_at > ?",
+		t.ID, mbidx, now.UnixMicro()).Scan(&pending); err != nil {
 		return err
 	}
 	if pending >= maxPendingIntakes {
@@ -135,8 +141,8 @@ func (s *Service) Intake(ctx context.Context, slug string, in PortalInput) error
 		if err := wrapped.Insert(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO portal_intakes (tenant_id, id, token_hash, type, email_bidx, intake_ct, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, id.String(), keyring.HashSecret(intakeLabel, secret), in.Type, bidx,
+		if _, err := tx.Exec(ctx, `INSERT INTO portal_intakes (tenant_id, id, token_hash, type, email_bidx, mailbox_bidx, intake_ct, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, id.String(), keyring.HashSecret(intakeLabel, secret), in.Type, bidx, mbidx,
 			key.Seal("portal_intakes", "intake_ct", id.String(), pt), expires.UnixMicro(), now.UnixMicro()); err != nil {
 			return err
 		}

@@ -42,6 +42,17 @@ func NormalizeEmail(s string) (string, error) {
 	return s, nil
 }
 
+// Mailbox is a normalised address without its sub-address ("+tag" in the
+// local part), which most providers deliver to the same inbox: for limits
+// on what is mailed to one person. Stored addresses keep the tag.
+func Mailbox(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if i := strings.IndexByte(local, '+'); ok && i > 0 {
+		return local[:i] + "@" + domain
+	}
+	return email
+}
+
 // NormalizePhone validates a phone number and returns it in E.164 form:
 // a leading + and 8 to 15 digits; spaces, dots, dashes and brackets are dropped.
 func NormalizePhone(s string) (string, error) {
