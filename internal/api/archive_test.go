@@ -287,6 +287,24 @@ func TestZipImportBadInput(t *testing.T) {
 		if n := len(apptest.Files(t, filepath.Join(env.DataDir, "regions"))); n != blobs+1 {
 			t.Errorf("%d blobs after a damaged entry; want %d", n, blobs+1)
 		}
+		// Refused as damaged at its first file, an import into a new folder
+		// (with an empty folder of its own) leaves no folder behind.
+		zw = zip.NewWriter(&lying)
+		lying.Reset()
+		zw.Create("empty/")
+		rw, err = zw.CreateRaw(&zip.FileHeader{Name: "sub/small.txt", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(plain),
+			CompressedSize64: uint64(deflated.Len()), UncompressedSize64: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw.Write(deflated.Bytes())
+		zw.Close()
+		if r := importZip(t, env, sp, "?path=new-target", lying.Bytes()); r.Status != 400 || !strings.Contains(string(r.Body), "damaged") {
+			t.Fatalf("a damaged first entry: %d %s", r.Status, r.Body)
+		}
+		if env.Do(t, env.Token, "GET", "/api/v1/spaces/"+sp+"/files/", nil).JSON(t, &list); len(list.Items) != 2 {
+			t.Errorf("a damaged import left %d items at the top (want taken and fine.txt): %+v", len(list.Items), list.Items)
+		}
 	})
 }
 

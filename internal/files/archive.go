@@ -316,6 +316,10 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 		return rep, nil
 	}
 
+	// Files first: each makes the folders above it in its own commit, so
+	// an entry found damaged leaves no folder that holds nothing of it.
+	// Folders that stay empty (the target, empty folders of the zip) are
+	// made once every file is in.
 	done := ImportReport{}
 	n := 0
 	for _, e := range plan {
@@ -323,12 +327,6 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 			return done, err
 		}
 		if e.folder {
-			if !e.exists {
-				if _, err := s.Mkdir(ctx, p, spaceID, strings.Join(e.names, "/")); err != nil && !errs.Is(err, errs.Conflict) {
-					return done, err
-				}
-				done.Folders++
-			}
 			continue
 		}
 		n++
@@ -358,6 +356,16 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 		if progress != nil {
 			progress(ImportProgress{Done: n, Total: files, Bytes: done.Bytes})
 		}
+	}
+	for _, e := range plan {
+		if !e.folder || e.exists {
+			continue
+		}
+		// Conflict: a file of the import has made it already.
+		if _, err := s.Mkdir(ctx, p, spaceID, strings.Join(e.names, "/")); err != nil && !errs.Is(err, errs.Conflict) {
+			return done, err
+		}
+		done.Folders++
 	}
 	err = s.log.Record(ctx, p.TenantID, audit.Event{Action: "space.import", TargetType: "space", TargetID: spaceID,
 		Details: map[string]any{"files": done.Files, "versions": done.Versions, "skipped": done.Skipped, "folders": done.Folders,
