@@ -175,6 +175,18 @@ func TestFolderGrants(t *testing.T) {
 			t.Errorf("Ann renames in contracts: %d %s", r.Status, r.Body)
 		}
 
+		// The folder she was granted is not hers to rename, move or trash:
+		// each changes the folder above it, where she is no editor.
+		for _, c := range []struct {
+			method string
+			body   any
+		}{{"PATCH", map[string]any{"path": "acme/contracts-old"}}, {"DELETE", nil}} {
+			if r := as.Do(t, c.method, file("acme/contracts"), c.body); r.Status != 403 {
+				t.Errorf("Ann: %s the granted folder itself %v: %d %s", c.method, c.body, r.Status, r.Body)
+			}
+		}
+		status("GET", file("acme/contracts/"), 200)
+
 		// The trash: what she trashed, while she is an editor where it was.
 		trashed := status("DELETE", file("acme/contracts/c2-signed.pdf"), 200).Map(t)["id"].(string)
 		if r := status("GET", "/api/v1/trash", 200); !bytes.Contains(r.Body, []byte(trashed)) {

@@ -47,6 +47,12 @@ func (s *Service) Trash(ctx context.Context, p identity.Principal, spaceID, path
 	if err != nil {
 		return TrashItem{}, err
 	}
+	// Like a move or a rename, trashing changes the folder the item is in:
+	// it takes an editor there. A grant on a folder is for what it holds,
+	// not for the folder itself.
+	if _, err := s.locate(ctx, s.db.Read(), p, spaceID, names[:len(names)-1], space.Editor); err != nil {
+		return TrashItem{}, err
+	}
 	now := s.now().UTC().Truncate(time.Microsecond).UnixMicro()
 	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		r, err := tx.Exec(ctx, "UPDATE nodes SET trashed_at = ?, trashed_by = ? WHERE tenant_id = ? AND id = ? AND trashed_at = 0", now, p.UserID, p.TenantID, n.id)
