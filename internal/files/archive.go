@@ -252,7 +252,7 @@ func (s *Service) ImportZip(ctx context.Context, p identity.Principal, spaceID s
 	}
 	room := int64(-1)
 	if t.QuotaBytes > 0 {
-		used, err := s.used(ctx, s.db.Read(), p.TenantID)
+		used, err := s.taken(ctx, s.db.Read(), p.TenantID, "")
 		if err != nil {
 			return rep, err
 		}

@@ -80,6 +80,8 @@ type Upload struct {
 	Length      int64     // -1 when unknown
 	Body        io.Reader // read to its end, or until it fails
 	IfMatch     string    // when set, the id of the version the upload replaces
+
+	session string // the resumable upload this completes: its reservation is its own room
 }
 
 // Put stores u as a new file or a new version of the file at its path,
@@ -111,7 +113,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 	if err != nil {
 		return Item{}, false, err
 	}
-	room, err := s.room(ctx, t, found, names, u.Length)
+	room, err := s.room(ctx, t, found, names, u.Length, u.session)
 	if err != nil {
 		return Item{}, false, err
 	}
@@ -220,7 +222,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 			ev.Details["versions_pruned"] = len(pruned)
 		}
 		if t.QuotaBytes > 0 {
-			used, err := s.used(ctx, tx.Q, p.TenantID)
+			used, err := s.taken(ctx, tx.Q, p.TenantID, u.session)
 			if err != nil {
 				return err
 			}
@@ -244,11 +246,11 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, spaceID string,
 // exists) may take under the tenant's quota (-1: no bound), counting the
 // room freed by the versions it pushes out; announced bytes that do not
 // fit are a quota error.
-func (s *Service) room(ctx context.Context, t tenant.Tenant, found []node, names []string, announced int64) (int64, error) {
+func (s *Service) room(ctx context.Context, t tenant.Tenant, found []node, names []string, announced int64, session string) (int64, error) {
 	if t.QuotaBytes <= 0 {
 		return -1, nil
 	}
-	used, err := s.used(ctx, s.db.Read(), t.ID)
+	used, err := s.taken(ctx, s.db.Read(), t.ID, session)
 	if err != nil {
 		return 0, err
 	}
@@ -274,6 +276,19 @@ func quotaError(quota int64) error {
 func (s *Service) used(ctx context.Context, q sqldb.Q, tenantID string) (int64, error) {
 	var n int64
 	err := q.QueryRow(ctx, "SELECT COALESCE(SUM(size), 0) FROM file_versions WHERE tenant_id = ?", tenantID).Scan(&n)
+	return n, err
+}
+
+// taken is what counts against the tenant's quota: every stored version,
+// and the declared size of every resumable upload under way (but the one
+// named by except) — reserved when it opens, released when it completes,
+// is cancelled or expires — so that parts on the disk never exceed it.
+func (s *Service) taken(ctx context.Context, q sqldb.Q, tenantID, except string) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT
+		(SELECT COALESCE(SUM(size), 0) FROM file_versions WHERE tenant_id = ?) +
+		(SELECT COALESCE(SUM(size), 0) FROM upload_sessions WHERE tenant_id = ? AND id <> ? AND expires_at > ?)`,
+		tenantID, tenantID, except, s.now().UnixMicro()).Scan(&n)
 	return n, err
 }
 

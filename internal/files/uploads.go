@@ -94,7 +94,7 @@ func (s *Service) StartUpload(ctx context.Context, p identity.Principal, spaceID
 	if err != nil {
 		return UploadSession{}, err
 	}
-	if _, err := s.room(ctx, t, found, names, *in.Size); err != nil {
+	if _, err := s.room(ctx, t, found, names, *in.Size, ""); err != nil {
 		return UploadSession{}, err
 	}
 	dk, err := s.keys.TenantDataKey(ctx, s.db.Read(), p.TenantID)
@@ -120,6 +120,17 @@ func (s *Service) StartUpload(ctx context.Context, p identity.Principal, spaceID
 		}
 		if open >= MaxOpenUploads {
 			return errs.E(errs.Conflict, "you have %d uploads open; finish or cancel one first", open)
+		}
+		// The session reserves its size under the quota (checked again
+		// here, where concurrent openings are serialised).
+		if t.QuotaBytes > 0 {
+			taken, err := s.taken(ctx, tx.Q, p.TenantID, "")
+			if err != nil {
+				return err
+			}
+			if taken+u.Size > t.QuotaBytes {
+				return quotaError(t.QuotaBytes)
+			}
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO upload_sessions (tenant_id, id, space_id, path_ct, content_type, if_match, size, key_ct, created_by, created_at, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.TenantID, u.ID, spaceID, dk.Seal("upload_sessions", "path_ct", u.ID, []byte(u.Path)),
@@ -351,7 +362,7 @@ func (s *Service) assemble(ctx context.Context, p identity.Principal, u uploadRo
 		}}
 	}
 	it, created, err := s.Put(ctx, p, u.SpaceID, Upload{Path: u.Path, ContentType: u.ContentType, Length: u.Size,
-		Body: io.MultiReader(readers...), IfMatch: u.ifMatch})
+		Body: io.MultiReader(readers...), IfMatch: u.ifMatch, session: u.ID})
 	if err != nil {
 		return Item{}, false, err
 	}

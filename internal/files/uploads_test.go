@@ -1,0 +1,58 @@
+package files_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/files"
+)
+
+// A resumable upload reserves its declared size under the quota when it
+// opens, so parts on the disk never exceed the quota; completing,
+// cancelling and expiring give the room back.
+func TestUploadsReserveTheirSize(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		o := ownerOf(t, env)
+		sp := o.space(t, "Quota", "")
+		if _, err := env.Core.Tenants.SetQuota(context.Background(), env.Tenant.ID, 1000); err != nil {
+			t.Fatal(err)
+		}
+		start := func(path string, size int64, want *errs.Kind) files.UploadSession {
+			t.Helper()
+			u, err := env.Core.Files.StartUpload(o.ctx, o.p, sp, files.NewUpload{Path: path, Size: &size})
+			switch {
+			case want == nil && err != nil:
+				t.Fatalf("open %s of %d bytes: %v", path, size, err)
+			case want != nil && !errs.Is(err, *want):
+				t.Fatalf("open %s of %d bytes: %v; want %v", path, size, err, *want)
+			}
+			return u
+		}
+		tooLarge := errs.TooLarge
+
+		a := start("a.bin", 600, nil)
+		start("b.bin", 600, &tooLarge)                          // 600 reserved + 600 > 1000
+		o.put(t, sp, "plain.bin", content(500, "x"), &tooLarge) // a plain upload sees the reservation too
+		if _, err := env.Core.Files.AppendUpload(o.ctx, o.p, a.ID, 0, 300, bytes.NewReader(content(300, "a"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Core.Files.CancelUpload(o.ctx, o.p, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Cancelled: its room is back.
+		b := start("b.bin", 600, nil)
+		// Completed: the file takes the room the session held, once.
+		got, err := env.Core.Files.AppendUpload(o.ctx, o.p, b.ID, 0, 600, bytes.NewReader(content(600, "b")))
+		if err != nil || got.Item == nil {
+			t.Fatalf("complete b: %+v %v", got, err)
+		}
+		start("c.bin", 401, &tooLarge)
+		start("c.bin", 400, nil)
+		// Expired: released even before the job deletes it.
+		env.Now.Advance(files.UploadTTL + 1)
+		start("d.bin", 400, nil)
+	})
+}
