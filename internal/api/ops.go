@@ -4,7 +4,10 @@ import (
 	"context"
 	_ "embed"
 	"net/http"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
@@ -28,7 +31,8 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
-// readyz answers 200 when the database answers and the schema is current.
+// readyz answers 200 when the database answers, the schema is current and
+// every local data location has at least the configured free space.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -38,6 +42,16 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if n, err := a.db.Pending(ctx); err != nil || n > 0 {
 		return errs.E(errs.Unavailable, "database schema is not current; run custodia migrate")
 	}
+	for _, l := range a.storage {
+		free, err := a.freeSpace(l.Path)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "cannot tell the free space of "+l.Name)
+		}
+		if free < a.minFree {
+			return errs.E(errs.Unavailable, "only %d MiB free for %s (the floor is %d MiB): free some space or add disk",
+				free>>20, l.Name, a.minFree>>20)
+		}
+	}
 	httpio.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
@@ -45,4 +59,41 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) error {
 	a.metricsH.ServeHTTP(w, r)
 	return nil
+}
+
+// Location is a local folder Custodia writes to (the database's, the data
+// dir, a file:// region, the anchor), watched for free space.
+type Location struct {
+	Name string // for people and metrics: "database", "region eu", …
+	Path string
+}
+
+// FreeSpace answers the bytes an unprivileged process can still write
+// under path.
+func FreeSpace(path string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// storageMetrics exposes the free space of every location, read at each
+// scrape, and the floor /readyz holds them to.
+func (a *API) storageMetrics(reg *prometheus.Registry) {
+	for _, l := range a.storage {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "custodia_storage_free_bytes", Help: "Free space for each local data location (the database's folder, the data dir, file:// regions, the anchor).",
+			ConstLabels: prometheus.Labels{"location": l.Name},
+		}, func() float64 {
+			free, err := a.freeSpace(l.Path)
+			if err != nil {
+				return -1
+			}
+			return float64(free)
+		}))
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custodia_storage_free_floor_bytes", Help: "Free space below which /readyz fails (CUSTODIA_MIN_FREE_MB).",
+	}, func() float64 { return float64(a.minFree) }))
 }

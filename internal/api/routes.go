@@ -242,6 +242,9 @@ type API struct {
 	csrf      *http.CrossOriginProtection
 	limiter   *limiter
 	proxies   []netip.Prefix
+	storage   []Location
+	freeSpace func(string) (int64, error)
+	minFree   int64
 	requests  *prometheus.CounterVec
 	abandoned *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
@@ -269,6 +272,10 @@ type Deps struct {
 
 	TrustedProxies []netip.Prefix // whose X-Forwarded-For is believed
 	AuthRate       RateLimit      // per-address limit on /api/v1/auth/*
+
+	Storage   []Location                       // local folders watched for free space
+	FreeSpace func(path string) (int64, error) // default FreeSpace
+	MinFree   int64                            // bytes below which /readyz fails
 }
 
 // New builds the API and registers its metrics.
@@ -289,7 +296,12 @@ func New(d Deps) *API {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"method", "route"}),
 	}
+	a.storage, a.freeSpace, a.minFree = d.Storage, d.FreeSpace, d.MinFree
+	if a.freeSpace == nil {
+		a.freeSpace = FreeSpace
+	}
 	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
+	a.storageMetrics(d.Registry)
 	a.metricsH = promhandler(d.Registry)
 	return a
 }

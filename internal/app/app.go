@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +33,8 @@ type App struct {
 type Options struct {
 	core.Options
 	AuthRate api.RateLimit // default api.DefaultAuthRate
+	// FreeSpace replaces the file system's answer (api.FreeSpace).
+	FreeSpace func(path string) (int64, error)
 }
 
 // Open builds the app: the core (master key, database, services), then
@@ -53,8 +57,27 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.API = api.New(api.Deps{DB: c.DB, Keys: c.Keys, Subjects: c.Subjects, Identity: c.Identity, Spaces: c.Spaces, Files: c.Files,
 		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Access: c.Access, Tenants: c.Tenants,
-		Log: c.Log, Logger: c.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate})
+		Log: c.Log, Logger: c.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate,
+		Storage: locations(c.Config, c), FreeSpace: opt.FreeSpace, MinFree: c.Config.MinFreeMB << 20})
 	return a, nil
+}
+
+// locations are the local folders Custodia writes to: the data dir, the
+// database's folder (SQLite), every file:// region and a file:// anchor.
+func locations(cfg config.Config, c *core.Core) []api.Location {
+	ls := []api.Location{{Name: "data dir", Path: cfg.DataDir}}
+	if p := c.DB.Path(); p != "" {
+		ls = append(ls, api.Location{Name: "database", Path: filepath.Dir(p)})
+	}
+	for _, r := range cfg.Regions {
+		if u, err := url.Parse(r.URL); err == nil && u.Scheme == "file" {
+			ls = append(ls, api.Location{Name: "region " + r.Name, Path: u.Path})
+		}
+	}
+	if u, err := url.Parse(cfg.AnchorURL); err == nil && u.Scheme == "file" {
+		ls = append(ls, api.Location{Name: "anchor", Path: u.Path})
+	}
+	return ls
 }
 
 // Handler is the whole HTTP handler.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -41,6 +42,11 @@ type Config struct {
 	AnchorEachBatch bool   // CUSTODIA_ANCHOR_EACH_BATCH=true: write the anchor with every commit batch, not once a second
 	Node            string // CUSTODIA_NODE: this node's name, its anchor object's name; default the host name
 
+	// MinFreeMB is the free space, in MiB, below which /readyz fails for a
+	// local data location (the database's folder, the data dir, file://
+	// regions and anchor): CUSTODIA_MIN_FREE_MB, default 256, 0 = no floor.
+	MinFreeMB int64
+
 	ShutdownTimeout time.Duration
 }
 
@@ -56,6 +62,7 @@ func Default() Config {
 		DataDir:         "./custodia-data",
 		Addr:            "127.0.0.1:8443",
 		LogLevel:        "info",
+		MinFreeMB:       256,
 		ShutdownTimeout: 20 * time.Second,
 	}
 }
@@ -89,6 +96,13 @@ func Load(getenv func(string) string) (Config, error) {
 		c.AnchorEachBatch = true
 	default:
 		return c, fmt.Errorf("CUSTODIA_ANCHOR_EACH_BATCH=%q: want true or false", v)
+	}
+	if v := getenv("CUSTODIA_MIN_FREE_MB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("CUSTODIA_MIN_FREE_MB=%q: want a number of MiB, 0 or more", v)
+		}
+		c.MinFreeMB = n
 	}
 	if v := getenv("CUSTODIA_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = strings.Split(v, ",")
@@ -124,6 +138,9 @@ func ParseRegion(spec string) (Region, error) {
 
 // Validate checks the configuration and fills derived defaults.
 func (c *Config) Validate() error {
+	if c.MinFreeMB < 0 {
+		return fmt.Errorf("min free space %d MiB: want 0 or more", c.MinFreeMB)
+	}
 	if c.DataDir == "" {
 		return fmt.Errorf("data dir must not be empty")
 	}

@@ -11,7 +11,7 @@ import (
 func TestLoadAndValidate(t *testing.T) {
 	env := map[string]string{
 		"CUSTODIA_DATA_DIR": "rel/data", "CUSTODIA_ADDR": "0.0.0.0:9443",
-		"CUSTODIA_REGIONS": "eu-west=file:///srv/eu, us-east=s3://bucket?region=us-east-1",
+		"CUSTODIA_REGIONS": "eu-west=file:///srv/eu, us-east=s3://bucket?region=us-east-1", "CUSTODIA_MIN_FREE_MB": "1024",
 	}
 	c, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -20,7 +20,7 @@ func TestLoadAndValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if !filepath.IsAbs(c.DataDir) || c.Addr != "0.0.0.0:9443" {
+	if !filepath.IsAbs(c.DataDir) || c.Addr != "0.0.0.0:9443" || c.MinFreeMB != 1024 || config.Default().MinFreeMB != 256 {
 		t.Errorf("config = %+v", c)
 	}
 	if got := strings.Join(c.RegionNames(), ","); got != "eu-west,us-east" || c.Regions[1].URL != "s3://bucket?region=us-east-1" {
@@ -56,6 +56,7 @@ func TestValidateRefuses(t *testing.T) {
 		"bad addr":         func(c *config.Config) { c.Addr = "8443" },
 		"cert without key": func(c *config.Config) { c.TLSCert = "/x.pem" },
 		"bad log level":    func(c *config.Config) { c.LogLevel = "loud" },
+		"negative floor":   func(c *config.Config) { c.MinFreeMB = -1 },
 		"duplicate regions": func(c *config.Config) {
 			c.Regions = []config.Region{{Name: "a", URL: "file:///a"}, {Name: "a", URL: "file:///b"}}
 		},
@@ -64,6 +65,11 @@ func TestValidateRefuses(t *testing.T) {
 		mutate(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	for _, v := range []string{"-1", "1GB", "x"} {
+		if _, err := config.Load(func(k string) string { return map[string]string{"CUSTODIA_MIN_FREE_MB": v}[k] }); err == nil {
+			t.Errorf("CUSTODIA_MIN_FREE_MB=%s accepted", v)
 		}
 	}
 	for _, bad := range []string{"noequals", "=file:///x", "Upper=file:///x", "x="} {

@@ -1,5 +1,10 @@
 // Package errs defines the small closed set of error kinds that every
-// Custodia package returns and that the HTTP layer maps to status codes.
+// Custodia package returns and that the HTTP layer maps to status codes:
+// Invalid 400, Unauthenticated 401, Forbidden 403, NotFound 404, Gone 410,
+// Conflict 409, MethodNotAllowed 405, TooLarge 413, TooManyRequests 429,
+// NoSpace 507 (a full disk: the operator's to fix, nothing written),
+// Unavailable 503 and Internal 500. A new kind is added here, in httpio's
+// table and in the OpenAPI document's description, in one change.
 //
 // A domain error carries a Kind, an optional Field naming the offending
 // input, and a Detail safe to show to the caller. The wrapped cause is for

@@ -76,6 +76,9 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		p.Detail = "an internal error occurred; quote the request id to the operator"
 		log.ErrorContext(r.Context(), "internal error", "request_id", p.RequestID, "route", r.Pattern, "err", err.Error())
 	}
+	if kind == errs.NoSpace { // the operator's to fix: say where
+		log.WarnContext(r.Context(), "storage full", "request_id", p.RequestID, "route", r.Pattern, "err", err.Error())
+	}
 	if kind == errs.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="custodia"`)
 	}

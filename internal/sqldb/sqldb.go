@@ -25,6 +25,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/custodia/custodia/internal/errs"
 )
 
 // Dialect names the database engine behind a DB.
@@ -220,10 +222,10 @@ func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 		}
 	}()
 	if err := fn(ctx, tx); err != nil {
-		return err
+		return classify(err)
 	}
 	if err := stx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return classify(fmt.Errorf("commit: %w", err))
 	}
 	if db.dialect == SQLite {
 		db.preparePending(context.WithoutCancel(ctx))
@@ -235,17 +237,17 @@ func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 // changes are undone and the transaction goes on.
 func (tx *Tx) Savepoint(ctx context.Context, name string, fn func() error) error {
 	if _, err := tx.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+		return classify(fmt.Errorf("savepoint: %w", err))
 	}
 	if err := fn(); err != nil {
 		if _, rerr := tx.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+name); rerr != nil {
-			return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			return classify(errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr)))
 		}
 		_, _ = tx.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name)
-		return err
+		return classify(err)
 	}
 	if _, err := tx.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
-		return fmt.Errorf("release savepoint: %w", err)
+		return classify(fmt.Errorf("release savepoint: %w", err))
 	}
 	return nil
 }
@@ -411,6 +413,30 @@ func IsUniqueViolation(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// IsFull reports whether err is the database refusing a write for want
+// of space: SQLite's SQLITE_FULL (a full disk, or max_page_count reached)
+// or PostgreSQL's disk_full (53100).
+func IsFull(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_FULL
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "53100"
+}
+
+// classify makes a full database an errs.NoSpace error (507): every write
+// goes through WithTx or Savepoint, so callers need not check.
+func classify(err error) error {
+	if err == nil || !IsFull(err) {
+		return err
+	}
+	if e, ok := errs.As(err); ok && e.Kind == errs.NoSpace {
+		return err
+	}
+	return &errs.Error{Kind: errs.NoSpace, Detail: "the database's disk is full; nothing was written", Err: err}
 }
 
 // IsForeignKeyViolation reports whether err is a foreign key violation.
