@@ -380,64 +380,8 @@ func (s *Service) checkZip(ctx context.Context, tenantID, spaceID string, base [
 	if len(zr.File) > MaxImportEntries {
 		return nil, 0, errs.Field("body", "at most %d entries in a zip", MaxImportEntries)
 	}
-	var problems []errs.RowProblem
-	bad := func(i int, field, format string, args ...any) {
-		problems = append(problems, errs.RowProblem{Line: i + 1, Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
-	kinds := map[string]bool{} // path → is a folder
-	var plan []planned
-	var total int64
-	add := func(names []string, folder bool, f *zip.File, i int) {
-		key := strings.Join(names, "/")
-		if was, ok := kinds[key]; ok {
-			if !folder || !was {
-				bad(i, "name", "a second entry with this path")
-			}
-			return
-		}
-		kinds[key] = folder
-		plan = append(plan, planned{names: names, folder: folder, file: f, entry: i})
-	}
-	for j := 1; j <= len(base); j++ { // the folder it goes into, made when missing
-		add(slices.Clone(base[:j]), true, nil, 0)
-	}
-	for i, f := range zr.File {
-		dir := strings.HasSuffix(f.Name, "/")
-		rel, err := SplitPath("name", strings.TrimSuffix(f.Name, "/"))
-		switch {
-		case err != nil:
-			var e *errs.Error
-			if errors.As(err, &e) {
-				bad(i, "name", "%s", e.Detail)
-			} else {
-				bad(i, "name", "not a valid path")
-			}
-			continue
-		case len(rel) == 0:
-			bad(i, "name", "an empty name")
-			continue
-		case len(base)+len(rel) > MaxDepth:
-			bad(i, "name", "deeper than %d levels where it would go", MaxDepth)
-			continue
-		case f.Flags&0x1 != 0:
-			bad(i, "name", "encrypted entries cannot be imported")
-			continue
-		case !f.Mode().IsDir() && !f.Mode().IsRegular():
-			bad(i, "name", "only files and folders can be imported (not links or devices)")
-			continue
-		case !dir && f.Method != zip.Store && f.Method != zip.Deflate:
-			bad(i, "name", "compression method %d is not supported (store or deflate)", f.Method)
-			continue
-		}
-		names := append(slices.Clone(base), rel...)
-		for j := len(base) + 1; j < len(names); j++ { // the folders its path implies
-			add(slices.Clone(names[:j]), true, nil, i)
-		}
-		add(names, dir, f, i)
-		if !dir {
-			total += int64(f.UncompressedSize64)
-		}
-	}
+	plan, total, problems := planZip(base, zr.File)
+	bad := func(i int, format string, args ...any) { problems = append(problems, entryProblem(i, format, args...)) }
 	// What exists already.
 	for i := range plan {
 		e := &plan[i]
@@ -445,7 +389,7 @@ func (s *Service) checkZip(ctx context.Context, tenantID, spaceID string, base [
 		if err != nil {
 			var fe *errs.Error
 			if errors.As(err, &fe) && fe.Field == "path" {
-				bad(e.entry, "name", "a file in the space is where this path needs a folder")
+				bad(e.entry, "a file in the space is where this path needs a folder")
 				continue
 			}
 			return nil, 0, err
@@ -457,11 +401,11 @@ func (s *Service) checkZip(ctx context.Context, tenantID, spaceID string, base [
 		last := found[len(found)-1]
 		switch {
 		case e.folder && last.kind != Folder:
-			bad(e.entry, "name", "a file in the space has this folder's path")
+			bad(e.entry, "a file in the space has this folder's path")
 		case !e.folder && last.kind != File:
-			bad(e.entry, "name", "a folder in the space has this file's path")
+			bad(e.entry, "a folder in the space has this file's path")
 		case !e.folder && existing == ExistingFail:
-			bad(e.entry, "name", "a file exists at this path (existing=skip or existing=version to go on)")
+			bad(e.entry, "a file exists at this path (existing=skip or existing=version to go on)")
 		}
 	}
 	if len(problems) > 0 {
@@ -469,6 +413,75 @@ func (s *Service) checkZip(ctx context.Context, tenantID, spaceID string, base [
 		return nil, 0, errs.Rows(fmt.Sprintf("%d problems in the zip; nothing was imported", len(problems)), problems)
 	}
 	return plan, total, nil
+}
+
+// entryProblem is what is wrong with the name of the zip's entry i.
+func entryProblem(i int, format string, args ...any) errs.RowProblem {
+	return errs.RowProblem{Line: i + 1, Field: "name", Reason: fmt.Sprintf(format, args...)}
+}
+
+// planZip checks the entries of a zip to be imported below base, from
+// their headers alone, and plans it: folders (also those only implied by
+// a file's path) before what they hold, each path once. It answers the
+// plan, the bytes the files declare and the problems, by entry.
+func planZip(base []string, entries []*zip.File) ([]planned, int64, []errs.RowProblem) {
+	var problems []errs.RowProblem
+	bad := func(i int, format string, args ...any) { problems = append(problems, entryProblem(i, format, args...)) }
+	kinds := map[string]bool{} // path → is a folder
+	var plan []planned
+	var total int64
+	add := func(names []string, folder bool, f *zip.File, i int) {
+		key := strings.Join(names, "/")
+		if was, ok := kinds[key]; ok {
+			if !folder || !was {
+				bad(i, "a second entry with this path")
+			}
+			return
+		}
+		kinds[key] = folder
+		plan = append(plan, planned{names: names, folder: folder, file: f, entry: i})
+	}
+	for j := 1; j <= len(base); j++ { // the folder it goes into, made when missing
+		add(slices.Clone(base[:j]), true, nil, 0)
+	}
+	for i, f := range entries {
+		dir := strings.HasSuffix(f.Name, "/") || f.Mode().IsDir() // a folder by its mode, even without the slash
+		rel, err := SplitPath("name", strings.TrimSuffix(f.Name, "/"))
+		switch {
+		case err != nil:
+			var e *errs.Error
+			if errors.As(err, &e) {
+				bad(i, "%s", e.Detail)
+			} else {
+				bad(i, "not a valid path")
+			}
+			continue
+		case len(rel) == 0:
+			bad(i, "an empty name")
+			continue
+		case len(base)+len(rel) > MaxDepth:
+			bad(i, "deeper than %d levels where it would go", MaxDepth)
+			continue
+		case f.Flags&0x1 != 0:
+			bad(i, "encrypted entries cannot be imported")
+			continue
+		case !f.Mode().IsDir() && !f.Mode().IsRegular():
+			bad(i, "only files and folders can be imported (not links or devices)")
+			continue
+		case !dir && f.Method != zip.Store && f.Method != zip.Deflate:
+			bad(i, "compression method %d is not supported (store or deflate)", f.Method)
+			continue
+		}
+		names := append(slices.Clone(base), rel...)
+		for j := len(base) + 1; j < len(names); j++ { // the folders its path implies
+			add(slices.Clone(names[:j]), true, nil, i)
+		}
+		add(names, dir, f, i)
+		if !dir {
+			total += int64(f.UncompressedSize64)
+		}
+	}
+	return plan, total, problems
 }
 
 // readerAt reads a segcrypt.File at offsets (zip.Reader needs it).
