@@ -120,13 +120,11 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 			return v, fmt.Errorf("read audit event: %w", err)
 		}
 		v.Events++
-		switch {
-		case r.Seq != last+1:
+		if r.Seq != last+1 {
 			return fail(LayerChain, last+1, "%s (the next stored event is %d)", missing(last+1, r.Seq-1), r.Seq)
-		case !bytes.Equal(r.PrevHash, prev):
-			return fail(LayerChain, r.Seq, "does not follow the event before it (removed, reordered or altered)")
-		case !bytes.Equal(r.hash(), r.Hash):
-			return fail(LayerChain, r.Seq, "content does not match its hash (altered)")
+		}
+		if problem := link(prev, &r); problem != "" {
+			return fail(LayerChain, r.Seq, "%s", problem)
 		}
 		if cp, ok := cps[r.Seq]; ok {
 			if !bytes.Equal(cp.hash, r.Hash) {
@@ -152,10 +150,8 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 	}
 
 	// The signed head must cover the last event.
-	var h head
-	var signedAt int64
-	var sig []byte
-	err = q.QueryRow(ctx, "SELECT seq, hash, signed_at, signature FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.seq, &h.hash, &signedAt, &sig)
+	var h signedHead
+	err = q.QueryRow(ctx, "SELECT seq, hash, signed_at, signature FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.seq, &h.hash, &h.at, &h.signature)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if last != 0 {
@@ -163,14 +159,10 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 		}
 	case err != nil:
 		return v, fmt.Errorf("read audit head: %w", err)
-	case h.seq != last:
-		return fail(LayerSignature, min(h.seq, last)+1, "the chain head says %d events, %d found (truncated or rewritten)", h.seq, last)
-	case last > 0 && !bytes.Equal(h.hash, prev):
-		return fail(LayerSignature, last, "the last event differs from the chain head")
-	case last > 0 && len(sig) == 0:
-		return fail(LayerSignature, last, "the chain head is not signed")
-	case last > 0 && !signedBy(checkpointMessage(tenantID, h.seq, h.hash, signedAt), sig):
-		return fail(LayerSignature, last, "the chain head's signature does not verify with the tenant's audit key (re-signed or forged)")
+	default:
+		if seq, problem := h.covers(tenantID, last, prev, signedBy); problem != "" {
+			return fail(LayerSignature, seq, "%s", problem)
+		}
 	}
 
 	// The chain must reach the anchored head, and agree with it.
@@ -193,6 +185,42 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 	v.OK = true
 	v.Head = fmt.Sprintf("%x", prev)
 	return v, nil
+}
+
+// link checks that r follows the event whose hash is prev and that its
+// content matches its hash; it answers what is wrong, or "".
+func link(prev []byte, r *record) string {
+	switch {
+	case !bytes.Equal(r.PrevHash, prev):
+		return "does not follow the event before it (removed, reordered or altered)"
+	case !bytes.Equal(r.hash(), r.Hash):
+		return "content does not match its hash (altered)"
+	}
+	return ""
+}
+
+// signedHead is a tenant's chain head as stored.
+type signedHead struct {
+	seq, at   int64
+	hash      []byte
+	signature []byte
+}
+
+// covers checks that h is the head of a chain of last events ending with
+// the hash prev, signed by a trusted key; it answers the first event in
+// doubt and what is wrong, or "".
+func (h signedHead) covers(tenantID string, last int64, prev []byte, signedBy func(msg, sig []byte) bool) (int64, string) {
+	switch {
+	case h.seq != last:
+		return min(h.seq, last) + 1, fmt.Sprintf("the chain head says %d events, %d found (truncated or rewritten)", h.seq, last)
+	case last > 0 && !bytes.Equal(h.hash, prev):
+		return last, "the last event differs from the chain head"
+	case last > 0 && len(h.signature) == 0:
+		return last, "the chain head is not signed"
+	case last > 0 && !signedBy(checkpointMessage(tenantID, h.seq, h.hash, h.at), h.signature):
+		return last, "the chain head's signature does not verify with the tenant's audit key (re-signed or forged)"
+	}
+	return 0, ""
 }
 
 func loadCheckpoints(ctx context.Context, q sqldb.Q, tenantID string) (map[int64]checkpointRow, error) {

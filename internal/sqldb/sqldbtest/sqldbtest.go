@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,14 @@ func Main(m *testing.M) {
 }
 
 func start() (stop func()) {
+	// A fuzzing run (go test -fuzz, and each of its workers) runs fuzz
+	// targets alone, which use no database: no cluster per worker.
+	if slices.ContainsFunc(os.Args[1:], func(a string) bool {
+		return strings.HasPrefix(a, "-test.fuzz=") || strings.HasPrefix(a, "-test.fuzzworker")
+	}) {
+		pg.reason = "fuzzing"
+		return func() {}
+	}
 	if u := os.Getenv("CUSTODIA_TEST_POSTGRES_URL"); u != "" {
 		pg.adminURL = u
 		return func() {}
