@@ -1,7 +1,5 @@
 package blobstore
 
-
-
 // Disk is the seam through which a local region makes writes durable.
 type Disk = disk
 
@@ -16,4 +14,3 @@ func OpenDirForTest(root string, d Disk) (*Store, error) {
 	}
 	return &Store{Region: "test", Location: "file://" + root, b: s}, nil
 }
-
