@@ -155,3 +155,21 @@ func TestLocalDiskFull(t *testing.T) {
 		t.Errorf("a write refused for space left %v", entries)
 	}
 }
+
+// BenchmarkLocalPut4KiB is the cost of one small durable object: write,
+// fsync, rename, fsync of its folder.
+func BenchmarkLocalPut4KiB(b *testing.B) {
+	s, err := blobstore.OpenDirForTest(filepath.Join(b.TempDir(), "eu"), blobstore.OSDisk{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte{7}, 4096)
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.Put(ctx, fmt.Sprintf("t/s/%d", i), bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
