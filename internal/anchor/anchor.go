@@ -96,7 +96,11 @@ type Anchor struct {
 
 // Options tune an Anchor.
 type Options struct {
-	Every  time.Duration // how often what changed is written (default 1 s)
+	// Every is how often what changed is written by the anchor itself
+	// (default 1 s); Manual leaves it to the caller's Flush (a server runs
+	// it as a job, a command flushes at Close).
+	Every  time.Duration
+	Manual bool
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -132,7 +136,11 @@ func Open(ctx context.Context, rawURL, node string, opt Options) (*Anchor, error
 		}
 		a.tenants = o.Tenants
 	}
-	go a.loop(opt.Every)
+	if opt.Manual {
+		close(a.done)
+	} else {
+		go a.loop(opt.Every)
+	}
 	return a, nil
 }
 

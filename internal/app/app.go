@@ -18,6 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
+	"github.com/custodia/custodia/internal/job"
 )
 
 // App is a built Custodia: its core (state and domain services) and the
@@ -26,7 +27,8 @@ type App struct {
 	*core.Core
 	API *api.API
 
-	now func() time.Time
+	now      func() time.Time
+	registry *prometheus.Registry
 }
 
 // Options are the parts tests replace.
@@ -45,6 +47,9 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Core: c, now: opt.Now}
+	if a.now == nil {
+		a.now = time.Now
+	}
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		a.Close()
@@ -54,6 +59,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		opt.AuthRate = api.DefaultAuthRate
 	}
 	reg := prometheus.NewRegistry()
+	a.registry = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.API = api.New(api.Deps{DB: c.DB, Keys: c.Keys, Subjects: c.Subjects, Identity: c.Identity, Spaces: c.Spaces, Files: c.Files,
 		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Access: c.Access, Tenants: c.Tenants,
@@ -78,6 +84,16 @@ func locations(cfg config.Config, c *core.Core) []api.Location {
 		ls = append(ls, api.Location{Name: "anchor", Path: u.Path})
 	}
 	return ls
+}
+
+// Runner is a job runner with every background job (core.Jobs), its
+// metrics in /metrics. Serve starts one.
+func (a *App) Runner() *job.Runner {
+	r := job.New(a.DB, job.Options{Node: a.Config.Node, Now: a.now, Logger: a.Logger, Registry: a.registry})
+	for _, j := range a.Jobs() {
+		r.Add(j)
+	}
+	return r
 }
 
 // Handler is the whole HTTP handler.
@@ -135,12 +151,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if _, err := a.Log.AnchorUnanchored(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("audit anchor: %w", err)
 	}
-	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopJobs()
-	go a.Mail.Run(jobs, 30*time.Second)
-	go a.Retention.Loop(jobs, time.Hour)
-	go a.Rights.Loop(jobs, time.Hour, a.Logger)
-	go a.Files.Loop(jobs, time.Hour)
+	// Background jobs stop after the server has, and before Close shuts
+	// the database: Stop waits for each.
+	jobs := a.Runner()
+	if err := jobs.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("background jobs: %w", err)
+	}
+	defer jobs.Stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -576,33 +576,3 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
-
-// Loop purges the trash, sweeps leftover blobs, resumes interrupted
-// region migrations, prunes versions beyond the tenants' versions_kept and
-// ends expired uploads every interval until ctx ends.
-func (s *Service) Loop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if _, err := s.PurgeDue(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("purge trash", "error", err.Error())
-		}
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("sweep blobs", "error", err.Error())
-		}
-		if err := s.ResumeMigrations(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("resume space migrations", "error", err.Error())
-		}
-		if _, err := s.PruneVersions(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("prune file versions", "error", err.Error())
-		}
-		if _, err := s.ExpireUploads(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("expire uploads", "error", err.Error())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}

@@ -170,23 +170,9 @@ func (o *Outbox) Queue(ctx context.Context, tx *sqldb.Tx, key *keyring.DataKey, 
 	return err
 }
 
-// Run delivers due mail until ctx ends: when woken by Queue, and every
-// interval otherwise (retries, other nodes' mail).
-func (o *Outbox) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if _, err := o.Deliver(ctx); err != nil && ctx.Err() == nil {
-			o.logger.Error("mail delivery", "error", err.Error())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-o.wake:
-		case <-t.C:
-		}
-	}
-}
+// Woken receives when a message is queued: the delivery job (Deliver,
+// on every node, every 30 s otherwise) listens to it.
+func (o *Outbox) Woken() <-chan struct{} { return o.wake }
 
 // lease is how long a node owns a message it is sending.
 const lease = 5 * time.Minute

@@ -421,50 +421,6 @@ func (s *Service) runPolicy(ctx context.Context, tenantID string, p Policy, dryR
 	return pr, nil
 }
 
-// Loop runs every tenant's retention every interval until ctx ends.
-func (s *Service) Loop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.RunAll(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Error("retention run", "error", err.Error())
-		}
-	}
-}
-
-// RunAll runs retention for every active tenant.
-func (s *Service) RunAll(ctx context.Context) error {
-	rows, err := s.db.Read().Query(ctx, "SELECT id FROM tenants WHERE status = 'active' ORDER BY id")
-	if err != nil {
-		return err
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	var errsOut []error
-	for _, id := range ids {
-		if _, err := s.Run(ctx, id, false); err != nil {
-			errsOut = append(errsOut, fmt.Errorf("tenant %s: %w", id, err))
-		}
-	}
-	return errors.Join(errsOut...)
-}
-
 // RecordBounce records a bounce reported through the API; a hard bounce
 // that makes the address non-working for longer than the tenant's period
 // (or a period of 0) turns the contact inactive at once.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -73,10 +72,17 @@ func (s *Service) Digest(ctx context.Context, tenantID string) (int, error) {
 	sent := 0
 	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		sent = 0
-		if _, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, section, value, updated_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (tenant_id, section) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-			tenantID, digestSection, today, s.now().UnixMicro()); err != nil {
+		// Only the first to mark today sends: another node may have
+		// since the check above.
+		res, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, section, value, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (tenant_id, section) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+			WHERE tenant_settings.value <> excluded.value`,
+			tenantID, digestSection, today, s.now().UnixMicro())
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errDigestSent
 		}
 		for _, subjectID := range admins {
 			email, key, err := s.subjects.Email(ctx, tenantID, subjectID)
@@ -92,8 +98,14 @@ func (s *Service) Digest(ctx context.Context, tenantID string) (int, error) {
 		return nil
 	}, audit.Event{Action: "request.digest", TargetType: "tenant", TargetID: tenantID,
 		Details: map[string]any{"overdue": len(overdue), "soon": len(soon), "recipients": len(admins)}})
+	if errors.Is(err, errDigestSent) {
+		return 0, nil
+	}
 	return sent, err
 }
+
+// errDigestSent stops a digest that another node sent first today.
+var errDigestSent = errors.New("the digest went out today already")
 
 // admins are the subject ids of the tenant's active owners and admins.
 func (s *Service) admins(ctx context.Context, tenantID string) ([]string, error) {
@@ -111,41 +123,4 @@ func (s *Service) admins(ctx context.Context, tenantID string) ([]string, error)
 		out = append(out, id)
 	}
 	return out, rows.Err()
-}
-
-// Loop sends every active tenant's digest once a day (checking every
-// interval), purges expired portal intakes and erases closed accounts
-// whose grace period is over, until ctx ends.
-func (s *Service) Loop(ctx context.Context, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		rows, err := s.db.Read().Query(ctx, "SELECT id FROM tenants WHERE status = 'active' ORDER BY id")
-		var ids []string
-		if err == nil {
-			for rows.Next() {
-				var id string
-				if rows.Scan(&id) == nil {
-					ids = append(ids, id)
-				}
-			}
-			rows.Close()
-		}
-		for _, id := range ids {
-			if _, err := s.Digest(ctx, id); err != nil && ctx.Err() == nil {
-				logger.Error("requests digest", "tenant", id, "error", err.Error())
-			}
-		}
-		if _, err := s.PurgeIntakes(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("purge portal intakes", "error", err.Error())
-		}
-		if _, err := s.CloseDue(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("close accounts", "error", err.Error())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -143,6 +143,25 @@ func (s *Service) CheckRegion(region string) error {
 	return nil
 }
 
+// ActiveIDs lists the ids of every active tenant, for the jobs that go
+// through them all.
+func (s *Service) ActiveIDs(ctx context.Context) ([]string, error) {
+	rows, err := s.db.Read().Query(ctx, "SELECT id FROM tenants WHERE status = 'active' ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // BySlug finds a tenant by slug.
 func (s *Service) BySlug(ctx context.Context, slug string) (Tenant, error) {
 	return s.find(ctx, "slug", slug)

@@ -21,6 +21,7 @@ import (
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/job"
 	"github.com/custodia/custodia/internal/mail/mailtest"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/tenant"
@@ -148,10 +149,22 @@ func Open(t testing.TB, databaseURL string, hook func(*config.Config, *core.Opti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	jobs, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { c.Mail.Run(jobs, 100*time.Millisecond); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	// The per-node jobs run as in production, through the job runner —
+	// the outbox every 100 ms, the anchor every second; tests run the
+	// hourly ones themselves.
+	jobs := job.New(c.DB, job.Options{Node: "test", Now: clock.Now, Logger: c.Logger})
+	for _, j := range c.Jobs() {
+		if j.Kind == job.PerNode {
+			if j.Name == "mail.outbox" {
+				j.Every = 100 * time.Millisecond
+			}
+			jobs.Add(j)
+		}
+	}
+	if err := jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jobs.Stop)
 	env := &Env{Core: c, DataDir: c.Config.DataDir, Logs: logs, Mail: mailbox, Now: clock}
 	env.Tenant, env.Token = env.AddTenant(t, "acme", "owner@acme.example")
 	return env
