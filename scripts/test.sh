@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: gofmt, go vet, staticcheck, govulncheck
+# The whole check, as CI runs it: gofmt, go mod tidy -diff, go vet, staticcheck, govulncheck
 # (when its database can be reached), then every test — SQLite always,
 # PostgreSQL on a throwaway cluster the tests start from the PostgreSQL
 # binaries, S3 on a versitygw the tests start. Under CI=true a missing
@@ -58,6 +58,11 @@ step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go mod tidy -diff"
+if ! go mod tidy -diff; then
+  echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1
 fi
 
 step "go vet"

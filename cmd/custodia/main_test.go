@@ -155,7 +155,11 @@ func TestCLI(t *testing.T) {
 			{[]string{"token", "create", "--tenant", "acme", "--email", "stranger@acme.example", "--name", "x"}, 1, "no user with this email or id"},
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--scopes", "root"}, 1, "unknown scope"},
 			{[]string{"token", "create", "--tenant", "acme", "--email", "admin@acme.example", "--name", "x", "--expires", "soon"}, 1, "--expires"},
-			{[]string{"tenant", "create", "--slug", "x"}, 2, "required flag"},
+			{[]string{"tenant", "create", "--slug", "x"}, 2, "required flag(s) --admin-email, --name not set"},
+			{[]string{"tenant", "quota", "--tenant", "acme", "--bytes", "many"}, 2, "invalid argument"},
+			{[]string{"audit", "verify", "--tenant", "acme", "--bogus"}, 2, "unknown flag: --bogus"},
+			{[]string{"audit", "verify", "--tenant", "acme", "extra"}, 2, "unknown command \"extra\""},
+			{[]string{"migrate", "now"}, 2, "unknown command \"now\""},
 			{[]string{"tenant", "quota", "--tenant", "acme", "--bytes", "-5"}, 1, "quota_bytes: 0 (no bound) or more"},
 			{[]string{"frobnicate"}, 2, "unknown command"},
 		} {

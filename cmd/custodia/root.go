@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/config"
@@ -33,6 +34,42 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
+// usageError is a mistake in how the command was called: exit code 2.
+func usageError(err error) error {
+	return &exitError{code: 2, msg: "custodia: " + err.Error() + " (see custodia --help)"}
+}
+
+// requiredFlag marks the flags a command cannot run without (checked by
+// checkRequired, so that a missing one is a usage mistake: exit 2).
+const requiredFlag = "custodia_required"
+
+func requireFlags(cmd *cobra.Command, names ...string) {
+	for _, n := range names {
+		_ = cmd.Flags().SetAnnotation(n, requiredFlag, []string{"true"})
+	}
+}
+
+func checkRequired(cmd *cobra.Command) error {
+	var missing []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if _, ok := f.Annotations[requiredFlag]; ok && !f.Changed {
+			missing = append(missing, "--"+f.Name)
+		}
+	})
+	if len(missing) > 0 {
+		return usageError(fmt.Errorf("required flag(s) %s not set", strings.Join(missing, ", ")))
+	}
+	return nil
+}
+
+// noArgs refuses positional arguments as a usage mistake.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError(err)
+	}
+	return nil
+}
+
 // run is the whole program; tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(getenv)
@@ -46,7 +83,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		Short:         "Custodia keeps personal data the way the GDPR asks",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkRequired(cmd); err != nil {
+				return err
+			}
 			if len(e.regions) == 0 {
 				return nil
 			}
@@ -61,6 +101,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return nil
 		},
 	}
+	// Usage mistakes — an unknown command or flag, a bad flag value,
+	// arguments where none are taken — exit 2, everything else 1.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -87,6 +130,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	f.StringVar(&e.cfg.Node, "node", cfg.Node, "this node's name, its audit anchor object's name (CUSTODIA_NODE); default the host name")
 	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e))
 
+	if _, _, err := root.Find(args); err != nil {
+		err = usageError(err)
+		fmt.Fprintln(stderr, err.(*exitError).msg)
+		return 2
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -96,9 +144,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return ee.code
 		}
 		fmt.Fprintln(stderr, "custodia:", describe(err))
-		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
-			return 2
-		}
 		return 1
 	}
 	return 0

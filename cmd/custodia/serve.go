@@ -16,7 +16,7 @@ func serveCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTPS server",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			a, err := app.Open(ctx, e.cfg, app.Options{Options: core.Options{LogOutput: e.stderr}})
@@ -62,7 +62,7 @@ func migrateCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply database schema migrations and exit",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, _, err := e.open(cmd.Context()) // Open migrates
 			if err != nil {

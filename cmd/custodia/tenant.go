@@ -20,7 +20,7 @@ func tenantCmd(e *env) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a tenant with its keys and its first owner",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, err := e.open(cmd.Context())
 			if err != nil {
@@ -49,9 +49,7 @@ func tenantCmd(e *env) *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "organisation name (required)")
 	create.Flags().StringVar(&region, "region", "", "default region (default: the first configured)")
 	create.Flags().StringVar(&adminEmail, "admin-email", "", "email of the first owner (required)")
-	for _, f := range []string{"slug", "name", "admin-email"} {
-		_ = create.MarkFlagRequired(f)
-	}
+	requireFlags(create, "slug", "name", "admin-email")
 	cmd.AddCommand(create, quotaCmd(e))
 	return cmd
 }
@@ -63,7 +61,7 @@ func quotaCmd(e *env) *cobra.Command {
 	quota := &cobra.Command{
 		Use:   "quota",
 		Short: "Set how many bytes of files (every version) a tenant may store; 0 for no bound",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
@@ -83,8 +81,7 @@ func quotaCmd(e *env) *cobra.Command {
 	}
 	quota.Flags().StringVar(&slug, "tenant", "", "the tenant's slug (required)")
 	quota.Flags().Int64Var(&bytes, "bytes", 0, "the quota in bytes; 0 for no bound")
-	_ = quota.MarkFlagRequired("tenant")
-	_ = quota.MarkFlagRequired("bytes")
+	requireFlags(quota, "tenant", "bytes")
 	return quota
 }
 
@@ -98,7 +95,7 @@ func userCmd(e *env) *cobra.Command {
 		Long: `Create a user. With --password-stdin the first line of standard input is
 the password (checked against the tenant's password policy); without it the
 user has no password until one is set through a link.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var pw string
 			if passwordStdin {
@@ -124,8 +121,7 @@ user has no password until one is set through a link.`,
 	create.Flags().StringVar(&email, "email", "", "email (required)")
 	create.Flags().StringVar(&role, "role", identity.RoleMember, "owner, admin or member")
 	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
-	_ = create.MarkFlagRequired("tenant")
-	_ = create.MarkFlagRequired("email")
+	requireFlags(create, "tenant", "email")
 	cmd.AddCommand(create)
 	return cmd
 }
@@ -137,7 +133,7 @@ func tokenCmd(e *env) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API token and print it once",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ttl, err := parseTTL(expires)
 			if err != nil {
@@ -163,9 +159,7 @@ func tokenCmd(e *env) *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
 	create.Flags().StringSliceVar(&scopes, "scopes", nil, "scopes, comma-separated (default all: "+strings.Join(identity.Scopes, ",")+")")
 	create.Flags().StringVar(&expires, "expires", "90d", "lifetime: Nd, or a Go duration like 12h")
-	for _, f := range []string{"tenant", "email", "name"} {
-		_ = create.MarkFlagRequired(f)
-	}
+	requireFlags(create, "tenant", "email", "name")
 	cmd.AddCommand(create)
 	return cmd
 }
@@ -191,7 +185,7 @@ func auditCmd(e *env) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify a tenant's audit chain; exit 0 when intact",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
@@ -210,11 +204,11 @@ func auditCmd(e *env) *cobra.Command {
 		},
 	}
 	verify.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
-	_ = verify.MarkFlagRequired("tenant")
+	requireFlags(verify, "tenant")
 	accounts := &cobra.Command{
 		Use:   "account-writes",
 		Short: "List rectifications and erasures of people with accounts made outside the account's paths (the subjects API before December 2026)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
@@ -242,7 +236,7 @@ func auditCmd(e *env) *cobra.Command {
 		},
 	}
 	accounts.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
-	_ = accounts.MarkFlagRequired("tenant")
+	requireFlags(accounts, "tenant")
 	cmd.AddCommand(verify, accounts)
 	return cmd
 }
@@ -253,7 +247,7 @@ func keysCmd(e *env) *cobra.Command {
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Give a tenant a new key-encryption key and re-wrap every subject key under it",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, t, err := e.openTenant(cmd.Context(), slug)
 			if err != nil {
@@ -279,7 +273,7 @@ func keysCmd(e *env) *cobra.Command {
 		},
 	}
 	rotate.Flags().StringVar(&slug, "tenant", "", "tenant slug (required)")
-	_ = rotate.MarkFlagRequired("tenant")
+	requireFlags(rotate, "tenant")
 	cmd.AddCommand(rotate)
 	return cmd
 }
