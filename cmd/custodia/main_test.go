@@ -99,6 +99,39 @@ func TestTenantSetupLink(t *testing.T) {
 	})
 }
 
+// Links printed by tenant create start with --public-url, else the URL
+// a server of the database recorded when it started, else the default
+// from --addr — with a warning saying so.
+func TestSetupLinkUsesTheServersURL(t *testing.T) {
+	env := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir()}
+	create := func(slug string, args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := cli(t, env, append([]string{"tenant", "create", "--slug", slug, "--name", "N", "--admin-email", "owner@" + slug + ".example"}, args...)...)
+		if code != 0 {
+			t.Fatalf("tenant create %s: %d %s %s", slug, code, out, errOut)
+		}
+		m := regexp.MustCompile(`(https://[^/\s]+)/login/invitation#`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no link in %q", out)
+		}
+		return m[1], errOut
+	}
+	if base, errOut := create("first"); base != "https://localhost:8443" || !strings.Contains(errOut, "computed from --addr") {
+		t.Errorf("before any server: link at %s, stderr %q; want the default and a warning", base, errOut)
+	}
+	served, stop := serveInProcess(t, env)
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	port := served[strings.LastIndex(served, ":")+1:]
+	if base, errOut := create("second"); base != "https://localhost:"+port || strings.Contains(errOut, "computed from --addr") {
+		t.Errorf("after the server ran on port %s: link at %s, stderr %q", port, base, errOut)
+	}
+	if base, _ := create("third", "--public-url", "https://custodia.example.org"); base != "https://custodia.example.org" {
+		t.Errorf("with --public-url: link at %s", base)
+	}
+}
+
 // openApp opens the app the CLI just worked on, in-process, until the
 // test ends.
 func openApp(t *testing.T, env map[string]string) *app.App {
@@ -162,11 +195,23 @@ func TestCLI(t *testing.T) {
 			{[]string{"migrate", "now"}, 2, "unknown command \"now\""},
 			{[]string{"tenant", "quota", "--tenant", "acme", "--bytes", "-5"}, 1, "quota_bytes: 0 (no bound) or more"},
 			{[]string{"frobnicate"}, 2, "unknown command"},
+			{[]string{"tenant", "create", "--slug", "delta", "--name", "D", "--admin-email", "x@d.example", "--region", "eu", "--default-region", "local"}, 2, "disagree"},
+			{[]string{"tenant", "create", "--slug", "delta", "--name", "D", "--admin-email", "x@d.example", "--region", "Bad=file:///x"}, 2, "lowercase name"},
 		} {
 			code, out, errOut := cli(t, env, c.args...)
 			if code != c.code || !strings.Contains(errOut, c.msg) {
 				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", c.args, code, out, errOut, c.code, c.msg)
 			}
+		}
+		// --region on tenant create is a region definition as everywhere
+		// (NAME=URL); a bare name is still the default region.
+		eu := "eu=file://" + filepath.Join(t.TempDir(), "eu")
+		if code, out, errOut := cli(t, env, "tenant", "create", "--slug", "beta", "--name", "B", "--admin-email", "x@b.example",
+			"--region", "local=file://"+filepath.Join(env["CUSTODIA_DATA_DIR"], "regions", "local"), "--region", eu, "--default-region", "eu"); code != 0 || !strings.Contains(out, "region: eu") {
+			t.Errorf("tenant create with regions defined: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, env, "tenant", "create", "--slug", "gamma", "--name", "G", "--admin-email", "x@g.example", "--region", "local"); code != 0 || !strings.Contains(out, "region: local") {
+			t.Errorf("tenant create --region NAME: %d %s %s", code, out, errOut)
 		}
 		if code, out, _ := cli(t, env, "user", "create", "--tenant", "acme", "--email", "member@acme.example"); code != 0 || !strings.Contains(out, "(member)") {
 			t.Errorf("user create: %d %s", code, out)

@@ -24,6 +24,8 @@ type env struct {
 	stdin   io.Reader
 	stdout  io.Writer
 	stderr  io.Writer
+
+	guessedURL bool // links start with the URL computed from --addr, not one a server recorded
 }
 
 // exitError carries a specific exit code.
@@ -163,7 +165,19 @@ func describe(err error) string {
 // open builds the core (no API) for an operator command, acting as the
 // operator.
 func (e *env) open(ctx context.Context) (*core.Core, context.Context, error) {
-	a, err := core.Open(ctx, e.cfg, &core.Options{})
+	cfg := e.cfg
+	// Links printed by a command start with, in order: --public-url
+	// (CUSTODIA_PUBLIC_URL), the URL a server of this database recorded,
+	// or the default computed from --addr (and a warning says so).
+	e.guessedURL = false
+	if cfg.PublicURL == "" {
+		if u := core.RecordedPublicURL(ctx, cfg); u != "" {
+			cfg.PublicURL = u
+		} else {
+			e.guessedURL = true
+		}
+	}
+	a, err := core.Open(ctx, cfg, &core.Options{})
 	if err != nil {
 		return nil, ctx, err
 	}

@@ -11,17 +11,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/identity"
 )
 
 func tenantCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
-	var slug, name, region, adminEmail string
+	var slug, name, defaultRegion, adminEmail string
+	var regionArgs []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a tenant with its keys and its first owner",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			region, err := e.tenantRegions(regionArgs, defaultRegion)
+			if err != nil {
+				return err
+			}
 			a, ctx, err := e.open(cmd.Context())
 			if err != nil {
 				return err
@@ -41,13 +47,22 @@ func tenantCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "tenant %s created\n  id:     %s\n  region: %s\n  owner:  user %s\n", t.Slug, t.ID, t.Region, u.ID)
 			fmt.Fprintf(e.stdout, "setup link for %s (works once, until %s):\n  %s\n", adminEmail, expires.Format(time.RFC3339), link)
+			if e.guessedURL {
+				fmt.Fprintf(e.stderr, "The link starts with %s, computed from --addr: no server of this database has recorded the address it answers under yet. "+
+					"If it answers elsewhere, put that address in place of %s (the part after # is what counts), or pass --public-url next time.\n",
+					a.Config.PublicURL, a.Config.PublicURL)
+			}
 			fmt.Fprintf(e.stderr, "Give the link to the owner only: whoever opens it first chooses the password.\n")
 			return nil
 		},
 	}
 	create.Flags().StringVar(&slug, "slug", "", "short name used in URLs and commands (required)")
 	create.Flags().StringVar(&name, "name", "", "organisation name (required)")
-	create.Flags().StringVar(&region, "region", "", "default region (default: the first configured)")
+	create.Flags().StringVar(&defaultRegion, "default-region", "", "the tenant's default region (default: the first configured)")
+	// --region here once meant the default region; it now means what it
+	// means everywhere (NAME=URL), and a bare name is still taken as the
+	// default region.
+	create.Flags().StringArrayVar(&regionArgs, "region", nil, "region NAME=URL, repeatable, as for every command (a bare NAME: the default region, as --default-region)")
 	create.Flags().StringVar(&adminEmail, "admin-email", "", "email of the first owner (required)")
 	requireFlags(create, "slug", "name", "admin-email")
 	cmd.AddCommand(create, quotaCmd(e))
@@ -289,4 +304,29 @@ func readPassword(r io.Reader) (string, error) {
 		return "", fmt.Errorf("--password-stdin: standard input held no password")
 	}
 	return line, nil
+}
+
+// tenantRegions sorts tenant create's --region values: NAME=URL defines a
+// region (replacing CUSTODIA_REGIONS, as everywhere), a bare NAME is the
+// default region. It answers the default region.
+func (e *env) tenantRegions(args []string, defaultRegion string) (string, error) {
+	var defined []config.Region
+	for _, a := range args {
+		if !strings.Contains(a, "=") {
+			if defaultRegion != "" && defaultRegion != a {
+				return "", usageError(fmt.Errorf("--region %s and --default-region %s disagree: give the default region once", a, defaultRegion))
+			}
+			defaultRegion = a
+			continue
+		}
+		r, err := config.ParseRegion(a)
+		if err != nil {
+			return "", usageError(err)
+		}
+		defined = append(defined, r)
+	}
+	if len(defined) > 0 {
+		e.cfg.Regions = defined
+	}
+	return defaultRegion, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,6 +151,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	// asked for meanwhile.
 	if _, err := a.Log.AnchorUnanchored(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("audit anchor: %w", err)
+	}
+	// Commands run beside the server print links under the URL it answers
+	// under: the configured one, or the listener's real port for :0.
+	public := a.Config.PublicURL
+	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil && strings.HasSuffix(public, ":0") {
+		public = strings.TrimSuffix(public, ":0") + ":" + port
+	}
+	if err := a.RecordPublicURL(context.WithoutCancel(ctx), public, a.now().UnixMicro()); err != nil {
+		return fmt.Errorf("record the public URL: %w", err)
 	}
 	// Background jobs stop after the server has, and before Close shuts
 	// the database: Stop waits for each.
