@@ -71,3 +71,34 @@ func (a *API) receiptKeys(w http.ResponseWriter, r *http.Request) error {
 	httpio.JSON(w, http.StatusOK, ks)
 	return nil
 }
+
+func (a *API) startCampaign(w http.ResponseWriter, r *http.Request) error {
+	var in consent.CampaignInput
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := a.consent.StartCampaign(r.Context(), principal(r).TenantID, in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusCreated, c)
+	return nil
+}
+
+func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
+	cs, err := a.consent.Campaigns(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, map[string]any{"campaigns": cs})
+	return nil
+}
+
+func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) error {
+	c, err := a.consent.Campaign(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}

@@ -336,28 +336,6 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *API) getSecurity(w http.ResponseWriter, r *http.Request) error {
-	s, err := a.identity.SecuritySettings(r.Context(), principal(r).TenantID)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, s)
-	return nil
-}
-
-func (a *API) patchSecurity(w http.ResponseWriter, r *http.Request) error {
-	var p identity.SecurityPatch
-	if err := httpio.Decode(w, r, &p); err != nil {
-		return err
-	}
-	s, err := a.identity.UpdateSecurity(r.Context(), principal(r).TenantID, p)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, s)
-	return nil
-}
-
 // closeMe closes the signed-in person's own account: erased after the
 // tenant's grace period unless they cancel.
 func (a *API) closeMe(w http.ResponseWriter, r *http.Request) error {
@@ -377,4 +355,10 @@ func (a *API) cancelCloseMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpio.JSON(w, http.StatusOK, rights.Closure{})
 	return nil
+}
+
+// exportMe answers a signed-in person's own zip: members see all their own
+// data (self-service access and portability).
+func (a *API) exportMe(w http.ResponseWriter, r *http.Request) error {
+	return a.accessZip(w, r, principal(r).SubjectID)
 }

@@ -150,7 +150,7 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 			return errs.E(errs.Forbidden, "cross-origin request refused")
 		}
 	}
-	if (strings.HasPrefix(rt.Path, "/api/v1/auth/") || rt.Path == "/privacy/{tenant}/requests") && !a.limiter.allow(clientIP(r, a.proxies)) {
+	if rt.Limited() && !a.limiter.allow(clientIP(r, a.proxies)) {
 		return errs.E(errs.TooManyRequests, "too many requests from this address; wait a minute")
 	}
 	if rt.Access == Public {
@@ -213,9 +213,9 @@ func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error
 		} else {
 			refusal = errs.E(errs.Forbidden, "your role (%s) does not allow this", p.Role)
 		}
-	case rt.Sensitive && p.TokenID != "":
+	case rt.Sensitive() && p.TokenID != "":
 		refusal = errs.E(errs.Forbidden, "this action needs a person who signed in recently; API tokens cannot do it")
-	case rt.Sensitive && !p.Fresh(a.now()):
+	case rt.Sensitive() && !p.Fresh(a.now()):
 		refusal = errs.E(errs.Forbidden, "confirm it is you first: POST /api/v1/auth/reauth (needed every %d minutes for this action)",
 			int(p.Recent/time.Minute))
 	}
@@ -224,7 +224,7 @@ func (a *API) allowed(ctx context.Context, rt Route, p identity.Principal) error
 	}
 	if err := a.log.Record(ctx, p.TenantID, audit.Event{Action: "access.denied", TargetType: "route",
 		TargetID: rt.Method + " " + rt.Path, Outcome: audit.Denied,
-		Details: map[string]any{"access": rt.Access, "sensitive": rt.Sensitive}}); err != nil {
+		Details: map[string]any{"access": rt.Access, "sensitive": rt.Sensitive()}}); err != nil {
 		return err
 	}
 	return refusal

@@ -75,64 +75,6 @@ func (a *API) confirmLink(w http.ResponseWriter, r *http.Request) error {
 		"Due": req.DueAt.In(t.Location()).Format("2 January 2006")})
 }
 
-func (a *API) restrictSubject(w http.ResponseWriter, r *http.Request) error {
-	var in struct {
-		Reason string `json:"reason"`
-	}
-	if err := httpio.Decode(w, r, &in); err != nil {
-		return err
-	}
-	s, err := a.subjects.Restrict(r.Context(), principal(r).TenantID, r.PathValue("id"), in.Reason)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, s)
-	return nil
-}
-
-func (a *API) unrestrictSubject(w http.ResponseWriter, r *http.Request) error {
-	s, err := a.rights.LiftRestriction(r.Context(), principal(r).TenantID, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, s)
-	return nil
-}
-
-func (a *API) listObjections(w http.ResponseWriter, r *http.Request) error {
-	p := principal(r)
-	os, err := a.rights.Objections(r.Context(), p.TenantID, r.URL.Query().Get("status"), !p.Can("users:read")) // staff need users:read too
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, map[string]any{"objections": os})
-	return nil
-}
-
-func (a *API) decideObjection(w http.ResponseWriter, r *http.Request) error {
-	var in struct {
-		Decision string `json:"decision"`
-	}
-	if err := httpio.Decode(w, r, &in); err != nil {
-		return err
-	}
-	o, err := a.rights.Decide(r.Context(), principal(r).TenantID, r.PathValue("id"), r.PathValue("purpose"), in.Decision)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, o)
-	return nil
-}
-
-func (a *API) deliverRequest(w http.ResponseWriter, r *http.Request) error {
-	d, err := a.rights.Deliver(r.Context(), principal(r).TenantID, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, d)
-	return nil
-}
-
 func (a *API) viewDownload(w http.ResponseWriter, r *http.Request) error {
 	d, err := a.rights.FindDownload(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
 	if err != nil {
@@ -165,14 +107,5 @@ func (a *API) download(w http.ResponseWriter, r *http.Request) error {
 	if err := a.rights.Downloaded(ctx, d, out.SHA256, out.Bytes); err != nil {
 		a.logger.ErrorContext(ctx, "download not recorded", "request_id", httpio.RequestID(ctx), "error", err.Error())
 	}
-	return nil
-}
-
-func (a *API) processing(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.rights.Processing(r.Context(), principal(r).TenantID, r.PathValue("id"), r.URL.Query().Get("purpose"))
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, p)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -31,13 +32,19 @@ var (
 		return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(h[:]) +
 			"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	}()
-	pageTemplates = map[string]*template.Template{}
 )
 
-func init() {
+// parsePages parses every public page once, at start-up (New).
+func parsePages() (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
 	for _, name := range []string{"consent", "answered", "withdraw", "error", "portal", "intake", "confirm", "download", "email"} {
-		pageTemplates[name] = template.Must(template.ParseFS(pageFS, "pages/page.html", "pages/"+name+".html"))
+		t, err := template.ParseFS(pageFS, "pages/page.html", "pages/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("page %s: %w", name, err)
+		}
+		pages[name] = t
 	}
+	return pages, nil
 }
 
 // page renders a public page.
@@ -47,7 +54,7 @@ func (a *API) page(w http.ResponseWriter, r *http.Request, code int, name, title
 	}
 	data["Title"], data["CSS"] = title, template.CSS(pageCSS)
 	var b bytes.Buffer
-	if err := pageTemplates[name].ExecuteTemplate(&b, "page", data); err != nil {
+	if err := a.pages[name].ExecuteTemplate(&b, "page", data); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -119,35 +126,4 @@ func (a *API) withdrawByLink(w http.ResponseWriter, r *http.Request) error {
 		return a.pageError(w, r, err)
 	}
 	return a.page(w, r, http.StatusOK, "withdraw", "Withdraw your consent", map[string]any{"Page": p, "Done": done})
-}
-
-func (a *API) startCampaign(w http.ResponseWriter, r *http.Request) error {
-	var in consent.CampaignInput
-	if err := httpio.Decode(w, r, &in); err != nil {
-		return err
-	}
-	c, err := a.consent.StartCampaign(r.Context(), principal(r).TenantID, in)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusCreated, c)
-	return nil
-}
-
-func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
-	cs, err := a.consent.Campaigns(r.Context(), principal(r).TenantID)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, map[string]any{"campaigns": cs})
-	return nil
-}
-
-func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) error {
-	c, err := a.consent.Campaign(r.Context(), principal(r).TenantID, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, c)
-	return nil
 }

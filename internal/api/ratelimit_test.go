@@ -2,6 +2,8 @@ package api
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,5 +80,23 @@ func TestLimiterForgetsIdleBuckets(t *testing.T) {
 	l.allow("192.0.2.2")
 	if n := len(l.buckets); n != 1 {
 		t.Errorf("%d buckets after a minute idle; want only the one just used", n)
+	}
+}
+
+// The sign-in routes and the portal's form are the limited ones: the
+// routes table says so in its guard column, not a path test in the
+// middleware.
+func TestLimitedRoutes(t *testing.T) {
+	var got []string
+	for _, rt := range (&API{}).Routes() {
+		if rt.Limited() {
+			got = append(got, rt.Path)
+		}
+		if strings.HasPrefix(rt.Path, "/api/v1/auth/") && !rt.Limited() {
+			t.Errorf("%s %s signs in or out but is not rate-limited", rt.Method, rt.Path)
+		}
+	}
+	if !slices.Contains(got, "/privacy/{tenant}/requests") || len(got) != 11 {
+		t.Errorf("limited routes: %v", got)
 	}
 }

@@ -76,46 +76,6 @@ func organisationOf(t tenant.Tenant) tenant.Organisation {
 		AllowedRegions: &t.AllowedRegions, TrashDays: &t.TrashDays, VersionsKept: &t.VersionsKept, LinkedFilesOnErasure: &t.LinkedFilesOnErasure}
 }
 
-func (a *API) getOrganisation(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenants.ByID(r.Context(), principal(r).TenantID)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, organisationOf(t))
-	return nil
-}
-
-func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
-	var in tenant.Organisation
-	if err := httpio.Decode(w, r, &in); err != nil {
-		return err
-	}
-	t, err := a.tenants.SetOrganisation(r.Context(), principal(r).TenantID, in)
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, organisationOf(t))
-	return nil
-}
-
-// eraseUser erases an account and the person behind it (identity's rules),
-// optionally answering a verified erasure request about them.
-func (a *API) eraseUser(w http.ResponseWriter, r *http.Request) error {
-	p := principal(r)
-	u, err := a.identity.UserByID(r.Context(), p.TenantID, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	c, err := a.erase(w, r, u.SubjectID, func(in subject.EraseInput) (subject.Certificate, error) {
-		return a.identity.EraseUser(r.Context(), p, u.ID, in)
-	})
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, c)
-	return nil
-}
-
 // erase runs an erasure of subjectID with the body's optional request_id:
 // the request must be a verified erasure request about them, and is
 // completed once the erasure is done.
@@ -149,44 +109,6 @@ func (a *API) erase(w http.ResponseWriter, r *http.Request, subjectID string,
 	return c, nil
 }
 
-// eraseSubject erases a subject who has no account, optionally answering
-// a verified erasure request, which is then completed. A person with an
-// account is erased through eraseUser, with the account's rules.
-func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
-	tid, id := principal(r).TenantID, r.PathValue("id")
-	if _, err := a.subjects.Key(r.Context(), tid, id); err != nil {
-		return err // unknown: 404; erased already: 410
-	}
-	c, err := a.erase(w, r, id, func(in subject.EraseInput) (subject.Certificate, error) {
-		return a.subjects.Erase(r.Context(), tid, id, in)
-	})
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, c)
-	return nil
-}
-
-func (a *API) erasureCertificate(w http.ResponseWriter, r *http.Request) error {
-	c, err := a.subjects.ErasureCertificate(r.Context(), principal(r).TenantID, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	httpio.JSON(w, http.StatusOK, c)
-	return nil
-}
-
-// exportSubject answers the access/portability zip of one subject.
-func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
-	return a.accessZip(w, r, r.PathValue("id"))
-}
-
-// exportMe answers a signed-in person's own zip: members see all their own
-// data (self-service access and portability).
-func (a *API) exportMe(w http.ResponseWriter, r *http.Request) error {
-	return a.accessZip(w, r, principal(r).SubjectID)
-}
-
 func (a *API) accessZip(w http.ResponseWriter, r *http.Request, id string) error {
 	d := newDownload(w, zipHeader("subject-"+id+"-"+a.now().UTC().Format("20060102T150405Z")+".zip"))
 	if _, err := a.access.Export(r.Context(), principal(r).TenantID, id, d, nil); err != nil {
@@ -195,5 +117,24 @@ func (a *API) accessZip(w http.ResponseWriter, r *http.Request, id string) error
 		}
 		return err
 	}
+	return nil
+}
+
+func (a *API) deliverRequest(w http.ResponseWriter, r *http.Request) error {
+	d, err := a.rights.Deliver(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (a *API) listObjections(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	os, err := a.rights.Objections(r.Context(), p.TenantID, r.URL.Query().Get("status"), !p.Can("users:read")) // staff need users:read too
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, map[string]any{"objections": os})
 	return nil
 }

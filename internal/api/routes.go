@@ -5,6 +5,7 @@
 package api
 
 import (
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -29,12 +30,21 @@ import (
 
 // Route is one endpoint.
 type Route struct {
-	Method    string
-	Path      string // net/http pattern, also the OpenAPI path
-	Access    string // Public, Session, Enrol, or the scopes (space-separated) a token or role must all hold
-	Sensitive bool   // needs a session that re-authenticated recently; never a token
-	Handler   func(w http.ResponseWriter, r *http.Request) error
+	Method  string
+	Path    string // net/http pattern, also the OpenAPI path
+	Access  string // Public, Session, Enrol, or the scopes (space-separated) a token or role must all hold
+	Guard   Guard  // sensitive (recent re-authentication), limited (rate-limited per client address)
+	Handler func(w http.ResponseWriter, r *http.Request) error
 }
+
+// Guard is what a route asks beyond its access rule.
+type Guard uint8
+
+// Sensitive routes need a session that re-authenticated recently; never a token.
+func (rt Route) Sensitive() bool { return rt.Guard&sensitive != 0 }
+
+// Limited routes are rate-limited per client address (sign-in, the portal's form).
+func (rt Route) Limited() bool { return rt.Guard&limited != 0 }
 
 // Access rules other than a scope.
 const (
@@ -43,10 +53,11 @@ const (
 	Enrol   = "enrol"   // a signed-in person, also one who must set up a second factor first
 )
 
-// sensitive marks routes that need recent re-authentication.
+// The guards.
 const (
-	anytime   = false
-	sensitive = true
+	anytime   Guard = 0
+	sensitive Guard = 1 << iota // needs recent re-authentication
+	limited                     // rate-limited per client address (AuthRate)
 )
 
 // Routes lists every endpoint.
@@ -57,16 +68,16 @@ func (a *API) Routes() []Route {
 		{"GET", "/metrics", Public, anytime, a.metrics},
 		{"GET", "/api/v1/openapi.json", Public, anytime, a.openapi},
 
-		{"POST", "/api/v1/auth/login", Public, anytime, a.login},
-		{"POST", "/api/v1/auth/mfa", Public, anytime, a.mfa},
-		{"POST", "/api/v1/auth/mfa/sms", Public, anytime, a.sendSMSCode},
-		{"POST", "/api/v1/auth/mfa/passkey", Public, anytime, a.passkeyChallenge},
-		{"POST", "/api/v1/auth/reauth", Session, anytime, a.reauth},
-		{"POST", "/api/v1/auth/logout", Public, anytime, a.logout},
-		{"POST", "/api/v1/auth/invitation", Public, anytime, a.invitation},
-		{"POST", "/api/v1/auth/invitation/accept", Public, anytime, a.acceptInvitation},
-		{"POST", "/api/v1/auth/password-reset", Public, anytime, a.requestReset},
-		{"POST", "/api/v1/auth/password-reset/confirm", Public, anytime, a.resetPassword},
+		{"POST", "/api/v1/auth/login", Public, limited, a.login},
+		{"POST", "/api/v1/auth/mfa", Public, limited, a.mfa},
+		{"POST", "/api/v1/auth/mfa/sms", Public, limited, a.sendSMSCode},
+		{"POST", "/api/v1/auth/mfa/passkey", Public, limited, a.passkeyChallenge},
+		{"POST", "/api/v1/auth/reauth", Session, limited, a.reauth},
+		{"POST", "/api/v1/auth/logout", Public, limited, a.logout},
+		{"POST", "/api/v1/auth/invitation", Public, limited, a.invitation},
+		{"POST", "/api/v1/auth/invitation/accept", Public, limited, a.acceptInvitation},
+		{"POST", "/api/v1/auth/password-reset", Public, limited, a.requestReset},
+		{"POST", "/api/v1/auth/password-reset/confirm", Public, limited, a.resetPassword},
 
 		{"GET", "/api/v1/me", Enrol, anytime, a.me},
 		{"PATCH", "/api/v1/me", Session, anytime, a.updateMe},
@@ -193,7 +204,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/campaigns/{id}", "subjects:read", anytime, a.getCampaign},
 
 		{"GET", "/privacy/{tenant}", Public, anytime, a.viewPortal},
-		{"POST", "/privacy/{tenant}/requests", Public, anytime, a.portalIntake},
+		{"POST", "/privacy/{tenant}/requests", Public, limited, a.portalIntake},
 		{"GET", "/account/email/{token}", Public, anytime, a.viewEmailLink},
 		{"POST", "/account/email/{token}", Public, anytime, a.useEmailLink},
 		{"GET", "/account/email-undo/{token}", Public, anytime, a.viewEmailLink},
@@ -239,6 +250,7 @@ type API struct {
 	audit     *audit.Reader
 	logger    *slog.Logger
 	metricsH  http.Handler
+	pages     map[string]*template.Template // the public pages, parsed once
 	csrf      *http.CrossOriginProtection
 	limiter   *limiter
 	proxies   []netip.Prefix
@@ -279,7 +291,11 @@ type Deps struct {
 }
 
 // New builds the API and registers its metrics.
-func New(d Deps) *API {
+func New(d Deps) (*API, error) {
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, files: d.Files, log: d.Log,
 		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, access: d.Access, tenants: d.Tenants,
@@ -302,8 +318,9 @@ func New(d Deps) *API {
 	}
 	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
 	a.storageMetrics(d.Registry)
+	a.pages = pages
 	a.metricsH = promhandler(d.Registry)
-	return a
+	return a, nil
 }
 
 // Handler returns the API with its middleware: request id, security

@@ -205,3 +205,83 @@ func (a *API) exportSubjects(w http.ResponseWriter, r *http.Request) error {
 	}
 	return a.attachment(w, "contacts", format, buf.Bytes())
 }
+
+// exportSubject answers the access/portability zip of one subject.
+func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
+	return a.accessZip(w, r, r.PathValue("id"))
+}
+
+// eraseSubject erases a subject who has no account, optionally answering
+// a verified erasure request, which is then completed. A person with an
+// account is erased through eraseUser, with the account's rules.
+func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
+	tid, id := principal(r).TenantID, r.PathValue("id")
+	if _, err := a.subjects.Key(r.Context(), tid, id); err != nil {
+		return err // unknown: 404; erased already: 410
+	}
+	c, err := a.erase(w, r, id, func(in subject.EraseInput) (subject.Certificate, error) {
+		return a.subjects.Erase(r.Context(), tid, id, in)
+	})
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) erasureCertificate(w http.ResponseWriter, r *http.Request) error {
+	c, err := a.subjects.ErasureCertificate(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) restrictSubject(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	s, err := a.subjects.Restrict(r.Context(), principal(r).TenantID, r.PathValue("id"), in.Reason)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) unrestrictSubject(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.rights.LiftRestriction(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) decideObjection(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Decision string `json:"decision"`
+	}
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	o, err := a.rights.Decide(r.Context(), principal(r).TenantID, r.PathValue("id"), r.PathValue("purpose"), in.Decision)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (a *API) processing(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.rights.Processing(r.Context(), principal(r).TenantID, r.PathValue("id"), r.URL.Query().Get("purpose"))
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, p)
+	return nil
+}

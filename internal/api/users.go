@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
@@ -147,5 +148,23 @@ func (a *API) importUsers(w http.ResponseWriter, r *http.Request) error {
 		code = http.StatusOK
 	}
 	httpio.JSON(w, code, res)
+	return nil
+}
+
+// eraseUser erases an account and the person behind it (identity's rules),
+// optionally answering a verified erasure request about them.
+func (a *API) eraseUser(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	u, err := a.identity.UserByID(r.Context(), p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	c, err := a.erase(w, r, u.SubjectID, func(in subject.EraseInput) (subject.Certificate, error) {
+		return a.identity.EraseUser(r.Context(), p, u.ID, in)
+	})
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
 	return nil
 }
