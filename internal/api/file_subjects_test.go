@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/access"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
@@ -83,7 +83,7 @@ func TestSubjectFiles(t *testing.T) {
 			t.Fatalf("export: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 		}
 		_, entries := unzip(t, r.Body)
-		var held access.Held
+		var held export.Held
 		if err := json.Unmarshal(entries["subject.json"], &held); err != nil {
 			t.Fatal(err)
 		}

@@ -97,7 +97,7 @@ func (a *API) download(w http.ResponseWriter, r *http.Request) error {
 	ctx := audit.WithActor(r.Context(), audit.Actor{Type: audit.ActorSubject, ID: d.SubjectID, SubjectID: d.SubjectID,
 		IP: clientIP(r, a.proxies), UserAgent: r.UserAgent(), Key: key})
 	body := newDownload(w, zipHeader("personal-data-"+a.now().UTC().Format("20060102")+".zip"))
-	out, err := a.access.Export(ctx, d.TenantID, d.SubjectID, body, func(ctx context.Context) error { return a.rights.SpendDownload(ctx, d) })
+	out, err := a.export.Export(ctx, d.TenantID, d.SubjectID, body, func(ctx context.Context) error { return a.rights.SpendDownload(ctx, d) })
 	if err != nil {
 		if body.started() {
 			a.cut(r, "personal data download", err)

@@ -111,7 +111,7 @@ func (a *API) erase(w http.ResponseWriter, r *http.Request, subjectID string,
 
 func (a *API) accessZip(w http.ResponseWriter, r *http.Request, id string) error {
 	d := newDownload(w, zipHeader("subject-"+id+"-"+a.now().UTC().Format("20060102T150405Z")+".zip"))
-	if _, err := a.access.Export(r.Context(), principal(r).TenantID, id, d, nil); err != nil {
+	if _, err := a.export.Export(r.Context(), principal(r).TenantID, id, d, nil); err != nil {
 		if d.started() {
 			a.cut(r, "access export", err)
 		}

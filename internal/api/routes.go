@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
@@ -244,7 +244,7 @@ type API struct {
 	consent   *consent.Service
 	retain    *retention.Service
 	rights    *rights.Service
-	access    *access.Service
+	export    *export.Service
 	tenants   *tenant.Service
 	log       *audit.Log
 	audit     *audit.Reader
@@ -275,7 +275,7 @@ type Deps struct {
 	Consent   *consent.Service
 	Retention *retention.Service
 	Rights    *rights.Service
-	Access    *access.Service
+	Export    *export.Service
 	Tenants   *tenant.Service
 	Log       *audit.Log
 	Logger    *slog.Logger
@@ -298,7 +298,7 @@ func New(d Deps) (*API, error) {
 	}
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, files: d.Files, log: d.Log,
-		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, access: d.Access, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, export: d.Export, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -63,7 +63,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.registry = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.API, err = api.New(api.Deps{DB: c.DB, Keys: c.Keys, Subjects: c.Subjects, Identity: c.Identity, Spaces: c.Spaces, Files: c.Files,
-		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Access: c.Access, Tenants: c.Tenants,
+		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Export: c.Export, Tenants: c.Tenants,
 		Log: c.Log, Logger: c.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate,
 		Storage: locations(c.Config, c), FreeSpace: opt.FreeSpace, MinFree: c.Config.MinFreeMB << 20})
 	if err != nil {

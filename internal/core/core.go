@@ -14,12 +14,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/custodia/custodia/internal/access"
 	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/password"
@@ -52,7 +52,7 @@ type Core struct {
 	Consent   *consent.Service
 	Retention *retention.Service
 	Rights    *rights.Service
-	Access    *access.Service
+	Export    *export.Service
 	Mail      *mail.Outbox
 	Logger    *slog.Logger
 
@@ -170,7 +170,7 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	c.Mail.SetFeedback(c.Retention)
 	c.Rights = rights.NewService(rights.Deps{DB: db, Keys: c.Keys, Log: c.Log, Subjects: c.Subjects, Register: c.Register,
 		Consent: c.Consent, Tenants: c.Tenants, Mail: c.Mail, Links: cfg.PublicURL, Now: now})
-	c.Access = access.NewService(access.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,
+	c.Export = export.NewService(export.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,
 		Consent: c.Consent, Register: c.Register, Rights: c.Rights, Tenants: c.Tenants, Files: c.Files, Now: now})
 	return c, nil
 }

@@ -1,10 +1,10 @@
-// Package access answers the rights of access and portability (GDPR Art.
+// Package export answers the rights of access and portability (GDPR Art.
 // 15 and 20): a zip of everything Custodia holds about one person, in
 // JSON and CSV, with every version of the files linked to them, the
 // supplementary information of Art. 15(1)(a)–(h) taken from the
 // processing register, and a manifest with the SHA-256 of every file.
 // The zip is streamed: files of any size pass through in constant memory.
-package access
+package export
 
 import (
 	"archive/zip"

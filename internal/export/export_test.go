@@ -1,4 +1,4 @@
-package access_test
+package export_test
 
 import (
 	"archive/zip"
@@ -17,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/access"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/files"
@@ -115,7 +115,7 @@ func seed(t *testing.T, env *coretest.Env) string {
 func TestExportGolden(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		id := seed(t, env)
-		zipped := export(t, env, id)
+		zipped := zipOf(t, env, id)
 		zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
 		if err != nil {
 			t.Fatal(err)
@@ -136,7 +136,7 @@ func TestExportGolden(t *testing.T) {
 			listing.WriteString("=== " + string(normalise([]byte(f.Name))) + "\n")
 			listing.Write(normalise(b))
 		}
-		var man access.Manifest
+		var man export.Manifest
 		if err := json.Unmarshal(files["manifest.json"], &man); err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func TestExportGolden(t *testing.T) {
 		}
 		want, err := os.ReadFile(golden)
 		if err != nil {
-			t.Fatalf("%v (run go test ./internal/access/ -run TestExportGolden -update)", err)
+			t.Fatalf("%v (run go test ./internal/export/ -run TestExportGolden -update)", err)
 		}
 		if got := listing.String(); got != string(want) {
 			t.Errorf("the export differs from %s:\n%s", golden, diff(string(want), got))
@@ -190,12 +190,12 @@ func TestExportGolden(t *testing.T) {
 	})
 }
 
-// export answers the access zip of subject id, asked for with the token.
-func export(t *testing.T, env *coretest.Env, id string) []byte {
+// zipOf answers the access zip of subject id, asked for with the token.
+func zipOf(t *testing.T, env *coretest.Env, id string) []byte {
 	t.Helper()
 	ctx, _ := env.AsToken(t)
 	var buf bytes.Buffer
-	if _, err := env.Core.Access.Export(ctx, env.Tenant.ID, id, &buf, nil); err != nil {
+	if _, err := env.Core.Export.Export(ctx, env.Tenant.ID, id, &buf, nil); err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	return buf.Bytes()
@@ -226,7 +226,7 @@ func TestMembersDownloadTheirOwnData(t *testing.T) {
 	env := coretest.New(t, "")
 	mia := env.AddUser(t, "mia@acme.example", "member", coretest.Password)
 	seed(t, env)
-	zipped := export(t, env, mia.SubjectID)
+	zipped := zipOf(t, env, mia.SubjectID)
 	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestMembersDownloadTheirOwnData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var held access.Held
+	var held export.Held
 	if err := json.NewDecoder(f).Decode(&held); err != nil || held.Subject.Email != "mia@acme.example" || held.Account == nil || held.Account.Role != "member" {
 		t.Fatalf("own export: %+v %v", held, err)
 	}
