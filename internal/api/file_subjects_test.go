@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"

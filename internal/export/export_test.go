@@ -17,9 +17,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
