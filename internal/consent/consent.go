@@ -607,3 +607,18 @@ func (s *Service) MissingFilter(ctx context.Context, tenantID, purposeKey string
 	return subject.Where{SQL: "status = ? AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE " + cond + ")",
 		Args: append([]any{subject.StatusActive}, args...)}, nil
 }
+
+// Eraser is consent's part of an erasure or anonymisation
+// (subject.Eraser): the person's ledger, its current state and their
+// places in campaigns go.
+func (s *Service) Eraser() subject.Eraser {
+	tables := []string{"consent_events", "consent_state", "consent_campaign_recipients"}
+	return subject.Eraser{Name: "consent", Tables: tables, Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		for _, t := range tables {
+			if err := e.Delete(ctx, t, "subject_id = ?", e.SubjectID); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}}
+}

@@ -161,8 +161,6 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	c.Spaces = space.NewService(db, c.Keys, c.Log, c.Tenants, c.Identity, now)
 	c.Files = files.NewService(files.Deps{DB: db, Keys: c.Keys, Log: c.Log, Spaces: c.Spaces, Tenants: c.Tenants,
 		Subjects: c.Subjects, Regions: c.Regions, Logger: c.Logger, Now: now})
-	c.Subjects.OnErase(c.Files.EraseLinked)
-	c.Subjects.OnErase(c.Files.EraseUploads)
 	c.Register = register.NewService(db, c.Log, now)
 	c.Consent = consent.NewService(consent.Deps{DB: db, Keys: c.Keys, Log: c.Log, Subjects: c.Subjects, Register: c.Register,
 		Tenants: c.Tenants, Mail: c.Mail, Issuer: cfg.PublicURL, Now: now})
@@ -170,6 +168,11 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	c.Mail.SetFeedback(c.Retention)
 	c.Rights = rights.NewService(rights.Deps{DB: db, Keys: c.Keys, Log: c.Log, Subjects: c.Subjects, Register: c.Register,
 		Consent: c.Consent, Tenants: c.Tenants, Mail: c.Mail, Links: cfg.PublicURL, Now: now})
+	// Erasure: each part removes what it holds about the person, in this
+	// order; the account goes last, once the others have seen it whole.
+	for _, er := range []subject.Eraser{c.Files.Eraser(), c.Consent.Eraser(), c.Rights.Eraser(), mailEraser(c.Mail), c.Spaces.Eraser(), c.Identity.Eraser()} {
+		c.Subjects.AddEraser(er)
+	}
 	c.Export = export.NewService(export.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,
 		Consent: c.Consent, Register: c.Register, Rights: c.Rights, Tenants: c.Tenants, Files: c.Files, Now: now})
 	return c, nil
@@ -201,4 +204,14 @@ func (c *Core) close() error {
 		err = errors.Join(err, c.Regions.Close())
 	}
 	return err
+}
+
+// mailEraser is the outbox's part of an erasure (package mail, a
+// platform package, does not know subjects).
+func mailEraser(o *mail.Outbox) subject.Eraser {
+	return subject.Eraser{Name: "mail", Tables: []string{"mail_outbox"}, Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		n, err := o.ForgetSubject(ctx, e.Tx, e.TenantID, e.SubjectID)
+		e.Count("mail_outbox", n)
+		return nil, err
+	}}
 }

@@ -67,7 +67,7 @@ type SharedFolder struct {
 // groups — how someone with access to a folder but not to its space finds
 // it. Oldest grant first.
 func (s *Service) Shared(ctx context.Context, p identity.Principal) ([]SharedFolder, error) {
-	ids, err := column(ctx, s.db.Read(), `SELECT n.id FROM space_grants g
+	ids, err := s.db.Read().Strings(ctx, `SELECT n.id FROM space_grants g
 		JOIN nodes n ON n.tenant_id = g.tenant_id AND n.id = g.node_id AND n.trashed_at = 0
 		JOIN spaces sp ON sp.tenant_id = g.tenant_id AND sp.id = g.space_id AND sp.trashed_at = 0
 		WHERE g.tenant_id = ? AND g.node_id <> '' AND (`+space.Holds+`

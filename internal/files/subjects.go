@@ -13,6 +13,7 @@ import (
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
 )
 
@@ -204,28 +205,60 @@ func (s *Service) SubjectFiles(ctx context.Context, p identity.Principal, subjec
 	return out, nil
 }
 
-// EraseLinked is the erasure step of files (subject.ErasureStep): under
-// the tenant's policy "delete" the items linked to the subject go, with
+// Eraser is the files' part of an erasure (subject.Eraser). Under the
+// tenant's policy "delete" the items linked to the subject go, with
 // everything inside linked folders and every version, in the erasure's
 // transaction (the keys of their content with them); their blobs are
-// deleted once it commits, or by the sweeper. Under "keep" only the links
-// go (with the subject's other rows).
-func (s *Service) EraseLinked(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string, erased map[string]int) (func(context.Context), error) {
+// deleted once it commits, or by the sweeper. Under "keep" — and when a
+// contact is anonymised — only the links go. The uploads an account had
+// under way end with it.
+func (s *Service) Eraser() subject.Eraser {
+	return subject.Eraser{Name: "files", Tables: []string{"file_subjects"}, Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		var blobs []blobRef
+		if !e.Anonymise {
+			linked, err := s.eraseLinked(ctx, e)
+			if err != nil {
+				return nil, err
+			}
+			blobs = append(blobs, linked...)
+		}
+		if err := e.Delete(ctx, "file_subjects", "subject_id = ?", e.SubjectID); err != nil {
+			return nil, err
+		}
+		if e.UserID != "" {
+			uploads, n, err := s.dropUploads(ctx, e.Tx, e.TenantID, "created_by = ?", e.UserID)
+			if err != nil {
+				return nil, err
+			}
+			e.Count("upload_sessions", n)
+			e.Count("upload_parts", len(uploads))
+			blobs = append(blobs, uploads...)
+		}
+		if len(blobs) == 0 {
+			return nil, nil
+		}
+		return func(ctx context.Context) { s.discardAll(ctx, e.TenantID, blobs) }, nil
+	}}
+}
+
+// eraseLinked drops the items linked to the subject under the policy
+// "delete", answering their blobs.
+func (s *Service) eraseLinked(ctx context.Context, e *subject.Erasure) ([]blobRef, error) {
 	var policy string
-	if err := tx.QueryRow(ctx, "SELECT linked_files_on_erasure FROM tenants WHERE id = ?", tenantID).Scan(&policy); err != nil {
+	if err := e.Tx.QueryRow(ctx, "SELECT linked_files_on_erasure FROM tenants WHERE id = ?", e.TenantID).Scan(&policy); err != nil {
 		return nil, err
 	}
 	if policy == tenant.LinkedKeep {
 		return nil, nil
 	}
-	ns, err := s.linkedNodes(ctx, tx.Q, tenantID, subjectID)
+	ns, err := s.linkedNodes(ctx, e.Tx.Q, e.TenantID, e.SubjectID)
 	if err != nil || len(ns) == 0 {
 		return nil, err
 	}
 	var ids []string
 	seen := map[string]bool{}
 	for _, l := range ns {
-		sub, err := s.subtree(ctx, tx.Q, tenantID, l.spaceID, l.id)
+		sub, err := s.subtree(ctx, e.Tx.Q, e.TenantID, l.spaceID, l.id)
 		if err != nil {
 			return nil, err
 		}
@@ -236,11 +269,8 @@ func (s *Service) EraseLinked(ctx context.Context, tx *sqldb.Tx, tenantID, subje
 			}
 		}
 	}
-	blobs, _, err := s.dropNodes(ctx, tx, tenantID, ids, erased)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) { s.discardAll(ctx, tenantID, blobs) }, nil
+	blobs, _, err := s.dropNodes(ctx, e.Tx, e.TenantID, ids, e.Count)
+	return blobs, err
 }
 
 // HeldFile is one stored version of a file linked to a subject, or inside

@@ -166,31 +166,13 @@ func (s *Service) trashRows(ctx context.Context, q sqldb.Q, tenantID, id string)
 func (s *Service) subtree(ctx context.Context, q sqldb.Q, tenantID, spaceID, root string) ([]string, error) {
 	ids := []string{root}
 	for i := 0; i < len(ids); i++ {
-		kids, err := column(ctx, q, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ? AND parent_id = ?", tenantID, spaceID, ids[i])
+		kids, err := q.Strings(ctx, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ? AND parent_id = ?", tenantID, spaceID, ids[i])
 		if err != nil {
 			return nil, err
 		}
 		ids = append(ids, kids...)
 	}
 	return ids, nil
-}
-
-// column runs a query of one text column and returns its values.
-func column(ctx context.Context, q sqldb.Q, query string, args ...any) ([]string, error) {
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }
 
 // named fills in the item's name and former path.
@@ -437,7 +419,7 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 				return errs.E(errs.NotFound, "no such item in the trash")
 			}
 			var err error
-			if ids, err = column(ctx, tx.Q, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ?", tenantID, it.ID); err != nil {
+			if ids, err = tx.Q.Strings(ctx, "SELECT id FROM nodes WHERE tenant_id = ? AND space_id = ?", tenantID, it.ID); err != nil {
 				return err
 			}
 		} else {
@@ -453,7 +435,7 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 		counts := map[string]int{}
 		var bytes int64
 		var err error
-		if blobs, bytes, err = s.dropNodes(ctx, tx, tenantID, ids, counts); err != nil {
+		if blobs, bytes, err = s.dropNodes(ctx, tx, tenantID, ids, func(t string, n int) { counts[t] += n }); err != nil {
 			return err
 		}
 		if it.Kind == Space {
@@ -492,7 +474,7 @@ type blobRef struct{ region, key string }
 // after marking their blobs for deletion, so that the sweeper deletes
 // them should discardAll not run. It counts rows by table in counts and
 // answers the blobs and the bytes of content they held.
-func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, ids []string, counts map[string]int) ([]blobRef, int64, error) {
+func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, ids []string, count func(table string, n int)) ([]blobRef, int64, error) {
 	var blobs []blobRef
 	var bytes int64
 	for _, nid := range ids {
@@ -511,7 +493,7 @@ func (s *Service) dropNodes(ctx context.Context, tx *sqldb.Tx, tenantID string, 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			counts[table] += int(n)
+			count(table, int(n))
 		}
 		return nil
 	}

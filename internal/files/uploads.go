@@ -430,7 +430,7 @@ func (s *Service) endUploads(ctx context.Context, tenantID, where string, args .
 // and their parts, marking the parts' blobs for deletion; it answers the
 // blobs and how many sessions there were.
 func (s *Service) dropUploads(ctx context.Context, tx *sqldb.Tx, tenantID, where string, args ...any) ([]blobRef, int, error) {
-	ids, err := column(ctx, tx.Q, "SELECT id FROM upload_sessions WHERE tenant_id = ? AND "+where, append([]any{tenantID}, args...)...)
+	ids, err := tx.Q.Strings(ctx, "SELECT id FROM upload_sessions WHERE tenant_id = ? AND "+where, append([]any{tenantID}, args...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -461,24 +461,11 @@ func (s *Service) dropUploads(ctx context.Context, tx *sqldb.Tx, tenantID, where
 	return blobs, len(ids), s.markDeleting(ctx, tx, tenantID, blobs)
 }
 
-// EraseUploads is an erasure step (subject.ErasureStep): the uploads
-// under way of the account of the subject being erased end with it, their
-// parts deleted once the erasure commits.
-func (s *Service) EraseUploads(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string, erased map[string]int) (func(context.Context), error) {
-	blobs, n, err := s.dropUploads(ctx, tx, tenantID, "created_by IN (SELECT id FROM users WHERE tenant_id = ? AND subject_id = ?)", tenantID, subjectID)
-	if err != nil || n == 0 {
-		return nil, err
-	}
-	erased["upload_sessions"] += n
-	erased["upload_parts"] += len(blobs)
-	return func(ctx context.Context) { s.discardAll(ctx, tenantID, blobs) }, nil
-}
-
 // ExpireUploads ends the sessions that had no part for UploadTTL, and
 // answers how many.
 func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
 	now := s.now().UnixMicro()
-	tenants, err := column(ctx, s.db.Read(), "SELECT DISTINCT tenant_id FROM upload_sessions WHERE expires_at <= ?", now)
+	tenants, err := s.db.Read().Strings(ctx, "SELECT DISTINCT tenant_id FROM upload_sessions WHERE expires_at <= ?", now)
 	if err != nil {
 		return 0, err
 	}

@@ -351,3 +351,15 @@ func (o *Outbox) Counts(ctx context.Context, tenantID string) (Status, error) {
 	}
 	return s, err
 }
+
+// ForgetSubject deletes, inside tx, the mail waiting for a subject who is
+// being erased or anonymised (its text is sealed under their key, which
+// goes too), and answers how many.
+func (o *Outbox) ForgetSubject(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string) (int, error) {
+	res, err := tx.Exec(ctx, "DELETE FROM mail_outbox WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

@@ -340,3 +340,37 @@ func (s *Service) PurgeIntakes(ctx context.Context) (int, error) {
 	})
 	return n, err
 }
+
+// Eraser is the rights' part of an erasure or anonymisation
+// (subject.Eraser): the person's objections, the download links of their
+// exports, and what they asked on the privacy portal without confirming
+// (found by their email's blind index: each intake's own key, its mail,
+// the intake). Their requests stay: the controller's record of handling
+// them, what identified the person sealed under the key erasure destroys.
+func (s *Service) Eraser() subject.Eraser {
+	tables := []string{"objections", "download_links"}
+	return subject.Eraser{Name: "rights", Tables: tables, Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		for _, t := range tables {
+			if err := e.Delete(ctx, t, "subject_id = ?", e.SubjectID); err != nil {
+				return nil, err
+			}
+		}
+		intakes, err := e.Tx.Strings(ctx, `SELECT i.id FROM portal_intakes i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.email_bidx = i.email_bidx
+			WHERE i.tenant_id = ? AND s.id = ?`, e.TenantID, e.SubjectID)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range intakes {
+			if err := keyring.DestroySubjectKey(ctx, e.Tx, e.TenantID, i); err != nil {
+				return nil, err
+			}
+			if err := e.Delete(ctx, "mail_outbox", "subject_id = ?", i); err != nil {
+				return nil, err
+			}
+			if err := e.Delete(ctx, "portal_intakes", "id = ?", i); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}}
+}

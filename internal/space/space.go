@@ -31,6 +31,7 @@ import (
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
 )
 
@@ -551,4 +552,16 @@ func (s *Service) RevokeIn(ctx context.Context, p identity.Principal, sc Scope, 
 func DropGroupGrants(ctx context.Context, tx *sqldb.Tx, tenantID, groupID string) error {
 	_, err := tx.Exec(ctx, "DELETE FROM space_grants WHERE tenant_id = ? AND grantee_type = 'group' AND grantee_id = ?", tenantID, groupID)
 	return err
+}
+
+// Eraser is the spaces' part of erasing a person who has an account
+// (subject.Eraser): the grants made to the account go (their groups'
+// grants stay, with the groups).
+func (s *Service) Eraser() subject.Eraser {
+	return subject.Eraser{Name: "spaces", Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		if e.UserID == "" {
+			return nil, nil
+		}
+		return nil, e.Delete(ctx, "space_grants", "grantee_type = 'user' AND grantee_id = ?", e.UserID)
+	}}
 }

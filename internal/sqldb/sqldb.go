@@ -375,6 +375,24 @@ func (q Q) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 }
 
 // DB returns the database q runs on.
+// Strings runs a query of one text column and answers its values.
+func (q Q) Strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func (q Q) DB() *DB { return q.db }
 
 // rebind turns `?` placeholders into `$n` for PostgreSQL. Queries are

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,65 +22,88 @@ import (
 // backups — can no longer be read. What remains is a certificate: that
 // they were erased, when, why, by whom, how many rows went.
 
-// ContactTables are the tables that hold rows about a subject, by
-// subject_id, removed when the subject is erased (subject_keys and
-// subjects go last). A test checks that every table with a subject_id
-// column is here or is one that erasure must keep.
-var ContactTables = []string{"consent_events", "consent_state", "consent_campaign_recipients", "subject_bounces", "mail_outbox",
-	"download_links", "objections", "file_subjects"}
+// Every part of Custodia that holds rows about a subject contributes its
+// own Eraser (registered in package core, in order): consent, mail, the
+// rights, files, spaces, identity (the account, last). Erase and Anonymise
+// run them all inside their transaction; what they remove is counted in
+// the certificate. A test checks that every table with a subject_id column
+// is in some eraser's Tables or is one that erasure must keep.
 
-// accountTables hold rows about an account, by user_id; erasing a person
-// who has an account removes them, then the account.
-var accountTables = []string{"sessions", "devices", "mfa_factors", "recovery_codes", "api_tokens", "account_links",
-	"group_members", "sms_codes"}
+// An Eraser removes what one part of Custodia holds about a subject.
+type Eraser struct {
+	Name   string   // the part: "consent", "files", …
+	Tables []string // the tables with a subject_id column it clears (for the coverage test)
+	// Erase runs inside the erasure's transaction, before the subject's
+	// own rows go (it sees the subject, and their account, whole). It may
+	// answer work to do once the transaction has committed (deleting
+	// blobs whose keys went with the rows); that work must be safe to
+	// lose, as a crash can.
+	Erase func(ctx context.Context, e *Erasure) (after func(context.Context), err error)
+}
 
-// eraseIntakes removes what the person asked on the privacy portal and
-// has not confirmed yet (found by their email's blind index): each
-// intake's own key, its mail, the intake.
-func eraseIntakes(ctx context.Context, tx *sqldb.Tx, tenantID, id string, del func(table, where string, args ...any) error) error {
-	rows, err := tx.Query(ctx, `SELECT i.id FROM portal_intakes i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.email_bidx = i.email_bidx
-		WHERE i.tenant_id = ? AND s.id = ?`, tenantID, id)
+// Erasure is one erasure (or anonymisation) under way, as erasers see it.
+type Erasure struct {
+	Tx        *sqldb.Tx
+	TenantID  string
+	SubjectID string
+	UserID    string // the subject's account, "" for a contact
+	// Anonymise: only what identifies a contact goes (its rows in other
+	// tables); the contact's row stays, and so do files linked to it.
+	Anonymise bool
+	erased    map[string]int
+}
+
+// Delete removes the tenant's rows of table that match where, counting
+// them for the certificate.
+func (e *Erasure) Delete(ctx context.Context, table, where string, args ...any) error {
+	res, err := e.Tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, append([]any{e.TenantID}, args...)...)
 	if err != nil {
-		return err
+		return fmt.Errorf("erase from %s: %w", table, err)
 	}
-	var intakes []string
-	for rows.Next() {
-		var i string
-		if err := rows.Scan(&i); err != nil {
-			rows.Close()
-			return err
-		}
-		intakes = append(intakes, i)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, i := range intakes {
-		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, i); err != nil {
-			return err
-		}
-		if err := del("mail_outbox", "subject_id = ?", i); err != nil {
-			return err
-		}
-		if err := del("portal_intakes", "id = ?", i); err != nil {
-			return err
-		}
+	if n, _ := res.RowsAffected(); n > 0 {
+		e.erased[table] += int(n)
 	}
 	return nil
 }
 
-// An ErasureStep removes what another part of Custodia holds about a
-// subject (the files linked to them, the uploads their account has under
-// way), inside the erasure's transaction, before the subject's own rows
-// and account go, counting the rows it removed by table in erased. It may answer work to
-// do once the transaction has committed (deleting blobs whose keys went
-// with the rows); that work must be safe to lose, as a crash can.
-type ErasureStep func(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string, erased map[string]int) (after func(context.Context), err error)
+// Count adds n rows of table, removed another way, to the certificate.
+func (e *Erasure) Count(table string, n int) {
+	if n > 0 {
+		e.erased[table] += n
+	}
+}
 
-// OnErase adds a step to every erasure. Steps are added while the
-// application is put together, before it serves.
-func (s *Service) OnErase(step ErasureStep) { s.erasureSteps = append(s.erasureSteps, step) }
+// AddEraser adds an eraser to every erasure and anonymisation. Erasers are
+// added while the application is put together, before it serves.
+func (s *Service) AddEraser(er Eraser) { s.erasers = append(s.erasers, er) }
+
+// ownTables are the subject package's own: the keys, the bounces, the row.
+var ownTables = []string{"subject_keys", "subject_bounces", "subjects"}
+
+// ErasedTables lists every table with a subject_id column that erasure
+// clears: the erasers' and the subject's own.
+func (s *Service) ErasedTables() []string {
+	out := slices.Clone(ownTables)
+	for _, er := range s.erasers {
+		out = append(out, er.Tables...)
+	}
+	return out
+}
+
+// runErasers runs every eraser, collecting their work for after commit.
+func (s *Service) runErasers(ctx context.Context, e *Erasure) ([]func(context.Context), error) {
+	var after []func(context.Context)
+	for _, er := range s.erasers {
+		then, err := er.Erase(ctx, e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", er.Name, err)
+		}
+		if then != nil {
+			after = append(after, then)
+		}
+	}
+	return after, nil
+}
 
 // Lock locks a subject's row inside tx for a change that must not race
 // its erasure (linking a file to them): NotFound, or Gone once erased.
@@ -152,59 +176,22 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 		if userID != "" && !in.Accounts { // became an account meanwhile
 			return AccountErasure(userID)
 		}
-		del := func(table, where string, args ...any) error {
-			res, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE tenant_id = ? AND "+where, append([]any{tenantID}, args...)...)
-			if err != nil {
-				return fmt.Errorf("erase from %s: %w", table, err)
-			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				c.Erased[table] += int(n)
-			}
-			return nil
-		}
 		if userID != "" {
 			if err := lastOwner(ctx, tx, tenantID, userID); err != nil {
 				return err
 			}
 		}
-		// Other packages' steps see the subject, and their account, whole.
-		for _, step := range s.erasureSteps {
-			then, err := step(ctx, tx, tenantID, id, c.Erased)
-			if err != nil {
-				return err
-			}
-			if then != nil {
-				after = append(after, then)
-			}
-		}
-		if userID != "" {
-			if err := del("passkey_challenges", "session_id IN (SELECT id FROM sessions WHERE tenant_id = ? AND user_id = ?)", tenantID, userID); err != nil {
-				return err
-			}
-			for _, t := range accountTables {
-				if err := del(t, "user_id = ?", userID); err != nil {
-					return err
-				}
-			}
-			if err := del("space_grants", "grantee_type = 'user' AND grantee_id = ?", userID); err != nil {
-				return err
-			}
-			if err := del("users", "id = ?", userID); err != nil {
-				return err
-			}
+		e := &Erasure{Tx: tx, TenantID: tenantID, SubjectID: id, UserID: userID, erased: c.Erased}
+		if after, err = s.runErasers(ctx, e); err != nil {
+			return err
 		}
 		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
 			return err
 		}
-		if err := eraseIntakes(ctx, tx, tenantID, id, del); err != nil {
+		if err := e.Delete(ctx, "subject_bounces", "subject_id = ?", id); err != nil {
 			return err
 		}
-		for _, t := range ContactTables {
-			if err := del(t, "subject_id = ?", id); err != nil {
-				return err
-			}
-		}
-		if err := del("subjects", "id = ?", id); err != nil {
+		if err := e.Delete(ctx, "subjects", "id = ?", id); err != nil {
 			return err
 		}
 		counts, err := json.Marshal(c.Erased)

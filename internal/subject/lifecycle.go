@@ -269,22 +269,32 @@ func (s *Service) Anonymise(ctx context.Context, tenantID, id string, categories
 			return err
 		} // nothing would identify the contact any more: anonymise it whole
 	}
-	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+	var after []func(context.Context)
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		status, err := lockContact(ctx, tx, s.db, tenantID, id)
 		if err != nil || status == StatusAnonymised {
+			return err
+		}
+		e := &Erasure{Tx: tx, TenantID: tenantID, SubjectID: id, Anonymise: true, erased: map[string]int{}}
+		if after, err = s.runErasers(ctx, e); err != nil {
 			return err
 		}
 		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
 			return err
 		}
-		for _, t := range ContactTables {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE tenant_id = ? AND subject_id = ?", tenantID, id); err != nil {
-				return fmt.Errorf("anonymise %s: %w", t, err)
-			}
+		if err := e.Delete(ctx, "subject_bounces", "subject_id = ?", id); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE subjects SET status = ?, email_ct = NULL, email_bidx = NULL, phone_ct = NULL, phone_bidx = NULL,
 			external_id_ct = NULL, external_id_bidx = NULL, attributes_ct = NULL, source_ct = NULL, hold_ct = NULL,
 			bouncing_since = 0, updated_at = ? WHERE tenant_id = ? AND id = ?`, StatusAnonymised, s.now().UnixMicro(), tenantID, id)
 		return err
 	}, audit.Event{Action: "subject.anonymise", TargetType: "subject", TargetID: id, SubjectID: id, Details: why})
+	if err != nil {
+		return err
+	}
+	for _, then := range after {
+		then(context.WithoutCancel(ctx))
+	}
+	return nil
 }

@@ -79,11 +79,11 @@ type Lookup struct {
 
 // Service reads and writes subjects.
 type Service struct {
-	db           *sqldb.DB
-	keys         *keyring.Keyring
-	log          *audit.Log
-	now          func() time.Time
-	erasureSteps []ErasureStep
+	db      *sqldb.DB
+	keys    *keyring.Keyring
+	log     *audit.Log
+	now     func() time.Time
+	erasers []Eraser
 }
 
 // NewService returns a Service.
