@@ -522,3 +522,71 @@ func TestTestOptionsOnlyInTests(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeFirstSession runs the README's first session as written, top
+// to bottom, with bash, curl and jq, against the server binary started
+// as `make run` would (on a free port instead of 8443): every request
+// must succeed (curl --fail-with-body), so the README cannot drift from
+// the API.
+func TestReadmeFirstSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	for _, tool := range []string{"bash", "curl", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is missing: .ci/run installs it", tool)
+			}
+			t.Skipf("*** SKIPPED: the README session needs %s ***", tool)
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(readme), "## A first session")
+	_, block, _ := strings.Cut(after, "```\n")
+	block, _, _ = strings.Cut(block, "```\n")
+	if !strings.Contains(block, "audit verify") {
+		t.Fatalf("no session found in the README:\n%s", block)
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "custodia")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	env := append(os.Environ(), "CUSTODIA_DATA_DIR="+filepath.Join(dir, "data"))
+	srv := exec.Command(bin, "serve", "--addr", "127.0.0.1:0")
+	srv.Env = env
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	base := waitForURL(t, stdout)
+	go io.Copy(io.Discard, stdout)
+
+	var script strings.Builder
+	script.WriteString("set -euo pipefail\ncurl() { command curl --fail-with-body --show-error \"$@\"; }\n")
+	for _, line := range strings.Split(block, "\n") {
+		if strings.HasPrefix(line, "go build ") { // the test built it
+			continue
+		}
+		script.WriteString(strings.ReplaceAll(line, "https://127.0.0.1:8443", base) + "\n")
+	}
+	cmd := exec.Command("bash", "-x", "-c", script.String())
+	cmd.Dir = dir
+	cmd.Env = append(env, "CUSTODIA_ADDR="+strings.TrimPrefix(base, "https://"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the README's first session failed (%v); its last lines:\n%s", err, tail(string(out), 40))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
