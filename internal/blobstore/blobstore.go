@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"gocloud.dev/gcerrors"
@@ -269,6 +270,19 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) 
 		return fnErr
 	}
 	return s.wrap(err, prefix)
+}
+
+// SweepTemp deletes the temporary files of local writes that a crash
+// interrupted, once older than age (a write in progress is younger), and
+// answers how many. A bucket has none: an unfinished upload is never an
+// object.
+func (s *Store) SweepTemp(ctx context.Context, age time.Duration) (int, error) {
+	d, ok := s.b.(*dirStore)
+	if !ok {
+		return 0, nil
+	}
+	n, err := d.sweepTemp(ctx, time.Now().Add(-age))
+	return n, s.wrap(err, tmpPrefix+"*")
 }
 
 // Ping checks that the region can be reached.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // dirStore keeps a region in a local directory, durably: a Put returns
@@ -223,6 +224,29 @@ func (s *dirStore) list(ctx context.Context, prefix string, fn func(Object) erro
 		}
 	}
 	return nil
+}
+
+// sweepTemp removes temporary files last written before cutoff.
+func (s *dirStore) sweepTemp(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(s.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return nil // gone meanwhile, or a write in progress
+		}
+		if err := s.disk.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 func (s *dirStore) ping(context.Context) error {

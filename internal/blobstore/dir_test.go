@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/blobstore"
+	"github.com/custodia/custodia/internal/blobstore/blobtest"
 	"github.com/custodia/custodia/internal/errs"
 )
 
@@ -171,5 +173,37 @@ func BenchmarkLocalPut4KiB(b *testing.B) {
 		if _, err := s.Put(ctx, fmt.Sprintf("t/s/%d", i), bytes.NewReader(body)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Temporary files a crash left behind are swept once old; a write in
+// progress (a young one) and the objects stay.
+func TestSweepTemp(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "eu")
+	s := open(t, "file://"+root)
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "t/s/kept", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(root, "t", "s", ".tmp-crashed")
+	young := filepath.Join(root, "t", ".tmp-writing")
+	for _, p := range []string{old, young} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(old, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.SweepTemp(ctx, 15*time.Minute); err != nil || n != 1 {
+		t.Fatalf("swept %d, %v; want the old one", n, err)
+	}
+	for p, want := range map[string]bool{old: false, young: true, filepath.Join(root, "t", "s", "kept"): true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)
+		}
+	}
+	if n, err := open(t, blobtest.StartS3(t)).SweepTemp(ctx, 0); err != nil || n != 0 {
+		t.Errorf("a bucket: %d, %v", n, err)
 	}
 }

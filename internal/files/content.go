@@ -441,9 +441,17 @@ func (s *Service) discard(ctx context.Context, st *blobstore.Store, tenantID, ke
 }
 
 // Sweep deletes the blobs of announcements left behind: writes that
-// stopped refreshing (a crash), and deletions that failed. It answers how
-// many it finished.
+// stopped refreshing (a crash), and deletions that failed — and, in local
+// regions, the temporary files of writes a crash cut short. It answers
+// how many blobs it finished.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
+	for _, name := range s.regions.Names() {
+		if st, err := s.regions.Store(name); err == nil {
+			if _, err := st.SweepTemp(ctx, staleAfter); err != nil {
+				s.logger.Warn("sweep temporary files", "region", name, "err", err.Error())
+			}
+		}
+	}
 	stale := s.now().Add(-staleAfter).UnixMicro()
 	rows, err := s.db.Read().Query(ctx, `SELECT region, blob_key, tenant_id FROM blob_intents
 		WHERE state = 'deleting' OR touched_at < ? ORDER BY touched_at LIMIT 1000`, stale)

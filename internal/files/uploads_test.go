@@ -3,7 +3,11 @@ package files_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
@@ -55,4 +59,28 @@ func TestUploadsReserveTheirSize(t *testing.T) {
 		env.Now.Advance(files.UploadTTL + 1)
 		start("d.bin", 400, nil)
 	})
+}
+
+// The hourly sweep also removes the temporary files of local writes a
+// crash cut short (older than a write in progress can be).
+func TestSweepRemovesStaleTempFiles(t *testing.T) {
+	env := coretest.New(t, "")
+	dir := filepath.Join(env.DataDir, "regions", "local", env.Tenant.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, ".tmp-12345")
+	if err := os.WriteFile(tmp, []byte("half a blob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(tmp, hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Files.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a crashed write's temporary file survived the sweep: %v", err)
+	}
 }
