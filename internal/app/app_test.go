@@ -27,6 +27,7 @@ var layers = map[string]string{
 	"internal/sms": "platform", "internal/sms/smstest": "platform", "internal/blobstore": "platform",
 	"internal/blobstore/blobtest": "platform", "internal/segcrypt": "platform", "internal/csvfile": "platform",
 	"internal/anchor": "platform", "internal/job": "platform",
+	"internal/app/chrometest": "wiring", "internal/app/browsertest": "wiring",
 }
 
 // httpLayer are the packages a domain package may not depend on, not even
