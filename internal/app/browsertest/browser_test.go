@@ -1,6 +1,3 @@
-// Package browsertest drives the HTML pages Custodia serves in a real
-// headless Chromium (chrometest): what a person sees, how it behaves, and
-// whether it meets WCAG 2.1 AA. It runs without -race, in its own go test.
 package browsertest
 
 import (
