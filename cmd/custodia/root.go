@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -177,6 +178,17 @@ func (e *env) open(ctx context.Context) (*core.Core, context.Context, error) {
 			e.guessedURL = true
 		}
 	}
+	// A command writes the audit anchor under a name of its own: were it
+	// the server's (the host name), a command run beside a running server
+	// would replace the server's anchor object with its own view of it.
+	if cfg.Node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, ctx, fmt.Errorf("node name: %w (set CUSTODIA_NODE)", err)
+		}
+		cfg.Node = host
+	}
+	cfg.Node = cfg.Node[:min(len(cfg.Node), 60)] + "-cli"
 	a, err := core.Open(ctx, cfg, &core.Options{})
 	if err != nil {
 		return nil, ctx, err
