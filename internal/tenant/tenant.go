@@ -146,20 +146,7 @@ func (s *Service) CheckRegion(region string) error {
 // ActiveIDs lists the ids of every active tenant, for the jobs that go
 // through them all.
 func (s *Service) ActiveIDs(ctx context.Context) ([]string, error) {
-	rows, err := s.db.Read().Query(ctx, "SELECT id FROM tenants WHERE status = 'active' ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return s.db.Read().Strings(ctx, "SELECT id FROM tenants WHERE status = 'active' ORDER BY id")
 }
 
 // BySlug finds a tenant by slug.
