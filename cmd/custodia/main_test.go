@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -366,6 +367,16 @@ func TestServeTLS(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Errorf("graceful shutdown exit code %d", code)
+	}
+	// The commands kept their audit anchor apart from the server's (now
+	// written, at shutdown): an object each, so neither replaces the other.
+	hostname, _ := os.Hostname()
+	objects, _ := filepath.Glob(filepath.Join(env["CUSTODIA_DATA_DIR"], "anchor", "*.json"))
+	for i, o := range objects {
+		objects[i] = filepath.Base(o)
+	}
+	if !slices.Contains(objects, hostname+".json") || !slices.Contains(objects, hostname+"-cli.json") {
+		t.Errorf("anchor objects %v; want the server's (%s.json) and the commands' (%s-cli.json)", objects, hostname, hostname)
 	}
 }
 
