@@ -150,12 +150,19 @@ func Open(ctx context.Context, rawURL, node string, opt Options) (*Anchor, error
 // database rolled back cannot pull it back.
 func (a *Anchor) Note(tenantID string, h Head) {
 	a.mu.Lock()
+	a.noteLocked(tenantID, h)
+	a.mu.Unlock()
+}
+
+// noteLocked is Note with a.mu held. A head without a key (or a key
+// without a head: Seq 0) records only what it has.
+func (a *Anchor) noteLocked(tenantID string, h Head) {
 	t := a.tenants[tenantID]
 	if t == nil {
 		t = &Tenant{}
 		a.tenants[tenantID] = t
 	}
-	if !slices.ContainsFunc(t.Keys, func(k []byte) bool { return bytes.Equal(k, h.Key) }) {
+	if len(h.Key) > 0 && !slices.ContainsFunc(t.Keys, func(k []byte) bool { return bytes.Equal(k, h.Key) }) {
 		t.Keys = append(t.Keys, h.Key)
 		a.dirty = true
 	}
@@ -167,7 +174,6 @@ func (a *Anchor) Note(tenantID string, h Head) {
 		t.Head = h
 		a.dirty = true
 	}
-	a.mu.Unlock()
 }
 
 // Known reports what this node has noted of tenantID.
@@ -192,6 +198,22 @@ func (a *Anchor) Flush(ctx context.Context) error {
 		a.mu.Unlock()
 		return err
 	}
+	a.mu.Unlock()
+	// Another process under the same node name (two commands at once) may
+	// have written since: keep what it anchored, never write it away.
+	if b, err := a.store.Get(ctx, a.node); err == nil && b != nil {
+		if theirs, err := decode(b); err == nil {
+			a.mu.Lock()
+			for id, t := range theirs.Tenants {
+				for _, k := range t.Keys {
+					a.noteLocked(id, Head{Key: k})
+				}
+				a.noteLocked(id, t.Head)
+			}
+			a.mu.Unlock()
+		}
+	}
+	a.mu.Lock()
 	o := object{Format: Format, Node: a.node, WrittenAt: a.now().UTC(), Tenants: make(map[string]*Tenant, len(a.tenants))}
 	for id, t := range a.tenants {
 		c := clone(t)

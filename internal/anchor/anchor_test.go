@@ -95,3 +95,42 @@ func TestWriteFileDurably(t *testing.T) {
 		t.Error("an object of another format was accepted")
 	}
 }
+
+// Two processes under one node name (two commands run at once on a host)
+// each write the object whole: the later write keeps what the earlier
+// anchored instead of writing it away.
+func TestSameNodeNameKeepsTheOthersHeads(t *testing.T) {
+	ctx := context.Background()
+	dir := "file://" + t.TempDir()
+	a, err := anchor.Open(ctx, dir, "host-cli", anchor.Options{Manual: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := anchor.Open(ctx, dir, "host-cli", anchor.Options{Manual: true}) // opened before a writes
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Note("t1", anchor.Head{Seq: 4, Hash: []byte{4}, Key: []byte("k1")})
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Note("t2", anchor.Head{Seq: 2, Hash: []byte{2}, Key: []byte("k2")})
+	b.Note("t1", anchor.Head{Seq: 3, Hash: []byte{3}, Key: []byte("k1")}) // behind a's
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b.Close()
+	c, err := anchor.Open(ctx, dir, "reader", anchor.Options{Manual: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	all, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all["t1"].Head.Seq != 4 || all["t2"].Head.Seq != 2 {
+		t.Errorf("after both wrote: t1 at %d (want 4), t2 at %d (want 2)", all["t1"].Head.Seq, all["t2"].Head.Seq)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/s3blob" // s3:// anchors
+	"gocloud.dev/gcerrors"
 )
 
 // Store keeps named objects, each replaced whole.
@@ -21,6 +23,8 @@ type Store interface {
 	Put(ctx context.Context, name string, b []byte) error
 	// List returns every object, by name.
 	List(ctx context.Context) (map[string][]byte, error)
+	// Get returns the object name, or nil when there is none.
+	Get(ctx context.Context, name string) ([]byte, error)
 	Location() string
 	Close() error
 }
@@ -96,6 +100,14 @@ func WriteFileDurably(path string, b []byte) error {
 	return errors.Join(err, df.Close())
 }
 
+func (d dirStore) Get(_ context.Context, name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), name+suffix))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
 func (d dirStore) List(context.Context) (map[string][]byte, error) {
 	entries, err := os.ReadDir(string(d))
 	if err != nil {
@@ -127,6 +139,14 @@ func (s *bucketStore) Close() error     { return s.b.Close() }
 
 func (s *bucketStore) Put(ctx context.Context, name string, b []byte) error {
 	return s.b.WriteAll(ctx, name+suffix, b, &blob.WriterOptions{ContentType: "application/json"})
+}
+
+func (s *bucketStore) Get(ctx context.Context, name string) ([]byte, error) {
+	b, err := s.b.ReadAll(ctx, name+suffix)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return nil, nil
+	}
+	return b, err
 }
 
 func (s *bucketStore) List(ctx context.Context) (map[string][]byte, error) {
