@@ -133,9 +133,10 @@ func (a *App) TLSConfig() (*tls.Config, error) {
 	}, nil
 }
 
-// Serve answers HTTPS on ln until ctx ends, then shuts down gracefully:
-// in-flight requests finish (up to the shutdown timeout) and the audit
-// committer drains.
+// Serve answers HTTPS on ln, and runs the background jobs (core.Jobs),
+// until ctx ends, then shuts down gracefully: in-flight requests finish
+// (up to the shutdown timeout), the jobs stop and are waited for, and the
+// audit committer drains (at Close).
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	tlsCfg, err := a.TLSConfig()
 	if err != nil {
