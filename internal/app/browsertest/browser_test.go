@@ -1,7 +1,9 @@
 package browsertest
 
 import (
+	"bytes"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,6 +42,9 @@ func TestPrivacyPortalPage(t *testing.T) {
 		}
 	}
 	p.Screenshots(t, screenshots, "privacy-portal")
+	if b, err := os.ReadFile(filepath.Join(screenshots, "privacy-portal-390.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("the phone screenshot is not a PNG: %v", err)
+	}
 	if problems := p.ConsoleProblems(); len(problems) > 0 {
 		t.Errorf("the console shows: %v", problems)
 	}

@@ -181,7 +181,7 @@ func (p *Page) Screenshots(tb testing.TB, dir, name string) {
 			if _, err := chromedp.EmulateViewport(width, 900)(ctx, t); err != nil {
 				return nil, err
 			}
-			return chromedp.FullScreenshot(90)(ctx, t)
+			return chromedp.FullScreenshot(100)(ctx, t) // 100: PNG (below, JPEG)
 		})
 		cancel()
 		if err != nil {
