@@ -81,7 +81,7 @@ func TestTenantSetupLink(t *testing.T) {
 	engines(t, func(t *testing.T, env map[string]string) {
 		env["CUSTODIA_PUBLIC_URL"] = "https://custodia.example.org"
 		code, out, errOut := cli(t, env, "tenant", "create", "--slug", "acme", "--name", "Acme Ltd", "--admin-email", "admin@acme.example")
-		m := regexp.MustCompile(`https://custodia\.example\.org/login/invitation#token=([A-Za-z0-9_-]{43})\n`).FindStringSubmatch(out)
+		m := regexp.MustCompile(`https://custodia\.example\.org/login/acme/invitation#token=([A-Za-z0-9_-]{43})\n`).FindStringSubmatch(out)
 		if code != 0 || m == nil || !strings.Contains(errOut, "owner only") {
 			t.Fatalf("tenant create: %d %q %q; want a setup link", code, out, errOut)
 		}
@@ -111,7 +111,7 @@ func TestSetupLinkUsesTheServersURL(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("tenant create %s: %d %s %s", slug, code, out, errOut)
 		}
-		m := regexp.MustCompile(`(https://[^/\s]+)/login/invitation#`).FindStringSubmatch(out)
+		m := regexp.MustCompile(`(https://[^/\s]+)/login/[a-z0-9-]+/invitation#`).FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("no link in %q", out)
 		}

@@ -288,6 +288,11 @@ func (a *API) accountRules(ctx context.Context, rt Route, r *http.Request, p ide
 	return nil
 }
 
+// ownPath tells the paths that only the API answers, whatever the method.
+func ownPath(p string) bool {
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics"
+}
+
 // clientIP is the peer address, or — when the peer is a trusted proxy —
 // the right-most address in X-Forwarded-For that is not a trusted proxy.
 func clientIP(r *http.Request, trusted []netip.Prefix) string {
@@ -332,8 +337,14 @@ func withPrincipal(ctx context.Context, p identity.Principal) context.Context {
 
 // unmatched answers requests no route matches: 405 with Allow when the path
 // exists under other methods, 404 otherwise — both as problem+json.
-func (a *API) unmatched(mux *http.ServeMux) http.Handler {
+func (a *API) unmatched(mux *http.ServeMux, pages http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pages != nil && !ownPath(r.URL.Path) {
+			if _, pattern := mux.Handler(r); pattern == "" {
+				pages.ServeHTTP(w, r)
+				return
+			}
+		}
 		if p := r.URL.Path; strings.HasPrefix(p, "/api/") && path.Clean(p) != strings.TrimSuffix(p, "/") {
 			// ServeMux would redirect to the cleaned path; a file path with
 			// '..' or '.' is refused instead, naming what is wrong.
@@ -360,3 +371,60 @@ func (a *API) unmatched(mux *http.ServeMux) http.Handler {
 		httpio.Error(w, r, a.logger, errs.E(errs.NotFound, "no such endpoint"))
 	})
 }
+
+// Console rules: what a console page (internal/web) asks of a request
+// before it acts as an API route would.
+
+// Rules of pages that act as no API route.
+var (
+	SignedIn  = Route{Access: Session} // a fully signed-in person
+	Enrolling = Route{Access: Enrol}   // also one who must set up a second factor first
+)
+
+// Route answers the API route method and path name ("POST /api/v1/me/mfa/totp").
+func (a *API) Route(key string) (Route, bool) {
+	rt, ok := a.byKey[key]
+	return rt, ok
+}
+
+// Admit authenticates a console request by its session cookie and checks
+// it against rt's access rule and guard as the API would — the same
+// refusals, the same audit events — answering the request with the
+// principal and audit actor in its context. The principal is answered
+// whenever the session is valid, so that a refused page can tell why:
+// enrolment first, or a recent re-authentication.
+func (a *API) Admit(r *http.Request, rt Route) (*http.Request, identity.Principal, error) {
+	p, err := a.identity.AuthenticateSession(r.Context(), cookieValue(r, SessionCookie))
+	if err != nil {
+		return r, identity.Principal{}, err
+	}
+	ctx, err := a.actorContext(r, p)
+	if err != nil {
+		return r, p, err
+	}
+	if err := a.allowed(ctx, rt, p); err != nil {
+		return r, p, err
+	}
+	return r.WithContext(withPrincipal(ctx, p)), p, nil
+}
+
+// Principal answers the principal Admit put into r's context.
+func Principal(r *http.Request) identity.Principal { return principal(r) }
+
+// Client answers who sends r: the client address (trusted proxies
+// applied) and user agent.
+func (a *API) Client(r *http.Request) identity.Client { return a.client(r) }
+
+// Allow spends one of the client address's sign-in attempts (the budget
+// the API's limited routes share) and reports whether one was left.
+func (a *API) Allow(r *http.Request) bool { return a.limiter.allow(clientIP(r, a.proxies)) }
+
+// StartSession sets the cookies of a session that began or rotated.
+func StartSession(w http.ResponseWriter, session, device string) { sessionStarted(w, session, device) }
+
+// EndSession clears the session cookie (the device cookie stays: the
+// browser remains a known device).
+func EndSession(w http.ResponseWriter) { setCookie(w, SessionCookie, "", -1) }
+
+// Cookie answers the value of r's cookie name, or "".
+func Cookie(r *http.Request, name string) string { return cookieValue(r, name) }

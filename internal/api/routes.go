@@ -251,6 +251,7 @@ type API struct {
 	logger    *slog.Logger
 	metricsH  http.Handler
 	pages     map[string]*template.Template // the public pages, parsed once
+	byKey     map[string]Route              // the routes by "METHOD /path"
 	csrf      *http.CrossOriginProtection
 	limiter   *limiter
 	proxies   []netip.Prefix
@@ -319,17 +320,23 @@ func New(d Deps) (*API, error) {
 	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
 	a.storageMetrics(d.Registry)
 	a.pages = pages
+	a.byKey = map[string]Route{}
+	for _, rt := range a.Routes() {
+		a.byKey[rt.Method+" "+rt.Path] = rt
+	}
 	a.metricsH = promhandler(d.Registry)
 	return a, nil
 }
 
 // Handler returns the API with its middleware: request id, security
 // headers, logging, metrics and panic recovery outside; authentication and
-// scope checks per route.
-func (a *API) Handler() http.Handler {
+// scope checks per route. Requests for no route of the API and outside
+// its paths (/api/, /healthz, /readyz, /metrics) go to pages — the
+// console's handler — under the same request id, logs and metrics.
+func (a *API) Handler(pages http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range a.Routes() {
 		mux.Handle(rt.Method+" "+rt.Path, a.endpoint(rt))
 	}
-	return a.observe(a.unmatched(mux))
+	return a.observe(a.unmatched(mux, pages))
 }

@@ -20,13 +20,15 @@ import (
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/job"
+	"github.com/custodia/custodia/internal/web"
 )
 
-// App is a built Custodia: its core (state and domain services) and the
-// API over it.
+// App is a built Custodia: its core (state and domain services), the API
+// over it and the console beside the API.
 type App struct {
 	*core.Core
-	API *api.API
+	API     *api.API
+	Console *web.Console
 
 	now      func() time.Time
 	registry *prometheus.Registry
@@ -41,7 +43,7 @@ type Options struct {
 }
 
 // Open builds the app: the core (master key, database, services), then
-// the API.
+// the API and the console.
 func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	c, err := core.Open(ctx, cfg, &opt.Options)
 	if err != nil {
@@ -66,6 +68,11 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Export: c.Export, Tenants: c.Tenants,
 		Log: c.Log, Logger: c.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate,
 		Storage: locations(c.Config, c), FreeSpace: opt.FreeSpace, MinFree: c.Config.MinFreeMB << 20})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants, Logger: c.Logger, Now: a.now})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -101,8 +108,9 @@ func (a *App) Runner() *job.Runner {
 	return r
 }
 
-// Handler is the whole HTTP handler.
-func (a *App) Handler() http.Handler { return a.API.Handler() }
+// Handler is the whole HTTP handler: the API, and the console for the
+// paths the API does not answer.
+func (a *App) Handler() http.Handler { return a.API.Handler(a.Console.Handler()) }
 
 // TLSConfig returns the server TLS configuration: TLS 1.2 or newer, AEAD
 // cipher suites with forward secrecy only, and the configured or

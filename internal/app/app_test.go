@@ -13,7 +13,7 @@ const module = "github.com/custodia/custodia/"
 // must be added here, so that its place in the one-way order is decided.
 // Packages that help tests (…test) sit in the layer of what they help.
 var layers = map[string]string{
-	"internal/app": "wiring", "internal/app/apptest": "wiring", "internal/api": "http",
+	"internal/app": "wiring", "internal/app/apptest": "wiring", "internal/api": "http", "internal/web": "http",
 	"internal/core": "core", "internal/core/coretest": "core",
 
 	"internal/tenant": "domain", "internal/identity": "domain", "internal/identity/password": "domain",

@@ -28,6 +28,7 @@ const (
 // EmailLink is what a page shows about a link on a sign-in address.
 type EmailLink struct {
 	Organisation string
+	Tenant       string // the organisation's slug
 	Address      string // the address the link sets: the new one, or the old one back
 	ExpiresAt    time.Time
 }
@@ -72,7 +73,7 @@ The link works once, until %s. Until then your sign-in address stays
 as it was. If you did not expect this email, ignore it.
 
 — Custodia
-`, t.Name, s.linkURL(linkEmail, secret), expires.Format("2 January 2006 15:04 MST"))})
+`, t.Name, s.linkURL(linkEmail, "", secret), expires.Format("2 January 2006 15:04 MST"))})
 	}, audit.Event{Action: "user.email.request", TargetType: "user", TargetID: u.ID, SubjectID: u.SubjectID})
 }
 
@@ -128,7 +129,7 @@ func (s *Service) emailLink(ctx context.Context, secret, kind string) (*link, Em
 	if err != nil {
 		return nil, EmailLink{}, err
 	}
-	return l, EmailLink{Organisation: t.Name, Address: addr}, nil
+	return l, EmailLink{Organisation: t.Name, Tenant: t.Slug, Address: addr}, nil
 }
 
 // ConfirmEmail makes the address a confirmation link carries the
@@ -171,7 +172,7 @@ session ends and you choose a new password.
 The link works once, until %s.
 
 — Custodia
-`, info.Organisation, newEmail, s.linkURL(linkEmailUndo, secret), expires.Format("2 January 2006 15:04 MST"))})
+`, info.Organisation, newEmail, s.linkURL(linkEmailUndo, "", secret), expires.Format("2 January 2006 15:04 MST"))})
 	}, append(change.Events, audit.Event{Action: "user.email.change", TargetType: "user", TargetID: a.ID, SubjectID: a.SubjectID})...)
 	return info, err
 }
@@ -232,7 +233,7 @@ ended, and your password no longer works. Choose a new one here:
 The link works once, until %s.
 
 — Custodia
-`, org, s.linkURL(linkReset, secret), expires.Format("2 January 2006 15:04 MST"))}); err != nil {
+`, org, s.linkURL(linkReset, info.Tenant, secret), expires.Format("2 January 2006 15:04 MST"))}); err != nil {
 			return err
 		}
 		for _, o := range owners {

@@ -37,18 +37,21 @@ const (
 var errLink = errs.E(errs.Gone, "this link is not valid: it was used already, replaced by a newer one, or has expired")
 
 // linkURL is where a link's secret is used: the console page for purpose.
-// The links about a sign-in address open pages of their own, with the
-// secret in the path (as the privacy portal's links).
-func (s *Service) linkURL(purpose, secret string) string {
+// Invitation and reset links carry the tenant in the path, so that the
+// page shows its password policy, and the secret in the fragment, out of
+// logs and Referer headers; the page's script moves it into the form. The
+// links about a sign-in address open pages of their own, with the secret
+// in the path (as the privacy portal's links).
+func (s *Service) linkURL(purpose, slug, secret string) string {
 	switch purpose {
 	case linkEmail:
 		return s.links + "/account/email/" + secret
 	case linkEmailUndo:
 		return s.links + "/account/email-undo/" + secret
 	case linkReset:
-		return s.links + "/login/reset#token=" + secret
+		return s.links + "/login/" + slug + "/reset#token=" + secret
 	}
-	return s.links + "/login/invitation#token=" + secret
+	return s.links + "/login/" + slug + "/invitation#token=" + secret
 }
 
 // newLink stores a link for the user, ending the user's unused links of the
@@ -264,7 +267,7 @@ The link works once, until %s. If you did not expect this
 invitation, ignore this email.
 
 — Custodia
-`, t.Name, s.linkURL(linkInvite, secret), expires.Format("2 January 2006 15:04 MST"))})
+`, t.Name, s.linkURL(linkInvite, t.Slug, secret), expires.Format("2 January 2006 15:04 MST"))})
 }
 
 // SetupLink returns a one-time link with which a user who has no password
@@ -275,6 +278,10 @@ func (s *Service) SetupLink(ctx context.Context, tenantID, userID string) (strin
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	var secret string
 	var expires time.Time
 	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
@@ -282,7 +289,7 @@ func (s *Service) SetupLink(ctx context.Context, tenantID, userID string) (strin
 		secret, expires, err = s.newLink(ctx, tx, tenantID, userID, linkInvite, inviteTTL)
 		return err
 	}, audit.Event{Action: "user.setup_link", TargetType: "user", TargetID: userID, SubjectID: u.SubjectID})
-	return s.linkURL(linkInvite, secret), expires, err
+	return s.linkURL(linkInvite, t.Slug, secret), expires, err
 }
 
 // LinkInfo is what the holder of an invitation link may see before using it.
@@ -455,7 +462,7 @@ is still needed to sign in afterwards. If you did not ask for this, ignore
 this email: your password stays as it is.
 
 — Custodia
-`, t.Name, s.linkURL(linkReset, secret))})
+`, t.Name, s.linkURL(linkReset, t.Slug, secret))})
 	}, ev)
 }
 
@@ -512,4 +519,27 @@ If this was not you, contact an administrator of %s now.
 
 — Custodia
 `, t.Name, t.Name)}, nil
+}
+
+// TenantPolicy is the password policy of an organisation, as the pages
+// that choose a password show it before anything is typed.
+type TenantPolicy struct {
+	Tenant     string
+	TenantName string
+	Password   Policy
+}
+
+// PolicyOf answers the password policy of the active tenant slug.
+func (s *Service) PolicyOf(ctx context.Context, slug string) (TenantPolicy, error) {
+	t, err := s.tenants.BySlug(ctx, slug)
+	if err != nil || t.Status != "active" {
+		return TenantPolicy{}, errs.E(errs.NotFound, "no such organisation")
+	}
+	sec, err := s.SecuritySettings(ctx, t.ID)
+	if err != nil {
+		return TenantPolicy{}, err
+	}
+	pol := sec.PasswordPolicy()
+	return TenantPolicy{Tenant: t.Slug, TenantName: t.Name,
+		Password: Policy{Preset: sec.PasswordPreset, MinLength: pol.MinLength(), MaxLength: password.Max}}, nil
 }

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,6 +97,12 @@ func (s *Service) Factors(ctx context.Context, tenantID, userID string) ([]Facto
 
 // methods are the second factors the user can answer with now: the kinds
 // of confirmed factors, and recovery when unused codes are left.
+// Methods answers the second factors the user can answer with (none: the
+// password alone signs them in).
+func (s *Service) Methods(ctx context.Context, tenantID, userID string) ([]string, error) {
+	return s.methods(ctx, tenantID, userID)
+}
+
 func (s *Service) methods(ctx context.Context, tenantID, userID string) ([]string, error) {
 	rows, err := s.db.Read().Query(ctx, `SELECT DISTINCT kind FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND confirmed_at <> 0
 		UNION SELECT ? FROM recovery_codes WHERE tenant_id = ? AND user_id = ? AND used_at = 0`,
@@ -151,20 +159,14 @@ func (s *Service) EnrolTOTP(ctx context.Context, p Principal) (TOTPEnrolment, er
 	if err != nil {
 		return TOTPEnrolment{}, err
 	}
-	img, err := k.Image(256, 256)
-	if err != nil {
-		return TOTPEnrolment{}, err
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return TOTPEnrolment{}, err
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return TOTPEnrolment{}, err
 	}
-	e := TOTPEnrolment{ID: id.String(), Secret: k.Secret(), URL: k.URL(),
-		QRCode: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())}
+	e, err := totpEnrolment(id.String(), k)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
 	err = s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0",
 			p.TenantID, p.UserID, MethodTOTP); err != nil {
@@ -176,6 +178,65 @@ func (s *Service) EnrolTOTP(ctx context.Context, p Principal) (TOTPEnrolment, er
 	}, audit.Event{Action: "mfa.enrol", TargetType: "factor", TargetID: e.ID, SubjectID: p.SubjectID,
 		Details: map[string]any{"kind": MethodTOTP}})
 	return e, err
+}
+
+// totpEnrolment is what an authenticator app needs of the factor id with key k.
+func totpEnrolment(id string, k *otp.Key) (TOTPEnrolment, error) {
+	img, err := k.Image(256, 256)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return TOTPEnrolment{}, err
+	}
+	return TOTPEnrolment{ID: id, Secret: k.Secret(), URL: k.URL(),
+		QRCode: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())}, nil
+}
+
+// PendingTOTP answers the authenticator app EnrolTOTP started and nobody
+// confirmed yet, for showing again until its first code is typed in.
+func (s *Service) PendingTOTP(ctx context.Context, p Principal) (TOTPEnrolment, error) {
+	id, secret, err := s.pendingTOTP(ctx, p)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	t, err := s.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	email, _, err := s.subjects.Email(ctx, p.TenantID, p.SubjectID)
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	issuer := "Custodia " + t.Name
+	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + email, RawQuery: url.Values{
+		"secret": {secret}, "issuer": {issuer}, "period": {strconv.Itoa(totpPeriod)}, "digits": {"6"}, "algorithm": {"SHA1"},
+	}.Encode()}
+	k, err := otp.NewKeyFromURL(u.String())
+	if err != nil {
+		return TOTPEnrolment{}, err
+	}
+	return totpEnrolment(id, k)
+}
+
+// pendingTOTP answers the id and secret of p's unconfirmed authenticator app.
+func (s *Service) pendingTOTP(ctx context.Context, p Principal) (id, secret string, err error) {
+	var ct []byte
+	err = s.db.Read().QueryRow(ctx, `SELECT id, secret_ct FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0`,
+		p.TenantID, p.UserID, MethodTOTP).Scan(&id, &ct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", errs.E(errs.Conflict, "no authenticator app is waiting for confirmation: POST /api/v1/me/mfa/totp first")
+	}
+	if err != nil {
+		return "", "", err
+	}
+	key, err := s.subjects.Key(ctx, p.TenantID, p.SubjectID)
+	if err != nil {
+		return "", "", err
+	}
+	raw, err := key.Open("mfa_factors", "secret_ct", id, ct)
+	return id, string(raw), err
 }
 
 // Confirmation is the result of confirming a factor.
@@ -191,25 +252,11 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) (Co
 	if code == "" {
 		return Confirmation{}, errs.Field("code", "required")
 	}
-	var id string
-	var ct []byte
-	err := s.db.Read().QueryRow(ctx, `SELECT id, secret_ct FROM mfa_factors WHERE tenant_id = ? AND user_id = ? AND kind = ? AND confirmed_at = 0`,
-		p.TenantID, p.UserID, MethodTOTP).Scan(&id, &ct)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Confirmation{}, errs.E(errs.Conflict, "no authenticator app is waiting for confirmation: POST /api/v1/me/mfa/totp first")
-	}
+	id, secret, err := s.pendingTOTP(ctx, p)
 	if err != nil {
 		return Confirmation{}, err
 	}
-	key, err := s.subjects.Key(ctx, p.TenantID, p.SubjectID)
-	if err != nil {
-		return Confirmation{}, err
-	}
-	secret, err := key.Open("mfa_factors", "secret_ct", id, ct)
-	if err != nil {
-		return Confirmation{}, err
-	}
-	step, ok := s.matchTOTP(string(secret), code, 0)
+	step, ok := s.matchTOTP(secret, code, 0)
 	if !ok {
 		_ = s.log.Record(ctx, p.TenantID, audit.Event{Action: "mfa.confirm", TargetType: "factor", TargetID: id,
 			SubjectID: p.SubjectID, Outcome: audit.Failure})

@@ -324,3 +324,16 @@ func (s *Service) RevokeSession(ctx context.Context, p Principal, id string) err
 		return nil
 	}, audit.Event{Action: "session.revoke", TargetType: "session", TargetID: id, SubjectID: p.SubjectID})
 }
+
+// PendingMethods answers the second factors the person of a session that
+// waits for one can answer with; any other session is no pending one.
+func (s *Service) PendingMethods(ctx context.Context, secret string) ([]string, error) {
+	ss, err := s.findSession(ctx, secret)
+	if err != nil {
+		return nil, err
+	}
+	if ss.state != statePending {
+		return nil, errs.E(errs.Unauthenticated, "no sign-in is waiting for a second factor")
+	}
+	return s.methods(ctx, ss.tenantID, ss.userID)
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -30,6 +31,10 @@ type Env struct {
 	*coretest.Env
 	App    *app.App
 	Server *httptest.Server
+	// URL is the server's public URL, https://localhost:PORT — the base
+	// of mailed links, and the passkeys' relying party — where a browser
+	// opens the console (Server.URL names 127.0.0.1, where passkeys fail).
+	URL string
 }
 
 // Clock, LogBuffer, Password and Files are coretest's, named here too for
@@ -77,8 +82,13 @@ func New(t testing.TB, databaseURL string) *Env {
 func NewWith(t testing.TB, databaseURL string, hook func(*config.Config, *app.Options)) *Env {
 	t.Helper()
 	opt := app.Options{AuthRate: api.RateLimit{PerMinute: 1e6, Burst: 1e6}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var a *app.App
 	ce := coretest.Open(t, databaseURL, func(c *config.Config, o *core.Options) {
+		c.Addr = ln.Addr().String() // the public URL follows: https://localhost:PORT
 		opt.Options = *o
 		if hook != nil {
 			hook(c, &opt)
@@ -92,7 +102,11 @@ func NewWith(t testing.TB, databaseURL string, hook func(*config.Config, *app.Op
 		}
 		return a.Core, nil
 	})
-	env := &Env{Env: ce, App: a, Server: httptest.NewTLSServer(a.Handler())}
+	srv := httptest.NewUnstartedServer(a.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.StartTLS()
+	env := &Env{Env: ce, App: a, Server: srv, URL: a.Config.PublicURL}
 	t.Cleanup(env.Server.Close)
 	return env
 }
@@ -125,6 +139,24 @@ func (b *Browser) Do(t testing.TB, method, path string, body any) Response {
 func (b *Browser) DoRaw(t testing.TB, method, path, ctype, body string) Response {
 	t.Helper()
 	return b.env.send(t, b.client, http.Header{"Content-Type": {ctype}}, method, path, body)
+}
+
+// Page sends a request as a console page does — a GET, or a form's POST
+// when form is not nil — with the extra headers h, and answers without
+// following a redirect.
+func (b *Browser) Page(t testing.TB, method, path string, form url.Values, h http.Header) Response {
+	t.Helper()
+	c := *b.client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if h == nil {
+		h = http.Header{}
+	}
+	var body any
+	if form != nil {
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		body = form.Encode()
+	}
+	return b.env.send(t, &c, h, method, path, body)
 }
 
 // Cookie returns the value of the browser's cookie name ("" if none).

@@ -14,10 +14,16 @@ import (
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/app/chrometest"
-	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
-func TestMain(m *testing.M) { sqldbtest.Main(m) }
+// TestMain stops the package's one browser after the tests. The tests
+// run on SQLite only: the console's behaviour on PostgreSQL is the API's,
+// tested there.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	chrometest.CloseShared()
+	os.Exit(code)
+}
 
 // screenshots is the git-ignored folder the page images go to.
 var screenshots = filepath.Join("..", "..", "..", "screenshots")
@@ -27,8 +33,7 @@ var screenshots = filepath.Join("..", "..", "..", "screenshots")
 // rules, and is shown at desk and phone widths.
 func TestPrivacyPortalPage(t *testing.T) {
 	env := apptest.New(t, "")
-	b := chrometest.Start(t, env.Server.Certificate())
-	p := b.NewPage(t)
+	p := chrometest.Shared(t, env.Server.Certificate()).NewPage(t)
 	p.Do(t, chromedp.Navigate(env.Server.URL+"/privacy/acme"), chromedp.WaitVisible(chromedp.CSS("form")))
 	title, err := chromedp.Run(p.Ctx, chromedp.Title())
 	if err != nil || !strings.Contains(title, "ACME") {

@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	_ "embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -52,12 +55,70 @@ func ExecPath() (string, error) {
 // skipped loudly — and fails under CI, where .ci/run installs one.
 func Start(tb testing.TB, trusted ...*x509.Certificate) *Browser {
 	tb.Helper()
+	b, err := launch(trusted)
+	need(tb, b, err)
+	tb.Cleanup(b.cancel)
+	return b
+}
+
+// shared is the one browser of a test package (Shared).
+var shared struct {
+	sync.Mutex
+	b   *Browser
+	err error
+}
+
+// Shared answers the test package's one browser, started by the first
+// caller trusting the certificates it gives; TestMain stops it with
+// CloseShared. Tests keep apart by their pages' browser contexts.
+func Shared(tb testing.TB, trusted ...*x509.Certificate) *Browser {
+	tb.Helper()
+	shared.Lock()
+	if shared.b == nil && shared.err == nil {
+		shared.b, shared.err = launch(trusted)
+	}
+	b, err := shared.b, shared.err
+	shared.Unlock()
+	need(tb, b, err)
+	return b
+}
+
+// CloseShared stops the shared browser, if one started.
+func CloseShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.b != nil {
+		shared.b.cancel()
+	}
+}
+
+// errNoBrowser marks a machine without Chromium.
+type errNoBrowser struct{ error }
+
+// need skips (outside CI) or fails the test when there is no browser.
+func need(tb testing.TB, b *Browser, err error) {
+	tb.Helper()
+	var none errNoBrowser
+	switch {
+	case err == nil:
+	case errors.As(err, &none) && os.Getenv("CI") != "true":
+		tb.Skipf("*** SKIPPED: %v ***", err)
+	case errors.As(err, &none):
+		tb.Fatalf("a browser is required under CI: %v", err)
+	default:
+		tb.Fatal(err)
+	}
+}
+
+// launch starts Chromium trusting the certificates given.
+func launch(trusted []*x509.Certificate) (*Browser, error) {
 	path, err := ExecPath()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("a browser is required under CI: %v", err)
-		}
-		tb.Skipf("*** SKIPPED: %v ***", err)
+		return nil, errNoBrowser{err}
+	}
+	dir, err := os.MkdirTemp("", "custodia-chromium-")
+	if err != nil {
+		return nil, err
 	}
 	var spki []string
 	for _, c := range trusted {
@@ -66,7 +127,7 @@ func Start(tb testing.TB, trusted ...*x509.Certificate) *Browser {
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(tb.TempDir()),
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(dir),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(spki, ",")),
@@ -76,11 +137,10 @@ func Start(tb testing.TB, trusted ...*x509.Certificate) *Browser {
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		cancel()
 		cancelAlloc()
-		tb.Fatalf("start %s: %v", path, err)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	b := &Browser{ctx: ctx, cancel: func() { cancel(); cancelAlloc() }}
-	tb.Cleanup(b.cancel)
-	return b
+	return &Browser{ctx: ctx, cancel: func() { cancel(); cancelAlloc(); os.RemoveAll(dir) }}, nil
 }
 
 // Page is one tab in a browser context of its own (one person: its own
@@ -89,7 +149,8 @@ type Page struct {
 	Ctx context.Context
 
 	mu       sync.Mutex
-	problems []string
+	problems []consoleProblem
+	visited  map[string]bool // documents the page showed (Open, Next)
 }
 
 // NewPage opens a tab in a new browser context, closed when the test ends.
@@ -97,7 +158,7 @@ func (b *Browser) NewPage(tb testing.TB) *Page {
 	tb.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	tb.Cleanup(cancel)
-	p := &Page{Ctx: ctx}
+	p := &Page{Ctx: ctx, visited: map[string]bool{}}
 	messages := chromedp.Console(ctx)
 	go func() {
 		for m, err := range messages {
@@ -106,7 +167,7 @@ func (b *Browser) NewPage(tb testing.TB) *Page {
 			}
 			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
 				p.mu.Lock()
-				p.problems = append(p.problems, string(m.Type)+": "+m.Text)
+				p.problems = append(p.problems, consoleProblem{text: string(m.Type) + ": " + m.Text, url: m.URL, network: m.Source == "network"})
 				p.mu.Unlock()
 			}
 		}
@@ -124,12 +185,37 @@ func (p *Page) Do(tb testing.TB, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// consoleProblem is one error the console showed.
+type consoleProblem struct {
+	text, url string
+	network   bool // a failed load
+}
+
 // ConsoleProblems are the errors and uncaught exceptions the page's
-// console has shown so far.
+// console has shown so far. The failed load of a page the test opened is
+// none — a form answered 422, a page a role may not see 403 — but that of
+// anything such a page loads is one.
 func (p *Page) ConsoleProblems() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.problems...)
+	var out []string
+	for _, c := range p.problems {
+		if !c.network || !p.visited[c.url] {
+			out = append(out, c.text)
+		}
+	}
+	return out
+}
+
+// seen records the document the page shows now.
+func (p *Page) seen(tb testing.TB) {
+	href, err := chromedp.Run(p.Ctx, chromedp.Evaluate[string]("location.href.split('#')[0]"))
+	if err != nil {
+		tb.Fatalf("browser: %v", err)
+	}
+	p.mu.Lock()
+	p.visited[href] = true
+	p.mu.Unlock()
 }
 
 // Violation is one failed axe rule on a page.
@@ -191,4 +277,110 @@ func (p *Page) Screenshots(tb testing.TB, dir, name string) {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// void makes an action with a value into one without, for Do.
+func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error { _, err := a(ctx, t); return err })
+}
+
+// Open navigates to url and waits for its page to load.
+func (p *Page) Open(tb testing.TB, url string) {
+	tb.Helper()
+	p.Do(tb, chromedp.Navigate(url), chromedp.WaitReady(chromedp.CSS("body")))
+	p.seen(tb)
+}
+
+// Next runs actions that leave the page — a click on a form's button, a
+// key press — and waits until the next page has loaded.
+func (p *Page) Next(tb testing.TB, actions ...chromedp.Action[chromedp.Void]) {
+	tb.Helper()
+	p.Do(tb, append([]chromedp.Action[chromedp.Void]{void(chromedp.Evaluate[any]("window.__custodiaLeft = true"))}, actions...)...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// While the page changes, evaluating may fail: ask again.
+		ctx, cancel := context.WithTimeout(p.Ctx, 2*time.Second)
+		done, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("window.__custodiaLeft === undefined && document.readyState === 'complete'"))
+		cancel()
+		if err == nil && done {
+			p.seen(tb)
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the page did not change (last error: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Path answers the path (and query) of the page's URL.
+func (p *Page) Path(tb testing.TB) string {
+	tb.Helper()
+	u, err := chromedp.Run(p.Ctx, chromedp.Evaluate[string]("location.pathname + location.search"))
+	if err != nil {
+		tb.Fatalf("browser: %v", err)
+	}
+	return u
+}
+
+// Text answers the text of the first element sel matches.
+func (p *Page) Text(tb testing.TB, sel string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		tb.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// Eval answers a JavaScript expression's value on the page.
+func Eval[T any](tb testing.TB, p *Page, expr string) T {
+	tb.Helper()
+	v, err := chromedp.Run(p.Ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		tb.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// VirtualAuthenticator gives the page's tab a platform authenticator that
+// holds passkeys and says yes at once (Chromium's WebAuthn test domain).
+func (p *Page) VirtualAuthenticator(tb testing.TB) {
+	tb.Helper()
+	p.Do(tb, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, t, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, t, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+			Options: &webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
+				HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+		return err
+	}))
+}
+
+// Visit navigates to url and answers the HTTP status of the document the
+// browser ends on (after any redirect).
+func (p *Page) Visit(tb testing.TB, url string) int {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, 30*time.Second)
+	defer cancel()
+	res, err := chromedp.RunResponse(ctx, chromedp.Navigate(url))
+	if err != nil {
+		tb.Fatalf("visit %s: %v", url, err)
+	}
+	p.seen(tb)
+	return int(res.Status)
+}
+
+// Inspect runs axe on the page as it is now, failing the test on a
+// violation of the WCAG 2.1 A and AA rules, and writes its screenshots
+// as name to dir.
+func (p *Page) Inspect(tb testing.TB, dir, name string) {
+	tb.Helper()
+	for _, v := range p.Axe(tb) {
+		tb.Errorf("%s: axe: %s", name, v)
+	}
+	p.Screenshots(tb, dir, name)
 }

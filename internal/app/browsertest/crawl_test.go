@@ -1,0 +1,94 @@
+package browsertest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/app/chrometest"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+// The roles the crawler visits the console as.
+var roles = []string{"owner", "admin", "member", "signed out"}
+
+// expected says what each role gets at each page of the console, by the
+// page's route pattern: "200" (the page), "→ /path" (a redirect there,
+// answered 200), or an error status. A GET route missing here fails the
+// crawl: every page is visited by every role.
+var expected = map[string][4]string{
+	"/{$}":                        {"200", "200", "200", "→ /login"},
+	"/login":                      {"→ /", "→ /", "→ /", "200"},
+	"/login/second-factor":        {"→ /", "→ /", "→ /", "→ /login"}, // only while a second factor is awaited
+	"/login/confirm":              {"200", "200", "200", "→ /login"},
+	"/login/reset":                {"200", "200", "200", "200"},
+	"/login/{tenant}/reset":       {"200", "200", "200", "200"},
+	"/login/{tenant}/invitation":  {"200", "200", "200", "200"},
+	"/account/second-factor":      {"200", "200", "200", "→ /login"},
+	"/account/second-factor/totp": {"→ /account/second-factor", "→ /account/second-factor", "→ /account/second-factor", "→ /login"},
+	"/account/second-factor/sms":  {"200", "200", "200", "→ /login"},
+	"/no/such/page":               {"404", "404", "404", "404"},
+	"/login/nope/reset":           {"404", "404", "404", "404"},
+}
+
+// TestCrawl visits every page of the console's routes list as each role:
+// the status or redirect that role must get, no console error, and — on
+// each page a role sees, once — axe's WCAG 2.1 A and AA rules and
+// screenshots at desk and phone widths.
+func TestCrawl(t *testing.T) {
+	c := newConsole(t)
+	c.AddUser(t, "ada@acme.example", identity.RoleAdmin, apptest.Password)
+	c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
+	pages := map[string]*chrometest.Page{}
+	for i, email := range []string{"owner@acme.example", "ada@acme.example", "max@acme.example"} {
+		p := c.page(t, "/login")
+		signIn(t, p, email, apptest.Password)
+		want(t, p, "/", "ACME Ltd")
+		pages[roles[i]] = p
+	}
+	pages["signed out"] = c.browser.NewPage(t)
+
+	paths := map[string]string{"/no/such/page": "/no/such/page", "/login/nope/reset": "/login/nope/reset"}
+	for _, rt := range c.App.Console.Routes() {
+		if rt.Method != "GET" || rt.Path == "/static/{name}" { // static files: loaded by every page, checked by the console watch
+			continue
+		}
+		if _, ok := expected[rt.Path]; !ok {
+			t.Errorf("GET %s is in the routes list and not in the crawl's expectations: add it", rt.Path)
+			continue
+		}
+		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme").Replace(rt.Path)
+	}
+	inspected := map[string]bool{}
+	for pattern, path := range paths {
+		for i, role := range roles {
+			p, want := pages[role], expected[pattern][i]
+			status := p.Visit(t, c.URL+path)
+			at, _, _ := strings.Cut(p.Path(t), "?")
+			got := "200"
+			switch {
+			case status != 200:
+				got = fmt.Sprint(status)
+			case at != path:
+				got = "→ " + at
+			}
+			if got != want {
+				t.Errorf("%s as %s: %s; want %s", path, role, got, want)
+			}
+			name := strings.Trim(strings.NewReplacer("/", "-", "{", "", "}", "", "$", "").Replace(pattern), "-")
+			if name == "" {
+				name = "home"
+			}
+			if got == want && !strings.HasPrefix(got, "→") && !inspected[pattern] {
+				inspected[pattern] = true
+				p.Inspect(t, screenshots, "crawl-"+name)
+			}
+		}
+	}
+	for role, p := range pages {
+		if problems := p.ConsoleProblems(); len(problems) > 0 {
+			t.Errorf("as %s, the console shows: %v", role, problems)
+		}
+	}
+}

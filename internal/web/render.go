@@ -1,0 +1,286 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+//go:embed templates
+var templateFS embed.FS
+
+// pages are the parsed templates by page name: the layout, the partials
+// and the page's own file.
+type pages map[string]*template.Template
+
+func parsePages(a assets) (pages, error) {
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	funcs := template.FuncMap{
+		"asset": a.path,
+		"input": input,
+		"date":  func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
+	}
+	ps := pages{}
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" || name == "partials" {
+			continue
+		}
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("page %s: %w", name, err)
+		}
+		ps[name] = t
+	}
+	return ps, nil
+}
+
+// view is what the layout and a page show.
+type view struct {
+	Title  string // the h1, and the start of <title>
+	Back   string // a back link, if any
+	Notice string // the success banner, once
+	Form   *form  // a form's answers and problems
+	Data   any    // the page's own
+
+	// Filled by render.
+	Person    *person
+	Nav       []navItem
+	Zone      *time.Location // the organisation's time zone, for dates
+	principal identity.Principal
+}
+
+// person is the signed-in person as the header shows them.
+type person struct {
+	Name, Email, Tenant string
+	Enrolment           bool
+}
+
+type navItem struct {
+	Label, Href string
+	Current     bool
+}
+
+// render writes the page name with v into a buffer, then answers it: a
+// template error gives a clean failure, never half a page.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, v *view) error {
+	t, ok := c.pages[name]
+	if !ok {
+		return fmt.Errorf("no page %q", name)
+	}
+	if v.principal.UserID == "" {
+		v.principal = signedIn(r)
+	}
+	if p := v.principal; p.UserID != "" {
+		if err := c.describe(r, p, v); err != nil {
+			return err
+		}
+	}
+	if v.Notice == "" {
+		v.Notice = c.takeNotice(w, r)
+	}
+	if v.Zone == nil {
+		v.Zone = time.UTC
+	}
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, "layout", v); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", fmt.Sprint(b.Len()))
+	w.WriteHeader(code)
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// describe fills the header and navigation of a signed-in person's page.
+func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error {
+	prof, err := c.subjects.Profile(r.Context(), p.TenantID, p.SubjectID)
+	if err != nil {
+		return err
+	}
+	t, err := c.tenants.ByID(r.Context(), p.TenantID)
+	if err != nil {
+		return err
+	}
+	v.Zone = t.Location()
+	v.Person = &person{Name: prof.Name, Email: prof.Email, Tenant: t.Name, Enrolment: p.Enrolment}
+	if p.Enrolment {
+		return nil
+	}
+	v.Nav = []navItem{{Label: "Home", Href: "/"}, {Label: "Second factors", Href: "/account/second-factor"}}
+	for i := range v.Nav {
+		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path
+	}
+	return nil
+}
+
+// form is a form's answers and what is wrong with them.
+type form struct {
+	Values   url.Values
+	Problems []problem // in the order of the fields
+}
+
+// problem is one thing wrong with a form: the field and what to do.
+type problem struct{ Field, Message string }
+
+func newForm(r *http.Request) *form { return &form{Values: r.PostForm} }
+
+// Value answers the answer to field.
+func (f *form) Value(field string) string {
+	if f == nil {
+		return ""
+	}
+	return f.Values.Get(field)
+}
+
+// Problem answers what is wrong with field, if anything.
+func (f *form) Problem(field string) string {
+	if f == nil {
+		return ""
+	}
+	for _, p := range f.Problems {
+		if p.Field == field {
+			return p.Message
+		}
+	}
+	return ""
+}
+
+// add records what is wrong with field.
+func (f *form) add(field, message string) { f.Problems = append(f.Problems, problem{field, message}) }
+
+// refused records err against the form when it is a refusal of the
+// person's answers — a field named, or a wrong sign-in — and answers
+// whether it was. nouns name the fields as a sentence does ("password",
+// "code"); a refusal naming no field of the form goes to fallback.
+func (f *form) refused(err error, fallback string, nouns map[string]string) bool {
+	e, ok := errs.As(err)
+	if !ok {
+		return false
+	}
+	switch e.Kind {
+	case errs.Invalid, errs.Unauthenticated, errs.Gone, errs.Conflict, errs.NotFound:
+	default:
+		return false
+	}
+	if noun, known := nouns[e.Field]; known && e.Field != "" {
+		f.add(e.Field, message(noun, e.Detail))
+	} else {
+		f.add(fallback, sentence(e.Detail))
+	}
+	return true
+}
+
+// message makes a service's refusal of a field into a sentence:
+// "required" becomes "Enter the …", "must be …" becomes "The … must be …".
+func message(noun, detail string) string {
+	switch {
+	case detail == "required":
+		return "Enter the " + noun + "."
+	case startsLower(detail):
+		return sentence("The " + noun + " " + detail)
+	}
+	return sentence(detail)
+}
+
+// sentence capitalises s and ends it with a full stop.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	s = string(unicode.ToUpper(r)) + s[n:]
+	if !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "?") && !strings.HasSuffix(s, "!") {
+		s += "."
+	}
+	return s
+}
+
+func startsLower(s string) bool {
+	r, _ := utf8.DecodeRuneInString(s)
+	return unicode.IsLower(r)
+}
+
+// field is one input as the "input" partial draws it.
+type field struct {
+	Name, Label, Type, Autocomplete, Hint, Inputmode, Value, Problem string
+	Optional                                                         bool
+}
+
+// input describes an input of f: name, label, then options as
+// "key=value" (type, autocomplete, hint, inputmode, optional=yes).
+func input(f *form, name, label string, opts ...string) field {
+	in := field{Name: name, Label: label, Type: "text", Value: f.Value(name), Problem: f.Problem(name)}
+	for _, o := range opts {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "type":
+			in.Type = v
+		case "autocomplete":
+			in.Autocomplete = v
+		case "hint":
+			in.Hint = v
+		case "inputmode":
+			in.Inputmode = v
+		case "optional":
+			in.Optional = true
+		}
+	}
+	if in.Type == "password" {
+		in.Value = "" // never sent back
+	}
+	return in
+}
+
+// The notices a redirect leaves for the next page, by key: the cookie
+// carries the key only.
+var notices = map[string]string{
+	"signed-out":      "You are signed out.",
+	"sign-in-again":   "Sign in again to finish setting up your second factor.",
+	"password-reset":  "Your password is changed. Sign in with it.",
+	"factor-added":    "Your second factor is set up. You will need it each time you sign in.",
+	"code-sent":       "A code is on its way to your phone.",
+	"session-ended":   "Your sign-in took too long, or has ended. Sign in again.",
+	"recovery-used":   "You used a recovery code. Each works once: when few are left, make new ones.",
+	"reset-sent":      "If your organisation has an active account with this email address, a link to choose a new password is on its way. It works once, for 30 minutes.",
+	"invite-accepted": "Welcome. Your password is set.",
+}
+
+const noticeCookie = "__Host-custodia_notice"
+
+// redirect answers 303 to location, leaving the notice for the page there.
+func (c *Console) redirect(w http.ResponseWriter, r *http.Request, location, notice string) error {
+	if _, ok := notices[notice]; ok {
+		http.SetCookie(w, &http.Cookie{Name: noticeCookie, Value: notice, Path: "/", Secure: true, HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, MaxAge: 60})
+	}
+	http.Redirect(w, r, location, http.StatusSeeOther)
+	return nil
+}
+
+// takeNotice answers the notice a redirect left, once.
+func (c *Console) takeNotice(w http.ResponseWriter, r *http.Request) string {
+	ck, err := r.Cookie(noticeCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: noticeCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, MaxAge: -1})
+	return notices[ck.Value]
+}

@@ -1,0 +1,113 @@
+// Custodia console: the little script its pages use. Every page works
+// without it, except passkeys, which only a script can reach.
+(function () {
+  "use strict";
+
+  function ready() {
+    var summary = document.querySelector("[data-focus]");
+    if (summary) summary.focus();
+    tokenFromFragment();
+    document.querySelectorAll("form[data-passkey]").forEach(passkeyForm);
+    document.querySelectorAll("form").forEach(oneSubmit);
+  }
+
+  // A mailed link keeps its secret in the URL fragment (#token=…), which
+  // no server sees: move it into the form, and out of the address bar.
+  function tokenFromFragment() {
+    var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    var input = document.getElementById("token");
+    if (!m || !input) return;
+    input.value = decodeURIComponent(m[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+    var field = input.closest("[data-token-field]");
+    if (field && input.getAttribute("aria-invalid") !== "true") field.hidden = true;
+  }
+
+  // A form sent once: its button is disabled while the answer comes.
+  function oneSubmit(form) {
+    form.addEventListener("submit", function (e) {
+      if (e.defaultPrevented) return;
+      var b = form.querySelector("button");
+      if (b) setTimeout(function () { b.disabled = true; }, 0);
+    });
+  }
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("button:disabled").forEach(function (b) { b.disabled = false; });
+  });
+
+  function fromB64url(s) {
+    s = s.replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) s += "=";
+    var bin = atob(s), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+  function toB64url(buf) {
+    var bytes = new Uint8Array(buf), s = "";
+    for (var i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function decodeList(list) {
+    return (list || []).map(function (c) { return Object.assign({}, c, { id: fromB64url(c.id) }); });
+  }
+
+  // The options the server sent (JSON, binary fields in base64url) made
+  // into what navigator.credentials takes, and its answer made into JSON.
+  function creationOptions(o) {
+    var pk = Object.assign({}, o.publicKey);
+    pk.challenge = fromB64url(pk.challenge);
+    pk.user = Object.assign({}, pk.user, { id: fromB64url(pk.user.id) });
+    pk.excludeCredentials = decodeList(pk.excludeCredentials);
+    return { publicKey: pk };
+  }
+  function requestOptions(o) {
+    var pk = Object.assign({}, o.publicKey);
+    pk.challenge = fromB64url(pk.challenge);
+    pk.allowCredentials = decodeList(pk.allowCredentials);
+    return { publicKey: pk };
+  }
+  function credentialJSON(c) {
+    var r = c.response, out = { id: c.id, rawId: toB64url(c.rawId), type: c.type, response: {},
+      clientExtensionResults: c.getClientExtensionResults ? c.getClientExtensionResults() : {} };
+    ["clientDataJSON", "attestationObject", "authenticatorData", "signature", "userHandle"].forEach(function (k) {
+      if (r[k]) out.response[k] = toB64url(r[k]);
+    });
+    if (r.getTransports) out.response.transports = r.getTransports();
+    return JSON.stringify(out);
+  }
+
+  // A passkey form: on submit, ask the browser for the passkey, put its
+  // answer into the form, and send it.
+  function passkeyForm(form) {
+    var problem = form.querySelector("[data-passkey-error]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var button = form.querySelector("button");
+      if (button) button.disabled = true;
+      var options;
+      if (form.dataset.passkey === "create") {
+        options = Promise.resolve(creationOptions(JSON.parse(form.dataset.options)));
+      } else {
+        options = fetch(form.dataset.challenge, { method: "POST", credentials: "same-origin" }).then(function (res) {
+          if (!res.ok) throw new Error("the server did not start the passkey check (" + res.status + ")");
+          return res.json();
+        }).then(requestOptions);
+      }
+      options.then(function (o) {
+        return form.dataset.passkey === "create" ? navigator.credentials.create(o) : navigator.credentials.get(o);
+      }).then(function (cred) {
+        form.querySelector("[name=credential]").value = credentialJSON(cred);
+        form.submit();
+      }).catch(function (err) {
+        if (button) button.disabled = false;
+        if (problem) {
+          problem.textContent = "The passkey was not used: " + (err && err.message ? err.message : err) + ". Try again, or choose another way.";
+          problem.hidden = false;
+        }
+      });
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
+  else ready();
+})();

@@ -1,0 +1,120 @@
+// Package web is Custodia's console: server-rendered pages for the people
+// of a tenant, signed in with the API's session cookie. Every page is one
+// handler and one template on a shared layout, parsed once at start-up
+// from embedded files; every action is a plain form POST answered by a
+// redirect, and names the API route whose rules it follows — access,
+// re-authentication, rate limit — so that the console and the API refuse
+// the same things and leave the same audit events. The console calls the
+// domain services, never the API over HTTP. See ../../../shared/CONSOLE.md.
+package web
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
+)
+
+// Route is one console page or action.
+type Route struct {
+	Method string
+	Path   string // net/http pattern
+	// Rule is whom the route serves: Public, SignedIn, Enrolling, or the
+	// API route ("POST /api/v1/me/mfa/totp") whose access rule and guards
+	// it applies, the one that does the same through the API.
+	Rule    string
+	Handler func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Rules other than an API route.
+const (
+	Public    = ""          // anyone
+	SignedIn  = "signed-in" // a fully signed-in person
+	Enrolling = "enrolling" // a signed-in person, also one who must set up a second factor first
+)
+
+// Routes lists every console page and action.
+func (c *Console) Routes() []Route {
+	return []Route{
+		{"GET", "/static/{name}", Public, c.static},
+		{"GET", "/{$}", SignedIn, c.home},
+
+		{"GET", "/login", Public, c.signInPage},
+		{"POST", "/login", "POST /api/v1/auth/login", c.signIn},
+		{"GET", "/login/second-factor", Public, c.secondFactorPage},
+		{"POST", "/login/second-factor", "POST /api/v1/auth/mfa", c.secondFactor},
+		{"POST", "/login/second-factor/sms", "POST /api/v1/auth/mfa/sms", c.sendSignInCode},
+		{"GET", "/login/confirm", SignedIn, c.confirmPage},
+		{"POST", "/login/confirm", "POST /api/v1/auth/reauth", c.confirm},
+		{"POST", "/logout", "POST /api/v1/auth/logout", c.signOut},
+		{"GET", "/login/reset", Public, c.resetRequestPage},
+		{"POST", "/login/reset", "POST /api/v1/auth/password-reset", c.requestReset},
+		{"GET", "/login/{tenant}/reset", Public, c.resetPage},
+		{"POST", "/login/{tenant}/reset", "POST /api/v1/auth/password-reset/confirm", c.reset},
+		{"GET", "/login/{tenant}/invitation", Public, c.invitationPage},
+		{"POST", "/login/{tenant}/invitation", "POST /api/v1/auth/invitation/accept", c.acceptInvitation},
+
+		{"GET", "/account/second-factor", Enrolling, c.factorsPage},
+		{"POST", "/account/second-factor/totp", "POST /api/v1/me/mfa/totp", c.startTOTP},
+		{"GET", "/account/second-factor/totp", Enrolling, c.totpPage},
+		{"POST", "/account/second-factor/totp/confirm", "POST /api/v1/me/mfa/totp/confirm", c.confirmTOTP},
+		{"POST", "/account/second-factor/sms", "POST /api/v1/me/mfa/sms", c.startSMS},
+		{"GET", "/account/second-factor/sms", Enrolling, c.smsPage},
+		{"POST", "/account/second-factor/sms/confirm", "POST /api/v1/me/mfa/sms/confirm", c.confirmSMS},
+		{"POST", "/account/second-factor/passkey", "POST /api/v1/me/mfa/passkey", c.startPasskey},
+		{"POST", "/account/second-factor/passkey/confirm", "POST /api/v1/me/mfa/passkey/confirm", c.confirmPasskey},
+	}
+}
+
+// Console serves the pages.
+type Console struct {
+	api      *api.API
+	identity *identity.Service
+	subjects *subject.Service
+	tenants  *tenant.Service
+	logger   *slog.Logger
+	now      func() time.Time
+	pages    pages
+	assets   assets
+	mux      *http.ServeMux
+}
+
+// Deps are what the console is built from.
+type Deps struct {
+	API      *api.API // the rules of the routes, sessions, rate limits
+	Identity *identity.Service
+	Subjects *subject.Service
+	Tenants  *tenant.Service
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// New parses the templates and static files; a missing one is an error.
+func New(d Deps) (*Console, error) {
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, logger: d.Logger, now: d.Now}
+	var err error
+	if c.assets, err = loadAssets(); err != nil {
+		return nil, err
+	}
+	if c.pages, err = parsePages(c.assets); err != nil {
+		return nil, err
+	}
+	c.mux = http.NewServeMux()
+	for _, rt := range c.Routes() {
+		if _, err := c.rule(rt); err != nil {
+			return nil, err
+		}
+		c.mux.Handle(rt.Method+" "+rt.Path, c.endpoint(rt))
+	}
+	c.mux.Handle("/", c.endpoint(Route{Handler: c.notFound}))
+	return c, nil
+}
+
+// Handler serves the routes, and a page for every other path. It runs
+// inside the API's handler (api.API.Handler), which adds the request id,
+// logs and metrics.
+func (c *Console) Handler() http.Handler { return c.mux }
