@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/custodia/custodia/internal/errs"
@@ -216,42 +215,4 @@ func (a *API) resetPassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// The links about a sign-in address open pages (the secret in the path, as
-// the privacy portal's links): /account/email/{token} confirms a new
-// address, /account/email-undo/{token} undoes a change ("it was not me").
-// Opening a page changes nothing; its form's POST does.
-
-func emailPurpose(r *http.Request) string {
-	if strings.HasPrefix(r.URL.Path, "/account/email-undo/") {
-		return "undo"
-	}
-	return "confirm"
-}
-
-func (a *API) viewEmailLink(w http.ResponseWriter, r *http.Request) error {
-	purpose := emailPurpose(r)
-	l, err := a.identity.EmailLinkInfo(r.Context(), r.PathValue("token"), purpose)
-	if err != nil {
-		return a.pageError(w, r, err)
-	}
-	title := "Confirm your new sign-in address"
-	if purpose == "undo" {
-		title = "Your sign-in address was changed"
-	}
-	return a.page(w, r, http.StatusOK, "email", title, map[string]any{"Link": l, "Undo": purpose == "undo"})
-}
-
-func (a *API) useEmailLink(w http.ResponseWriter, r *http.Request) error {
-	purpose, c := emailPurpose(r), identity.Client{IP: clientIP(r, a.proxies), UserAgent: r.UserAgent()}
-	use, title := a.identity.ConfirmEmail, "Your sign-in address is changed"
-	if purpose == "undo" {
-		use, title = a.identity.UndoEmail, "The change is undone"
-	}
-	l, err := use(r.Context(), r.PathValue("token"), c)
-	if err != nil {
-		return a.pageError(w, r, err)
-	}
-	return a.page(w, r, http.StatusOK, "email", title, map[string]any{"Link": l, "Undo": purpose == "undo", "Done": true})
 }

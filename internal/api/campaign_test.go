@@ -127,7 +127,7 @@ func TestConsentCampaign(t *testing.T) {
 		if l := ledger(t, env, ann); len(l.History) != 0 {
 			t.Fatalf("opening the page recorded %v", l.History)
 		}
-		if r := answer(t, env, links["ann@example.org"], "maybe"); r.Status != 400 || !strings.Contains(string(r.Body), "answer") {
+		if r := answer(t, env, links["ann@example.org"], "maybe"); r.Status != 400 || !strings.Contains(string(r.Body), "Grant or refuse") {
 			t.Errorf("bad answer: %d %s", r.Status, r.Body)
 		}
 		done := answer(t, env, links["ann@example.org"], "grant")

@@ -375,6 +375,10 @@ func (a *API) unmatched(mux *http.ServeMux, pages http.Handler) http.Handler {
 // Console rules: what a console page (internal/web) asks of a request
 // before it acts as an API route would.
 
+// Limit is the guard of a public console form rate-limited per client
+// address, as the API's sign-in (the privacy portal's request form).
+const Limit = limited
+
 // Rules of pages that act as no API route.
 var (
 	SignedIn  = Route{Access: Session} // a fully signed-in person

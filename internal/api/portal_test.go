@@ -32,7 +32,7 @@ func portalRequest(t *testing.T, env *apptest.Env, email string, form url.Values
 	t.Helper()
 	before := len(env.Mail.To(email, "Confirm your request"))
 	form.Set("email", email)
-	if r := portalAsk(t, env, form); r.Status != 202 {
+	if r := portalAsk(t, env, form); r.Status != 200 || !strings.Contains(string(r.Body), "Check your mailbox") {
 		t.Fatalf("portal: %d %s", r.Status, r.Body)
 	}
 	ms := env.Mail.WaitCount(t, email, "Confirm your request", before+1, 10*time.Second)
@@ -41,7 +41,7 @@ func portalRequest(t *testing.T, env *apptest.Env, email string, form url.Values
 	if r.Status != 201 {
 		t.Fatalf("confirm: %d %s", r.Status, r.Body)
 	}
-	id := regexp.MustCompile(`<strong>([0-9a-f-]{36})</strong>`).FindStringSubmatch(string(r.Body))
+	id := regexp.MustCompile(`<code>([0-9a-f-]{36})</code>`).FindStringSubmatch(string(r.Body))
 	if id == nil {
 		t.Fatalf("no reference on the page: %s", r.Body)
 	}
@@ -82,20 +82,21 @@ func TestPrivacyPortal(t *testing.T) {
 			t.Errorf("unknown tenant: %d", r.Status)
 		}
 
-		// Bad input: a clear page naming the field; nothing kept, nothing mailed.
+		// Bad input: the form again, its summary linking each problem to
+		// its field; nothing kept, nothing mailed.
 		for _, bad := range []struct {
 			form  url.Values
 			field string
 		}{
-			{url.Values{"type": {"gossip"}, "email": {"a@example.org"}}, "type:"},
-			{url.Values{"type": {"access"}, "email": {"not an address"}}, "email:"},
-			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "purposes": {"news"}}, "purposes:"},
-			{url.Values{"type": {"objection"}, "email": {"a@example.org"}, "purposes": {"billing"}}, "purposes:"},
-			{url.Values{"type": {"withdraw_consent"}, "email": {"a@example.org"}, "purposes": {"analytics"}}, "purposes:"},
-			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "details": {strings.Repeat("x", 4001)}}, "details:"},
+			{url.Values{"type": {"gossip"}, "email": {"a@example.org"}}, `href="#type"`},
+			{url.Values{"type": {"access"}, "email": {"not an address"}}, `href="#email"`},
+			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "purposes": {"news"}}, `href="#purposes"`},
+			{url.Values{"type": {"objection"}, "email": {"a@example.org"}, "purposes": {"billing"}}, `href="#purposes"`},
+			{url.Values{"type": {"withdraw_consent"}, "email": {"a@example.org"}, "purposes": {"analytics"}}, `href="#purposes"`},
+			{url.Values{"type": {"access"}, "email": {"a@example.org"}, "details": {strings.Repeat("x", 4001)}}, `href="#details"`},
 		} {
-			if r := portalAsk(t, env, bad.form); r.Status != 400 || !strings.Contains(string(r.Body), bad.field) {
-				t.Errorf("%v: %d %s; want 400 naming %s", bad.form, r.Status, r.Body, bad.field)
+			if r := portalAsk(t, env, bad.form); r.Status != 422 || !strings.Contains(string(r.Body), bad.field) {
+				t.Errorf("%v: %d %s; want 422 with %s", bad.form, r.Status, r.Body, bad.field)
 			}
 		}
 		if n := countRows(t, env, "SELECT COUNT(*) FROM portal_intakes"); n != "0" {
@@ -105,7 +106,7 @@ func TestPrivacyPortal(t *testing.T) {
 		// Known and unknown addresses get the same answer.
 		a := portalAsk(t, env, url.Values{"type": {"access"}, "email": {"known@example.org"}, "details": {"Since 2019, at 12 Rue Secrète"}})
 		b := portalAsk(t, env, url.Values{"type": {"access"}, "email": {"stranger@example.org"}})
-		if a.Status != 202 || b.Status != 202 || !bytes.Equal(a.Body, b.Body) {
+		if a.Status != 200 || b.Status != 200 || !bytes.Equal(a.Body, b.Body) {
 			t.Fatalf("known %d / unknown %d answers differ:\n%s\n%s", a.Status, b.Status, a.Body, b.Body)
 		}
 		m := env.Mail.Wait(t, "known@example.org", "Confirm your request", 10*time.Second)
@@ -168,17 +169,17 @@ func TestPrivacyPortal(t *testing.T) {
 
 		// At most three unconfirmed intakes per address: the fourth is answered alike and mails nothing.
 		for range 3 {
-			if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 202 {
+			if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 200 {
 				t.Fatalf("intake: %d %s", r.Status, r.Body)
 			}
 		}
 		env.Mail.WaitCount(t, "flood@example.org", "Confirm your request", 3, 10*time.Second)
-		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 202 {
+		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"flood@example.org"}}); r.Status != 200 {
 			t.Fatalf("fourth intake: %d %s", r.Status, r.Body)
 		}
 		// Plus-address variants reach the same inbox and share its cap.
 		for _, variant := range []string{"flood+1@example.org", "Flood+again@Example.org", "flood+@example.org"} {
-			if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {variant}}); r.Status != 202 {
+			if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {variant}}); r.Status != 200 {
 				t.Fatalf("intake for %s: %d %s", variant, r.Status, r.Body)
 			}
 		}
@@ -222,7 +223,7 @@ func TestPrivacyPortal(t *testing.T) {
 		}
 
 		// Parallel confirmations by someone unknown: one subject, one request.
-		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"newcomer@example.org"}}); r.Status != 202 {
+		if r := portalAsk(t, env, url.Values{"type": {"erasure"}, "email": {"newcomer@example.org"}}); r.Status != 200 {
 			t.Fatalf("intake: %d", r.Status)
 		}
 		newLink := linkIn(t, confirmLink, env.Mail.Wait(t, "newcomer@example.org", "Confirm your request", 10*time.Second).Text)

@@ -5,7 +5,6 @@
 package api
 
 import (
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -203,21 +202,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/campaigns", "subjects:read", anytime, a.listCampaigns},
 		{"GET", "/api/v1/campaigns/{id}", "subjects:read", anytime, a.getCampaign},
 
-		{"GET", "/privacy/{tenant}", Public, anytime, a.viewPortal},
-		{"POST", "/privacy/{tenant}/requests", Public, limited, a.portalIntake},
-		{"GET", "/account/email/{token}", Public, anytime, a.viewEmailLink},
-		{"POST", "/account/email/{token}", Public, anytime, a.useEmailLink},
-		{"GET", "/account/email-undo/{token}", Public, anytime, a.viewEmailLink},
-		{"POST", "/account/email-undo/{token}", Public, anytime, a.useEmailLink},
-		{"GET", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.viewConfirmLink},
-		{"POST", "/privacy/{tenant}/confirm/{token}", Public, anytime, a.confirmLink},
-		{"GET", "/privacy/{tenant}/download/{token}", Public, anytime, a.viewDownload},
-		{"POST", "/privacy/{tenant}/download/{token}", Public, anytime, a.download},
 		{"GET", "/privacy/{tenant}/keys", Public, anytime, a.receiptKeys},
-		{"GET", "/privacy/{tenant}/consent/{token}", Public, anytime, a.viewConsentLink},
-		{"POST", "/privacy/{tenant}/consent/{token}", Public, anytime, a.answerConsentLink},
-		{"GET", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.viewWithdrawLink},
-		{"POST", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, anytime, a.withdrawByLink},
 
 		{"POST", "/api/v1/requests", "subjects:write", anytime, a.createRequest},
 		{"GET", "/api/v1/requests", "subjects:read", anytime, a.listRequests},
@@ -250,8 +235,7 @@ type API struct {
 	audit     *audit.Reader
 	logger    *slog.Logger
 	metricsH  http.Handler
-	pages     map[string]*template.Template // the public pages, parsed once
-	byKey     map[string]Route              // the routes by "METHOD /path"
+	byKey     map[string]Route // the routes by "METHOD /path"
 	csrf      *http.CrossOriginProtection
 	limiter   *limiter
 	proxies   []netip.Prefix
@@ -293,10 +277,6 @@ type Deps struct {
 
 // New builds the API and registers its metrics.
 func New(d Deps) (*API, error) {
-	pages, err := parsePages()
-	if err != nil {
-		return nil, err
-	}
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, files: d.Files, log: d.Log,
 		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, export: d.Export, tenants: d.Tenants,
@@ -319,7 +299,6 @@ func New(d Deps) (*API, error) {
 	}
 	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
 	a.storageMetrics(d.Registry)
-	a.pages = pages
 	a.byKey = map[string]Route{}
 	for _, rt := range a.Routes() {
 		a.byKey[rt.Method+" "+rt.Path] = rt

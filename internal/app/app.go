@@ -72,7 +72,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants, Logger: c.Logger, Now: a.now})
+	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants,
+		Rights: c.Rights, Consent: c.Consent, Logger: c.Logger, Now: a.now})
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -25,6 +25,8 @@ func (c *Console) rule(rt Route) (*api.Route, error) {
 	switch rt.Rule {
 	case Public:
 		return nil, nil
+	case Limited:
+		return &api.Route{Access: api.Public, Guard: api.Limit}, nil
 	case SignedIn:
 		return &api.SignedIn, nil
 	case Enrolling:

@@ -55,12 +55,13 @@ type view struct {
 	Back   string // a back link, if any
 	Notice string // the success banner, once
 	Form   *form  // a form's answers and problems
+	Org    string // the organisation a public page speaks for
 	Data   any    // the page's own
 
 	// Filled by render.
 	Person    *person
 	Nav       []navItem
-	Zone      *time.Location // the organisation's time zone, for dates
+	Zone      *time.Location // the organisation's time zone, for dates (UTC until known)
 	principal identity.Principal
 }
 
@@ -92,6 +93,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	}
 	if v.Notice == "" {
 		v.Notice = c.takeNotice(w, r)
+	}
+	if v.Zone == nil && r.PathValue("tenant") != "" { // a public page of an organisation: its time zone
+		if t, err := c.tenants.BySlug(r.Context(), r.PathValue("tenant")); err == nil {
+			v.Zone = t.Location()
+		}
 	}
 	if v.Zone == nil {
 		v.Zone = time.UTC

@@ -1,5 +1,6 @@
-// Package web is Custodia's console: server-rendered pages for the people
-// of a tenant, signed in with the API's session cookie. Every page is one
+// Package web is Custodia's pages: the console, server-rendered for the
+// people of a tenant, signed in with the API's session cookie; and the
+// privacy portal, for the people whose data a tenant holds. Every page is one
 // handler and one template on a shared layout, parsed once at start-up
 // from embedded files; every action is a plain form POST answered by a
 // redirect, and names the API route whose rules it follows — access,
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
 )
@@ -32,7 +35,8 @@ type Route struct {
 
 // Rules other than an API route.
 const (
-	Public    = ""          // anyone
+	Public    = ""          // anyone; a page by a mailed link checks the link
+	Limited   = "limited"   // anyone, rate-limited per client address as the API's sign-in
 	SignedIn  = "signed-in" // a fully signed-in person
 	Enrolling = "enrolling" // a signed-in person, also one who must set up a second factor first
 )
@@ -67,6 +71,22 @@ func (c *Console) Routes() []Route {
 		{"POST", "/account/second-factor/sms/confirm", "POST /api/v1/me/mfa/sms/confirm", c.confirmSMS},
 		{"POST", "/account/second-factor/passkey", "POST /api/v1/me/mfa/passkey", c.startPasskey},
 		{"POST", "/account/second-factor/passkey/confirm", "POST /api/v1/me/mfa/passkey/confirm", c.confirmPasskey},
+		{"GET", "/account/email/{token}", Public, c.emailLinkPage},
+		{"POST", "/account/email/{token}", Public, c.useEmailLink},
+		{"GET", "/account/email-undo/{token}", Public, c.emailLinkPage},
+		{"POST", "/account/email-undo/{token}", Public, c.useEmailLink},
+
+		{"GET", "/privacy/{tenant}", Public, c.portalPage},
+		{"POST", "/privacy/{tenant}/requests", Limited, c.portalIntake},
+		{"GET", "/privacy/{tenant}/sent", Public, c.portalSent},
+		{"GET", "/privacy/{tenant}/confirm/{token}", Public, c.confirmPortalPage},
+		{"POST", "/privacy/{tenant}/confirm/{token}", Public, c.confirmPortal},
+		{"GET", "/privacy/{tenant}/download/{token}", Public, c.downloadPage},
+		{"POST", "/privacy/{tenant}/download/{token}", Public, c.download},
+		{"GET", "/privacy/{tenant}/consent/{token}", Public, c.consentPage},
+		{"POST", "/privacy/{tenant}/consent/{token}", Public, c.answerConsent},
+		{"GET", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, c.withdrawPage},
+		{"POST", "/privacy/{tenant}/withdraw/{purpose}/{token}", Public, c.withdraw},
 	}
 }
 
@@ -76,6 +96,8 @@ type Console struct {
 	identity *identity.Service
 	subjects *subject.Service
 	tenants  *tenant.Service
+	rights   *rights.Service
+	consent  *consent.Service
 	logger   *slog.Logger
 	now      func() time.Time
 	pages    pages
@@ -89,13 +111,15 @@ type Deps struct {
 	Identity *identity.Service
 	Subjects *subject.Service
 	Tenants  *tenant.Service
+	Rights   *rights.Service
+	Consent  *consent.Service
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, logger: d.Logger, now: d.Now}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, logger: d.Logger, now: d.Now}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

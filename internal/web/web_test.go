@@ -76,11 +76,19 @@ func TestCrossOriginFormRefused(t *testing.T) {
 }
 
 // Every console action (a POST) follows an API route: the same access
-// rule and guards, and an API for everything the console does.
+// rule and guards, and an API for everything the console does. Only the
+// actions of a mailed link's holder — the privacy portal's, a sign-in
+// address's — are pages alone.
 func TestActionsFollowAPIRoutes(t *testing.T) {
 	env := apptest.New(t, "")
 	for _, rt := range env.App.Console.Routes() {
 		if rt.Method == "GET" {
+			continue
+		}
+		if strings.HasPrefix(rt.Path, "/privacy/{tenant}/") || strings.HasPrefix(rt.Path, "/account/email") {
+			if rt.Rule != web.Public && rt.Rule != web.Limited {
+				t.Errorf("%s %s: a link's page, yet follows %q", rt.Method, rt.Path, rt.Rule)
+			}
 			continue
 		}
 		if _, ok := env.App.API.Route(rt.Rule); !ok {
@@ -133,6 +141,15 @@ func TestSignInSharesTheAPIsRateLimit(t *testing.T) {
 	r := b.Page(t, "POST", "/login", in, nil)
 	if r.Status != 429 || r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Body), "Too many attempts") {
 		t.Fatalf("third attempt: %d %v", r.Status, r.Header)
+	}
+	// The privacy portal's form spends from the same budget: nobody
+	// floods mailboxes through it.
+	ask := url.Values{"type": {"access"}, "email": {"someone@example.org"}}
+	if r := b.Page(t, "POST", "/privacy/acme/requests", ask, nil); r.Status != 429 {
+		t.Fatalf("portal form after the budget: %d", r.Status)
+	}
+	if n := len(env.Mail.All()); n != 0 {
+		t.Errorf("%d mails went out", n)
 	}
 }
 

@@ -28,8 +28,19 @@ var expected = map[string][4]string{
 	"/account/second-factor":      {"200", "200", "200", "→ /login"},
 	"/account/second-factor/totp": {"→ /account/second-factor", "→ /account/second-factor", "→ /account/second-factor", "→ /login"},
 	"/account/second-factor/sms":  {"200", "200", "200", "→ /login"},
-	"/no/such/page":               {"404", "404", "404", "404"},
-	"/login/nope/reset":           {"404", "404", "404", "404"},
+	// The portal, and the pages of mailed links — here with a dead link:
+	// the journeys open live ones.
+	"/privacy/{tenant}":                            {"200", "200", "200", "200"},
+	"/privacy/{tenant}/sent":                       {"200", "200", "200", "200"},
+	"/privacy/{tenant}/confirm/{token}":            {"410", "410", "410", "410"},
+	"/privacy/{tenant}/download/{token}":           {"410", "410", "410", "410"},
+	"/privacy/{tenant}/consent/{token}":            {"410", "410", "410", "410"},
+	"/privacy/{tenant}/withdraw/{purpose}/{token}": {"404", "404", "404", "404"},
+	"/account/email/{token}":                       {"410", "410", "410", "410"},
+	"/account/email-undo/{token}":                  {"410", "410", "410", "410"},
+	"/privacy/nope":                                {"404", "404", "404", "404"},
+	"/no/such/page":                                {"404", "404", "404", "404"},
+	"/login/nope/reset":                            {"404", "404", "404", "404"},
 }
 
 // TestCrawl visits every page of the console's routes list as each role:
@@ -49,7 +60,7 @@ func TestCrawl(t *testing.T) {
 	}
 	pages["signed out"] = c.browser.NewPage(t)
 
-	paths := map[string]string{"/no/such/page": "/no/such/page", "/login/nope/reset": "/login/nope/reset"}
+	paths := map[string]string{"/no/such/page": "/no/such/page", "/login/nope/reset": "/login/nope/reset", "/privacy/nope": "/privacy/nope"}
 	for _, rt := range c.App.Console.Routes() {
 		if rt.Method != "GET" || rt.Path == "/static/{name}" { // static files: loaded by every page, checked by the console watch
 			continue
@@ -58,7 +69,7 @@ func TestCrawl(t *testing.T) {
 			t.Errorf("GET %s is in the routes list and not in the crawl's expectations: add it", rt.Path)
 			continue
 		}
-		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme").Replace(rt.Path)
+		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43)).Replace(rt.Path)
 	}
 	inspected := map[string]bool{}
 	for pattern, path := range paths {
@@ -76,7 +87,7 @@ func TestCrawl(t *testing.T) {
 			if got != want {
 				t.Errorf("%s as %s: %s; want %s", path, role, got, want)
 			}
-			name := strings.Trim(strings.NewReplacer("/", "-", "{", "", "}", "", "$", "").Replace(pattern), "-")
+			name := strings.Trim(strings.NewReplacer("/", "-", "{", "", "}", "", "$", "", "-token", "").Replace(pattern), "-")
 			if name == "" {
 				name = "home"
 			}

@@ -69,11 +69,12 @@ func signIn(t *testing.T, p *chrometest.Page, email, password string) {
 	fill(t, p, "tenant", "acme", "email", email, "password", password)
 }
 
-// want fails unless the page is at path (and query, when given) with the
-// heading h1.
+// want fails unless the page is at path (with any query; under it, for a
+// path ending in /) with the heading h1.
 func want(t *testing.T, p *chrometest.Page, path, h1 string) {
 	t.Helper()
-	if got := p.Path(t); got != path && !strings.HasPrefix(got, path+"?") {
+	got := p.Path(t)
+	if under := strings.HasSuffix(path, "/") && strings.HasPrefix(got, path); got != path && !strings.HasPrefix(got, path+"?") && !under {
 		t.Fatalf("at %s (%q); want %s", got, p.Text(t, "main"), path)
 	}
 	if got := p.Text(t, "h1"); got != h1 {
