@@ -70,7 +70,7 @@ func (c *Console) showTOTP(w http.ResponseWriter, r *http.Request, code int, f *
 	if err != nil {
 		return err
 	}
-	return c.render(w, r, code, "totp", &view{Title: "Set up your authenticator app", Back: "/account/second-factor", Form: f,
+	return c.render(w, r, code, "totp", &view{Title: "Set up your authenticator app", Back: "/account/second-factor", Form: f, Secret: true,
 		Data: map[string]any{"QR": template.URL(e.QRCode), "Secret": groups(e.Secret)}})
 }
 
@@ -117,7 +117,7 @@ func (c *Console) confirmed(w http.ResponseWriter, r *http.Request, conf identit
 	if len(conf.RecoveryCodes) == 0 {
 		return c.redirect(w, r, "/account/second-factor", "factor-added")
 	}
-	return c.render(w, r, http.StatusOK, "recovery-codes", &view{Title: "Save your recovery codes",
+	return c.render(w, r, http.StatusOK, "recovery-codes", &view{Title: "Save your recovery codes", Secret: true,
 		Notice: notices["factor-added"], Data: conf.RecoveryCodes, principal: p})
 }
 
@@ -182,7 +182,7 @@ func (c *Console) startPasskey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return c.render(w, r, http.StatusOK, "passkey", &view{Title: "Add your passkey", Back: "/account/second-factor",
+	return c.render(w, r, http.StatusOK, "passkey", &view{Title: "Add your passkey", Back: "/account/second-factor", Secret: true,
 		Form: &form{Values: url.Values{"name": {f.Value("name")}}}, Data: string(b)})
 }
 

@@ -42,7 +42,7 @@ func (c *Console) showChoosing(w http.ResponseWriter, r *http.Request, code int,
 	if kind == "reset" {
 		title, ch.Button = "Choose a new password for "+pol.TenantName, "Change my password"
 	}
-	return c.render(w, r, code, "choose-password", &view{Title: title, Form: f, Data: ch})
+	return c.render(w, r, code, "choose-password", &view{Title: title, Form: f, Data: ch, Secret: f.Value("token") != ""})
 }
 
 func (c *Console) acceptInvitation(w http.ResponseWriter, r *http.Request) error {

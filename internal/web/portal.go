@@ -165,7 +165,7 @@ func (c *Console) answerConsent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return c.render(w, r, http.StatusOK, "portal-answered", &view{Title: "Thank you", Org: page.Organisation,
+	return c.render(w, r, http.StatusOK, "portal-answered", &view{Title: "Thank you", Org: page.Organisation, Secret: true,
 		Data: map[string]any{"Granted": rec.Action == consent.Grant, "Receipt": rec.Receipt != "", "WithdrawURL": rec.WithdrawURL}})
 }
 

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"embed"
 	"fmt"
 	"html/template"
@@ -56,6 +57,7 @@ type view struct {
 	Notice string // the success banner, once
 	Form   *form  // a form's answers and problems
 	Org    string // the organisation a public page speaks for
+	Secret bool   // the page shows a secret (a key, codes, a link's token): never compressed
 	Data   any    // the page's own
 
 	// Filled by render.
@@ -102,15 +104,34 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	if v.Zone == nil {
 		v.Zone = time.UTC
 	}
+	start := time.Now()
 	var b bytes.Buffer
 	if err := t.ExecuteTemplate(&b, "layout", v); err != nil {
 		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", fmt.Sprint(b.Len()))
+	h.Set("Server-Timing", fmt.Sprintf("render;dur=%.2f", float64(time.Since(start).Microseconds())/1000))
+	h.Add("Vary", "Accept-Encoding")
+	body := b.Bytes()
+	// Compressed only when the page holds no secret: a secret beside
+	// text the requester chose, compressed, leaks through the length
+	// (BREACH).
+	if len(body) > 1024 && !v.Secret && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		if _, err := zw.Write(body); err != nil {
+			return err
+		}
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		h.Set("Content-Encoding", "gzip")
+		body = z.Bytes()
+	}
+	h.Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(code)
-	_, err := w.Write(b.Bytes())
+	_, err := w.Write(body)
 	return err
 }
 

@@ -59,6 +59,17 @@ func TestPageHeaders(t *testing.T) {
 	if r := env.Browser(t).Page(t, "GET", "/static/style.000000000000.css", nil, nil); r.Status != 404 {
 		t.Errorf("an unknown static name: %d", r.Status)
 	}
+	// Pages are compressed, unless they hold a secret beside what the
+	// requester typed (BREACH): here a reset link's token, shown again.
+	gz := http.Header{"Accept-Encoding": {"gzip"}}
+	if r := env.Browser(t).Page(t, "GET", "/login", nil, gz); r.Header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(r.Header.Get("Server-Timing"), "render;dur=") {
+		t.Errorf("sign-in page: %v", r.Header)
+	}
+	token := strings.Repeat("s", 43)
+	r = env.Browser(t).Page(t, "POST", "/login/acme/reset", url.Values{"token": {token}, "password": {"short"}}, gz)
+	if r.Status != 422 || r.Header.Get("Content-Encoding") != "" || !strings.Contains(string(r.Body), token) {
+		t.Errorf("a page with a secret: %d %v", r.Status, r.Header)
+	}
 }
 
 // A form posted from another site is refused before anything happens.
