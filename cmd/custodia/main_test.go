@@ -481,7 +481,7 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 			done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, io.Discard)
 		}()
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(out.String(), "then call the API") && time.Now().Before(deadline) {
+		for !strings.Contains(out.String(), "Authorization: Bearer") && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		cancel()
@@ -492,7 +492,7 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 	}
 	first := startOnce()
 	for _, want := range []string{"listening on https://127.0.0.1:", "SQLite", "self-signed certificate", "A new master key was created",
-		"Back it up", "custodia tenant create --slug", "custodia token create --tenant"} {
+		"Back it up", "custodia tenant create --slug", "the console is at https://localhost:", "custodia token create --tenant"} {
 		if !strings.Contains(first, want) {
 			t.Errorf("first start does not say %q:\n%s", want, first)
 		}

@@ -51,8 +51,9 @@ func serveCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(w, "\nNext, in another terminal (same --data-dir):\n"+
 				"  custodia tenant create --slug acme --name \"Acme Ltd\" --admin-email admin@acme.example\n"+
-				"  custodia token create --tenant acme --email admin@acme.example --name first-token\n"+
-				"then call the API with  Authorization: Bearer <token>  (see README.md).\n")
+				"and open the setup link it prints to choose the owner's password; the console is at %s/login.\n"+
+				"For the API: custodia token create --tenant acme --email admin@acme.example --name first-token,\n"+
+				"then  Authorization: Bearer <token>  (see README.md).\n", a.Config.PublicURL)
 			return a.Serve(ctx, ln)
 		},
 	}
