@@ -57,6 +57,13 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) error {
 			api.StartSession(w, res.Session, res.Device)
 			next := localPath(f.Value("next"))
 			switch {
+			case res.MFARequired && chooseMethod("", res.Methods) == identity.MethodSMS:
+				// Text messages only: the code goes now, as the page asks for it.
+				notice := "code-sent"
+				if err := c.identity.SendSignInCode(r.Context(), res.Session); err != nil {
+					notice = ""
+				}
+				return c.redirect(w, r, "/login/second-factor?method=sms&next="+url.QueryEscape(next), notice)
 			case res.MFARequired:
 				return c.redirect(w, r, "/login/second-factor?next="+url.QueryEscape(next), "")
 			case res.EnrolmentRequired:

@@ -10,10 +10,13 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/app/chrometest"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/sms/smstest"
 )
 
 // console is a running app with the browser that tests it.
@@ -317,4 +320,43 @@ func TestSignInWithKeyboardOnly(t *testing.T) {
 	p.Do(t, steps...)
 	p.Next(t, chromedp.KeyEvent("\r"))
 	want(t, p, "/", "ACME Ltd")
+}
+
+// A member of a tenant that allows text messages sets that factor up with
+// the code texted to the phone (an in-process gateway receives it), then
+// signs in with a code texted at sign-in.
+func TestTextMessageFactor(t *testing.T) {
+	g := smstest.Start(t)
+	env := apptest.NewWith(t, "", func(c *config.Config, _ *app.Options) {
+		c.SMSProvider, c.SMSWebhookURL, c.SMSWebhookSecret = "webhook", g.URL, smstest.Secret
+	})
+	c := &console{Env: env, browser: chrometest.Shared(t, env.Server.Certificate())}
+	on := true
+	if _, err := c.App.Identity.UpdateSecurity(opCtx(), c.Tenant.ID, identity.SecurityPatch{SMSEnabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	c.AddUser(t, "sam@acme.example", identity.RoleMember, apptest.Password)
+	p := c.page(t, "/login")
+	signIn(t, p, "sam@acme.example", apptest.Password)
+	p.Open(t, c.URL+"/account/second-factor")
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#phone"), "+44 7700 900123"))
+	p.Next(t, chromedp.Click(chromedp.CSS(`form[action="/account/second-factor/sms"] button`)))
+	want(t, p, "/account/second-factor/sms", "Enter the code we texted you")
+	p.Inspect(t, screenshots, "sms-enrol")
+	fill(t, p, "code", g.Code(t, "+447700900123"))
+	want(t, p, "/account/second-factor/sms/confirm", "Save your recovery codes")
+
+	c.Now.Advance(61 * time.Second) // one text a minute
+	q := c.page(t, "/login")
+	signIn(t, q, "sam@acme.example", apptest.Password)
+	want(t, q, "/login/second-factor", "Enter the code we texted you")
+	if !strings.Contains(q.Text(t, ".banner"), "on its way to your phone") {
+		t.Errorf("banner %q", q.Text(t, ".banner"))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(g.Messages("+447700900123")) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	fill(t, q, "code", g.Code(t, "+447700900123"))
+	want(t, q, "/", "ACME Ltd")
 }

@@ -80,7 +80,7 @@ func TestPrivacyPortalJourney(t *testing.T) {
 	p.Inspect(t, screenshots, "portal-sent-request")
 
 	c.api(t, "POST", "/api/v1/requests/"+id+"/deliver", nil, 200)
-	p.Open(t, c.link(t, "ann@example.org", "", "/privacy/acme/download/"))
+	p.Open(t, c.link(t, "ann@example.org", "Your personal data from", "/privacy/acme/download/"))
 	want(t, p, "/privacy/acme/download/", "Your personal data")
 	p.Inspect(t, screenshots, "portal-download")
 
