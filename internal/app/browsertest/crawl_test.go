@@ -71,7 +71,7 @@ func TestCrawl(t *testing.T) {
 		}
 		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43)).Replace(rt.Path)
 	}
-	inspected := map[string]bool{}
+	inspected := map[string]string{} // pattern → the role that saw it
 	for pattern, path := range paths {
 		for i, role := range roles {
 			p, want := pages[role], expected[pattern][i]
@@ -91,12 +91,25 @@ func TestCrawl(t *testing.T) {
 			if name == "" {
 				name = "home"
 			}
-			if got == want && !strings.HasPrefix(got, "→") && !inspected[pattern] {
-				inspected[pattern] = true
+			if got == want && !strings.HasPrefix(got, "→") && inspected[pattern] == "" {
+				inspected[pattern] = role
 				p.Inspect(t, screenshots, "crawl-"+name)
 			}
 		}
 	}
+	// Dark, as the system setting may ask: the contrast holds there too.
+	for _, p := range pages {
+		p.ColorScheme(t, "dark")
+	}
+	for pattern, role := range inspected {
+		p := pages[role]
+		p.Visit(t, c.URL+paths[pattern])
+		for _, v := range p.Axe(t) {
+			t.Errorf("%s, dark: axe: %s", paths[pattern], v)
+		}
+	}
+	pages["owner"].Visit(t, c.URL+"/account/second-factor")
+	pages["owner"].Screenshots(t, screenshots, "crawl-dark-account-second-factor")
 	for role, p := range pages {
 		if problems := p.ConsoleProblems(); len(problems) > 0 {
 			t.Errorf("as %s, the console shows: %v", role, problems)

@@ -130,7 +130,7 @@ func TestOwnerSetsUpTheirAccount(t *testing.T) {
 	if !strings.Contains(p.Text(t, "main"), "at least 15 characters") {
 		t.Errorf("the page does not show the password rule: %q", p.Text(t, "main"))
 	}
-	p.Screenshots(t, screenshots, "invitation")
+	p.Inspect(t, screenshots, "invitation")
 
 	// A password the policy refuses is named, by the field and atop.
 	fill(t, p, "password", "short")
@@ -140,7 +140,7 @@ func TestOwnerSetsUpTheirAccount(t *testing.T) {
 	if title := chrometest.Eval[string](t, p, "document.title"); !strings.HasPrefix(title, "Error: ") {
 		t.Errorf("title %q; want it to start with Error:", title)
 	}
-	p.Screenshots(t, screenshots, "invitation-error")
+	p.Inspect(t, screenshots, "invitation-error")
 	const pw = "a long passphrase nobody else knows"
 	fill(t, p, "password", pw)
 	want(t, p, "/", "Newco GmbH")
@@ -153,7 +153,7 @@ func TestOwnerSetsUpTheirAccount(t *testing.T) {
 	if src := chrometest.Eval[string](t, p, `document.querySelector("img.qr").src`); !strings.HasPrefix(src, "data:image/png;base64,") {
 		t.Errorf("QR code %.40q; want a PNG", src)
 	}
-	p.Screenshots(t, screenshots, "totp")
+	p.Inspect(t, screenshots, "totp")
 	secret := strings.ReplaceAll(p.Text(t, "#totp-secret"), " ", "") // shown in groups of four
 	fill(t, p, "code", "000000")
 	if !strings.Contains(p.Text(t, ".error-summary"), "code") {
@@ -165,7 +165,7 @@ func TestOwnerSetsUpTheirAccount(t *testing.T) {
 	if len(codes) != 10 {
 		t.Fatalf("recovery codes %q; want 10", codes)
 	}
-	p.Screenshots(t, screenshots, "recovery-codes")
+	p.Inspect(t, screenshots, "recovery-codes")
 
 	// Sign out, and in with the authenticator app.
 	p.Open(t, c.URL+"/")
@@ -176,7 +176,7 @@ func TestOwnerSetsUpTheirAccount(t *testing.T) {
 	}
 	fill(t, p, "tenant", "newco", "email", "founder@newco.example", "password", pw)
 	want(t, p, "/login/second-factor", "Enter the code from your authenticator app")
-	p.Screenshots(t, screenshots, "second-factor")
+	p.Inspect(t, screenshots, "second-factor")
 	c.Now.Advance(31 * time.Second) // a code works once: the next one
 	fill(t, p, "code", c.totpNow(t, secret))
 	want(t, p, "/", "Newco GmbH")
@@ -220,7 +220,7 @@ func TestInvitedMemberIsMadeToEnrol(t *testing.T) {
 	const pw = "kim's own long passphrase"
 	fill(t, p, "password", pw)
 	want(t, p, "/account/second-factor", "Set up a second factor")
-	p.Screenshots(t, screenshots, "enrol")
+	p.Inspect(t, screenshots, "enrol")
 	for _, path := range []string{"/", "/login/confirm"} { // nothing else opens
 		p.Open(t, c.URL+path)
 		want(t, p, "/account/second-factor", "Set up a second factor")
@@ -228,6 +228,7 @@ func TestInvitedMemberIsMadeToEnrol(t *testing.T) {
 	p.Do(t, chromedp.SetValue(chromedp.CSS("#name"), "laptop"))
 	p.Next(t, chromedp.Click(chromedp.CSS(`form[action="/account/second-factor/passkey"] button`)))
 	want(t, p, "/account/second-factor/passkey", "Add your passkey")
+	p.Inspect(t, screenshots, "passkey-add")
 	p.Next(t, chromedp.Click(chromedp.CSS("main form button.primary")))
 	want(t, p, "/account/second-factor/passkey/confirm", "Save your recovery codes")
 	p.Next(t, chromedp.Click(chromedp.CSS("a.primary")))
@@ -237,7 +238,7 @@ func TestInvitedMemberIsMadeToEnrol(t *testing.T) {
 	p.Next(t, chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)))
 	signIn(t, p, "kim@acme.example", pw)
 	want(t, p, "/login/second-factor", "Use your passkey")
-	p.Screenshots(t, screenshots, "passkey")
+	p.Inspect(t, screenshots, "passkey")
 	p.Next(t, chromedp.Click(chromedp.CSS("main form button.primary")))
 	want(t, p, "/", "ACME Ltd")
 	if problems := p.ConsoleProblems(); len(problems) > 0 {
@@ -270,7 +271,7 @@ func TestLockoutAndReset(t *testing.T) {
 			t.Errorf("attempt %d says %q, attempt 1 %q: a lockout must look like a wrong password", i+1, s, said[0])
 		}
 	}
-	stranger.Screenshots(t, screenshots, "signin-error")
+	stranger.Inspect(t, screenshots, "signin-error")
 	signIn(t, stranger, "owner@acme.example", apptest.Password)
 	want(t, stranger, "/login", "Sign in") // locked, and the page does not say so
 	if got := stranger.Text(t, ".error-summary"); got != said[0] {

@@ -105,3 +105,24 @@ func TestPrivacyPortalJourney(t *testing.T) {
 		t.Errorf("the console shows: %v", problems)
 	}
 }
+
+// The pages of the links a change of sign-in address mails: confirm at the
+// new address, "it was not me" at the old one.
+func TestSignInAddressPages(t *testing.T) {
+	c := newConsole(t)
+	b := c.SignIn(t, "acme", "owner@acme.example")
+	if r := b.Do(t, "PUT", "/api/v1/me/email", map[string]string{"email": "boss@acme.example"}); r.Status != 202 {
+		t.Fatalf("change address: %d %s", r.Status, r.Body)
+	}
+	p := c.page(t, strings.TrimPrefix(c.link(t, "boss@acme.example", "Confirm your new sign-in address", "/account/email/"), c.URL))
+	want(t, p, "/account/email/", "Confirm your new sign-in address")
+	p.Inspect(t, screenshots, "email-confirm")
+	p.Next(t, chromedp.Click(chromedp.CSS("main form button.primary")))
+	if got := p.Text(t, "h1"); got != "Your sign-in address is changed" {
+		t.Fatalf("after confirming: %q", got)
+	}
+	p.Inspect(t, screenshots, "email-changed")
+	p.Open(t, c.link(t, "owner@acme.example", "was changed", "/account/email-undo/"))
+	want(t, p, "/account/email-undo/", "Your sign-in address was changed")
+	p.Inspect(t, screenshots, "email-undo")
+}

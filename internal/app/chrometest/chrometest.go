@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
@@ -383,4 +384,15 @@ func (p *Page) Inspect(tb testing.TB, dir, name string) {
 		tb.Errorf("%s: axe: %s", name, v)
 	}
 	p.Screenshots(tb, dir, name)
+}
+
+// ColorScheme makes the page's prefers-color-scheme "dark" or "light", as
+// the system setting would.
+func (p *Page) ColorScheme(tb testing.TB, scheme string) {
+	tb.Helper()
+	p.Do(tb, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+		return err
+	}))
 }
