@@ -104,9 +104,7 @@ func TestCrawl(t *testing.T) {
 	for pattern, role := range inspected {
 		p := pages[role]
 		p.Visit(t, c.URL+paths[pattern])
-		for _, v := range p.Axe(t) {
-			t.Errorf("%s, dark: axe: %s", paths[pattern], v)
-		}
+		p.CheckAxe(t, paths[pattern]+", dark")
 	}
 	pages["owner"].Visit(t, c.URL+"/account/second-factor")
 	pages["owner"].Screenshots(t, screenshots, "crawl-dark-account-second-factor")

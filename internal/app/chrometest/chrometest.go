@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -221,9 +222,10 @@ func (p *Page) seen(tb testing.TB) {
 
 // Violation is one failed axe rule on a page.
 type Violation struct {
-	ID     string `json:"id"`
-	Impact string `json:"impact"`
-	Help   string `json:"help"`
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Tags   []string `json:"tags"`
 	Nodes  []struct {
 		Target []any `json:"target"`
 	} `json:"nodes"`
@@ -237,8 +239,16 @@ func (v Violation) String() string {
 	return fmt.Sprintf("%s (%s): %s at %s", v.ID, v.Impact, v.Help, strings.Join(at, ", "))
 }
 
-// Axe runs axe-core's WCAG 2.0/2.1 A and AA rules on the page as it is now
-// and answers the violations.
+// WCAG tells a violation of a WCAG 2.0/2.1 A or AA rule from a
+// best-practice finding.
+func (v Violation) WCAG() bool {
+	return slices.ContainsFunc(v.Tags, func(t string) bool { return slices.Contains(wcagTags, t) })
+}
+
+var wcagTags = []string{"wcag2a", "wcag2aa", "wcag21a", "wcag21aa"}
+
+// Axe runs axe-core's WCAG 2.0/2.1 A and AA rules and its best practices
+// on the page as it is now and answers the violations.
 func (p *Page) Axe(tb testing.TB) []Violation {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(p.Ctx, 30*time.Second)
@@ -247,7 +257,7 @@ func (p *Page) Axe(tb testing.TB) []Violation {
 		tb.Fatalf("load axe: %v", err)
 	}
 	vs, err := chromedp.Run(ctx, chromedp.Evaluate[[]Violation](
-		`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}).then(r => r.violations)`,
+		`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}}).then(r => r.violations)`,
 		chromedp.EvalAwaitPromise))
 	if err != nil {
 		tb.Fatalf("run axe: %v", err)
@@ -375,15 +385,25 @@ func (p *Page) Visit(tb testing.TB, url string) int {
 	return int(res.Status)
 }
 
-// Inspect runs axe on the page as it is now, failing the test on a
-// violation of the WCAG 2.1 A and AA rules, and writes its screenshots
-// as name to dir.
+// Inspect runs axe on the page as it is now (CheckAxe) and writes its
+// screenshots as name to dir.
 func (p *Page) Inspect(tb testing.TB, dir, name string) {
 	tb.Helper()
-	for _, v := range p.Axe(tb) {
-		tb.Errorf("%s: axe: %s", name, v)
-	}
+	p.CheckAxe(tb, name)
 	p.Screenshots(tb, dir, name)
+}
+
+// CheckAxe runs axe on the page as it is now: a violation of a WCAG 2.1 A
+// or AA rule fails the test, a best-practice finding is printed.
+func (p *Page) CheckAxe(tb testing.TB, name string) {
+	tb.Helper()
+	for _, v := range p.Axe(tb) {
+		if v.WCAG() {
+			tb.Errorf("%s: axe: %s", name, v)
+		} else {
+			tb.Logf("%s: axe best practice (not failed): %s", name, v)
+		}
+	}
 }
 
 // ColorScheme makes the page's prefers-color-scheme "dark" or "light", as
