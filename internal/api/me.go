@@ -300,12 +300,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := httpio.Decode(w, r, &in); err != nil {
 		return err
 	}
-	ttl := identity.DefaultTokenTTL
-	if in.ExpiresInDays != nil {
-		if *in.ExpiresInDays < 1 || *in.ExpiresInDays > 366 {
-			return errs.Field("expires_in_days", "between 1 and 366")
-		}
-		ttl = time.Duration(*in.ExpiresInDays) * 24 * time.Hour
+	ttl, err := identity.TokenTTL(in.ExpiresInDays)
+	if err != nil {
+		return err
 	}
 	p := principal(r)
 	u, err := a.identity.UserByID(r.Context(), p.TenantID, p.UserID)

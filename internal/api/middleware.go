@@ -432,3 +432,9 @@ func EndSession(w http.ResponseWriter) { setCookie(w, SessionCookie, "", -1) }
 
 // Cookie answers the value of r's cookie name, or "".
 func Cookie(r *http.Request, name string) string { return cookieValue(r, name) }
+
+// SendExport answers the access zip of the person subjectID as the
+// request's principal asked for it (the console's "download my data").
+func (a *API) SendExport(w http.ResponseWriter, r *http.Request, subjectID string) error {
+	return a.accessZip(w, r, subjectID)
+}

@@ -35,6 +35,18 @@ type Token struct {
 // DefaultTokenTTL is how long a token lives unless asked otherwise.
 const DefaultTokenTTL = 90 * 24 * time.Hour
 
+// TokenTTL is the lifetime of a token asked to live days days (nil: the
+// default), between 1 and 366.
+func TokenTTL(days *int) (time.Duration, error) {
+	if days == nil {
+		return DefaultTokenTTL, nil
+	}
+	if *days < 1 || *days > 366 {
+		return 0, errs.Field("expires_in_days", "between 1 and 366")
+	}
+	return time.Duration(*days) * 24 * time.Hour, nil
+}
+
 // tokenPrefix starts every Custodia API token, so that secret scanners and
 // people recognise one.
 const tokenPrefix = "cust_"

@@ -200,3 +200,55 @@ func (c *Console) confirmPasskey(w http.ResponseWriter, r *http.Request) error {
 	}
 	return c.confirmed(w, r, conf)
 }
+
+// ownFactor answers the signed-in person's confirmed factor named in the path.
+func (c *Console) ownFactor(r *http.Request) (identity.Factor, error) {
+	p := signedIn(r)
+	fs, err := c.identity.Factors(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		return identity.Factor{}, err
+	}
+	for _, f := range fs {
+		if f.ID == r.PathValue("id") && f.Confirmed {
+			return f, nil
+		}
+	}
+	return identity.Factor{}, errs.E(errs.NotFound, "You have no such second factor. It may have been removed already.")
+}
+
+func (c *Console) removeFactorPage(w http.ResponseWriter, r *http.Request) error {
+	f, err := c.ownFactor(r)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, http.StatusOK, "factor-remove", &view{Title: "Remove " + factorName(f), Back: "/account/second-factor", Data: f})
+}
+
+func (c *Console) removeFactor(w http.ResponseWriter, r *http.Request) error {
+	if err := c.identity.RemoveFactor(r.Context(), signedIn(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	return c.redirect(w, r, "/account/second-factor", "factor-removed")
+}
+
+// factorName says which factor f is, as a sentence names it.
+func factorName(f identity.Factor) string {
+	switch f.Kind {
+	case identity.MethodTOTP:
+		return "your authenticator app"
+	case identity.MethodSMS:
+		return "text messages"
+	case identity.MethodPasskey:
+		return "the passkey “" + f.Name + "”"
+	}
+	return f.Kind
+}
+
+func (c *Console) newRecoveryCodes(w http.ResponseWriter, r *http.Request) error {
+	codes, err := c.identity.RegenerateRecoveryCodes(r.Context(), signedIn(r))
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, http.StatusOK, "recovery-codes", &view{Title: "Save your new recovery codes", Secret: true,
+		Notice: "Your old recovery codes no longer work.", Data: codes})
+}

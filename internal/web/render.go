@@ -31,9 +31,10 @@ func parsePages(a assets) (pages, error) {
 		return nil, err
 	}
 	funcs := template.FuncMap{
-		"asset": a.path,
-		"input": input,
-		"date":  func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
+		"asset":   a.path,
+		"input":   input,
+		"date":    func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
+		"browser": browserName,
 	}
 	ps := pages{}
 	for _, n := range names {
@@ -71,6 +72,7 @@ type view struct {
 type person struct {
 	Name, Email, Tenant string
 	Enrolment           bool
+	AccountCurrent      bool // the page is one of the account's
 }
 
 type navItem struct {
@@ -150,10 +152,11 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	if p.Enrolment {
 		return nil
 	}
-	v.Nav = []navItem{{Label: "Home", Href: "/"}, {Label: "Second factors", Href: "/account/second-factor"}}
+	v.Nav = []navItem{{Label: "Home", Href: "/"}}
 	for i := range v.Nav {
 		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path
 	}
+	v.Person.AccountCurrent = strings.HasPrefix(r.URL.Path, "/account")
 	return nil
 }
 
@@ -279,15 +282,24 @@ func input(f *form, name, label string, opts ...string) field {
 // The notices a redirect leaves for the next page, by key: the cookie
 // carries the key only.
 var notices = map[string]string{
-	"signed-out":      "You are signed out.",
-	"sign-in-again":   "Sign in again to finish setting up your second factor.",
-	"password-reset":  "Your password is changed. Sign in with it.",
-	"factor-added":    "Your second factor is set up. You will need it each time you sign in.",
-	"code-sent":       "A code is on its way to your phone.",
-	"session-ended":   "Your sign-in took too long, or has ended. Sign in again.",
-	"recovery-used":   "You used a recovery code. Each works once: when few are left, make new ones.",
-	"reset-sent":      "If your organisation has an active account with this email address, a link to choose a new password is on its way. It works once, for 30 minutes.",
-	"invite-accepted": "Welcome. Your password is set.",
+	"signed-out":        "You are signed out.",
+	"sign-in-again":     "Sign in again to finish setting up your second factor.",
+	"password-reset":    "Your password is changed. Sign in with it.",
+	"factor-added":      "Your second factor is set up. You will need it each time you sign in.",
+	"code-sent":         "A code is on its way to your phone.",
+	"session-ended":     "Your sign-in took too long, or has ended. Sign in again.",
+	"recovery-used":     "You used a recovery code. Each works once: when few are left, make new ones.",
+	"reset-sent":        "If your organisation has an active account with this email address, a link to choose a new password is on its way. It works once, for 30 minutes.",
+	"invite-accepted":   "Welcome. Your password is set.",
+	"saved":             "Your change is saved.",
+	"email-sent":        "A link to confirm the new address is on its way to it. Until it is used, you sign in as before.",
+	"password-changed":  "Your password is changed. Every other place you were signed in has been signed out.",
+	"session-revoked":   "That session has ended.",
+	"token-revoked":     "The token is revoked: it no longer works.",
+	"account-closing":   "Your account is closing. You can cancel until the date below.",
+	"closure-cancelled": "Your account stays: the closure is cancelled.",
+	"account-erased":    "Your account is closed and your data erased.",
+	"factor-removed":    "The second factor is removed.",
 }
 
 const noticeCookie = "__Host-custodia_notice"
@@ -310,4 +322,24 @@ func (c *Console) takeNotice(w http.ResponseWriter, r *http.Request) string {
 	}
 	http.SetCookie(w, &http.Cookie{Name: noticeCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, MaxAge: -1})
 	return notices[ck.Value]
+}
+
+// browserName says which browser on which system a user agent is, as a
+// person would ("Firefox on Windows"), or "Unknown browser".
+func browserName(ua string) string {
+	name := "Unknown browser"
+	for _, b := range []struct{ token, name string }{{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"},
+		{"HeadlessChrome/", "Chromium (headless)"}, {"Chrome/", "Chrome"}, {"Safari/", "Safari"}, {"curl/", "curl"}} {
+		if strings.Contains(ua, b.token) {
+			name = b.name
+			break
+		}
+	}
+	for _, o := range []struct{ token, name string }{{"Windows", "Windows"}, {"iPhone", "iOS"}, {"iPad", "iPadOS"},
+		{"Android", "Android"}, {"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"}} {
+		if strings.Contains(ua, o.token) {
+			return name + " on " + o.name
+		}
+	}
+	return name
 }

@@ -96,7 +96,7 @@ func TestActionsFollowAPIRoutes(t *testing.T) {
 		if rt.Method == "GET" {
 			continue
 		}
-		if strings.HasPrefix(rt.Path, "/privacy/{tenant}/") || strings.HasPrefix(rt.Path, "/account/email") {
+		if strings.HasPrefix(rt.Path, "/privacy/{tenant}/") || strings.HasPrefix(rt.Path, "/account/email/") || strings.HasPrefix(rt.Path, "/account/email-undo/") {
 			if rt.Rule != web.Public && rt.Rule != web.Limited {
 				t.Errorf("%s %s: a link's page, yet follows %q", rt.Method, rt.Path, rt.Rule)
 			}

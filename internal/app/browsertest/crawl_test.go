@@ -18,16 +18,27 @@ var roles = []string{"owner", "admin", "member", "signed out"}
 // answered 200), or an error status. A GET route missing here fails the
 // crawl: every page is visited by every role.
 var expected = map[string][4]string{
-	"/{$}":                        {"200", "200", "200", "→ /login"},
-	"/login":                      {"→ /", "→ /", "→ /", "200"},
-	"/login/second-factor":        {"→ /", "→ /", "→ /", "→ /login"}, // only while a second factor is awaited
-	"/login/confirm":              {"200", "200", "200", "→ /login"},
-	"/login/reset":                {"200", "200", "200", "200"},
-	"/login/{tenant}/reset":       {"200", "200", "200", "200"},
-	"/login/{tenant}/invitation":  {"200", "200", "200", "200"},
-	"/account/second-factor":      {"200", "200", "200", "→ /login"},
-	"/account/second-factor/totp": {"→ /account/second-factor", "→ /account/second-factor", "→ /account/second-factor", "→ /login"},
-	"/account/second-factor/sms":  {"200", "200", "200", "→ /login"},
+	"/{$}":                               {"200", "200", "200", "→ /login"},
+	"/login":                             {"→ /", "→ /", "→ /", "200"},
+	"/login/second-factor":               {"→ /", "→ /", "→ /", "→ /login"}, // only while a second factor is awaited
+	"/login/confirm":                     {"200", "200", "200", "→ /login"},
+	"/login/reset":                       {"200", "200", "200", "200"},
+	"/login/{tenant}/reset":              {"200", "200", "200", "200"},
+	"/login/{tenant}/invitation":         {"200", "200", "200", "200"},
+	"/account/second-factor":             {"200", "200", "200", "→ /login"},
+	"/account/second-factor/totp":        {"→ /account/second-factor", "→ /account/second-factor", "→ /account/second-factor", "→ /login"},
+	"/account/second-factor/sms":         {"200", "200", "200", "→ /login"},
+	"/account/second-factor/{id}/remove": {"404", "404", "404", "→ /login"},
+	"/account":                           {"200", "200", "200", "→ /login"},
+	"/account/name":                      {"200", "200", "200", "→ /login"},
+	"/account/email":                     {"200", "200", "200", "→ /login"},
+	"/account/password":                  {"200", "200", "200", "→ /login"},
+	"/account/sessions":                  {"200", "200", "200", "→ /login"},
+	"/account/tokens":                    {"200", "200", "200", "→ /login"},
+	"/account/tokens/new":                {"200", "200", "200", "→ /login"},
+	"/account/tokens/{id}/revoke":        {"404", "404", "404", "→ /login"},
+	"/account/data":                      {"200", "200", "200", "→ /login"},
+	"/account/close":                     {"200", "200", "200", "→ /login"},
 	// The portal, and the pages of mailed links — here with a dead link:
 	// the journeys open live ones.
 	"/privacy/{tenant}":                            {"200", "200", "200", "200"},
@@ -69,7 +80,8 @@ func TestCrawl(t *testing.T) {
 			t.Errorf("GET %s is in the routes list and not in the crawl's expectations: add it", rt.Path)
 			continue
 		}
-		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43)).Replace(rt.Path)
+		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43),
+			"{id}", "01a00000-0000-7000-8000-000000000000").Replace(rt.Path)
 	}
 	inspected := map[string]string{} // pattern → the role that saw it
 	for pattern, path := range paths {

@@ -347,9 +347,9 @@ func (p *Page) Text(tb testing.TB, sel string) string {
 }
 
 // Eval answers a JavaScript expression's value on the page.
-func Eval[T any](tb testing.TB, p *Page, expr string) T {
+func Eval[T any](tb testing.TB, p *Page, expr string, opts ...chromedp.EvaluateOption) T {
 	tb.Helper()
-	v, err := chromedp.Run(p.Ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(p.Ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		tb.Fatalf("evaluate %s: %v", expr, err)
 	}

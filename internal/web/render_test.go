@@ -1,0 +1,40 @@
+package web
+
+import "testing"
+
+func TestBrowserName(t *testing.T) {
+	for ua, want := range map[string]string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0":   "Edge on Windows",
+		"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15":      "Safari on macOS",
+		"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0":                                                  "Firefox on Linux",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/604": "Safari on iOS",
+		"curl/8.5.0": "curl",
+		"":           "Unknown browser",
+	} {
+		if got := browserName(ua); got != want {
+			t.Errorf("%q: %q; want %q", ua, got, want)
+		}
+	}
+}
+
+// A service's refusal reads as a sentence by its field.
+func TestMessage(t *testing.T) {
+	for _, c := range []struct{ noun, detail, want string }{
+		{"password", "required", "Enter the password."},
+		{"password", "must be at least 15 characters long (has 5)", "The password must be at least 15 characters long (has 5)."},
+		{"code", "Not correct!", "Not correct!"},
+	} {
+		if got := message(c.noun, c.detail); got != c.want {
+			t.Errorf("message(%q, %q) = %q; want %q", c.noun, c.detail, got, c.want)
+		}
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	for in, want := range map[string]string{"/account?x=1": "/account?x=1", "//evil.example": "/", `/\evil`: "/",
+		"https://evil.example/": "/", "javascript:alert(1)": "/", "": "/", "account": "/"} {
+		if got := localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
