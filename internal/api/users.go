@@ -5,6 +5,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
@@ -12,12 +13,35 @@ import (
 	"github.com/custodia/custodia/internal/subject"
 )
 
+// listUsers answers a page of accounts, oldest first, with the total
+// that match: ?email= (exact), ?role=, ?status=, ?limit= (50), ?cursor=.
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
-	us, err := a.identity.Users(r.Context(), principal(r).TenantID)
+	q, err := query(r, "email", "role", "status", "limit", "cursor")
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, Page[identity.Account]{Items: us})
+	limit, err := intParam(q, "limit")
+	if err != nil {
+		return err
+	}
+	uq := identity.UserQuery{Email: q.Get("email"), Role: q.Get("role"), Status: q.Get("status"), Limit: limit}
+	if c := q.Get("cursor"); c != "" {
+		if uq.Offset, err = strconv.Atoi(c); err != nil || uq.Offset < 1 {
+			return errs.Field("cursor", "not a cursor of this list")
+		}
+	}
+	page, err := a.identity.Users(r.Context(), principal(r).TenantID, uq)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Page[identity.Account]
+		Total int `json:"total"`
+	}{Page[identity.Account]{Items: page.Items}, page.Total}
+	if next := uq.Offset + len(page.Items); next < page.Total {
+		out.NextCursor = strconv.Itoa(next)
+	}
+	httpio.JSON(w, http.StatusOK, out)
 	return nil
 }
 

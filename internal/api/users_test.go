@@ -142,3 +142,31 @@ func TestUserImportExportOverHTTP(t *testing.T) {
 		}
 	})
 }
+
+// TestUsersListPages: the users list pages with a cursor and says how many
+// match; bad parameters are named.
+func TestUsersListPages(t *testing.T) {
+	env := apptest.New(t, "")
+	for _, e := range []string{"a@acme.example", "b@acme.example", "c@acme.example"} {
+		env.AddUser(t, e, "member", apptest.Password)
+	}
+	type page struct {
+		Items []struct{ Email string }
+		Total int
+		Next  string `json:"next_cursor"`
+	}
+	var p1, p2 page
+	env.Do(t, env.Token, "GET", "/api/v1/users?limit=3", nil).JSON(t, &p1)
+	if len(p1.Items) != 3 || p1.Total != 4 || p1.Next != "3" || p1.Items[0].Email != "owner@acme.example" {
+		t.Fatalf("page 1: %+v", p1)
+	}
+	env.Do(t, env.Token, "GET", "/api/v1/users?limit=3&cursor="+p1.Next, nil).JSON(t, &p2)
+	if len(p2.Items) != 1 || p2.Next != "" || p2.Items[0].Email != "c@acme.example" {
+		t.Fatalf("page 2: %+v", p2)
+	}
+	for q, field := range map[string]string{"cursor=x": "cursor", "role=king": "role", "limit=0": "limit", "sort=name": "sort", "email=nope": "email"} {
+		if r := env.Do(t, env.Token, "GET", "/api/v1/users?"+q, nil); r.Status != 400 || r.Map(t)["field"] != field {
+			t.Errorf("?%s: %d %s; want 400 naming %s", q, r.Status, r.Body, field)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func (s *Service) ExportUsers(ctx context.Context, p Principal, format string, w
 	if format != "csv" && format != "json" {
 		return errs.Field("format", "csv or json")
 	}
-	accounts, err := s.Users(ctx, p.TenantID)
+	accounts, err := s.accounts(ctx, p.TenantID)
 	if err != nil {
 		return err
 	}

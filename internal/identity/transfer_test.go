@@ -22,11 +22,11 @@ func TestImportUsers(t *testing.T) {
 		env.AddUser(t, "ad@acme.example", identity.RoleAdmin, pw)
 		admin := principalOf(t, env, "ad@acme.example")
 		count := func() int {
-			us, err := ids.Users(ctx, env.Tenant.ID)
+			page, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return len(us)
+			return page.Total
 		}
 		before := count()
 

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -51,10 +52,10 @@ func (s *Service) users(ctx context.Context, where string, args ...any) ([]User,
 	return us, rows.Err()
 }
 
-// Users lists the tenant's accounts with their emails, oldest first; the
-// read is audited.
-func (s *Service) Users(ctx context.Context, tenantID string) ([]Account, error) {
-	us, err := s.users(ctx, "tenant_id = ? ORDER BY id", tenantID)
+// accounts answers every account of the tenant with its email and name,
+// oldest first, without recording a read (the caller records its own).
+func (s *Service) accounts(ctx context.Context, tenantID string) ([]Account, error) {
+	us, err := s.users(ctx, "tenant_id = ? ORDER BY created_at, id", tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -66,8 +67,79 @@ func (s *Service) Users(ctx context.Context, tenantID string) ([]Account, error)
 		}
 		out = append(out, a)
 	}
-	return out, s.log.Record(ctx, tenantID, audit.Event{Action: "user.list", TargetType: "user",
-		Details: map[string]any{"count": len(out)}})
+	return out, nil
+}
+
+// UserQuery selects a page of a tenant's accounts.
+type UserQuery struct {
+	Email  string // exact, through the email's blind index ("" for any)
+	Role   string // "" for any
+	Status string // "" for any
+	Offset int
+	Limit  int // 1 to 500; default 50
+}
+
+// UserPage is a page of accounts, oldest first, and how many match in all.
+type UserPage struct {
+	Items []Account `json:"items"`
+	Total int       `json:"total"`
+}
+
+// Users answers a page of the tenant's accounts matching q, with their
+// emails and names; the read is audited once, naming the accounts shown.
+func (s *Service) Users(ctx context.Context, tenantID string, q UserQuery) (UserPage, error) {
+	switch {
+	case q.Limit == 0:
+		q.Limit = 50
+	case q.Limit < 1 || q.Limit > 500:
+		return UserPage{}, errs.Field("limit", "between 1 and 500")
+	}
+	if q.Offset < 0 {
+		return UserPage{}, errs.Field("cursor", "not a cursor of this list")
+	}
+	where, args := "tenant_id = ?", []any{tenantID}
+	if q.Role != "" {
+		if err := validRole(q.Role); err != nil {
+			return UserPage{}, err
+		}
+		where, args = where+" AND role = ?", append(args, q.Role)
+	}
+	if q.Status != "" {
+		if !slices.Contains([]string{StatusInvited, StatusActive, StatusSuspended}, q.Status) {
+			return UserPage{}, errs.Field("status", "one of invited, active, suspended")
+		}
+		where, args = where+" AND status = ?", append(args, q.Status)
+	}
+	if q.Email != "" {
+		id, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, q.Email)
+		switch {
+		case errs.Is(err, errs.NotFound):
+			id = "-" // no account has it
+		case err != nil:
+			return UserPage{}, err
+		}
+		where, args = where+" AND subject_id = ?", append(args, id)
+	}
+	var page UserPage
+	if err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM users WHERE "+where, args...).Scan(&page.Total); err != nil {
+		return UserPage{}, err
+	}
+	us, err := s.users(ctx, where+" ORDER BY created_at, id LIMIT ? OFFSET ?", append(args, q.Limit, q.Offset)...)
+	if err != nil {
+		return UserPage{}, err
+	}
+	page.Items = make([]Account, 0, len(us))
+	ids := make([]string, 0, len(us))
+	for _, u := range us {
+		a, err := s.withEmail(ctx, tenantID, u)
+		if err != nil {
+			return UserPage{}, err
+		}
+		page.Items = append(page.Items, a)
+		ids = append(ids, u.ID)
+	}
+	return page, s.log.Record(ctx, tenantID, audit.Event{Action: "user.list", TargetType: "user",
+		Details: map[string]any{"count": len(ids), "ids": ids, "total": page.Total}})
 }
 
 // Account returns one account with its email; the read is audited.

@@ -1,0 +1,77 @@
+package identity_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+func field(err error) string {
+	if e, ok := errs.As(err); ok {
+		return e.Field
+	}
+	return ""
+}
+
+// TestUsersPage: the accounts list pages on the server, oldest first, with
+// the total that match; filters by role, status and exact email (through
+// the blind index); bad filters are named; one audit event per page, with
+// the ids shown.
+func TestUsersPage(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		for i := range 7 {
+			role := identity.RoleMember
+			if i%3 == 0 {
+				role = identity.RoleAdmin
+			}
+			env.AddUser(t, fmt.Sprintf("u%d@acme.example", i), role, pw)
+		}
+		page, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Limit: 3, Offset: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != 8 || len(page.Items) != 3 || page.Items[0].Email != "u2@acme.example" {
+			t.Fatalf("page 2 of 3: total %d, %d items, first %q", page.Total, len(page.Items), page.Items[0].Email)
+		}
+		admins, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Role: identity.RoleAdmin})
+		if err != nil || admins.Total != 3 {
+			t.Fatalf("admins: %d, %v", admins.Total, err)
+		}
+		one, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Email: "U5@Acme.Example"})
+		if err != nil || one.Total != 1 || one.Items[0].Email != "u5@acme.example" {
+			t.Fatalf("by email: %+v, %v", one, err)
+		}
+		none, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Email: "nobody@acme.example"})
+		if err != nil || none.Total != 0 || len(none.Items) != 0 {
+			t.Fatalf("unknown email: %+v, %v", none, err)
+		}
+		for _, bad := range []struct {
+			q     identity.UserQuery
+			field string
+		}{{identity.UserQuery{Role: "king"}, "role"}, {identity.UserQuery{Status: "gone"}, "status"},
+			{identity.UserQuery{Email: "not an address"}, "email"}, {identity.UserQuery{Limit: 501}, "limit"}} {
+			if _, err := ids.Users(ctx, env.Tenant.ID, bad.q); !errs.Is(err, errs.Invalid) || field(err) != bad.field {
+				t.Errorf("%+v: %v; want a refusal naming %s", bad.q, err, bad.field)
+			}
+		}
+		evs, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "user.list"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown := fmt.Sprint([]any{page.Items[0].ID, page.Items[1].ID, page.Items[2].ID})
+		named := false
+		for _, e := range evs {
+			named = named || fmt.Sprint(e.Details["ids"]) == shown
+		}
+		if len(evs) != 4 || !named {
+			t.Fatalf("%d user.list events; want one per page (4), one naming the ids of page 2", len(evs))
+		}
+	})
+}
