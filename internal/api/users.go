@@ -35,9 +35,9 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := struct {
-		Page[identity.Account]
+		Page[identity.UserRow]
 		Total int `json:"total"`
-	}{Page[identity.Account]{Items: page.Items}, page.Total}
+	}{Page[identity.UserRow]{Items: page.Items}, page.Total}
 	if next := uq.Offset + len(page.Items); next < page.Total {
 		out.NextCursor = strconv.Itoa(next)
 	}

@@ -17,8 +17,9 @@ import (
 	"github.com/custodia/custodia/internal/subject"
 )
 
-// ExportedUser is one account in an export.
-type ExportedUser struct {
+// UserRow is an account as lists and exports show it: with whether it has
+// a second factor.
+type UserRow struct {
 	Account
 	SecondFactor bool `json:"second_factor"`
 }
@@ -36,13 +37,13 @@ func (s *Service) ExportUsers(ctx context.Context, p Principal, format string, w
 	if err != nil {
 		return err
 	}
-	out := make([]ExportedUser, 0, len(accounts))
+	out := make([]UserRow, 0, len(accounts))
 	for _, a := range accounts {
 		m, err := s.methods(ctx, p.TenantID, a.ID)
 		if err != nil {
 			return err
 		}
-		out = append(out, ExportedUser{Account: a, SecondFactor: len(m) > 0})
+		out = append(out, UserRow{Account: a, SecondFactor: len(m) > 0})
 	}
 	if err := s.log.Record(ctx, p.TenantID, audit.Event{Action: "user.export", TargetType: "user",
 		Details: map[string]any{"format": format, "count": len(out)}}); err != nil {

@@ -99,7 +99,7 @@ func TestImportUsers(t *testing.T) {
 		if err := ids.ExportUsers(ctx, admin, "json", &buf); err != nil {
 			t.Fatal(err)
 		}
-		var doc struct{ Items []identity.ExportedUser }
+		var doc struct{ Items []identity.UserRow }
 		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil || len(doc.Items) != before+2 {
 			t.Errorf("JSON export: %d items, %v", len(doc.Items), err)
 		}

@@ -33,12 +33,16 @@ func TestUsersPage(t *testing.T) {
 			}
 			env.AddUser(t, fmt.Sprintf("u%d@acme.example", i), role, pw)
 		}
+		enrol(t, env, principalOf(t, env, "u3@acme.example"))
 		page, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Limit: 3, Offset: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if page.Total != 8 || len(page.Items) != 3 || page.Items[0].Email != "u2@acme.example" {
 			t.Fatalf("page 2 of 3: total %d, %d items, first %q", page.Total, len(page.Items), page.Items[0].Email)
+		}
+		if page.Items[0].SecondFactor || !page.Items[1].SecondFactor {
+			t.Errorf("second factors: u2 %v, u3 %v; want no, yes", page.Items[0].SecondFactor, page.Items[1].SecondFactor)
 		}
 		admins, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Role: identity.RoleAdmin})
 		if err != nil || admins.Total != 3 {

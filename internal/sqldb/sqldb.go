@@ -374,7 +374,6 @@ func (q Q) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return q.pool.QueryRowContext(ctx, query, args...)
 }
 
-// DB returns the database q runs on.
 // Strings runs a query of one text column and answers its values.
 func (q Q) Strings(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := q.Query(ctx, query, args...)
@@ -393,6 +392,7 @@ func (q Q) Strings(ctx context.Context, query string, args ...any) ([]string, er
 	return out, rows.Err()
 }
 
+// DB returns the database q runs on.
 func (q Q) DB() *DB { return q.db }
 
 // rebind turns `?` placeholders into `$n` for PostgreSQL. Queries are
