@@ -20,8 +20,10 @@ type Account struct {
 	Name  string `json:"name"`
 }
 
-// rank orders roles: a principal may grant or change only what ranks at
+// Rank orders roles: a principal may grant or change only what ranks at
 // most as high as its own role.
+func Rank(role string) int { return rank(role) }
+
 func rank(role string) int {
 	switch role {
 	case RoleOwner:

@@ -35,6 +35,9 @@ func parsePages(a assets) (pages, error) {
 		"input":   input,
 		"date":    func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
 		"browser": browserName,
+		"role":    roleName,
+		"list":    func(s ...string) []string { return s },
+		"choice":  choice,
 	}
 	ps := pages{}
 	for _, n := range names {
@@ -153,8 +156,11 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		return nil
 	}
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
+	if p.Can("users:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
+	}
 	for i := range v.Nav {
-		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path
+		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path || v.Nav[i].Href != "/" && strings.HasPrefix(r.URL.Path, v.Nav[i].Href+"/")
 	}
 	v.Person.AccountCurrent = strings.HasPrefix(r.URL.Path, "/account")
 	return nil
@@ -300,6 +306,11 @@ var notices = map[string]string{
 	"closure-cancelled": "Your account stays: the closure is cancelled.",
 	"account-erased":    "Your account is closed and your data erased.",
 	"factor-removed":    "The second factor is removed.",
+	"role-changed":      "The role is changed.",
+	"suspended":         "The account is suspended: it cannot sign in, its sessions have ended and its API tokens do not work.",
+	"reactivated":       "The account is active again.",
+	"unlocked":          "The account is unlocked.",
+	"invited":           "The invitation is on its way. It works for 7 days.",
 }
 
 const noticeCookie = "__Host-custodia_notice"
@@ -342,4 +353,22 @@ func browserName(ua string) string {
 		}
 	}
 	return name
+}
+
+// selectField is a select as the "select" partial draws it.
+type selectField struct {
+	Name, Label, Value string
+	Options            []option
+}
+
+type option struct{ Value, Label string }
+
+// choice describes a select: name, label, the value chosen, then pairs of
+// value and label.
+func choice(name, label, value string, pairs ...string) selectField {
+	sf := selectField{Name: name, Label: label, Value: value}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		sf.Options = append(sf.Options, option{pairs[i], pairs[i+1]})
+	}
+	return sf
 }

@@ -1,6 +1,11 @@
 package web
 
-import "testing"
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
 
 func TestBrowserName(t *testing.T) {
 	for ua, want := range map[string]string{
@@ -36,5 +41,35 @@ func TestLocalPath(t *testing.T) {
 		if got := localPath(in); got != want {
 			t.Errorf("localPath(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// Pages of a long list: the first, the last and two either side of the
+// current one, gaps between; the filters kept in every link.
+func TestPager(t *testing.T) {
+	q := url.Values{"role": {"member"}}
+	pg := newPager("/users", q, 7, 1240)
+	if pg.From != 301 || pg.To != 350 || pg.Total != 1240 {
+		t.Errorf("range %d–%d of %d", pg.From, pg.To, pg.Total)
+	}
+	var got []string
+	for _, p := range pg.Pages {
+		switch {
+		case p.Gap:
+			got = append(got, "…")
+		case p.Current:
+			got = append(got, fmt.Sprintf("[%d]", p.Number))
+		default:
+			got = append(got, fmt.Sprint(p.Number))
+		}
+	}
+	if want := "1 … 5 6 [7] 8 9 … 25"; strings.Join(got, " ") != want {
+		t.Errorf("pages %q; want %q", strings.Join(got, " "), want)
+	}
+	if pg.Prev != "/users?page=6&role=member" || pg.Next != "/users?page=8&role=member" || pg.Pages[0].Href != "/users?role=member" {
+		t.Errorf("links %q %q %q", pg.Prev, pg.Next, pg.Pages[0].Href)
+	}
+	if one := newPager("/users", url.Values{}, 1, 3); one.Pages != nil || one.Next != "" || one.To != 3 {
+		t.Errorf("one page: %+v", one)
 	}
 }

@@ -30,6 +30,11 @@ var expected = map[string][4]string{
 	"/account/second-factor/sms":         {"200", "200", "200", "→ /login"},
 	"/account/second-factor/{id}/remove": {"404", "404", "404", "→ /login"},
 	"/account":                           {"200", "200", "200", "→ /login"},
+	"/users":                             {"200", "200", "403", "→ /login"},
+	"/users/invite":                      {"200", "200", "403", "→ /login"},
+	"/users/{id}":                        {"200", "200", "403", "→ /login"}, // the member's page
+	"/users/{id}/role":                   {"200", "200", "403", "→ /login"},
+	"/users/{id}/suspend":                {"200", "200", "403", "→ /login"},
 	"/account/name":                      {"200", "200", "200", "→ /login"},
 	"/account/email":                     {"200", "200", "200", "→ /login"},
 	"/account/password":                  {"200", "200", "200", "→ /login"},
@@ -61,7 +66,7 @@ var expected = map[string][4]string{
 func TestCrawl(t *testing.T) {
 	c := newConsole(t)
 	c.AddUser(t, "ada@acme.example", identity.RoleAdmin, apptest.Password)
-	c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
+	member := c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
 	pages := map[string]*chrometest.Page{}
 	for i, email := range []string{"owner@acme.example", "ada@acme.example", "max@acme.example"} {
 		p := c.page(t, "/login")
@@ -80,8 +85,12 @@ func TestCrawl(t *testing.T) {
 			t.Errorf("GET %s is in the routes list and not in the crawl's expectations: add it", rt.Path)
 			continue
 		}
+		id := "01a00000-0000-7000-8000-000000000000" // no such object
+		if strings.HasPrefix(rt.Path, "/users/") {
+			id = member.ID
+		}
 		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43),
-			"{id}", "01a00000-0000-7000-8000-000000000000").Replace(rt.Path)
+			"{id}", id).Replace(rt.Path)
 	}
 	inspected := map[string]string{} // pattern → the role that saw it
 	for pattern, path := range paths {

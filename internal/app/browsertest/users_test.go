@@ -1,0 +1,88 @@
+package browsertest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/app/chrometest"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+// An administrator finds people, invites someone (the mail goes out),
+// suspends and reactivates a member, unlocks a locked one, and is offered
+// nothing — and refused — on the owner.
+func TestAdminManagesUsers(t *testing.T) {
+	c := newConsole(t)
+	c.AddUser(t, "ada@acme.example", identity.RoleAdmin, apptest.Password)
+	max := c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
+	for range 6 { // someone guesses max's password
+		c.Browser(t).Login(t, "acme", "max@acme.example", "a wrong guess, clearly")
+	}
+	p := c.page(t, "/login")
+	signIn(t, p, "ada@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/users"]`)
+	want(t, p, "/users", "Users")
+
+	// Filter by role: the filter shows, and goes.
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#role"), "member"))
+	click(t, p, "form.filters button")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "max@acme.example") || strings.Contains(got, "owner@acme.example") {
+		t.Errorf("members only: %q", got)
+	}
+	if !strings.Contains(p.Text(t, ".active-filters"), "Role: member") {
+		t.Errorf("active filters: %q", p.Text(t, ".active-filters"))
+	}
+	p.Inspect(t, screenshots, "users-filtered")
+
+	// Invite.
+	p.Open(t, c.URL+"/users")
+	click(t, p, `a[href="/users/invite"]`)
+	fill(t, p, "email", "new@acme.example")
+	want(t, p, "/users", "Users")
+	c.mailedLink(t, "new@acme.example", "invited")
+
+	// Max: locked, then unlocked; suspended, then reactivated.
+	p.Open(t, c.URL+"/users/"+max.ID)
+	if !strings.Contains(p.Text(t, ".warning"), "Locked") {
+		t.Fatalf("max's page does not say locked: %q", p.Text(t, "main"))
+	}
+	p.Inspect(t, screenshots, "user")
+	click(t, p, `form[action$="/unlock"] button`)
+	if got := p.Text(t, ".banner"); !strings.Contains(got, "unlocked") {
+		t.Errorf("banner %q", got)
+	}
+	if r := c.Browser(t).Login(t, "acme", "max@acme.example", apptest.Password); r.Status != 200 {
+		t.Errorf("max after the unlock: %d", r.Status)
+	}
+	click(t, p, `a[href$="/suspend"]`)
+	click(t, p, "main form button.danger")
+	if got := p.Text(t, ".banner"); !strings.Contains(got, "suspended") {
+		t.Errorf("banner %q", got)
+	}
+	if r := c.Browser(t).Login(t, "acme", "max@acme.example", apptest.Password); r.Status != 401 {
+		t.Errorf("max while suspended: %d", r.Status)
+	}
+	click(t, p, `form[action$="/reactivate"] button`)
+	if r := c.Browser(t).Login(t, "acme", "max@acme.example", apptest.Password); r.Status != 200 {
+		t.Errorf("max reactivated: %d", r.Status)
+	}
+
+	// The owner: nothing to change from an admin, and a forged form is refused.
+	owner, err := c.App.Identity.UserByEmail(opCtx(), c.Tenant.ID, "owner@acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+"/users/"+owner.ID)
+	if n := chrometest.Eval[int](t, p, `document.querySelectorAll("main form, a[href$='/role'], a[href$='/suspend']").length`); n != 0 {
+		t.Errorf("%d controls on the owner's page for an admin", n)
+	}
+	if problems := p.ConsoleProblems(); len(problems) > 0 {
+		t.Errorf("the console shows: %v", problems)
+	}
+	if status := chrometest.Eval[int](t, p, `fetch("/users/`+owner.ID+`/suspend", {method: "POST"}).then(r => r.status)`, chromedp.EvalAwaitPromise); status != 403 {
+		t.Errorf("an admin suspending the owner: %d; want 403", status)
+	}
+}

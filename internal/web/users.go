@@ -1,0 +1,260 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/identity"
+)
+
+// Users: the tenant's accounts, paged on the server with filters in the
+// URL; a person's page with what an administrator can change; inviting.
+
+// perPage is how many rows a list page shows.
+const perPage = 50
+
+// usersData is what the users list shows.
+type usersData struct {
+	Page    identity.UserPage
+	Query   url.Values // the filters, as the URL holds them
+	Filters []activeFilter
+	Pager   pager
+	CanEdit bool
+}
+
+// activeFilter is a filter in use, with the URL that removes it.
+type activeFilter struct{ Label, Remove string }
+
+func (c *Console) usersPage(w http.ResponseWriter, r *http.Request) error {
+	p := signedIn(r)
+	q := r.URL.Query()
+	pageNo, _ := strconv.Atoi(q.Get("page"))
+	if pageNo < 1 {
+		pageNo = 1
+	}
+	uq := identity.UserQuery{Email: q.Get("email"), Role: q.Get("role"), Status: q.Get("status"), Offset: (pageNo - 1) * perPage, Limit: perPage}
+	page, err := c.identity.Users(r.Context(), p.TenantID, uq)
+	if e, ok := errs.As(err); ok && e.Kind == errs.Invalid { // a filter nobody can mean: the list without it
+		q.Del(e.Field)
+		return c.redirect(w, r, "/users?"+q.Encode(), "")
+	}
+	if err != nil {
+		return err
+	}
+	if pageNo > 1 && len(page.Items) == 0 { // past the end: the first page
+		q.Del("page")
+		return c.redirect(w, r, "/users?"+q.Encode(), "")
+	}
+	d := usersData{Page: page, Query: q, Pager: newPager("/users", q, pageNo, page.Total), CanEdit: p.Can("users:write")}
+	for _, f := range []struct{ key, label string }{{"email", "Email"}, {"role", "Role"}, {"status", "Status"}} {
+		if v := q.Get(f.key); v != "" {
+			rest := url.Values{}
+			for k, vs := range q {
+				if k != f.key && k != "page" {
+					rest[k] = vs
+				}
+			}
+			d.Filters = append(d.Filters, activeFilter{Label: f.label + ": " + v, Remove: "/users?" + rest.Encode()})
+		}
+	}
+	return c.render(w, r, http.StatusOK, "users", &view{Title: "Users", Data: d})
+}
+
+// pager is the numbered pages of a list: "51–100 of 1,240", with gaps.
+type pager struct {
+	From, To, Total int
+	Prev, Next      string
+	Pages           []pageLink
+}
+
+type pageLink struct {
+	Number  int
+	Href    string
+	Current bool
+	Gap     bool
+}
+
+func newPager(base string, q url.Values, page, total int) pager {
+	last := max(1, (total+perPage-1)/perPage)
+	at := func(n int) string {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		if n == 1 {
+			v.Del("page")
+		} else {
+			v.Set("page", strconv.Itoa(n))
+		}
+		if len(v) == 0 {
+			return base
+		}
+		return base + "?" + v.Encode()
+	}
+	pg := pager{From: min(total, (page-1)*perPage+1), To: min(total, page*perPage), Total: total}
+	if page > 1 {
+		pg.Prev = at(page - 1)
+	}
+	if page < last {
+		pg.Next = at(page + 1)
+	}
+	if last == 1 {
+		return pg
+	}
+	for n := 1; n <= last; n++ {
+		if n == 1 || n == last || n >= page-2 && n <= page+2 {
+			pg.Pages = append(pg.Pages, pageLink{Number: n, Href: at(n), Current: n == page})
+		} else if len(pg.Pages) > 0 && !pg.Pages[len(pg.Pages)-1].Gap {
+			pg.Pages = append(pg.Pages, pageLink{Gap: true})
+		}
+	}
+	return pg
+}
+
+// userData is what a person's page shows.
+type userData struct {
+	Account  identity.Account
+	Lockout  identity.Lockout
+	Factors  int
+	CanEdit  bool
+	Outranks bool // the viewer's role is not below theirs: they may change it
+	Self     bool
+}
+
+func (c *Console) userPage(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.user(r)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, http.StatusOK, "user", &view{Title: or(d.Account.Name, d.Account.Email), Back: "/users", Data: d})
+}
+
+// user answers the account in the path as the signed-in person may see it.
+func (c *Console) user(r *http.Request) (userData, error) {
+	p := signedIn(r)
+	ctx := r.Context()
+	acc, err := c.identity.Account(ctx, p.TenantID, r.PathValue("id"))
+	if err != nil {
+		return userData{}, err
+	}
+	lk, err := c.identity.LockoutOf(ctx, p.TenantID, acc.ID)
+	if err != nil {
+		return userData{}, err
+	}
+	ms, err := c.identity.Methods(ctx, p.TenantID, acc.ID)
+	if err != nil {
+		return userData{}, err
+	}
+	d := userData{Account: acc, Lockout: lk, CanEdit: p.Can("users:write"), Self: acc.ID == p.UserID,
+		Outranks: identity.Rank(p.Role) >= identity.Rank(acc.Role)}
+	for _, m := range ms {
+		if m != identity.MethodRecovery {
+			d.Factors++
+		}
+	}
+	return d, nil
+}
+
+func (c *Console) rolePage(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.user(r)
+	if err != nil {
+		return err
+	}
+	f := &form{Values: url.Values{"role": {d.Account.Role}}}
+	return c.render(w, r, http.StatusOK, "user-role", &view{Title: "Change the role of " + or(d.Account.Name, d.Account.Email),
+		Back: "/users/" + d.Account.ID, Form: f, Data: d})
+}
+
+func (c *Console) setRole(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return err
+	}
+	role := f.Value("role")
+	if _, err := c.identity.UpdateUser(r.Context(), signedIn(r), r.PathValue("id"), identity.UserPatch{Role: &role}); err != nil {
+		return err
+	}
+	return c.redirect(w, r, "/users/"+r.PathValue("id"), "role-changed")
+}
+
+// setStatus suspends or reactivates the account in the path.
+func (c *Console) setStatus(status, notice string) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := c.identity.UpdateUser(r.Context(), signedIn(r), r.PathValue("id"), identity.UserPatch{Status: &status}); err != nil {
+			return err
+		}
+		return c.redirect(w, r, "/users/"+r.PathValue("id"), notice)
+	}
+}
+
+func (c *Console) suspendPage(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.user(r)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, http.StatusOK, "user-suspend", &view{Title: "Suspend " + or(d.Account.Name, d.Account.Email),
+		Back: "/users/" + d.Account.ID, Data: d})
+}
+
+func (c *Console) unlock(w http.ResponseWriter, r *http.Request) error {
+	p := signedIn(r)
+	if _, err := c.identity.Account(r.Context(), p.TenantID, r.PathValue("id")); err != nil {
+		return err
+	}
+	if err := c.identity.Unlock(r.Context(), p.TenantID, r.PathValue("id")); err != nil {
+		return err
+	}
+	return c.redirect(w, r, "/users/"+r.PathValue("id"), "unlocked")
+}
+
+// Inviting: an address and a role; the invitation is mailed.
+
+// inviteData is what the invitation form offers.
+type inviteData struct{ Roles []string }
+
+func (c *Console) invitePage(w http.ResponseWriter, r *http.Request) error {
+	return c.showInvite(w, r, http.StatusOK, &form{Values: url.Values{"role": {identity.RoleMember}}})
+}
+
+func (c *Console) showInvite(w http.ResponseWriter, r *http.Request, code int, f *form) error {
+	var roles []string
+	for _, role := range []string{identity.RoleMember, identity.RoleAdmin, identity.RoleOwner} {
+		if identity.Rank(role) <= identity.Rank(signedIn(r).Role) {
+			roles = append(roles, role)
+		}
+	}
+	return c.render(w, r, code, "user-invite", &view{Title: "Invite someone", Back: "/users", Form: f, Data: inviteData{roles}})
+}
+
+func (c *Console) invite(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return err
+	}
+	if f.required("email", "their email address"); len(f.Problems) == 0 {
+		err := c.identity.Invite(r.Context(), signedIn(r), identity.Invitation{Email: f.Value("email"), Role: f.Value("role")})
+		if err == nil {
+			return c.redirect(w, r, "/users", "invited")
+		}
+		if !f.refused(err, "email", map[string]string{"email": "email address", "role": "role"}) {
+			return err
+		}
+	}
+	return c.showInvite(w, r, http.StatusUnprocessableEntity, f)
+}
+
+// roleName is a role as a sentence names it.
+func roleName(role string) string {
+	switch role {
+	case identity.RoleOwner:
+		return "Owner"
+	case identity.RoleAdmin:
+		return "Administrator"
+	case identity.RoleMember:
+		return "Member"
+	}
+	return fmt.Sprint(role)
+}
