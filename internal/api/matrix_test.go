@@ -82,6 +82,7 @@ var matrix = map[string]string{
 	"PATCH /api/v1/users/{id}":                           "401 403 403 403 403 403 ok ok 403 403 404",
 	"POST /api/v1/users/{id}/erase":                      "401 403 403 403 403 403 ok ok 403 403 404",
 	"POST /api/v1/users/{id}/unlock":                     "401 403 403 403 403 403 ok ok ok 403 404",
+	"POST /api/v1/users/{id}/mfa/reset":                  "401 403 403 403 403 403 ok ok 403 403 404",
 	"POST /api/v1/users/{id}/invitation":                 "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/invitations":                           "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/groups":                                 "401 ok ok ok ok ok ok ok ok ok ok",
@@ -454,6 +455,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/groups/" + group.ID + "/members/" + u
 			case "POST /api/v1/users/{id}/erase":
 				return "/api/v1/users/" + throwaway() + "/erase"
+			case "POST /api/v1/users/{id}/mfa/reset":
+				return "/api/v1/users/" + throwaway() + "/mfa/reset"
 			case "PUT /api/v1/groups/{id}/members/{user}":
 				return "/api/v1/groups/" + group.ID + "/members/" + throwaway()
 			case "DELETE /api/v1/spaces/{id}":

@@ -109,6 +109,7 @@ func (a *API) Routes() []Route {
 		{"PATCH", "/api/v1/users/{id}", "users:write", sensitive, a.updateUser},
 		{"POST", "/api/v1/users/{id}/erase", "users:write", sensitive, a.eraseUser},
 		{"POST", "/api/v1/users/{id}/unlock", "users:write", anytime, a.unlockUser},
+		{"POST", "/api/v1/users/{id}/mfa/reset", "users:write", sensitive, a.resetFactors},
 		{"POST", "/api/v1/users/{id}/invitation", "users:write", anytime, a.resendInvitation},
 		{"POST", "/api/v1/invitations", "users:write", anytime, a.invite},
 

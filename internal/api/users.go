@@ -94,6 +94,16 @@ func (a *API) unlockUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// resetFactors removes every second factor of a person who lost them all
+// (identity.ResetFactors has the rules).
+func (a *API) resetFactors(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.ResetFactors(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (a *API) invite(w http.ResponseWriter, r *http.Request) error {
 	var in identity.Invitation
 	if err := httpio.Decode(w, r, &in); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -525,4 +526,65 @@ func (s *Service) useRecoveryCode(ctx context.Context, a *account, code string) 
 		return false, 0, fmt.Errorf("use recovery code: %w", err)
 	}
 	return used, left, nil
+}
+
+// ResetFactors removes every second factor and recovery code of the
+// account id, on behalf of p — for a person who lost them all. Only a
+// person who signed in recently does it (never an API token), never on an
+// account that ranks above them (an admin never on an owner), never on
+// their own (they remove their factors themselves). Every session of the
+// account ends, so that its next sign-in asks for a new factor when the
+// organisation requires one; the person is told by mail.
+func (s *Service) ResetFactors(ctx context.Context, p Principal, id string) error {
+	if p.TokenID != "" {
+		return errs.E(errs.Forbidden, "second factors are reset by a person who signed in recently; API tokens cannot do it")
+	}
+	u, err := s.UserByID(ctx, p.TenantID, id)
+	if err != nil {
+		return err
+	}
+	if u.ID == p.UserID {
+		return errs.E(errs.Conflict, "remove your own second factors yourself, on your account's page")
+	}
+	if rank(u.Role) > rank(p.Role) {
+		return errs.E(errs.Forbidden, "a %s cannot reset the second factors of an %s", p.Role, u.Role)
+	}
+	a, err := s.account(ctx, p.TenantID, u)
+	if err != nil {
+		return err
+	}
+	t, err := s.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	methods, err := s.methods(ctx, p.TenantID, id)
+	if err != nil {
+		return err
+	}
+	return s.log.Commit(ctx, p.TenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+		for _, q := range []string{"DELETE FROM mfa_factors WHERE tenant_id = ? AND user_id = ?",
+			"DELETE FROM recovery_codes WHERE tenant_id = ? AND user_id = ?",
+			"DELETE FROM sms_codes WHERE tenant_id = ? AND user_id = ?"} {
+			if _, err := tx.Exec(ctx, q, p.TenantID, id); err != nil {
+				return err
+			}
+		}
+		if err := revokeSessions(ctx, tx, p.TenantID, id, "", s.now().UnixMicro()); err != nil {
+			return err
+		}
+		return s.mail.Queue(ctx, tx, a.key, mail.Message{TenantID: p.TenantID, SubjectID: u.SubjectID, Kind: "mfa-reset", To: a.email,
+			Subject: "Your second factors for " + t.Name + " were reset",
+			Text: fmt.Sprintf(`Hello,
+
+An administrator of %s removed every second factor of your account —
+authenticator apps, passkeys, text messages and recovery codes — and
+signed you out everywhere. Sign in with your password as usual; you may
+be asked to set up a new second factor.
+
+If you did not ask for this, tell the administrators of %s now.
+
+— Custodia
+`, t.Name, t.Name)})
+	}, audit.Event{Action: "user.mfa.reset", TargetType: "user", TargetID: id, SubjectID: u.SubjectID,
+		Details: map[string]any{"methods": methods}})
 }

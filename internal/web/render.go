@@ -310,6 +310,7 @@ var notices = map[string]string{
 	"suspended":         "The account is suspended: it cannot sign in, its sessions have ended and its API tokens do not work.",
 	"reactivated":       "The account is active again.",
 	"unlocked":          "The account is unlocked.",
+	"factors-reset":     "Their second factors are removed and they are signed out everywhere. They have been told by email.",
 	"invited":           "The invitation is on its way. It works for 7 days.",
 }
 

@@ -210,6 +210,24 @@ func (c *Console) unlock(w http.ResponseWriter, r *http.Request) error {
 	return c.redirect(w, r, "/users/"+r.PathValue("id"), "unlocked")
 }
 
+// Resetting a person's second factors, for one who lost them all.
+
+func (c *Console) resetFactorsPage(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.user(r)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, http.StatusOK, "user-reset-factors", &view{Title: "Reset the second factors of " + or(d.Account.Name, d.Account.Email),
+		Back: "/users/" + d.Account.ID, Data: d})
+}
+
+func (c *Console) resetFactors(w http.ResponseWriter, r *http.Request) error {
+	if err := c.identity.ResetFactors(r.Context(), signedIn(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	return c.redirect(w, r, "/users/"+r.PathValue("id"), "factors-reset")
+}
+
 // Inviting: an address and a role; the invitation is mailed.
 
 // inviteData is what the invitation form offers.

@@ -104,6 +104,8 @@ func (c *Console) Routes() []Route {
 		{"POST", "/users/{id}/suspend", "PATCH /api/v1/users/{id}", c.setStatus(identity.StatusSuspended, "suspended")},
 		{"POST", "/users/{id}/reactivate", "PATCH /api/v1/users/{id}", c.setStatus(identity.StatusActive, "reactivated")},
 		{"POST", "/users/{id}/unlock", "POST /api/v1/users/{id}/unlock", c.unlock},
+		{"GET", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactorsPage},
+		{"POST", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactors},
 
 		{"GET", "/account/email/{token}", Public, c.emailLinkPage},
 		{"POST", "/account/email/{token}", Public, c.useEmailLink},

@@ -35,6 +35,7 @@ var expected = map[string][4]string{
 	"/users/{id}":                        {"200", "200", "403", "→ /login"}, // the member's page
 	"/users/{id}/role":                   {"200", "200", "403", "→ /login"},
 	"/users/{id}/suspend":                {"200", "200", "403", "→ /login"},
+	"/users/{id}/second-factors/reset":   {"200", "200", "403", "→ /login"},
 	"/account/name":                      {"200", "200", "200", "→ /login"},
 	"/account/email":                     {"200", "200", "200", "→ /login"},
 	"/account/password":                  {"200", "200", "200", "→ /login"},

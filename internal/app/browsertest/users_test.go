@@ -3,6 +3,7 @@ package browsertest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -69,6 +70,31 @@ func TestAdminManagesUsers(t *testing.T) {
 	if r := c.Browser(t).Login(t, "acme", "max@acme.example", apptest.Password); r.Status != 200 {
 		t.Errorf("max reactivated: %d", r.Status)
 	}
+
+	// Max lost his authenticator app: the admin resets his second factors,
+	// and max, told by mail, must set one up again when he signs in.
+	maxp := c.page(t, "/login")
+	signIn(t, maxp, "max@acme.example", apptest.Password)
+	maxp.Open(t, c.URL+"/account/second-factor")
+	click(t, maxp, `form[action="/account/second-factor/totp"] button`)
+	secret := strings.ReplaceAll(maxp.Text(t, "#totp-secret"), " ", "")
+	fill(t, maxp, "code", c.totpNow(t, secret))
+	everyone := identity.MFAEveryone
+	if _, err := c.App.Identity.UpdateSecurity(opCtx(), c.Tenant.ID, identity.SecurityPatch{MFARequired: &everyone}); err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+"/users/"+max.ID)
+	click(t, p, `a[href$="/second-factors/reset"]`)
+	p.Inspect(t, screenshots, "user-reset-factors")
+	click(t, p, "main form button.danger")
+	if got := p.Text(t, ".banner"); !strings.Contains(got, "second factors are removed") {
+		t.Errorf("banner %q", got)
+	}
+	c.Mail.Wait(t, "max@acme.example", "second factors", 10*time.Second)
+	maxp.Open(t, c.URL+"/")
+	want(t, maxp, "/login", "Sign in")
+	signIn(t, maxp, "max@acme.example", apptest.Password)
+	want(t, maxp, "/account/second-factor", "Set up a second factor")
 
 	// The owner: nothing to change from an admin, and a forged form is refused.
 	owner, err := c.App.Identity.UserByEmail(opCtx(), c.Tenant.ID, "owner@acme.example")
