@@ -298,6 +298,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			{"GET", "/api/v1/audit?from=yesterday", nil, 400, "from"},
 			{"GET", "/api/v1/audit?format=xml", nil, 400, "format"},
 			{"GET", "/api/v1/audit?cursor=zzz", nil, 400, "cursor"},
+			{"GET", "/api/v1/audit?outcome=maybe", nil, 400, "outcome"},
+			{"GET", "/api/v1/audit?group=01a00000-0000-7000-8000-000000000000", nil, 400, "group"},
 			{"GET", "/api/v1/audit?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", nil, 400, "to"},
 		}
 		for _, c := range cases {

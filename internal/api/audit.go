@@ -9,12 +9,23 @@ import (
 	"github.com/custodia/custodia/internal/httpio"
 )
 
-func auditFilter(r *http.Request) (audit.Filter, string, error) {
-	q, err := query(r, "from", "to", "actor", "action", "subject", "cursor", "limit", "format")
+// AuditFilter reads the audit trail's filters from r's query: from, to
+// (RFC 3339), actor, group (its members as actors), action, outcome,
+// subject, cursor, limit; and format (json or csv).
+func (a *API) AuditFilter(r *http.Request) (audit.Filter, string, error) {
+	q, err := query(r, "from", "to", "actor", "group", "action", "outcome", "subject", "cursor", "limit", "format")
 	if err != nil {
 		return audit.Filter{}, "", err
 	}
-	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action"), SubjectID: q.Get("subject"), Cursor: q.Get("cursor")}
+	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome"), SubjectID: q.Get("subject"), Cursor: q.Get("cursor")}
+	if f.Outcome != "" && f.Outcome != audit.Success && f.Outcome != audit.Failure && f.Outcome != audit.Denied {
+		return f, "", errs.Field("outcome", "success, failure or denied")
+	}
+	if g := q.Get("group"); g != "" {
+		if f.ActorSubjects, err = a.identity.GroupSubjects(r.Context(), principal(r).TenantID, g); err != nil {
+			return f, "", err
+		}
+	}
 	for _, p := range []struct {
 		name string
 		dst  *time.Time
@@ -43,12 +54,13 @@ func auditFilter(r *http.Request) (audit.Filter, string, error) {
 // listAudit pages through the audit trail, or streams it all as CSV.
 // Reading the trail reveals who did what, so it is itself audited.
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
-	f, format, err := auditFilter(r)
+	f, format, err := a.AuditFilter(r)
 	if err != nil {
 		return err
 	}
 	tid := principal(r).TenantID
-	details := map[string]any{"format": format, "filtered": f.Actor != "" || f.Action != "" || f.SubjectID != "" || !f.From.IsZero() || !f.To.IsZero()}
+	details := map[string]any{"format": format, "filtered": f.Actor != "" || f.Action != "" || f.SubjectID != "" || f.Outcome != "" ||
+		f.ActorSubjects != nil || !f.From.IsZero() || !f.To.IsZero()}
 	if format == "csv" {
 		if f.Cursor != "" || f.Limit != 0 {
 			return errs.Field("format", "csv exports every matching event; drop cursor and limit")

@@ -259,9 +259,13 @@ func TestQueryFiltersAndPages(t *testing.T) {
 			if i%3 == 0 {
 				action = "other.b"
 			}
-			actx := audit.WithActor(ctx, audit.Actor{Type: audit.ActorSystem, ID: fmt.Sprint("actor-", i%2)})
+			actx := audit.WithActor(ctx, audit.Actor{Type: audit.ActorSystem, ID: fmt.Sprint("actor-", i%2), SubjectID: fmt.Sprint("p", i%3)})
+			outcome := audit.Success
+			if i%10 == 0 {
+				outcome = audit.Denied
+			}
 			if err := env.Core.Log.Record(actx, tid, audit.Event{Action: action, TargetType: "t", TargetID: fmt.Sprint(i),
-				SubjectID: fmt.Sprint("s", i%5)}); err != nil {
+				SubjectID: fmt.Sprint("s", i%5), Outcome: outcome}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -301,6 +305,9 @@ func TestQueryFiltersAndPages(t *testing.T) {
 			"from":          {audit.Filter{From: t0, Action: "test.*"}, 20},
 			"to before all": {audit.Filter{To: t0.Add(-time.Hour)}, 0},
 			"window":        {audit.Filter{From: t0, To: time.Now().Add(time.Hour), Actor: "actor-0"}, 15},
+			"outcome":       {audit.Filter{Outcome: audit.Denied}, 3},
+			"people":        {audit.Filter{ActorSubjects: []string{"p1", "p2"}}, 20},
+			"nobody":        {audit.Filter{ActorSubjects: []string{}}, 0},
 		} {
 			if got := count(c.f); got != c.want {
 				t.Errorf("%s: %d events; want %d", name, got, c.want)

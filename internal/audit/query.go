@@ -18,12 +18,16 @@ import (
 
 // Filter selects events. Zero fields match everything.
 type Filter struct {
-	From, To  time.Time // From inclusive, To exclusive
-	Actor     string    // actor id or actor subject id
-	Action    string    // exact action, or a prefix ending in "*" ("subject.*")
-	SubjectID string
-	Cursor    string // from a previous page
-	Limit     int    // default 100, at most 1000
+	From, To time.Time // From inclusive, To exclusive
+	Actor    string    // actor id or actor subject id
+	// ActorSubjects, when not nil, keeps the events whose actor is one of
+	// these people (a group's members); empty, it keeps none.
+	ActorSubjects []string
+	Action        string // exact action, or a prefix ending in "*" ("subject.*")
+	Outcome       string // success, failure or denied; "" for any
+	SubjectID     string
+	Cursor        string // from a previous page
+	Limit         int    // default 100, at most 1000
 }
 
 // Entry is an event as shown to people: the actor revealed when their key
@@ -117,6 +121,18 @@ func (rd *Reader) Query(ctx context.Context, tenantID string, f Filter) ([]Entry
 	}
 	if f.SubjectID != "" {
 		where, args = append(where, "subject_id = ?"), append(args, f.SubjectID)
+	}
+	if f.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, f.Outcome)
+	}
+	if f.ActorSubjects != nil {
+		if len(f.ActorSubjects) == 0 {
+			return nil, "", nil
+		}
+		where = append(where, "actor_subject_id IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.ActorSubjects)), ", ")+")")
+		for _, id := range f.ActorSubjects {
+			args = append(args, id)
+		}
 	}
 	args = append(args, f.Limit+1)
 	rows, err := rd.db.Read().Query(ctx, `SELECT seq, id, at, actor_type, actor_id, actor_subject_id, actor_ct, action,
