@@ -59,8 +59,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	tid := principal(r).TenantID
-	details := map[string]any{"format": format, "filtered": f.Actor != "" || f.Action != "" || f.SubjectID != "" || f.Outcome != "" ||
-		f.ActorSubjects != nil || !f.From.IsZero() || !f.To.IsZero()}
+	details := map[string]any{"format": format, "filtered": filtered(f)}
 	if format == "csv" {
 		if f.Cursor != "" || f.Limit != 0 {
 			return errs.Field("format", "csv exports every matching event; drop cursor and limit")
@@ -76,28 +75,49 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	}
-	entries, next, err := a.audit.Query(r.Context(), tid, f)
+	entries, next, err := a.ReadAudit(r, f)
 	if err != nil {
-		return err
-	}
-	if err := a.log.Record(r.Context(), tid, audit.Event{Action: "audit.read", TargetType: "audit", TargetID: tid, Details: details}); err != nil {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, Page[audit.Entry]{Items: nonNil(entries), NextCursor: next})
 	return nil
 }
 
+// filtered tells whether f selects less than the whole trail.
+func filtered(f audit.Filter) bool {
+	return f.Actor != "" || f.Action != "" || f.SubjectID != "" || f.Outcome != "" || f.ActorSubjects != nil || !f.From.IsZero() || !f.To.IsZero()
+}
+
+// ReadAudit answers a page of the trail for r's principal, and records
+// that it was read (reading the trail reveals who did what).
+func (a *API) ReadAudit(r *http.Request, f audit.Filter) ([]audit.Entry, string, error) {
+	tid := principal(r).TenantID
+	entries, next, err := a.audit.Query(r.Context(), tid, f)
+	if err != nil {
+		return nil, "", err
+	}
+	err = a.log.Record(r.Context(), tid, audit.Event{Action: "audit.read", TargetType: "audit", TargetID: tid,
+		Details: map[string]any{"format": "", "filtered": filtered(f)}})
+	return entries, next, err
+}
+
+// VerifyAudit checks r's tenant's chain and records that it was checked.
+func (a *API) VerifyAudit(r *http.Request) (audit.Verdict, error) {
+	tid := principal(r).TenantID
+	v, err := a.log.Verify(r.Context(), tid)
+	if err != nil {
+		return v, err
+	}
+	return v, a.log.Record(r.Context(), tid, audit.Event{Action: "audit.verify", TargetType: "audit", TargetID: tid,
+		Outcome: map[bool]string{true: audit.Success, false: audit.Failure}[v.OK]})
+}
+
 func (a *API) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 	if _, err := query(r); err != nil {
 		return err
 	}
-	tid := principal(r).TenantID
-	v, err := a.log.Verify(r.Context(), tid)
+	v, err := a.VerifyAudit(r)
 	if err != nil {
-		return err
-	}
-	if err := a.log.Record(r.Context(), tid, audit.Event{Action: "audit.verify", TargetType: "audit", TargetID: tid,
-		Outcome: map[bool]string{true: audit.Success, false: audit.Failure}[v.OK]}); err != nil {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, v)

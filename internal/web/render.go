@@ -38,6 +38,7 @@ func parsePages(a assets) (pages, error) {
 		"role":    roleName,
 		"list":    func(s ...string) []string { return s },
 		"choice":  choice,
+		"kinds":   func() any { return actionKinds },
 	}
 	ps := pages{}
 	for _, n := range names {
@@ -158,6 +159,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
+	}
+	if p.Can("audit:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Audit", Href: "/audit"})
 	}
 	for i := range v.Nav {
 		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path || v.Nav[i].Href != "/" && strings.HasPrefix(r.URL.Path, v.Nav[i].Href+"/")

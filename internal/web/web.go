@@ -107,6 +107,9 @@ func (c *Console) Routes() []Route {
 		{"GET", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactorsPage},
 		{"POST", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactors},
 
+		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
+		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},
+
 		{"GET", "/account/email/{token}", Public, c.emailLinkPage},
 		{"POST", "/account/email/{token}", Public, c.useEmailLink},
 		{"GET", "/account/email-undo/{token}", Public, c.emailLinkPage},

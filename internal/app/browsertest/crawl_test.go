@@ -31,6 +31,7 @@ var expected = map[string][4]string{
 	"/account/second-factor/{id}/remove": {"404", "404", "404", "→ /login"},
 	"/account":                           {"200", "200", "200", "→ /login"},
 	"/users":                             {"200", "200", "403", "→ /login"},
+	"/audit":                             {"200", "200", "403", "→ /login"},
 	"/users/invite":                      {"200", "200", "403", "→ /login"},
 	"/users/{id}":                        {"200", "200", "403", "→ /login"}, // the member's page
 	"/users/{id}/role":                   {"200", "200", "403", "→ /login"},
