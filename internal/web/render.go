@@ -163,6 +163,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	if p.Can("audit:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Audit", Href: "/audit"})
 	}
+	if p.Can("settings:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Settings", Href: "/settings/security"})
+	}
 	for i := range v.Nav {
 		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path || v.Nav[i].Href != "/" && strings.HasPrefix(r.URL.Path, v.Nav[i].Href+"/")
 	}

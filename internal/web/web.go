@@ -107,6 +107,9 @@ func (c *Console) Routes() []Route {
 		{"GET", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactorsPage},
 		{"POST", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactors},
 
+		{"GET", "/settings/security", "GET /api/v1/settings/security", c.securityPage},
+		{"POST", "/settings/security", "PATCH /api/v1/settings/security", c.saveSecurity},
+
 		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
 		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},
 

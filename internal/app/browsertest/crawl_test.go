@@ -32,6 +32,7 @@ var expected = map[string][4]string{
 	"/account":                           {"200", "200", "200", "→ /login"},
 	"/users":                             {"200", "200", "403", "→ /login"},
 	"/audit":                             {"200", "200", "403", "→ /login"},
+	"/settings/security":                 {"200", "200", "403", "→ /login"},
 	"/users/invite":                      {"200", "200", "403", "→ /login"},
 	"/users/{id}":                        {"200", "200", "403", "→ /login"}, // the member's page
 	"/users/{id}/role":                   {"200", "200", "403", "→ /login"},

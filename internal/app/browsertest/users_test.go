@@ -112,3 +112,29 @@ func TestAdminManagesUsers(t *testing.T) {
 		t.Errorf("an admin suspending the owner: %d; want 403", status)
 	}
 }
+
+// An owner changes the security settings: a number out of bounds is named
+// by its field and nothing changes; then the change is saved.
+func TestOwnerChangesSecuritySettings(t *testing.T) {
+	c := newConsole(t)
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/settings/security"]`)
+	want(t, p, "/settings/security", "Security settings")
+	p.Inspect(t, screenshots, "settings-security")
+	fill(t, p, "lockout_threshold", "2")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "must be between 3 and 20") {
+		t.Errorf("a threshold of 2: %q", got)
+	}
+	if sec, _ := c.App.Identity.SecuritySettings(opCtx(), c.Tenant.ID); sec.LockoutThreshold != 6 {
+		t.Errorf("a refused form changed the threshold to %d", sec.LockoutThreshold)
+	}
+	p.Inspect(t, screenshots, "settings-security-error")
+	p.Do(t, chromedp.Click(chromedp.CSS("#mfa-all")))
+	fill(t, p, "lockout_threshold", "8")
+	want(t, p, "/settings/security", "Security settings")
+	sec, err := c.App.Identity.SecuritySettings(opCtx(), c.Tenant.ID)
+	if err != nil || sec.LockoutThreshold != 8 || sec.MFARequired != identity.MFAEveryone {
+		t.Errorf("saved: %+v %v", sec, err)
+	}
+}
