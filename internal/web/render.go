@@ -31,14 +31,15 @@ func parsePages(a assets) (pages, error) {
 		return nil, err
 	}
 	funcs := template.FuncMap{
-		"asset":   a.path,
-		"input":   input,
-		"date":    func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
-		"browser": browserName,
-		"role":    roleName,
-		"list":    func(s ...string) []string { return s },
-		"choice":  choice,
-		"kinds":   func() any { return actionKinds },
+		"asset":    a.path,
+		"input":    input,
+		"date":     func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
+		"browser":  browserName,
+		"role":     roleName,
+		"list":     func(s ...string) []string { return s },
+		"choice":   choice,
+		"kinds":    func() any { return actionKinds },
+		"sentence": sentence,
 	}
 	ps := pages{}
 	for _, n := range names {
@@ -319,6 +320,7 @@ var notices = map[string]string{
 	"unlocked":          "The account is unlocked.",
 	"factors-reset":     "Their second factors are removed and they are signed out everywhere. They have been told by email.",
 	"invited":           "The invitation is on its way. It works for 7 days.",
+	"imported":          "The file is imported: everyone in it is invited, and listed here until they accept.",
 }
 
 const noticeCookie = "__Host-custodia_notice"

@@ -1,7 +1,10 @@
 package web
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -275,4 +278,89 @@ func roleName(role string) string {
 		return "Member"
 	}
 	return fmt.Sprint(role)
+}
+
+// exportUsers answers every account as CSV, as the API's export does
+// (it asks for a recent sign-in, and is audited).
+func (c *Console) exportUsers(w http.ResponseWriter, r *http.Request) error {
+	var buf bytes.Buffer // small, and an error must not follow a 200
+	if err := c.identity.ExportUsers(r.Context(), signedIn(r), "csv", &buf); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "users-" + c.now().UTC().Format("20060102T150405Z") + ".csv"}))
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Importing people from a CSV file (email, name, role): checked first,
+// with every bad row shown by line and field; then invited.
+
+// importData is what the import pages show.
+type importData struct {
+	Rows     []errs.RowProblem // what is wrong, by line
+	Checked  int               // rows of a file found good
+	CSV      string            // the good file, sent back with the import
+	Imported int
+}
+
+// maxImportFile bounds the CSV file the import page takes.
+const maxImportFile = 8 << 20
+
+func (c *Console) importPage(w http.ResponseWriter, r *http.Request) error {
+	return c.render(w, r, http.StatusOK, "users-import", &view{Title: "Import users", Back: "/users", Form: &form{Values: url.Values{}}, Data: importData{}})
+}
+
+func (c *Console) importUsers(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxImportFile+64<<10)
+	f := &form{Values: url.Values{}}
+	var body []byte
+	if err := r.ParseMultipartForm(1 << 20); err == nil && r.MultipartForm != nil && len(r.MultipartForm.File["file"]) > 0 {
+		fh := r.MultipartForm.File["file"][0]
+		file, err := fh.Open()
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		if body, err = io.ReadAll(io.LimitReader(file, maxImportFile+1)); err != nil {
+			return err
+		}
+	} else if err := r.ParseForm(); err == nil {
+		body = []byte(r.PostForm.Get("csv"))
+	}
+	v := &view{Title: "Import users", Back: "/users", Form: f, Secret: true}
+	switch {
+	case len(body) == 0:
+		f.add("file", "Choose a CSV file.")
+	case len(body) > maxImportFile:
+		f.add("file", fmt.Sprintf("The file must be smaller than %d MiB.", maxImportFile>>20))
+	}
+	if len(f.Problems) > 0 {
+		v.Data = importData{}
+		return c.render(w, r, http.StatusUnprocessableEntity, "users-import", v)
+	}
+	dryRun := r.FormValue("import") != "yes"
+	res, err := c.identity.ImportUsers(r.Context(), signedIn(r), bytes.NewReader(body), dryRun)
+	if e, ok := errs.As(err); ok && len(e.Rows) > 0 {
+		if n := len(e.Rows); n == 1 {
+			f.add("file", "1 row of the file needs correcting, below. Nothing was imported.")
+		} else {
+			f.add("file", fmt.Sprintf("%d rows of the file need correcting, below. Nothing was imported.", n))
+		}
+		v.Data = importData{Rows: e.Rows}
+		return c.render(w, r, http.StatusUnprocessableEntity, "users-import", v)
+	}
+	if err != nil {
+		if f.refused(err, "file", map[string]string{}) {
+			v.Data = importData{}
+			return c.render(w, r, http.StatusUnprocessableEntity, "users-import", v)
+		}
+		return err
+	}
+	if dryRun {
+		v.Title, v.Data = "Check the import", importData{Checked: res.Rows, CSV: string(body)}
+		return c.render(w, r, http.StatusOK, "users-import", v)
+	}
+	return c.redirect(w, r, "/users?status=invited", "imported")
 }

@@ -1,6 +1,8 @@
 package browsertest
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +46,38 @@ func TestAdminManagesUsers(t *testing.T) {
 	fill(t, p, "email", "new@acme.example")
 	want(t, p, "/users", "Users")
 	c.mailedLink(t, "new@acme.example", "invited")
+
+	// Import from a file: a bad row is shown by line and column and nothing
+	// happens; a good file is checked, then imported.
+	dir := t.TempDir()
+	bad, good := filepath.Join(dir, "bad.csv"), filepath.Join(dir, "good.csv")
+	os.WriteFile(bad, []byte("email,name,role\nann@acme.example,Ann,member\nnot-an-address,Bo,member\n"), 0o600)
+	os.WriteFile(good, []byte("email,name,role\nann@acme.example,Ann,member\nbo@acme.example,Bo,admin\n"), 0o600)
+	p.Open(t, c.URL+"/users")
+	click(t, p, `a[href="/users/import"]`)
+	p.Do(t, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{bad}))
+	click(t, p, "main form button.primary")
+	if got := p.Text(t, "table"); !strings.Contains(got, "3") || !strings.Contains(got, "email") {
+		t.Errorf("rows to correct: %q", got)
+	}
+	p.Inspect(t, screenshots, "users-import-error")
+	p.Do(t, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{good}))
+	click(t, p, "main form button.primary")
+	want(t, p, "/users/import", "Check the import")
+	if got := p.Text(t, "main"); !strings.Contains(got, "2 people will be invited") {
+		t.Errorf("checked: %q", got)
+	}
+	if len(c.Mail.To("bo@acme.example", "invited")) != 0 {
+		t.Error("the check invited someone")
+	}
+	p.Inspect(t, screenshots, "users-import-check")
+	click(t, p, "main form button.primary")
+	want(t, p, "/users", "Users")
+	c.mailedLink(t, "bo@acme.example", "invited")
+	csvText := chrometest.Eval[string](t, p, `fetch("/users/export").then(r => r.ok ? r.text() : Promise.reject(r.status))`, chromedp.EvalAwaitPromise)
+	if !strings.HasPrefix(csvText, "id,email,name,role,status") || !strings.Contains(csvText, "bo@acme.example") {
+		t.Errorf("the users CSV: %q", csvText)
+	}
 
 	// Max: locked, then unlocked; suspended, then reactivated.
 	p.Open(t, c.URL+"/users/"+max.ID)
