@@ -83,6 +83,8 @@ var matrix = map[string]string{
 	"POST /api/v1/users/{id}/erase":                      "401 403 403 403 403 403 ok ok 403 403 404",
 	"POST /api/v1/users/{id}/unlock":                     "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/users/{id}/mfa/reset":                  "401 403 403 403 403 403 ok ok 403 403 404",
+	"GET /api/v1/tokens":                                 "401 403 403 403 403 403 ok ok ok 403 ok",
+	"DELETE /api/v1/tokens/{id}":                         "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/users/{id}/invitation":                 "401 403 403 403 403 403 ok ok ok 403 404",
 	"POST /api/v1/invitations":                           "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/groups":                                 "401 ok ok ok ok ok ok ok ok ok ok",
@@ -457,6 +459,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return "/api/v1/users/" + throwaway() + "/erase"
 			case "POST /api/v1/users/{id}/mfa/reset":
 				return "/api/v1/users/" + throwaway() + "/mfa/reset"
+			case "DELETE /api/v1/tokens/{id}":
+				u, err := ids.UserByID(ctx, env.Tenant.ID, throwaway())
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, tok, err := ids.CreateTokenFor(ctx, env.Tenant.ID, u, "doomed", []string{"spaces:read"}, time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return "/api/v1/tokens/" + tok.ID
 			case "PUT /api/v1/groups/{id}/members/{user}":
 				return "/api/v1/groups/" + group.ID + "/members/" + throwaway()
 			case "DELETE /api/v1/spaces/{id}":

@@ -112,6 +112,8 @@ func (a *API) Routes() []Route {
 		{"POST", "/api/v1/users/{id}/mfa/reset", "users:write", sensitive, a.resetFactors},
 		{"POST", "/api/v1/users/{id}/invitation", "users:write", anytime, a.resendInvitation},
 		{"POST", "/api/v1/invitations", "users:write", anytime, a.invite},
+		{"GET", "/api/v1/tokens", "users:read", anytime, a.listTenantTokens},
+		{"DELETE", "/api/v1/tokens/{id}", "users:write", anytime, a.revokeTenantToken},
 
 		{"GET", "/api/v1/groups", "groups:read", anytime, a.listGroups},
 		{"POST", "/api/v1/groups", "groups:write", anytime, a.createGroup},

@@ -104,6 +104,25 @@ func (a *API) resetFactors(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listTenantTokens lists every live token of the tenant with its owner.
+func (a *API) listTenantTokens(w http.ResponseWriter, r *http.Request) error {
+	ts, err := a.identity.TenantTokens(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[identity.OwnedToken]{Items: ts})
+	return nil
+}
+
+// revokeTenantToken revokes any token of the tenant (rank rule).
+func (a *API) revokeTenantToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.identity.RevokeTokenOf(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (a *API) invite(w http.ResponseWriter, r *http.Request) error {
 	var in identity.Invitation
 	if err := httpio.Decode(w, r, &in); err != nil {

@@ -60,3 +60,52 @@ func TestResetFactors(t *testing.T) {
 		}
 	})
 }
+
+// TestTenantTokens: the tenant's live tokens with their owners; an admin
+// revokes a member's token but never an owner's.
+func TestTenantTokens(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		env.AddUser(t, "ad@acme.example", identity.RoleAdmin, pw)
+		member := env.AddUser(t, "mo@acme.example", identity.RoleMember, pw)
+		admin := principalOf(t, env, "ad@acme.example")
+		secret, _, err := ids.CreateTokenFor(ctx, env.Tenant.ID, member, "sync", []string{"spaces:read"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := ids.TenantTokens(ctx, env.Tenant.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners := map[string]string{}
+		for _, tk := range ts {
+			owners[tk.Name] = tk.Owner
+		}
+		if len(ts) != 2 || owners["sync"] != "mo@acme.example" || owners["test"] != "owner@acme.example" {
+			t.Fatalf("tenant tokens: %+v", ts)
+		}
+		if _, err := ids.Authenticate(ctx, secret); err != nil {
+			t.Fatalf("the member's token before: %v", err)
+		}
+		for _, tk := range ts {
+			err := ids.RevokeTokenOf(ctx, admin, tk.ID)
+			switch tk.Name {
+			case "test": // the owner's
+				if !errs.Is(err, errs.Forbidden) {
+					t.Errorf("an admin revoking the owner's token: %v", err)
+				}
+			default:
+				if err != nil {
+					t.Errorf("an admin revoking a member's token: %v", err)
+				}
+			}
+		}
+		if _, err := ids.Authenticate(ctx, secret); err == nil {
+			t.Error("the revoked token still authenticates")
+		}
+		if ts, _ := ids.TenantTokens(ctx, env.Tenant.ID); len(ts) != 1 {
+			t.Errorf("%d live tokens after the revocation; want 1", len(ts))
+		}
+	})
+}

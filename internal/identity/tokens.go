@@ -150,8 +150,13 @@ func (s *Service) CreateTokenFor(ctx context.Context, tenantID string, u User, n
 
 // Tokens lists the user's tokens, newest first, revoked ones included.
 func (s *Service) Tokens(ctx context.Context, tenantID, userID string) ([]Token, error) {
+	return s.tokens(ctx, "tenant_id = ? AND user_id = ?", tenantID, userID)
+}
+
+// tokens lists the tokens matching where, newest first.
+func (s *Service) tokens(ctx context.Context, where string, args ...any) ([]Token, error) {
 	rows, err := s.db.Read().Query(ctx, `SELECT id, user_id, name, scopes, created_at, expires_at, last_used_at, revoked_at
-		FROM api_tokens WHERE tenant_id = ? AND user_id = ? ORDER BY id DESC`, tenantID, userID)
+		FROM api_tokens WHERE `+where+` ORDER BY id DESC`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +176,57 @@ func (s *Service) Tokens(ctx context.Context, tenantID, userID string) ([]Token,
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// OwnedToken is a token of the tenant with the address of its owner.
+type OwnedToken struct {
+	Token
+	Owner     string `json:"owner"`      // the owner's email
+	OwnerRole string `json:"owner_role"` // the owner's role
+}
+
+// TenantTokens lists the tenant's live tokens (neither revoked nor
+// expired), newest first, with their owners; the read is audited.
+func (s *Service) TenantTokens(ctx context.Context, tenantID string) ([]OwnedToken, error) {
+	ts, err := s.tokens(ctx, "tenant_id = ? AND revoked_at = 0 AND expires_at > ?", tenantID, s.now().UnixMicro())
+	if err != nil {
+		return nil, err
+	}
+	owners := map[string]Account{}
+	out := make([]OwnedToken, 0, len(ts))
+	for _, t := range ts {
+		if _, ok := owners[t.UserID]; !ok {
+			u, err := s.UserByID(ctx, tenantID, t.UserID)
+			if err != nil {
+				return nil, err
+			}
+			if owners[t.UserID], err = s.withEmail(ctx, tenantID, u); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, OwnedToken{Token: t, Owner: owners[t.UserID].Email, OwnerRole: owners[t.UserID].Role})
+	}
+	return out, s.log.Record(ctx, tenantID, audit.Event{Action: "token.list", TargetType: "token", Details: map[string]any{"count": len(out)}})
+}
+
+// RevokeTokenOf revokes any token of p's tenant, on behalf of p: never one
+// whose owner ranks above p (an admin never revokes an owner's).
+func (s *Service) RevokeTokenOf(ctx context.Context, p Principal, tokenID string) error {
+	ts, err := s.tokens(ctx, "tenant_id = ? AND id = ?", p.TenantID, tokenID)
+	if err != nil {
+		return err
+	}
+	if len(ts) == 0 {
+		return errs.E(errs.NotFound, "no such token")
+	}
+	u, err := s.UserByID(ctx, p.TenantID, ts[0].UserID)
+	if err != nil {
+		return err
+	}
+	if rank(u.Role) > rank(p.Role) {
+		return errs.E(errs.Forbidden, "a %s cannot revoke a token of an %s", p.Role, u.Role)
+	}
+	return s.RevokeToken(ctx, p.TenantID, u, tokenID)
 }
 
 // RevokeToken ends one of the user's tokens. Revoking twice is not an error.

@@ -110,6 +110,9 @@ func (c *Console) Routes() []Route {
 		{"GET", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactorsPage},
 		{"POST", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactors},
 
+		{"GET", "/tokens", "GET /api/v1/tokens", c.tenantTokensPage},
+		{"GET", "/tokens/{id}/revoke", "DELETE /api/v1/tokens/{id}", c.revokeTenantTokenPage},
+		{"POST", "/tokens/{id}/revoke", "DELETE /api/v1/tokens/{id}", c.revokeTenantToken},
 		{"GET", "/settings/security", "GET /api/v1/settings/security", c.securityPage},
 		{"POST", "/settings/security", "PATCH /api/v1/settings/security", c.saveSecurity},
 

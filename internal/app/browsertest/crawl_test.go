@@ -32,6 +32,8 @@ var expected = map[string][4]string{
 	"/account":                           {"200", "200", "200", "→ /login"},
 	"/users":                             {"200", "200", "403", "→ /login"},
 	"/audit":                             {"200", "200", "403", "→ /login"},
+	"/tokens":                            {"200", "200", "403", "→ /login"},
+	"/tokens/{id}/revoke":                {"404", "404", "403", "→ /login"},
 	"/settings/security":                 {"200", "200", "403", "→ /login"},
 	"/users/invite":                      {"200", "200", "403", "→ /login"},
 	"/users/import":                      {"200", "200", "403", "→ /login"},

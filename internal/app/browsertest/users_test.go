@@ -130,6 +130,23 @@ func TestAdminManagesUsers(t *testing.T) {
 	signIn(t, maxp, "max@acme.example", apptest.Password)
 	want(t, maxp, "/account/second-factor", "Set up a second factor")
 
+	// The tenant's tokens: max's is revoked; the owner's cannot be.
+	maxUser, _ := c.App.Identity.UserByID(opCtx(), c.Tenant.ID, max.ID)
+	tokSecret, _, err := c.App.Identity.CreateTokenFor(opCtx(), c.Tenant.ID, maxUser, "max's sync", []string{"spaces:read"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+"/tokens")
+	p.Inspect(t, screenshots, "tokens")
+	if n := chrometest.Eval[int](t, p, `document.querySelectorAll("a[href$='/revoke']").length`); n != 1 {
+		t.Errorf("%d revoke links for an admin; want 1 (max's, not the owner's)", n)
+	}
+	click(t, p, `a[href$="/revoke"]`)
+	click(t, p, "main form button.danger")
+	if r := c.Do(t, tokSecret, "GET", "/api/v1/spaces", nil); r.Status != 401 {
+		t.Errorf("max's revoked token: %d", r.Status)
+	}
+
 	// The owner: nothing to change from an admin, and a forged form is refused.
 	owner, err := c.App.Identity.UserByEmail(opCtx(), c.Tenant.ID, "owner@acme.example")
 	if err != nil {
