@@ -111,6 +111,7 @@ func TestOtherTenantGets404(t *testing.T) {
 		ids := map[string]string{ // path prefix → a real id of acme's
 			"/api/v1/subjects/":    s["id"].(string),
 			"/api/v1/me/tokens/":   victim.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "x"}).Map(t)["id"].(string),
+			"/api/v1/tokens/":      victim.Do(t, "POST", "/api/v1/me/tokens", map[string]any{"name": "y"}).Map(t)["id"].(string),
 			"/api/v1/me/mfa/":      victim.Do(t, "POST", "/api/v1/me/mfa/totp", nil).Map(t)["id"].(string),
 			"/api/v1/me/sessions/": firstID(t, victim.Do(t, "GET", "/api/v1/me/sessions", nil)),
 			"/api/v1/users/":       env.AddUser(t, "staff@acme.example", "member", "").ID,

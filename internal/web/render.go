@@ -161,6 +161,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
 	}
+	if p.Can("groups:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Groups", Href: "/groups"})
+	}
 	if p.Can("audit:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Audit", Href: "/audit"})
 	}
@@ -320,6 +323,9 @@ var notices = map[string]string{
 	"unlocked":          "The account is unlocked.",
 	"factors-reset":     "Their second factors are removed and they are signed out everywhere. They have been told by email.",
 	"invited":           "The invitation is on its way. It works for 7 days.",
+	"group-created":     "The group is created. Add people to it below.",
+	"member-added":      "They are in the group.",
+	"member-removed":    "They are no longer in the group.",
 	"imported":          "The file is imported: everyone in it is invited, and listed here until they accept.",
 }
 

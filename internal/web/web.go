@@ -110,6 +110,13 @@ func (c *Console) Routes() []Route {
 		{"GET", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactorsPage},
 		{"POST", "/users/{id}/second-factors/reset", "POST /api/v1/users/{id}/mfa/reset", c.resetFactors},
 
+		{"GET", "/groups", "GET /api/v1/groups", c.groupsPage},
+		{"POST", "/groups", "POST /api/v1/groups", c.createGroup},
+		{"GET", "/groups/{id}", "GET /api/v1/groups/{id}", c.groupPage},
+		{"POST", "/groups/{id}/members", "PUT /api/v1/groups/{id}/members/{user}", c.addMember},
+		{"POST", "/groups/{id}/members/{user}/admin", "PUT /api/v1/groups/{id}/members/{user}", c.setGroupAdmin(true)},
+		{"POST", "/groups/{id}/members/{user}/member", "PUT /api/v1/groups/{id}/members/{user}", c.setGroupAdmin(false)},
+		{"POST", "/groups/{id}/members/{user}/remove", "DELETE /api/v1/groups/{id}/members/{user}", c.removeMember},
 		{"GET", "/tokens", "GET /api/v1/tokens", c.tenantTokensPage},
 		{"GET", "/tokens/{id}/revoke", "DELETE /api/v1/tokens/{id}", c.revokeTenantTokenPage},
 		{"POST", "/tokens/{id}/revoke", "DELETE /api/v1/tokens/{id}", c.revokeTenantToken},

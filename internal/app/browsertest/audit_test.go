@@ -21,14 +21,7 @@ func TestAdminReadsTheAuditTrail(t *testing.T) {
 	c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
 	ada := c.page(t, "/login")
 	signIn(t, ada, "ada@acme.example", apptest.Password)
-	res, err := c.App.Identity.Login(opCtx(), identity.LoginInput{Tenant: "acme", Email: "ada@acme.example", Password: apptest.Password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := c.App.Identity.AuthenticateSession(opCtx(), res.Session)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := principalOf(t, c, "ada@acme.example")
 	g, err := c.App.Identity.CreateGroup(opCtx(), admin, "Legal")
 	if err != nil {
 		t.Fatal(err)

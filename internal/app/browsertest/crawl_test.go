@@ -32,6 +32,8 @@ var expected = map[string][4]string{
 	"/account":                           {"200", "200", "200", "→ /login"},
 	"/users":                             {"200", "200", "403", "→ /login"},
 	"/audit":                             {"200", "200", "403", "→ /login"},
+	"/groups":                            {"200", "200", "200", "→ /login"},
+	"/groups/{id}":                       {"200", "200", "200", "→ /login"}, // a group the member is in
 	"/tokens":                            {"200", "200", "403", "→ /login"},
 	"/tokens/{id}/revoke":                {"404", "404", "403", "→ /login"},
 	"/settings/security":                 {"200", "200", "403", "→ /login"},
@@ -73,6 +75,14 @@ func TestCrawl(t *testing.T) {
 	c := newConsole(t)
 	c.AddUser(t, "ada@acme.example", identity.RoleAdmin, apptest.Password)
 	member := c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
+	owner := ownerPrincipal(t, c)
+	group, err := c.App.Identity.CreateGroup(opCtx(), owner, "Legal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.App.Identity.SetMember(opCtx(), owner, group.ID, member.ID, false); err != nil {
+		t.Fatal(err)
+	}
 	pages := map[string]*chrometest.Page{}
 	for i, email := range []string{"owner@acme.example", "ada@acme.example", "max@acme.example"} {
 		p := c.page(t, "/login")
@@ -94,8 +104,11 @@ func TestCrawl(t *testing.T) {
 			continue
 		}
 		id := "01a00000-0000-7000-8000-000000000000" // no such object
-		if strings.HasPrefix(rt.Path, "/users/") {
+		switch {
+		case strings.HasPrefix(rt.Path, "/users/"):
 			id = member.ID
+		case strings.HasPrefix(rt.Path, "/groups/"):
+			id = group.ID
 		}
 		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43),
 			"{id}", id).Replace(rt.Path)

@@ -361,3 +361,22 @@ func TestTextMessageFactor(t *testing.T) {
 	fill(t, q, "code", g.Code(t, "+447700900123"))
 	want(t, q, "/", "ACME Ltd")
 }
+
+// principalOf answers a principal of email, signed in through the
+// service (for setting up what a test needs).
+func principalOf(t *testing.T, c *console, email string) identity.Principal {
+	t.Helper()
+	res, err := c.App.Identity.Login(opCtx(), identity.LoginInput{Tenant: "acme", Email: email, Password: apptest.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.App.Identity.AuthenticateSession(opCtx(), res.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ownerPrincipal(t *testing.T, c *console) identity.Principal {
+	return principalOf(t, c, "owner@acme.example")
+}

@@ -189,3 +189,35 @@ func TestOwnerChangesSecuritySettings(t *testing.T) {
 		t.Errorf("saved: %+v %v", sec, err)
 	}
 }
+
+// An administrator makes a group, adds a member by email (an address
+// with no account is refused by its field), makes them its administrator,
+// then removes them.
+func TestGroupAdministration(t *testing.T) {
+	c := newConsole(t)
+	c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/groups"]`)
+	fill(t, p, "name", "Legal")
+	want(t, p, "/groups/", "Legal")
+	fill(t, p, "email", "nobody@acme.example")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "Nobody signs in with this address here") {
+		t.Errorf("an unknown address: %q", got)
+	}
+	fill(t, p, "email", "max@acme.example")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "max@acme.example") || !strings.Contains(got, "Member") {
+		t.Fatalf("members: %q", got)
+	}
+	click(t, p, `form[action$="/admin"] button`)
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "Administrator") {
+		t.Errorf("after making max an administrator: %q", got)
+	}
+	p.Inspect(t, screenshots, "group")
+	click(t, p, `form[action$="/remove"] button`)
+	if got := p.Text(t, "main"); !strings.Contains(got, "Nobody is in this group yet") {
+		t.Errorf("after removing max: %q", got)
+	}
+	p.Open(t, c.URL+"/groups")
+	p.Inspect(t, screenshots, "groups")
+}
