@@ -16,6 +16,7 @@ type meResponse struct {
 	ID                string            `json:"id"`
 	Email             string            `json:"email"`
 	Name              string            `json:"name"`
+	TimeZone          string            `json:"time_zone"` // "": the organisation's
 	Role              string            `json:"role"`
 	Tenant            meTenant          `json:"tenant"`
 	SubjectID         string            `json:"subject_id"`
@@ -52,7 +53,7 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: profile.Email, Name: profile.Name, Role: u.Role, SubjectID: u.SubjectID,
+	httpio.JSON(w, http.StatusOK, meResponse{ID: u.ID, Email: profile.Email, Name: profile.Name, TimeZone: profile.TimeZone, Role: u.Role, SubjectID: u.SubjectID,
 		Tenant: meTenant{ID: t.ID, Slug: t.Slug, Name: t.Name}, CreatedAt: u.CreatedAt, LastLoginAt: u.LastLoginAt, ClosesAt: u.ClosesAt,
 		Factors: factors, EnrolmentRequired: p.Enrolment})
 	return nil
@@ -60,13 +61,19 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
-		Name *string `json:"name"`
+		Name     *string `json:"name"`
+		TimeZone *string `json:"time_zone"`
 	}
 	if err := httpio.Decode(w, r, &in); err != nil {
 		return err
 	}
 	if in.Name != nil {
 		if _, err := a.identity.UpdateProfile(r.Context(), principal(r), *in.Name); err != nil {
+			return err
+		}
+	}
+	if in.TimeZone != nil {
+		if err := a.identity.SetTimeZone(r.Context(), principal(r), *in.TimeZone); err != nil {
 			return err
 		}
 	}

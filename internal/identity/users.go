@@ -265,6 +265,24 @@ func (s *Service) rectify(ctx context.Context, tenantID string, u User, sp subje
 	return err
 }
 
+// SetTimeZone sets the principal's own time zone (an IANA name such as
+// Europe/Paris), or "" for the organisation's. It is kept as an attribute
+// of their person, encrypted and erased with the rest.
+func (s *Service) SetTimeZone(ctx context.Context, p Principal, zone string) error {
+	zone = strings.TrimSpace(zone)
+	var v any = zone
+	if zone == "" {
+		v = nil
+	} else if _, err := time.LoadLocation(zone); err != nil || zone == "Local" {
+		return errs.Field("time_zone", "must be an IANA time zone name, such as Europe/Paris")
+	}
+	u, err := s.UserByID(ctx, p.TenantID, p.UserID)
+	if err != nil {
+		return err
+	}
+	return s.rectify(ctx, p.TenantID, u, subject.Patch{Attributes: subject.Optional[map[string]any]{Set: true, Value: map[string]any{"time_zone": v}}})
+}
+
 // UpdateProfile lets the principal change their own name.
 func (s *Service) UpdateProfile(ctx context.Context, p Principal, name string) (Account, error) {
 	u, err := s.UserByID(ctx, p.TenantID, p.UserID)

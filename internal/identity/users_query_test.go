@@ -79,3 +79,30 @@ func TestUsersPage(t *testing.T) {
 		}
 	})
 }
+
+// TestOwnTimeZone: a person's own time zone, kept with their encrypted
+// attributes; a name that is no zone is refused by its field; empty goes
+// back to the organisation's.
+func TestOwnTimeZone(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		u := env.AddUser(t, "tz@acme.example", identity.RoleMember, pw)
+		p := principalOf(t, env, "tz@acme.example")
+		if err := ids.SetTimeZone(ctx, p, "Mars/Olympus"); !errs.Is(err, errs.Invalid) || field(err) != "time_zone" {
+			t.Errorf("a zone that is none: %v", err)
+		}
+		if err := ids.SetTimeZone(ctx, p, " Asia/Tokyo "); err != nil {
+			t.Fatal(err)
+		}
+		if pr, err := env.Core.Subjects.Profile(ctx, env.Tenant.ID, u.SubjectID); err != nil || pr.TimeZone != "Asia/Tokyo" {
+			t.Errorf("profile: %+v %v", pr, err)
+		}
+		if err := ids.SetTimeZone(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+		if pr, _ := env.Core.Subjects.Profile(ctx, env.Tenant.ID, u.SubjectID); pr.TimeZone != "" {
+			t.Errorf("cleared: %q", pr.TimeZone)
+		}
+	})
+}

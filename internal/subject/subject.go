@@ -745,8 +745,9 @@ func (s *Service) Email(ctx context.Context, tenantID, id string) (string, *keyr
 // Profile is what an account shows of its person: email and name (the
 // "name" attribute).
 type Profile struct {
-	Email string
-	Name  string
+	Email    string
+	Name     string
+	TimeZone string // the attribute time_zone: the person's own, for dates shown to them
 }
 
 // Profile returns a subject's email and name without recording a read:
@@ -766,7 +767,8 @@ func (s *Service) Profile(ctx context.Context, tenantID, id string) (Profile, er
 		return Profile{}, err
 	}
 	name, _ := f.attributes["name"].(string)
-	return Profile{Email: f.email, Name: name}, nil
+	zone, _ := f.attributes["time_zone"].(string)
+	return Profile{Email: f.email, Name: name, TimeZone: zone}, nil
 }
 
 // viaAccount marks the details of a write made through an account's own

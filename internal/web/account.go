@@ -22,6 +22,8 @@ type accountData struct {
 	User     identity.User
 	Name     string
 	Email    string
+	TimeZone string // "": the organisation's
+	OrgZone  string
 	Factors  int
 	Closing  *time.Time
 	Recent   int // minutes a confirmation lasts
@@ -47,7 +49,12 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := accountData{User: u, Name: prof.Name, Email: prof.Email, Closing: u.ClosesAt, Recent: int(p.Recent / time.Minute), Sessions: len(ss)}
+	t, err := c.tenants.ByID(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	d := accountData{User: u, Name: prof.Name, Email: prof.Email, TimeZone: prof.TimeZone, OrgZone: t.TimeZone, Closing: u.ClosesAt,
+		Recent: int(p.Recent / time.Minute), Sessions: len(ss)}
 	for _, m := range methods {
 		if m != identity.MethodRecovery {
 			d.Factors++
@@ -81,6 +88,40 @@ func (c *Console) setName(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return c.render(w, r, http.StatusUnprocessableEntity, "account-name", &view{Title: "Your name", Back: "/account", Form: f})
+}
+
+// The time zone of the dates one sees.
+
+func (c *Console) zonePage(w http.ResponseWriter, r *http.Request) error {
+	p := signedIn(r)
+	prof, err := c.subjects.Profile(r.Context(), p.TenantID, p.SubjectID)
+	if err != nil {
+		return err
+	}
+	return c.showZone(w, r, http.StatusOK, &form{Values: url.Values{"time_zone": {prof.TimeZone}}})
+}
+
+func (c *Console) showZone(w http.ResponseWriter, r *http.Request, code int, f *form) error {
+	t, err := c.tenants.ByID(r.Context(), signedIn(r).TenantID)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, code, "account-zone", &view{Title: "Your time zone", Back: "/account", Form: f, Data: t.TimeZone})
+}
+
+func (c *Console) setZone(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return err
+	}
+	err = c.identity.SetTimeZone(r.Context(), signedIn(r), f.Value("time_zone"))
+	if err == nil {
+		return c.redirect(w, r, "/account", "saved")
+	}
+	if !f.refused(err, "time_zone", map[string]string{"time_zone": "time zone"}) {
+		return err
+	}
+	return c.showZone(w, r, http.StatusUnprocessableEntity, f)
 }
 
 // The sign-in address: a link goes to the new one; nothing changes until

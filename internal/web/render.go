@@ -153,6 +153,11 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		return err
 	}
 	v.Zone = t.Location()
+	if prof.TimeZone != "" { // the person's own
+		if loc, err := time.LoadLocation(prof.TimeZone); err == nil {
+			v.Zone = loc
+		}
+	}
 	v.Person = &person{Name: prof.Name, Email: prof.Email, Tenant: t.Name, Enrolment: p.Enrolment}
 	if p.Enrolment {
 		return nil

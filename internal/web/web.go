@@ -78,6 +78,8 @@ func (c *Console) Routes() []Route {
 		{"GET", "/account", SignedIn, c.accountPage},
 		{"GET", "/account/name", SignedIn, c.namePage},
 		{"POST", "/account/name", "PATCH /api/v1/me", c.setName},
+		{"GET", "/account/time-zone", SignedIn, c.zonePage},
+		{"POST", "/account/time-zone", "PATCH /api/v1/me", c.setZone},
 		{"GET", "/account/email", SignedIn, c.emailPage},
 		{"POST", "/account/email", "PUT /api/v1/me/email", c.changeEmail},
 		{"GET", "/account/password", SignedIn, c.passwordPage},

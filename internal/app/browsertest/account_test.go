@@ -40,6 +40,18 @@ func TestMemberLooksAfterTheirAccount(t *testing.T) {
 	want(t, p, "/account", "Your account")
 	p.Inspect(t, screenshots, "account")
 
+	// A time zone of one's own: every date shown in it from then on.
+	click(t, p, `a[href="/account/time-zone"]`)
+	fill(t, p, "time_zone", "Mars/Olympus")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "The time zone must be an IANA time zone name") {
+		t.Errorf("a zone that is none: %q", got)
+	}
+	fill(t, p, "time_zone", "Asia/Tokyo")
+	want(t, p, "/account", "Your account")
+	if got := p.Text(t, "dl.summary"); !strings.Contains(got, "Asia/Tokyo") || !strings.Contains(got, "JST") {
+		t.Errorf("after choosing Tokyo, the dates: %q", got)
+	}
+
 	// The password: a refusal names the rule; then the change.
 	click(t, p, `a[href="/account/password"]`)
 	fill(t, p, "current_password", apptest.Password, "new_password", "short")

@@ -44,6 +44,7 @@ var expected = map[string][4]string{
 	"/users/{id}/suspend":                {"200", "200", "403", "→ /login"},
 	"/users/{id}/second-factors/reset":   {"200", "200", "403", "→ /login"},
 	"/account/name":                      {"200", "200", "200", "→ /login"},
+	"/account/time-zone":                 {"200", "200", "200", "→ /login"},
 	"/account/email":                     {"200", "200", "200", "→ /login"},
 	"/account/password":                  {"200", "200", "200", "→ /login"},
 	"/account/sessions":                  {"200", "200", "200", "→ /login"},
