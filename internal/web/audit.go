@@ -82,7 +82,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			f.add("person", "Enter the person's whole email address, like name@example.com.")
 		default:
-			af.Actor = u.SubjectID
+			af.ActorSubjects = []string{u.SubjectID} // by the index on the actor's person
 			api.Set("actor", u.SubjectID)
 		}
 	}
