@@ -113,8 +113,12 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 		} else if err != nil {
 			return err
 		}
+		people, err := c.usersNamed(r, entries)
+		if err != nil {
+			return err
+		}
 		for _, e := range entries {
-			d.Entries = append(d.Entries, auditRow{Entry: e, Who: who(e.Actor), What: what(e)})
+			d.Entries = append(d.Entries, auditRow{Entry: e, Who: who(e.Actor), What: what(e, people)})
 		}
 		rest := url.Values{}
 		for k, vs := range q {
@@ -178,14 +182,47 @@ var actionWords = map[string]string{
 	"access.denied": "was refused", "tenant.create": "created the organisation",
 }
 
-// what says what an event did.
-func what(e audit.Entry) string {
+// usersNamed answers how the page names the accounts its events are
+// about, looked up once each: their email, or that they were erased since.
+func (c *Console) usersNamed(r *http.Request, entries []audit.Entry) (map[string]string, error) {
+	p := signedIn(r)
+	out := map[string]string{}
+	for _, e := range entries {
+		if e.Target.Type != "user" || out[e.Target.ID] != "" {
+			continue
+		}
+		u, err := c.identity.UserByID(r.Context(), p.TenantID, e.Target.ID)
+		if errs.Is(err, errs.NotFound) {
+			out[e.Target.ID] = "a person erased since"
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		prof, err := c.subjects.Profile(r.Context(), p.TenantID, u.SubjectID)
+		if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Gone) {
+			out[e.Target.ID] = "a person erased since"
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[e.Target.ID] = or(prof.Name, prof.Email)
+	}
+	return out, nil
+}
+
+// what says what an event did, naming the account it was about.
+func what(e audit.Entry, people map[string]string) string {
 	w, ok := actionWords[e.Action]
 	if !ok {
 		w = e.Action
 	}
 	if e.Target.Type == "route" {
 		return w + ": " + e.Target.ID
+	}
+	if name := people[e.Target.ID]; e.Target.Type == "user" && name != "" {
+		return w + ": " + name
 	}
 	if e.Target.Type != "" && e.Target.ID != "" && e.Target.Type != "audit" {
 		id := e.Target.ID

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/custodia/custodia/internal/audit"
 )
 
 func TestBrowserName(t *testing.T) {
@@ -71,5 +73,34 @@ func TestPager(t *testing.T) {
 	}
 	if one := newPager("/users", url.Values{}, 1, 3); one.Pages != nil || one.Next != "" || one.To != 3 {
 		t.Errorf("one page: %+v", one)
+	}
+}
+
+// Audit rows read as sentences: the action in words, the account it was
+// about by name (or erased since), a refused route in full.
+func TestAuditWords(t *testing.T) {
+	people := map[string]string{"u1": "Kim Lee", "u2": "a person erased since"}
+	for _, c := range []struct {
+		e    audit.Entry
+		want string
+	}{
+		{audit.Entry{Action: "user.update", Target: audit.EntryTarget{Type: "user", ID: "u1"}}, "changed a user: Kim Lee"},
+		{audit.Entry{Action: "user.mfa.reset", Target: audit.EntryTarget{Type: "user", ID: "u2"}}, "reset someone's second factors: a person erased since"},
+		{audit.Entry{Action: "access.denied", Target: audit.EntryTarget{Type: "route", ID: "POST /api/v1/invitations"}}, "was refused: POST /api/v1/invitations"},
+		{audit.Entry{Action: "space.migrate", Target: audit.EntryTarget{Type: "space", ID: "0190aaaa-0000-7000-8000-0000000000ab"}}, "space.migrate (space …0000000000ab)"},
+	} {
+		if got := what(c.e, people); got != c.want {
+			t.Errorf("what(%s) = %q; want %q", c.e.Action, got, c.want)
+		}
+	}
+	for a, want := range map[audit.EntryActor]string{
+		{Type: audit.ActorUser, Display: "kim@acme.example"}:  "kim@acme.example",
+		{Type: audit.ActorToken, Display: "kim@acme.example"}: "kim@acme.example (API token)",
+		{Type: audit.ActorUser, SubjectID: "s1"}:              "An erased person",
+		{Type: audit.ActorSystem}:                             "Custodia (automatic)",
+	} {
+		if got := who(a); got != want {
+			t.Errorf("who(%+v) = %q; want %q", a, got, want)
+		}
 	}
 }
