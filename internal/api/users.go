@@ -14,9 +14,10 @@ import (
 )
 
 // listUsers answers a page of accounts, oldest first, with the total
-// that match: ?email= (exact), ?role=, ?status=, ?limit= (50), ?cursor=.
+// that match: ?email= (exact), ?name= (whole words), ?role=, ?status=,
+// ?limit= (50), ?cursor=.
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "email", "role", "status", "limit", "cursor")
+	q, err := query(r, "email", "name", "role", "status", "limit", "cursor")
 	if err != nil {
 		return err
 	}
@@ -24,7 +25,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	uq := identity.UserQuery{Email: q.Get("email"), Role: q.Get("role"), Status: q.Get("status"), Limit: limit}
+	uq := identity.UserQuery{Email: q.Get("email"), Name: q.Get("name"), Role: q.Get("role"), Status: q.Get("status"), Limit: limit}
 	if c := q.Get("cursor"); c != "" {
 		if uq.Offset, err = strconv.Atoi(c); err != nil || uq.Offset < 1 {
 			return errs.Field("cursor", "not a cursor of this list")

@@ -164,7 +164,7 @@ func TestUsersListPages(t *testing.T) {
 	if len(p2.Items) != 1 || p2.Next != "" || p2.Items[0].Email != "c@acme.example" {
 		t.Fatalf("page 2: %+v", p2)
 	}
-	for q, field := range map[string]string{"cursor=x": "cursor", "role=king": "role", "limit=0": "limit", "sort=name": "sort", "email=nope": "email"} {
+	for q, field := range map[string]string{"cursor=x": "cursor", "role=king": "role", "limit=0": "limit", "sort=name": "sort", "email=nope": "email", "name=%20-%20": "name"} {
 		if r := env.Do(t, env.Token, "GET", "/api/v1/users?"+q, nil); r.Status != 400 || r.Map(t)["field"] != field {
 			t.Errorf("?%s: %d %s; want 400 naming %s", q, r.Status, r.Body, field)
 		}

@@ -8,6 +8,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -175,6 +176,11 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	}
 	c.Export = export.NewService(export.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,
 		Consent: c.Consent, Register: c.Register, Rights: c.Rights, Tenants: c.Tenants, Files: c.Files, Now: now})
+	// Names of accounts made before names were indexed for search (once).
+	if err := c.Identity.IndexNames(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("index the names of accounts: %w", err)
+	}
 	return c, nil
 }
 

@@ -8,7 +8,7 @@ import (
 
 // accountTables hold rows about an account, by user_id.
 var accountTables = []string{"sessions", "devices", "mfa_factors", "recovery_codes", "api_tokens", "account_links",
-	"group_members", "sms_codes"}
+	"group_members", "sms_codes", "user_name_words"}
 
 // Eraser is identity's part of erasing a person who has an account
 // (subject.Eraser), registered last so that the other parts see the

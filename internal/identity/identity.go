@@ -185,6 +185,7 @@ func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, s
 			return User{}, err
 		}
 	}
+	name := in.Name
 	subjectID, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, email)
 	if errs.Is(err, errs.NotFound) {
 		var attrs map[string]any
@@ -196,7 +197,17 @@ func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, s
 			return User{}, cerr
 		}
 		subjectID, err = sub.ID, nil
+	} else if err == nil { // a contact becomes a user: the name they have
+		prof, perr := s.subjects.Profile(ctx, tenantID, subjectID)
+		if perr != nil {
+			return User{}, perr
+		}
+		name = prof.Name
 	}
+	if err != nil {
+		return User{}, err
+	}
+	words, err := s.nameIndexes(ctx, tenantID, name)
 	if err != nil {
 		return User{}, err
 	}
@@ -221,7 +232,10 @@ func (s *Service) createUser(ctx context.Context, tenantID string, in NewUser, s
 		if sqldb.IsUniqueViolation(err) {
 			return errs.Field("email", "a user with this email already exists")
 		}
-		if err != nil || then == nil {
+		if err != nil {
+			return err
+		}
+		if err := setNameWords(ctx, tx, tenantID, u.ID, words); err != nil || then == nil {
 			return err
 		}
 		return then(tx, u)

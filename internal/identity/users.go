@@ -94,6 +94,7 @@ func (s *Service) withFactor(ctx context.Context, tenantID string, ids []string)
 // UserQuery selects a page of a tenant's accounts.
 type UserQuery struct {
 	Email  string // exact, through the email's blind index ("" for any)
+	Name   string // whole words of the name, any case and order, through their blind indexes
 	Role   string // "" for any
 	Status string // "" for any
 	Offset int
@@ -140,6 +141,18 @@ func (s *Service) Users(ctx context.Context, tenantID string, q UserQuery) (User
 			return UserPage{}, err
 		}
 		where, args = where+" AND subject_id = ?", append(args, id)
+	}
+	if q.Name != "" {
+		words, err := s.nameIndexes(ctx, tenantID, q.Name)
+		if err != nil {
+			return UserPage{}, err
+		}
+		if len(words) == 0 {
+			return UserPage{}, errs.Field("name", "give a word of the name")
+		}
+		for _, w := range words {
+			where, args = where+" AND id IN (SELECT user_id FROM user_name_words WHERE tenant_id = ? AND word_bidx = ?)", append(args, tenantID, w)
+		}
 	}
 	var page UserPage
 	if err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM users WHERE "+where, args...).Scan(&page.Total); err != nil {
@@ -296,6 +309,9 @@ func (s *Service) UpdateProfile(ctx context.Context, p Principal, name string) (
 	if err := s.rectify(ctx, p.TenantID, u, sp); err != nil {
 		return Account{}, err
 	}
+	if err := s.indexName(ctx, p.TenantID, u); err != nil {
+		return Account{}, err
+	}
 	return s.withEmail(ctx, p.TenantID, u)
 }
 
@@ -394,8 +410,16 @@ func (s *Service) UpdateUser(ctx context.Context, p Principal, id string, patch 
 		profile.Email = subject.Optional[string]{}
 	}
 	apply := func(u User) (User, error) {
-		if err := s.rectify(ctx, p.TenantID, u, profile); err != nil || newEmail == "" {
+		if err := s.rectify(ctx, p.TenantID, u, profile); err != nil {
 			return u, err
+		}
+		if patch.Name != nil {
+			if err := s.indexName(ctx, p.TenantID, u); err != nil {
+				return u, err
+			}
+		}
+		if newEmail == "" {
+			return u, nil
 		}
 		return u, s.requestEmailChange(ctx, p.TenantID, u, newEmail)
 	}

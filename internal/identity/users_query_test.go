@@ -1,8 +1,10 @@
 package identity_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -103,6 +105,67 @@ func TestOwnTimeZone(t *testing.T) {
 		}
 		if pr, _ := env.Core.Subjects.Profile(ctx, env.Tenant.ID, u.SubjectID); pr.TimeZone != "" {
 			t.Errorf("cleared: %q", pr.TimeZone)
+		}
+	})
+}
+
+// TestFindByName: the users list finds people by whole words of their
+// name, in any case and order, through blind indexes kept in step with the
+// name; no name is stored in clear for it; an erased account's words go.
+func TestFindByName(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids := env.Core.Identity
+		op := principalOf(t, env, "owner@acme.example")
+		for _, u := range []identity.NewUser{{Email: "kim@acme.example", Name: "Kim Lee"}, {Email: "lee@acme.example", Name: "Lee-Ann Park"},
+			{Email: "jo@acme.example", Name: "Jo Kim"}} {
+			if _, err := ids.CreateUser(ctx, env.Tenant.ID, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		find := func(name string) []string {
+			t.Helper()
+			page, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, a := range page.Items {
+				out = append(out, a.Email)
+			}
+			return out
+		}
+		if got := fmt.Sprint(find("kim")); got != "[kim@acme.example jo@acme.example]" {
+			t.Errorf("kim: %s", got)
+		}
+		if got := fmt.Sprint(find("LEE kim")); got != "[kim@acme.example]" {
+			t.Errorf("lee kim: %s", got)
+		}
+		if got := fmt.Sprint(find("ki")); got != "[]" {
+			t.Errorf("a part of a word: %s", got)
+		}
+		// A change of name moves the words.
+		jo, err := ids.UserByEmail(ctx, env.Tenant.ID, "jo@acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "Jo Smith"
+		if _, err := ids.UpdateUser(ctx, op, jo.ID, identity.UserPatch{Name: &name}); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(find("kim")); got != "[kim@acme.example]" {
+			t.Errorf("kim after jo's change: %s", got)
+		}
+		if got := fmt.Sprint(find("smith")); got != "[jo@acme.example]" {
+			t.Errorf("smith: %s", got)
+		}
+		for _, f := range coretest.Files(t, env.DataDir) {
+			if b, err := os.ReadFile(f); err == nil && bytes.Contains(bytes.ToLower(b), []byte("smith")) {
+				t.Errorf("%s holds a name in clear", f)
+			}
+		}
+		if _, err := ids.Users(ctx, env.Tenant.ID, identity.UserQuery{Name: " - "}); field(err) != "name" {
+			t.Errorf("a name of no word: %v", err)
 		}
 	})
 }

@@ -59,7 +59,7 @@ func BenchmarkPages(b *testing.B) {
 	}
 	b.Run(fmt.Sprintf("users-of-%d", users), page("/users?page=3"))
 	b.Run(fmt.Sprintf("users-of-%d-by-role", users), page("/users?role=member&page=2"))
-	b.Run(fmt.Sprintf("users-of-%d-by-email", users), page("/users?email="+fmt.Sprintf("user%05d@acme.example", users/2)))
+	b.Run(fmt.Sprintf("users-of-%d-by-email", users), page("/users?q="+fmt.Sprintf("user%05d@acme.example", users/2)))
 	b.Run(fmt.Sprintf("audit-of-%d", events), page("/audit"))
 	b.Run(fmt.Sprintf("audit-of-%d-by-person", events), page("/audit?person="+fmt.Sprintf("user%05d@acme.example", users/2)))
 	b.Run(fmt.Sprintf("audit-of-%d-by-rare-action", events), page("/audit?action=token.*"))     // one event, the oldest

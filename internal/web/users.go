@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
@@ -38,9 +39,15 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request) error {
 	if pageNo < 1 {
 		pageNo = 1
 	}
-	uq := identity.UserQuery{Email: q.Get("email"), Role: q.Get("role"), Status: q.Get("status"), Offset: (pageNo - 1) * perPage, Limit: perPage}
+	uq := identity.UserQuery{Role: q.Get("role"), Status: q.Get("status"), Offset: (pageNo - 1) * perPage, Limit: perPage}
+	if who := strings.TrimSpace(q.Get("q")); strings.Contains(who, "@") {
+		uq.Email = who
+	} else {
+		uq.Name = who
+	}
 	page, err := c.identity.Users(r.Context(), p.TenantID, uq)
 	if e, ok := errs.As(err); ok && e.Kind == errs.Invalid { // a filter nobody can mean: the list without it
+		q.Del(map[string]string{"email": "q", "name": "q"}[e.Field])
 		q.Del(e.Field)
 		return c.redirect(w, r, "/users?"+q.Encode(), "")
 	}
@@ -52,7 +59,7 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request) error {
 		return c.redirect(w, r, "/users?"+q.Encode(), "")
 	}
 	d := usersData{Page: page, Query: q, Pager: newPager("/users", q, pageNo, page.Total), CanEdit: p.Can("users:write")}
-	for _, f := range []struct{ key, label string }{{"email", "Email"}, {"role", "Role"}, {"status", "Status"}} {
+	for _, f := range []struct{ key, label string }{{"q", "Name or email"}, {"role", "Role"}, {"status", "Status"}} {
 		if v := q.Get(f.key); v != "" {
 			rest := url.Values{}
 			for k, vs := range q {

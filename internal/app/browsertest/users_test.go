@@ -74,6 +74,11 @@ func TestAdminManagesUsers(t *testing.T) {
 	click(t, p, "main form button.primary")
 	want(t, p, "/users", "Users")
 	c.mailedLink(t, "bo@acme.example", "invited")
+	// Found by a word of her name (names are stored encrypted: whole words).
+	p.Open(t, c.URL+"/users?q=ANN")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "ann@acme.example") || strings.Contains(got, "bo@acme.example") {
+		t.Errorf("search for ann: %q", got)
+	}
 	csvText := chrometest.Eval[string](t, p, `fetch("/users/export").then(r => r.ok ? r.text() : Promise.reject(r.status))`, chromedp.EvalAwaitPromise)
 	if !strings.HasPrefix(csvText, "id,email,name,role,status") || !strings.Contains(csvText, "bo@acme.example") {
 		t.Errorf("the users CSV: %q", csvText)
