@@ -101,6 +101,21 @@ func (a *API) ReadAudit(r *http.Request, f audit.Filter) ([]audit.Entry, string,
 	return entries, next, err
 }
 
+// AuditState answers where r's tenant's chain ends, and its last
+// verification (nil if never), without verifying it.
+func (a *API) AuditState(r *http.Request) (audit.HeadState, *audit.Entry, error) {
+	tid := principal(r).TenantID
+	h, err := a.audit.Head(r.Context(), tid)
+	if err != nil {
+		return h, nil, err
+	}
+	last, _, err := a.audit.Query(r.Context(), tid, audit.Filter{Action: "audit.verify", Limit: 1})
+	if err != nil || len(last) == 0 {
+		return h, nil, err
+	}
+	return h, &last[0], nil
+}
+
 // VerifyAudit checks r's tenant's chain and records that it was checked.
 func (a *API) VerifyAudit(r *http.Request) (audit.Verdict, error) {
 	tid := principal(r).TenantID

@@ -316,6 +316,13 @@ func TestQueryFiltersAndPages(t *testing.T) {
 		if _, _, err := rd.Query(ctx, tid, audit.Filter{Cursor: "not-a-cursor"}); err == nil {
 			t.Error("a bad cursor was accepted")
 		}
+		newest, _, err := rd.Query(ctx, tid, audit.Filter{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err := rd.Head(ctx, tid); err != nil || h.Events != newest[0].Seq || h.Hash != newest[0].Hash {
+			t.Errorf("head %+v, %v; want the newest event %d %s", h, err, newest[0].Seq, newest[0].Hash)
+		}
 	})
 }
 

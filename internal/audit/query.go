@@ -6,7 +6,9 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -338,4 +340,25 @@ func SafeCell(s string) string {
 		return "'" + s
 	}
 	return s
+}
+
+// HeadState is where a tenant's chain ends, as the head row says (not
+// verified: Log.Verify checks it).
+type HeadState struct {
+	Events    int64     // the position of the last event
+	Hash      string    // its hash, hex
+	UpdatedAt time.Time // when it was appended
+}
+
+// Head answers where tenantID's chain ends (zero before its first event).
+func (rd *Reader) Head(ctx context.Context, tenantID string) (HeadState, error) {
+	var h HeadState
+	var hash []byte
+	var at int64
+	err := rd.db.Read().QueryRow(ctx, "SELECT seq, hash, updated_at FROM audit_heads WHERE tenant_id = ?", tenantID).Scan(&h.Events, &hash, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, nil
+	}
+	h.Hash, h.UpdatedAt = hex.EncodeToString(hash), time.UnixMicro(at).UTC()
+	return h, err
 }

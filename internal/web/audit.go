@@ -26,6 +26,8 @@ type auditData struct {
 	Older   string // the next page
 	CSV     string // the filtered view as CSV (the API's export)
 	Filters bool
+	Head    audit.HeadState
+	Checked *audit.Entry // the last verification, if any
 }
 
 // auditRow is an event as a person reads it.
@@ -102,6 +104,9 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := auditData{Query: q, Groups: groups, Filters: len(api) > 0}
+	if d.Head, d.Checked, err = c.api.AuditState(r); err != nil {
+		return err
+	}
 	code := http.StatusOK
 	if len(f.Problems) > 0 {
 		code = http.StatusUnprocessableEntity

@@ -77,4 +77,8 @@ func TestAdminReadsTheAuditTrail(t *testing.T) {
 	click(t, ada, `form[action="/audit/verify"] button`)
 	want(t, ada, "/audit/verify", "The audit trail is intact")
 	ada.Inspect(t, screenshots, "audit-verify")
+	ada.Open(t, c.URL+"/audit")
+	if got := ada.Text(t, "main dl.summary"); !strings.Contains(got, "by ada@acme.example: intact") {
+		t.Errorf("the chain's state after verifying: %q", got)
+	}
 }
