@@ -737,3 +737,22 @@ func (s *Service) RestoreVersion(ctx context.Context, p identity.Principal, file
 		Details: map[string]any{"space_id": spaceID, "from_version": n, "version": it.Version}})
 	return it, err
 }
+
+// Describe names the file or folder id as a person reads it in the audit
+// trail — "contract.pdf in Legal" — when p may view it; an item deleted
+// since, or one p may not see, is not found.
+func (s *Service) Describe(ctx context.Context, p identity.Principal, id string) (string, error) {
+	nd, pl, err := s.fileByID(ctx, p, id, space.Viewer)
+	if err != nil {
+		return "", err
+	}
+	sp, err := s.spaces.Get(ctx, p, nd.spaceID)
+	if err != nil {
+		return "", err
+	}
+	name := pl.path
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	return name + " in " + sp.Name, nil
+}

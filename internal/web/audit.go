@@ -9,6 +9,8 @@ import (
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/space"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 // The audit trail: who did what, when, newest first, with filters in the
@@ -118,7 +120,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 		} else if err != nil {
 			return err
 		}
-		people, err := c.usersNamed(r, entries)
+		people, err := c.named(r, entries)
 		if err != nil {
 			return err
 		}
@@ -187,37 +189,55 @@ var actionWords = map[string]string{
 	"access.denied": "was refused", "tenant.create": "created the organisation",
 }
 
-// usersNamed answers how the page names the accounts its events are
-// about, looked up once each: their email, or that they were erased since.
-func (c *Console) usersNamed(r *http.Request, entries []audit.Entry) (map[string]string, error) {
+// named answers how the page names what its events were about, each
+// looked up once: an account by its name or email, a file or folder by its
+// name and space, a space by its name — or that it is gone since (or, for
+// files and spaces, out of the viewer's sight).
+func (c *Console) named(r *http.Request, entries []audit.Entry) (map[string]string, error) {
 	p := signedIn(r)
+	ctx := r.Context()
 	out := map[string]string{}
 	for _, e := range entries {
-		if e.Target.Type != "user" || out[e.Target.ID] != "" {
+		id := e.Target.ID
+		if id == "" || out[id] != "" {
 			continue
 		}
-		u, err := c.identity.UserByID(r.Context(), p.TenantID, e.Target.ID)
-		if errs.Is(err, errs.NotFound) {
-			out[e.Target.ID] = "a person erased since"
+		var name string
+		var err error
+		switch e.Target.Type {
+		case "user":
+			var u identity.User
+			if u, err = c.identity.UserByID(ctx, p.TenantID, id); err == nil {
+				var prof subject.Profile
+				prof, err = c.subjects.Profile(ctx, p.TenantID, u.SubjectID)
+				name = or(prof.Name, prof.Email)
+			}
+			if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Gone) {
+				name, err = "a person erased since", nil
+			}
+		case "file", "folder":
+			if name, err = c.files.Describe(ctx, p, id); errs.Is(err, errs.NotFound) || errs.Is(err, errs.Forbidden) {
+				name, err = "a "+e.Target.Type+" deleted since, or one you cannot see", nil
+			}
+		case "space":
+			var sp space.Space
+			if sp, err = c.spaces.Get(ctx, p, id); err == nil {
+				name = sp.Name
+			} else if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Forbidden) {
+				name, err = "a space deleted since, or one you cannot see", nil
+			}
+		default:
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		prof, err := c.subjects.Profile(r.Context(), p.TenantID, u.SubjectID)
-		if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Gone) {
-			out[e.Target.ID] = "a person erased since"
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[e.Target.ID] = or(prof.Name, prof.Email)
+		out[id] = name
 	}
 	return out, nil
 }
 
-// what says what an event did, naming the account it was about.
+// what says what an event did, naming what it was about (names).
 func what(e audit.Entry, people map[string]string) string {
 	w, ok := actionWords[e.Action]
 	if !ok {
@@ -226,7 +246,7 @@ func what(e audit.Entry, people map[string]string) string {
 	if e.Target.Type == "route" {
 		return w + ": " + e.Target.ID
 	}
-	if name := people[e.Target.ID]; e.Target.Type == "user" && name != "" {
+	if name := people[e.Target.ID]; name != "" {
 		return w + ": " + name
 	}
 	if e.Target.Type != "" && e.Target.ID != "" && e.Target.Type != "audit" {

@@ -16,8 +16,10 @@ import (
 
 	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/rights"
+	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/subject"
 	"github.com/custodia/custodia/internal/tenant"
 )
@@ -155,6 +157,8 @@ type Console struct {
 	tenants  *tenant.Service
 	rights   *rights.Service
 	consent  *consent.Service
+	files    *files.Service
+	spaces   *space.Service
 	logger   *slog.Logger
 	now      func() time.Time
 	pages    pages
@@ -170,13 +174,15 @@ type Deps struct {
 	Tenants  *tenant.Service
 	Rights   *rights.Service
 	Consent  *consent.Service
+	Files    *files.Service
+	Spaces   *space.Service
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, logger: d.Logger, now: d.Now}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

@@ -73,6 +73,18 @@ func TestAdminReadsTheAuditTrail(t *testing.T) {
 	if got := ada.Text(t, ".error-summary"); !strings.Contains(got, "Enter the first day as a year, month and day") {
 		t.Errorf("a bad date: %q", got)
 	}
+	// Rows name what they were about: a file by its name and space.
+	sp := c.api(t, "POST", "/api/v1/spaces", map[string]any{"name": "Legal"}, 201)
+	if r := c.DoRaw(t, c.Token, "PUT", "/api/v1/spaces/"+sp["id"].(string)+"/files/contract.pdf", "application/pdf", "%PDF-1.4"); r.Status != 201 {
+		t.Fatalf("upload: %d %s", r.Status, r.Body)
+	}
+	owner := c.page(t, "/login")
+	signIn(t, owner, "owner@acme.example", apptest.Password)
+	owner.Open(t, c.URL+"/audit?action=file.*")
+	if got := owner.Text(t, "tbody"); !strings.Contains(got, "uploaded a file: contract.pdf in Legal") {
+		t.Errorf("the upload's row: %q", got)
+	}
+
 	ada.Open(t, c.URL+"/audit")
 	click(t, ada, `form[action="/audit/verify"] button`)
 	want(t, ada, "/audit/verify", "The audit trail is intact")
