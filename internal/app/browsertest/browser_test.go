@@ -1,6 +1,8 @@
 package browsertest
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,15 @@ import (
 // TestMain stops the package's one browser after the tests. The tests
 // run on SQLite only: the console's behaviour on PostgreSQL is the API's,
 // tested there.
+// browser answers the package's one browser, which trusts the
+// certificate every httptest TLS server presents (the same for all).
+func browser(t *testing.T) *chrometest.Browser {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	return chrometest.Shared(t, srv.Certificate())
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	chrometest.CloseShared()
@@ -29,8 +40,7 @@ var screenshots = filepath.Join("..", "..", "..", "screenshots")
 // The harness catches what it is there to catch: a console error, an
 // uncaught exception and an axe violation on a page made to have them.
 func TestHarnessCatchesProblems(t *testing.T) {
-	b := chrometest.Start(t)
-	p := b.NewPage(t)
+	p := browser(t).NewPage(t)
 	page := `<!doctype html><html lang="en"><title>bad</title><img src="data:,"><script>console.error("boom"); undefinedFn()</script>`
 	p.Do(t, chromedp.Navigate("data:text/html,"+url.PathEscape(page)), chromedp.WaitReady(chromedp.CSS("img")))
 	var ids []string

@@ -28,7 +28,7 @@ type console struct {
 func newConsole(t *testing.T) *console {
 	t.Helper()
 	env := apptest.New(t, "")
-	return &console{Env: env, browser: chrometest.Shared(t, env.Server.Certificate())}
+	return &console{Env: env, browser: browser(t)}
 }
 
 // page opens a new person's browser context at path.
@@ -331,7 +331,7 @@ func TestTextMessageFactor(t *testing.T) {
 	env := apptest.NewWith(t, "", func(c *config.Config, _ *app.Options) {
 		c.SMSProvider, c.SMSWebhookURL, c.SMSWebhookSecret = "webhook", g.URL, smstest.Secret
 	})
-	c := &console{Env: env, browser: chrometest.Shared(t, env.Server.Certificate())}
+	c := &console{Env: env, browser: browser(t)}
 	on := true
 	if _, err := c.App.Identity.UpdateSecurity(opCtx(), c.Tenant.ID, identity.SecurityPatch{SMSEnabled: &on}); err != nil {
 		t.Fatal(err)

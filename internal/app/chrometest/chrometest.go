@@ -52,17 +52,6 @@ func ExecPath() (string, error) {
 	return "", fmt.Errorf("no chromium on the PATH (apt-get install chromium, or set CUSTODIA_CHROMIUM)")
 }
 
-// Start starts Chromium trusting the certificates given (by their public
-// key) and stops it when the test ends. Without a browser the test is
-// skipped loudly — and fails under CI, where .ci/run installs one.
-func Start(tb testing.TB, trusted ...*x509.Certificate) *Browser {
-	tb.Helper()
-	b, err := launch(trusted)
-	need(tb, b, err)
-	tb.Cleanup(b.cancel)
-	return b
-}
-
 // shared is the one browser of a test package (Shared).
 var shared struct {
 	sync.Mutex
@@ -71,8 +60,10 @@ var shared struct {
 }
 
 // Shared answers the test package's one browser, started by the first
-// caller trusting the certificates it gives; TestMain stops it with
-// CloseShared. Tests keep apart by their pages' browser contexts.
+// caller trusting the certificates it gives (by their public key); TestMain
+// stops it with CloseShared. Tests keep apart by their pages' browser
+// contexts. Without a browser the test is skipped loudly — and fails under
+// CI, where .ci/run installs one.
 func Shared(tb testing.TB, trusted ...*x509.Certificate) *Browser {
 	tb.Helper()
 	shared.Lock()
