@@ -85,6 +85,20 @@ func (a *API) startCampaign(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// previewCampaign says whom a campaign would reach, changing nothing.
+func (a *API) previewCampaign(w http.ResponseWriter, r *http.Request) error {
+	var in consent.CampaignInput
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	pv, err := a.consent.PreviewCampaign(r.Context(), principal(r).TenantID, in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, pv)
+	return nil
+}
+
 func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 	cs, err := a.consent.Campaigns(r.Context(), principal(r).TenantID)
 	if err != nil {

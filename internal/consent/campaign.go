@@ -154,6 +154,82 @@ type recipient struct {
 	key               *keyring.DataKey
 }
 
+// audience answers the campaign's purpose, the contacts of its audience
+// (active, not restricted) and those of them holding an open link for the
+// purpose already.
+func (s *Service) audience(ctx context.Context, tenantID string, in CampaignInput) (register.Purpose, []string, map[string]bool, error) {
+	p, err := s.consentPurpose(ctx, tenantID, in.Purpose)
+	if err != nil {
+		return p, nil, nil, err
+	}
+	if in.Audience == AudienceSubjects {
+		for i, id := range in.SubjectIDs {
+			if _, err := s.subjects.Key(ctx, tenantID, id); err != nil {
+				return p, nil, nil, errs.Field(fmt.Sprintf("subject_ids[%d]", i), "no such subject")
+			}
+		}
+	}
+	where, err := s.audienceFilter(ctx, tenantID, p, in)
+	if err != nil {
+		return p, nil, nil, err
+	}
+	where.SQL = "restricted_since = 0 AND (" + where.SQL + ")" // restricted data is not used, not even to ask
+	var ids []string
+	for after := ""; ; {
+		page, err := s.subjects.IDs(ctx, tenantID, where, after, 1000)
+		if err != nil {
+			return p, nil, nil, err
+		}
+		ids = append(ids, page...)
+		if len(ids) > maxAudience {
+			return p, nil, nil, errs.Field("audience", "more than %d contacts: narrow the audience", maxAudience)
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	open, err := s.openLinks(ctx, tenantID, p.ID)
+	return p, ids, open, err
+}
+
+// Preview is whom a campaign would reach, before it is started.
+type Preview struct {
+	Audience   int `json:"audience"`         // contacts in the audience
+	Recipients int `json:"recipients"`       // of them, those who would be mailed a link
+	NoEmail    int `json:"skipped_no_email"` // without an email address
+	Pending    int `json:"skipped_pending"`  // holding an open link for the purpose already
+}
+
+// PreviewCampaign counts whom StartCampaign would reach with in, changing
+// nothing and reading no personal data (whether a contact has an email
+// address is known by its blind index).
+func (s *Service) PreviewCampaign(ctx context.Context, tenantID string, in CampaignInput) (Preview, error) {
+	if err := in.check(); err != nil {
+		return Preview{}, err
+	}
+	_, ids, open, err := s.audience(ctx, tenantID, in)
+	if err != nil {
+		return Preview{}, err
+	}
+	withEmail, err := s.subjects.WithEmail(ctx, tenantID, ids)
+	if err != nil {
+		return Preview{}, err
+	}
+	pv := Preview{Audience: len(ids)}
+	for _, id := range ids {
+		switch {
+		case open[id]:
+			pv.Pending++
+		case !withEmail[id]:
+			pv.NoEmail++
+		default:
+			pv.Recipients++
+		}
+	}
+	return pv, nil
+}
+
 // StartCampaign chooses the audience, and queues one mail with a link of
 // its own to each of its contacts that has an email address and no open
 // link for the purpose yet. All of it is one transaction: a campaign is
@@ -162,22 +238,10 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 	if err := in.check(); err != nil {
 		return Campaign{}, err
 	}
-	p, err := s.consentPurpose(ctx, tenantID, in.Purpose)
+	p, ids, open, err := s.audience(ctx, tenantID, in)
 	if err != nil {
 		return Campaign{}, err
 	}
-	if in.Audience == AudienceSubjects {
-		for i, id := range in.SubjectIDs {
-			if _, err := s.subjects.Key(ctx, tenantID, id); err != nil {
-				return Campaign{}, errs.Field(fmt.Sprintf("subject_ids[%d]", i), "no such subject")
-			}
-		}
-	}
-	where, err := s.audienceFilter(ctx, tenantID, p, in)
-	if err != nil {
-		return Campaign{}, err
-	}
-	where.SQL = "restricted_since = 0 AND (" + where.SQL + ")" // restricted data is not used, not even to ask
 	t, err := s.tenants.ByID(ctx, tenantID)
 	if err != nil {
 		return Campaign{}, err
@@ -190,26 +254,6 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 	c := Campaign{ID: id.String(), Name: in.Name, Purpose: p.Key, NoticeVersion: p.Notice.Version,
 		Audience:  Audience{Kind: in.Audience, OlderThanMonths: in.OlderThanMonths, Listed: len(in.SubjectIDs)},
 		CreatedAt: now, ExpiresAt: now.AddDate(0, 0, in.LinkDays)}
-
-	var ids []string
-	for after := ""; ; {
-		page, err := s.subjects.IDs(ctx, tenantID, where, after, 1000)
-		if err != nil {
-			return Campaign{}, err
-		}
-		ids = append(ids, page...)
-		if len(ids) > maxAudience {
-			return Campaign{}, errs.Field("audience", "more than %d contacts: narrow the audience", maxAudience)
-		}
-		if len(page) < 1000 {
-			break
-		}
-		after = page[len(page)-1]
-	}
-	open, err := s.openLinks(ctx, tenantID, p.ID)
-	if err != nil {
-		return Campaign{}, err
-	}
 	var rs []recipient
 	var events []audit.Event
 	for _, sid := range ids {

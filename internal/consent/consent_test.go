@@ -449,3 +449,41 @@ func TestTamperedStateIsNotBelieved(t *testing.T) {
 		}
 	})
 }
+
+// TestCampaignPreview: before a campaign starts, it says whom it would
+// reach — and matches what starting it then does: the contacts with an
+// address are mailed, one without is skipped, one holding an open link is
+// skipped; nothing changes and nothing is mailed by the preview.
+func TestCampaignPreview(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 0)
+		person(t, env, "ann@example.org")
+		bo := person(t, env, "bo@example.org")
+		if _, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Phone: "+33123456789"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "bo first", Purpose: "news",
+			Audience: consent.AudienceSubjects, SubjectIDs: []string{bo}}); err != nil {
+			t.Fatal(err)
+		}
+		in := consent.CampaignInput{Name: "all missing", Purpose: "news", Audience: consent.AudienceMissing}
+		pv, err := env.Core.Consent.PreviewCampaign(ctx, env.Tenant.ID, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pv != (consent.Preview{Audience: 3, Recipients: 1, NoEmail: 1, Pending: 1}) {
+			t.Errorf("preview %+v; want 3 in the audience: ann mailed, the phone-only contact and bo (an open link) skipped", pv)
+		}
+		if n := len(env.Mail.To("ann@example.org", "consent")); n != 0 {
+			t.Errorf("the preview mailed ann %d times", n)
+		}
+		if _, err := env.Core.Consent.PreviewCampaign(ctx, env.Tenant.ID, consent.CampaignInput{Name: "x", Purpose: "news", Audience: "all"}); !errs.Is(err, errs.Invalid) {
+			t.Errorf("a bad audience: %v", err)
+		}
+		c, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, in)
+		if err != nil || c.Counts.Recipients != pv.Recipients || c.Counts.NoEmail != pv.NoEmail || c.Counts.Pending != pv.Pending {
+			t.Errorf("started %+v, %v; the preview said %+v", c.Counts, err, pv)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -719,6 +720,28 @@ func (s *Service) IDByEmail(ctx context.Context, q sqldb.Q, tenantID, email stri
 		return "", errNotFound
 	}
 	return id, err
+}
+
+// WithEmail answers which of the subjects ids have an email address, by
+// its blind index: nothing personal is read.
+func (s *Service) WithEmail(ctx context.Context, tenantID string, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(len(ids), start+500)]
+		args := []any{tenantID}
+		for _, id := range batch {
+			args = append(args, id)
+		}
+		has, err := s.db.Read().Strings(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND email_bidx IS NOT NULL AND id IN ("+
+			strings.TrimSuffix(strings.Repeat("?, ", len(batch)), ", ")+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range has {
+			out[id] = true
+		}
+	}
+	return out, nil
 }
 
 // Email decrypts a subject's email without recording a read; for the
