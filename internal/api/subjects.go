@@ -59,7 +59,7 @@ func (a *API) rectifySubject(w http.ResponseWriter, r *http.Request) error {
 
 // listSubjects looks subjects up by one identifier, or pages through all.
 func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "email", "phone", "external_id", "cursor", "limit", "consent", "purpose")
+	q, err := query(r, "email", "phone", "external_id", "cursor", "limit", "consent", "purpose", "status", "restricted", "legal_hold", "sort")
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,27 @@ func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	o := subject.ListOptions{After: q.Get("cursor"), Limit: limit}
+	o := subject.ListOptions{After: q.Get("cursor"), Limit: limit, Status: q.Get("status")}
+	for _, b := range []struct {
+		name string
+		dst  **bool
+	}{{"restricted", &o.Restricted}, {"legal_hold", &o.Held}} {
+		switch q.Get(b.name) {
+		case "":
+		case "true", "false":
+			v := q.Get(b.name) == "true"
+			*b.dst = &v
+		default:
+			return errs.Field(b.name, "true or false")
+		}
+	}
+	switch q.Get("sort") {
+	case "", "added":
+	case "-added":
+		o.Newest = true
+	default:
+		return errs.Field("sort", "added (oldest first) or -added (newest first)")
+	}
 	switch c := q.Get("consent"); {
 	case c == "missing":
 		if o.Where, err = a.consent.MissingFilter(r.Context(), tid, q.Get("purpose")); err != nil {

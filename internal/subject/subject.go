@@ -446,9 +446,42 @@ type Where struct {
 
 // ListOptions select a page of subjects.
 type ListOptions struct {
-	After string // the cursor: list subjects after this id
-	Limit int    // 1 to 500; 0 means 50
-	Where Where  // optional
+	After      string // the cursor: list subjects after this id (before it, Newest first)
+	Limit      int    // 1 to 500; 0 means 50
+	Where      Where  // optional
+	Status     string // active, inactive or anonymised; "" for any
+	Restricted *bool  // restricted (Art. 18) or not; nil for either
+	Held       *bool  // on legal hold or not; nil for either
+	Newest     bool   // the most recently added first (ids are time-ordered)
+}
+
+// filter is o's filters as SQL.
+func (o ListOptions) filter() (Where, error) {
+	var w Where
+	and := func(sql string, args ...any) {
+		if w.SQL != "" {
+			w.SQL += " AND "
+		}
+		w.SQL, w.Args = w.SQL+sql, append(w.Args, args...)
+	}
+	switch o.Status {
+	case "":
+	case StatusActive, StatusInactive, StatusAnonymised:
+		and("status = ?", o.Status)
+	default:
+		return w, errs.Field("status", "active, inactive or anonymised")
+	}
+	flag := func(b *bool, column string) {
+		if b != nil {
+			and(column + map[bool]string{true: " <> 0", false: " = 0"}[*b])
+		}
+	}
+	flag(o.Restricted, "restricted_since")
+	flag(o.Held, "held_since")
+	if o.Where.SQL != "" {
+		and("("+o.Where.SQL+")", o.Where.Args...)
+	}
+	return w, nil
 }
 
 // contactsOnly keeps the subjects who have no user account: staff are not
@@ -457,8 +490,9 @@ type ListOptions struct {
 const contactsOnly = "NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = subjects.tenant_id AND u.subject_id = subjects.id)"
 
 // List returns a page of the tenant's contacts (subjects without an
-// account) in creation order and the cursor of the next page ("" at the
-// end); each subject read is recorded.
+// account) in creation order (or newest first) matching o's filters, and
+// the cursor of the next page ("" at the end); each subject read is
+// recorded.
 func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]Subject, string, error) {
 	if o.Limit <= 0 {
 		o.Limit = 50
@@ -466,11 +500,19 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	if o.Limit > 500 {
 		return nil, "", errs.Field("limit", "at most 500")
 	}
-	q, args := selectRow+" WHERE tenant_id = ? AND id > ? AND "+contactsOnly, []any{tenantID, o.After}
-	if o.Where.SQL != "" {
-		q, args = q+" AND ("+o.Where.SQL+")", append(args, o.Where.Args...)
+	w, err := o.filter()
+	if err != nil {
+		return nil, "", err
 	}
-	rows, err := s.db.Read().Query(ctx, q+" ORDER BY id LIMIT ?", append(args, o.Limit+1)...)
+	q, args, order := selectRow+" WHERE tenant_id = ? AND id > ? AND "+contactsOnly, []any{tenantID, o.After}, " ORDER BY id"
+	if o.Newest {
+		q, order = selectRow+" WHERE tenant_id = ? AND (? = '' OR id < ?) AND "+contactsOnly, " ORDER BY id DESC"
+		args = append(args, o.After)
+	}
+	if w.SQL != "" {
+		q, args = q+" AND "+w.SQL, append(args, w.Args...)
+	}
+	rows, err := s.db.Read().Query(ctx, q+order+" LIMIT ?", append(args, o.Limit+1)...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list subjects: %w", err)
 	}

@@ -270,3 +270,62 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 		}
 	}
 }
+
+// TestListFilters: the contacts list filters by status, restriction and
+// legal hold, pages newest first too, and names a bad filter.
+func TestListFilters(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		svc, tid := env.Core.Subjects, env.Tenant.ID
+		var ids []string
+		for i := range 4 {
+			s, err := svc.Create(ctx, tid, subject.New{Email: fmt.Sprintf("c%d@example.org", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, s.ID)
+		}
+		if _, err := svc.Restrict(ctx, tid, ids[1], "accuracy disputed"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Hold(ctx, tid, ids[2], "litigation"); err != nil {
+			t.Fatal(err)
+		}
+		yes, no := true, false
+		list := func(o subject.ListOptions) []string {
+			t.Helper()
+			var out []string
+			for {
+				page, next, err := svc.List(ctx, tid, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range page {
+					out = append(out, s.ID)
+				}
+				if next == "" {
+					return out
+				}
+				o.After = next
+			}
+		}
+		for name, c := range map[string]struct {
+			o    subject.ListOptions
+			want []string
+		}{
+			"restricted":     {subject.ListOptions{Restricted: &yes}, []string{ids[1]}},
+			"not restricted": {subject.ListOptions{Restricted: &no}, []string{ids[0], ids[2], ids[3]}},
+			"on hold":        {subject.ListOptions{Held: &yes}, []string{ids[2]}},
+			"active":         {subject.ListOptions{Status: subject.StatusActive}, ids},
+			"inactive":       {subject.ListOptions{Status: subject.StatusInactive}, nil},
+			"newest first":   {subject.ListOptions{Newest: true, Limit: 3}, []string{ids[3], ids[2], ids[1], ids[0]}},
+		} {
+			if got := list(c.o); fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Errorf("%s: %v; want %v", name, got, c.want)
+			}
+		}
+		if _, _, err := svc.List(ctx, tid, subject.ListOptions{Status: "gone"}); !errs.Is(err, errs.Invalid) {
+			t.Errorf("a bad status: %v", err)
+		}
+	})
+}
