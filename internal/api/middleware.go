@@ -394,9 +394,11 @@ func (a *API) Route(key string) (Route, bool) {
 // Admit authenticates a console request by its session cookie and checks
 // it against rt's access rule and guard as the API would — the same
 // refusals, the same audit events — answering the request with the
-// principal and audit actor in its context. The principal is answered
-// whenever the session is valid, so that a refused page can tell why:
-// enrolment first, or a recent re-authentication.
+// principal and audit actor in its context. The principal (and that
+// request) are answered whenever the session is valid, also with a
+// refusal, so that the page can tell why — enrolment first, or a recent
+// re-authentication — and keep the person's header; only a nil error
+// admits.
 func (a *API) Admit(r *http.Request, rt Route) (*http.Request, identity.Principal, error) {
 	p, err := a.identity.AuthenticateSession(r.Context(), cookieValue(r, SessionCookie))
 	if err != nil {
@@ -406,10 +408,10 @@ func (a *API) Admit(r *http.Request, rt Route) (*http.Request, identity.Principa
 	if err != nil {
 		return r, p, err
 	}
-	if err := a.allowed(ctx, rt, p); err != nil {
-		return r, p, err
-	}
-	return r.WithContext(withPrincipal(ctx, p)), p, nil
+	// Refused, the request still carries who asked: the page that says no
+	// keeps the person's header.
+	admitted := r.WithContext(withPrincipal(ctx, p))
+	return admitted, p, a.allowed(ctx, rt, p)
 }
 
 // Principal answers the principal Admit put into r's context.

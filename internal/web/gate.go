@@ -46,42 +46,43 @@ func (c *Console) endpoint(rt Route) http.Handler {
 		h := w.Header()
 		h.Set("Content-Security-Policy", csp)
 		h.Set("Cache-Control", "no-store")
-		if err := c.admit(rt, apiRule, w, r); err != nil {
-			c.fail(w, r, err)
+		if r, err := c.admit(rt, apiRule, w, r); err != nil {
+			c.fail(w, r, err) // with the principal, when admitted: the page keeps its header
 		}
 	})
 }
 
-// admit checks the request against the rule and calls the handler.
-func (c *Console) admit(rt Route, rule *api.Route, w http.ResponseWriter, r *http.Request) error {
+// admit checks the request against the rule and calls the handler; it
+// answers the request as admitted (with the principal) and the error.
+func (c *Console) admit(rt Route, rule *api.Route, w http.ResponseWriter, r *http.Request) (*http.Request, error) {
 	if err := crossOrigin.Check(r); err != nil {
-		return errs.E(errs.Forbidden, "This form was sent from another site. Go back to the page, reload it and send it again.")
+		return r, errs.E(errs.Forbidden, "This form was sent from another site. Go back to the page, reload it and send it again.")
 	}
 	if rule == nil {
-		return rt.Handler(w, r)
+		return r, rt.Handler(w, r)
 	}
 	if rule.Limited() && !c.api.Allow(r) {
-		return errs.E(errs.TooManyRequests, "Too many attempts from your network. Wait a minute, then try again.")
+		return r, errs.E(errs.TooManyRequests, "Too many attempts from your network. Wait a minute, then try again.")
 	}
 	if rule.Access == api.Public {
-		return rt.Handler(w, r)
+		return r, rt.Handler(w, r)
 	}
 	admitted, p, err := c.api.Admit(r, *rule)
 	switch {
 	case err == nil:
-		return rt.Handler(w, admitted)
+		return admitted, rt.Handler(w, admitted)
 	case errs.Is(err, errs.Unauthenticated):
-		return c.redirect(w, r, "/login?next="+url.QueryEscape(c.back(r)), "")
+		return r, c.redirect(w, r, "/login?next="+url.QueryEscape(c.back(r)), "")
 	case p.Enrolment && rule.Access != api.Enrol:
-		return c.redirect(w, r, "/account/second-factor", "")
+		return r, c.redirect(w, r, "/account/second-factor", "")
 	case rule.Sensitive() && !p.Fresh(c.now()) && p.Enrolment:
 		// An enrolment session cannot re-authenticate: it signs in again.
 		api.EndSession(w)
-		return c.redirect(w, r, "/login", "sign-in-again")
+		return r, c.redirect(w, r, "/login", "sign-in-again")
 	case rule.Sensitive() && !p.Fresh(c.now()):
-		return c.redirect(w, r, "/login/confirm?next="+url.QueryEscape(c.back(r)), "")
+		return r, c.redirect(w, r, "/login/confirm?next="+url.QueryEscape(c.back(r)), "")
 	}
-	return err
+	return admitted, err // refused: the page says so, in the person's frame
 }
 
 // back is the page to come back to after signing in or confirming: the

@@ -130,6 +130,9 @@ func TestCrawl(t *testing.T) {
 			if got != want {
 				t.Errorf("%s as %s: %s; want %s", path, role, got, want)
 			}
+			if got == "403" && !strings.Contains(p.Text(t, "header"), "Your account") {
+				t.Errorf("%s as %s: the refusal page drops the person's header", path, role)
+			}
 			name := strings.Trim(strings.NewReplacer("/", "-", "{", "", "}", "", "$", "", "-token", "").Replace(pattern), "-")
 			if name == "" {
 				name = "home"
