@@ -85,6 +85,20 @@ func (a *API) startCampaign(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// consentReport counts, per consent-based purpose, the active contacts
+// with a valid, expired or withdrawn consent, or none.
+func (a *API) consentReport(w http.ResponseWriter, r *http.Request) error {
+	if _, err := query(r); err != nil {
+		return err
+	}
+	rep, err := a.consent.Report(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[consent.PurposeCounts]{Items: rep})
+	return nil
+}
+
 // previewCampaign says whom a campaign would reach, changing nothing.
 func (a *API) previewCampaign(w http.ResponseWriter, r *http.Request) error {
 	var in consent.CampaignInput

@@ -199,6 +199,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"PATCH", "/api/v1/requests/01a00000-0000-7000-8000-000000000000", `{"status":"verified"}`, true, false},   // 404
 			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/extend", `{"reason":"busy"}`, true, false}, // 404
 			{"POST", "/api/v1/campaigns/preview", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
+			{"GET", "/api/v1/consent/report", "", true, false},
 			{"GET", "/api/v1/subjects?restricted=false&legal_hold=false&status=active&sort=-added", "", true, false},
 			{"POST", "/api/v1/campaigns/preview", `{"name":"OA","purpose":"oa.news","audience":"everyone"}`, false, false}, // 400
 			{"POST", "/api/v1/campaigns", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},

@@ -608,6 +608,54 @@ func (s *Service) MissingFilter(ctx context.Context, tenantID, purposeKey string
 		Args: append([]any{subject.StatusActive}, args...)}, nil
 }
 
+// PurposeCounts is where the active contacts stand for one consent-based
+// purpose.
+type PurposeCounts struct {
+	Purpose    string `json:"purpose"`
+	Name       string `json:"name"`
+	Valid      int    `json:"valid"`       // granted, and not expired
+	Expired    int    `json:"expired"`     // granted, but past its validity
+	Withdrawn  int    `json:"withdrawn"`   // withdrawn or refused
+	NeverAsked int    `json:"never_asked"` // no answer recorded
+}
+
+// Report answers, for every consent-based purpose of the register, how
+// many active contacts hold a valid consent, an expired one, a withdrawn
+// one, or none at all. Only counts are read.
+func (s *Service) Report(ctx context.Context, tenantID string) ([]PurposeCounts, error) {
+	ps, err := s.register.List(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixMicro()
+	const state = "SELECT 1 FROM consent_state c WHERE c.tenant_id = subjects.tenant_id AND c.subject_id = subjects.id AND c.purpose_id = ?"
+	out := []PurposeCounts{}
+	for _, p := range ps {
+		if p.LegalBasis != register.Consent {
+			continue
+		}
+		pc := PurposeCounts{Purpose: p.Key, Name: p.Name}
+		for _, q := range []struct {
+			dst  *int
+			cond string
+			args []any
+		}{
+			{&pc.Valid, "EXISTS (" + state + " AND c.action = ? AND (c.valid_until = 0 OR c.valid_until > ?))", []any{p.ID, Grant, now}},
+			{&pc.Expired, "EXISTS (" + state + " AND c.action = ? AND c.valid_until <> 0 AND c.valid_until <= ?)", []any{p.ID, Grant, now}},
+			{&pc.Withdrawn, "EXISTS (" + state + " AND c.action = ?)", []any{p.ID, Withdraw}},
+			{&pc.NeverAsked, "NOT EXISTS (" + state + ")", []any{p.ID}},
+		} {
+			n, err := s.subjects.Count(ctx, tenantID, subject.Where{SQL: "status = ? AND " + q.cond, Args: append([]any{subject.StatusActive}, q.args...)})
+			if err != nil {
+				return nil, err
+			}
+			*q.dst = n
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
 // Eraser is consent's part of an erasure or anonymisation
 // (subject.Eraser): the person's ledger, its current state and their
 // places in campaigns go.

@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -484,6 +485,37 @@ func TestCampaignPreview(t *testing.T) {
 		c, err := env.Core.Consent.StartCampaign(ctx, env.Tenant.ID, in)
 		if err != nil || c.Counts.Recipients != pv.Recipients || c.Counts.NoEmail != pv.NoEmail || c.Counts.Pending != pv.Pending {
 			t.Errorf("started %+v, %v; the preview said %+v", c.Counts, err, pv)
+		}
+	})
+}
+
+// TestConsentReport: per consent-based purpose, how many active contacts
+// hold a valid consent, an expired one, a withdrawn one, or none; staff
+// and other legal bases are left out.
+func TestConsentReport(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 30)
+		purpose(t, env, "events", 0)
+		ann, bo, cy := person(t, env, "ann@example.org"), person(t, env, "bo@example.org"), person(t, env, "cy@example.org")
+		person(t, env, "dee@example.org")
+		env.AddUser(t, "staff@acme.example", "member", coretest.Password)
+		record(t, env, cy, "news", consent.Grant) // will expire
+		env.Now.Advance(31 * 24 * time.Hour)
+		record(t, env, ann, "news", consent.Grant)
+		record(t, env, bo, "news", consent.Grant)
+		record(t, env, bo, "news", consent.Withdraw)
+		record(t, env, ann, "events", consent.Grant)
+		rep, err := env.Core.Consent.Report(ctx, env.Tenant.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprint([]consent.PurposeCounts{
+			{Purpose: "events", Name: "EVENTS", Valid: 1, NeverAsked: 3},
+			{Purpose: "news", Name: "NEWS", Valid: 1, Expired: 1, Withdrawn: 1, NeverAsked: 1},
+		})
+		if got := fmt.Sprint(rep); got != want {
+			t.Errorf("report %s; want %s", got, want)
 		}
 	})
 }

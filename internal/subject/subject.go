@@ -528,6 +528,18 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	return subs, next, nil
 }
 
+// Count answers how many contacts (subjects without an account) of the
+// tenant match w. Nothing personal is read.
+func (s *Service) Count(ctx context.Context, tenantID string, w Where) (int, error) {
+	q, args := "SELECT count(*) FROM subjects WHERE tenant_id = ? AND "+contactsOnly, []any{tenantID}
+	if w.SQL != "" {
+		q, args = q+" AND ("+w.SQL+")", append(args, w.Args...)
+	}
+	var n int
+	err := s.db.Read().QueryRow(ctx, q, args...).Scan(&n)
+	return n, err
+}
+
 // IDs returns the ids of up to limit contacts (subjects without an
 // account) of the tenant after the id after that match w, in id order. Nothing personal is read, so nothing is
 // audited: callers record what they then do with each subject.
