@@ -113,7 +113,15 @@ func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, Page[subject.Subject]{Items: nonNil(subs), NextCursor: next})
+	total, more, err := a.subjects.ListCount(r.Context(), tid, o)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, struct {
+		Page[subject.Subject]
+		Total     int  `json:"total"`      // exact up to 10 000
+		TotalMore bool `json:"total_more"` // more than total match
+	}{Page[subject.Subject]{Items: nonNil(subs), NextCursor: next}, total, more})
 	return nil
 }
 

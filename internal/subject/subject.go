@@ -540,6 +540,28 @@ func (s *Service) Count(ctx context.Context, tenantID string, w Where) (int, err
 	return n, err
 }
 
+// MaxCount is how far a list's count is exact: beyond it, a list says
+// "more than MaxCount" (counting further costs more than it tells).
+const MaxCount = 10_000
+
+// ListCount answers how many contacts match o's filters, counted up to
+// MaxCount, and whether there are more.
+func (s *Service) ListCount(ctx context.Context, tenantID string, o ListOptions) (int, bool, error) {
+	w, err := o.filter()
+	if err != nil {
+		return 0, false, err
+	}
+	q, args := "SELECT 1 FROM subjects WHERE tenant_id = ? AND "+contactsOnly, []any{tenantID}
+	if w.SQL != "" {
+		q, args = q+" AND "+w.SQL, append(args, w.Args...)
+	}
+	var n int
+	if err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM ("+q+" LIMIT ?) AS matched", append(args, MaxCount+1)...).Scan(&n); err != nil {
+		return 0, false, err
+	}
+	return min(n, MaxCount), n > MaxCount, nil
+}
+
 // IDs returns the ids of up to limit contacts (subjects without an
 // account) of the tenant after the id after that match w, in id order. Nothing personal is read, so nothing is
 // audited: callers record what they then do with each subject.

@@ -327,5 +327,11 @@ func TestListFilters(t *testing.T) {
 		if _, _, err := svc.List(ctx, tid, subject.ListOptions{Status: "gone"}); !errs.Is(err, errs.Invalid) {
 			t.Errorf("a bad status: %v", err)
 		}
+		if n, more, err := svc.ListCount(ctx, tid, subject.ListOptions{Restricted: &no}); err != nil || n != 3 || more {
+			t.Errorf("count of the unrestricted: %d %v %v; want 3, exact", n, more, err)
+		}
+		if n, more, err := svc.ListCount(ctx, tid, subject.ListOptions{}); err != nil || n != 4 || more {
+			t.Errorf("count of all: %d %v %v; want 4, exact", n, more, err)
+		}
 	})
 }
