@@ -269,6 +269,10 @@ func TestQueryFiltersAndPages(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A list page: one event naming everyone it showed.
+		if err := env.Core.Log.Record(ctx, tid, audit.Event{Action: "test.list", TargetType: "t", Subjects: []string{"s9", "s2", "s9"}}); err != nil {
+			t.Fatal(err)
+		}
 		rd := audit.NewReader(env.Core.DB, env.Core.Keys)
 		count := func(f audit.Filter) int {
 			t.Helper()
@@ -297,17 +301,19 @@ func TestQueryFiltersAndPages(t *testing.T) {
 			f    audit.Filter
 			want int
 		}{
-			"action":        {audit.Filter{Action: "other.b"}, 10},
-			"action prefix": {audit.Filter{Action: "test.*"}, 20},
-			"actor":         {audit.Filter{Actor: "actor-1"}, 15},
-			"subject":       {audit.Filter{SubjectID: "s2"}, 6},
-			"combined":      {audit.Filter{Action: "test.a", Actor: "actor-0", SubjectID: "s4"}, 2},
-			"from":          {audit.Filter{From: t0, Action: "test.*"}, 20},
-			"to before all": {audit.Filter{To: t0.Add(-time.Hour)}, 0},
-			"window":        {audit.Filter{From: t0, To: time.Now().Add(time.Hour), Actor: "actor-0"}, 15},
-			"outcome":       {audit.Filter{Outcome: audit.Denied}, 3},
-			"people":        {audit.Filter{ActorSubjects: []string{"p1", "p2"}}, 20},
-			"nobody":        {audit.Filter{ActorSubjects: []string{}}, 0},
+			"action":         {audit.Filter{Action: "other.b"}, 10},
+			"action prefix":  {audit.Filter{Action: "test.*"}, 21},
+			"actor":          {audit.Filter{Actor: "actor-1"}, 15},
+			"subject":        {audit.Filter{SubjectID: "s2"}, 7},
+			"listed only":    {audit.Filter{SubjectID: "s9"}, 1},
+			"list, filtered": {audit.Filter{SubjectID: "s2", Action: "test.*"}, 5},
+			"combined":       {audit.Filter{Action: "test.a", Actor: "actor-0", SubjectID: "s4"}, 2},
+			"from":           {audit.Filter{From: t0, Action: "test.*"}, 21},
+			"to before all":  {audit.Filter{To: t0.Add(-time.Hour)}, 0},
+			"window":         {audit.Filter{From: t0, To: time.Now().Add(time.Hour), Actor: "actor-0"}, 15},
+			"outcome":        {audit.Filter{Outcome: audit.Denied}, 3},
+			"people":         {audit.Filter{ActorSubjects: []string{"p1", "p2"}}, 20},
+			"nobody":         {audit.Filter{ActorSubjects: []string{}}, 0},
 		} {
 			if got := count(c.f); got != c.want {
 				t.Errorf("%s: %d events; want %d", name, got, c.want)
@@ -324,6 +330,36 @@ func TestQueryFiltersAndPages(t *testing.T) {
 			t.Errorf("head %+v, %v; want the newest event %d %s", h, err, newest[0].Seq, newest[0].Hash)
 		}
 	})
+}
+
+// The index of the people a list event names is checked against the
+// event's chained details: a person removed from it (to hide a read from
+// their access export) or added is detected.
+func TestListedPeopleIndexIsVerified(t *testing.T) {
+	for name, tamper := range map[string]string{
+		"remove a person": "DELETE FROM audit_event_subjects WHERE tenant_id = ? AND seq = %d AND subject_id = 'b'",
+		"add a person":    "INSERT INTO audit_event_subjects (tenant_id, seq, subject_id) VALUES (?, %d, 'z')",
+		"move a person":   "UPDATE audit_event_subjects SET seq = seq - 1 WHERE tenant_id = ? AND seq = %d AND subject_id = 'a'",
+	} {
+		t.Run(name, func(t *testing.T) {
+			coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+				ctx := context.Background()
+				fill(t, env, 2)
+				if err := env.Core.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.list", TargetType: "t", Subjects: []string{"c", "a", "b"}}); err != nil {
+					t.Fatal(err)
+				}
+				v := verify(t, env)
+				fill(t, env, v.Events+2)
+				if v := verify(t, env); !v.OK {
+					t.Fatalf("before tampering: %+v", v)
+				}
+				exec(t, env, fmt.Sprintf(tamper, v.Events), env.Tenant.ID)
+				if got := verify(t, env); got.OK || got.FirstBad > v.Events || got.Layer != audit.LayerChain {
+					t.Errorf("verdict %+v; want broken at event %d or before", got, v.Events)
+				}
+			})
+		})
+	}
 }
 
 func TestCSVNeutralisesFormulas(t *testing.T) {

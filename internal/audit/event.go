@@ -22,6 +22,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/custodia/custodia/internal/keyring"
@@ -65,6 +67,10 @@ type Event struct {
 	SubjectID  string
 	Outcome    string // Success when empty
 	Details    map[string]any
+	// Subjects are the other people the event concerns: each contact a
+	// list page showed. They are chained in the details ("subjects") and
+	// indexed, so that a person's events (Filter.SubjectID) include it.
+	Subjects []string
 }
 
 type ctxKey int
@@ -117,7 +123,8 @@ type record struct {
 	PrevHash       []byte
 	Hash           []byte
 
-	details map[string]any // encoded into Details when the record is appended
+	details  map[string]any // encoded into Details when the record is appended
+	subjects []string       // Event.Subjects, sorted and unique
 }
 
 // actorSecret is what actor_ct holds.
@@ -187,6 +194,14 @@ func newRecord(tenantID, id string, at time.Time, a Actor, requestID string, e E
 		r.Outcome = Success
 	}
 	r.details = e.Details
+	if len(e.Subjects) > 0 {
+		r.subjects = slices.Compact(slices.Sorted(slices.Values(e.Subjects)))
+		r.details = maps.Clone(e.Details)
+		if r.details == nil {
+			r.details = map[string]any{}
+		}
+		r.details["subjects"] = r.subjects
+	}
 	if a.Key != nil {
 		b, err := json.Marshal(actorSecret{Display: a.Display, IP: a.IP, UserAgent: a.UserAgent})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -295,6 +296,16 @@ func insertRecord(ctx context.Context, tx *sqldb.Tx, r *record) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
 		r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
+	if err != nil || len(r.subjects) == 0 {
+		return err
+	}
+	// The people the event names, indexed: one statement for all of them.
+	args := make([]any, 0, 3*len(r.subjects))
+	for _, id := range r.subjects {
+		args = append(args, r.TenantID, r.Seq, id)
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO audit_event_subjects (tenant_id, seq, subject_id) VALUES "+
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(r.subjects)), ", "), args...)
 	return err
 }
 

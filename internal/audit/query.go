@@ -123,8 +123,9 @@ func (rd *Reader) Query(ctx context.Context, tenantID string, f Filter) ([]Entry
 	if !isPrefix && f.Action != "" {
 		where, args = append(where, "action = ?"), append(args, f.Action)
 	}
-	if f.SubjectID != "" {
-		where, args = append(where, "subject_id = ?"), append(args, f.SubjectID)
+	if f.SubjectID != "" { // the person's own events, and the lists that showed them
+		where = append(where, "(subject_id = ? OR seq IN (SELECT seq FROM audit_event_subjects WHERE tenant_id = ? AND subject_id = ?))")
+		args = append(args, f.SubjectID, tenantID, f.SubjectID)
 	}
 	if f.Outcome != "" {
 		where, args = append(where, "outcome = ?"), append(args, f.Outcome)

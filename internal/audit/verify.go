@@ -2,12 +2,15 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -112,7 +115,8 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 	defer rows.Close()
 	prev := genesis(tenantID)
 	var last int64
-	var atAnchor []byte // the hash of the event at the anchored position
+	var atAnchor []byte      // the hash of the event at the anchored position
+	var named []namedSubject // the people events name in their chained details, in order
 	for rows.Next() {
 		r := record{TenantID: tenantID}
 		if err := rows.Scan(&r.Seq, &r.ID, &r.At, &r.ActorType, &r.ActorID, &r.ActorSubjectID, &r.ActorCT, &r.Action,
@@ -135,10 +139,25 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 		if r.Seq == anchored.Head.Seq {
 			atAnchor = r.Hash
 		}
+		if strings.Contains(r.Details, `"subjects":`) {
+			var d struct{ Subjects []string }
+			if err := json.Unmarshal([]byte(r.Details), &d); err != nil {
+				return fail(LayerChain, r.Seq, "its details are not JSON")
+			}
+			for _, id := range d.Subjects {
+				named = append(named, namedSubject{r.Seq, id})
+			}
+		}
 		prev, last = r.Hash, r.Seq
 	}
 	if err := rows.Err(); err != nil {
 		return v, fmt.Errorf("read audit events: %w", err)
+	}
+	rows.Close()
+	if seq, err := checkNamed(ctx, q, tenantID, named); err != nil {
+		return v, err
+	} else if seq != 0 {
+		return fail(LayerChain, seq, "the index of the people this event names differs from the event (a row was removed, added or changed)")
 	}
 	for seq, cp := range cps {
 		if !signedBy(checkpointMessage(tenantID, seq, cp.hash, cp.at), cp.signature) {
@@ -185,6 +204,47 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 	v.OK = true
 	v.Head = fmt.Sprintf("%x", prev)
 	return v, nil
+}
+
+// namedSubject is one person an event names (Event.Subjects).
+type namedSubject struct {
+	seq int64
+	id  string
+}
+
+// checkNamed compares the index of the people events name with what the
+// chained details say, named (in seq order, ids sorted as recorded); it
+// answers the position of the first event where they differ, or 0.
+func checkNamed(ctx context.Context, q sqldb.Q, tenantID string, named []namedSubject) (int64, error) {
+	rows, err := q.Query(ctx, "SELECT seq, subject_id FROM audit_event_subjects WHERE tenant_id = ?", tenantID)
+	if err != nil {
+		return 0, fmt.Errorf("read the audit subject index: %w", err)
+	}
+	defer rows.Close()
+	var index []namedSubject
+	for rows.Next() {
+		var n namedSubject
+		if err := rows.Scan(&n.seq, &n.id); err != nil {
+			return 0, err
+		}
+		index = append(index, n)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	order := func(a, b namedSubject) int { return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.id, b.id)) }
+	slices.SortFunc(index, order) // byte order, as Go sorted them, whatever the database's collation
+	for i := range max(len(index), len(named)) {
+		switch {
+		case i == len(index):
+			return named[i].seq, nil
+		case i == len(named):
+			return index[i].seq, nil
+		case index[i] != named[i]:
+			return min(index[i].seq, named[i].seq), nil
+		}
+	}
+	return 0, nil
 }
 
 // link checks that r follows the event whose hash is prev and that its

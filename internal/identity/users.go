@@ -164,8 +164,9 @@ func (s *Service) Users(ctx context.Context, tenantID string, q UserQuery) (User
 	}
 	page.Items = make([]UserRow, 0, len(us))
 	ids := make([]string, 0, len(us))
+	people := make([]string, 0, len(us))
 	for _, u := range us {
-		ids = append(ids, u.ID)
+		ids, people = append(ids, u.ID), append(people, u.SubjectID)
 	}
 	withFactor, err := s.withFactor(ctx, tenantID, ids)
 	if err != nil {
@@ -178,7 +179,7 @@ func (s *Service) Users(ctx context.Context, tenantID string, q UserQuery) (User
 		}
 		page.Items = append(page.Items, UserRow{Account: a, SecondFactor: withFactor[u.ID]})
 	}
-	return page, s.log.Record(ctx, tenantID, audit.Event{Action: "user.list", TargetType: "user",
+	return page, s.log.Record(ctx, tenantID, audit.Event{Action: "user.list", TargetType: "user", Subjects: people,
 		Details: map[string]any{"count": len(ids), "ids": ids, "total": page.Total}})
 }
 

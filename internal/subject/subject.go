@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -434,7 +435,8 @@ func (s *Service) Find(ctx context.Context, tenantID string, l Lookup) ([]Subjec
 	if err != nil {
 		return nil, fmt.Errorf("look up subjects: %w", err)
 	}
-	return s.revealRows(ctx, tenantID, rows, s.reveal, "subject.lookup", map[string]any{"by": field})
+	subs, _, err := s.revealRows(ctx, tenantID, rows, 0, s.reveal, "subject.lookup", map[string]any{"by": field})
+	return subs, err
 }
 
 // Where narrows a listing: a condition on the subjects table from another
@@ -516,14 +518,13 @@ func (s *Service) List(ctx context.Context, tenantID string, o ListOptions) ([]S
 	if err != nil {
 		return nil, "", fmt.Errorf("list subjects: %w", err)
 	}
-	subs, err := s.revealRows(ctx, tenantID, rows, s.reveal, "subject.list", nil)
+	subs, more, err := s.revealRows(ctx, tenantID, rows, o.Limit, s.reveal, "subject.list", nil)
 	if err != nil {
 		return nil, "", err
 	}
 	next := ""
-	if len(subs) > o.Limit {
-		subs = subs[:o.Limit]
-		next = subs[o.Limit-1].ID
+	if more {
+		next = subs[len(subs)-1].ID
 	}
 	return subs, next, nil
 }
@@ -586,37 +587,50 @@ func (s *Service) IDs(ctx context.Context, tenantID string, w Where, after strin
 	return ids, rows.Err()
 }
 
-func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Rows, reveal func(context.Context, string, row) (Subject, error),
-	action string, details map[string]any) ([]Subject, error) {
+// revealRows reveals up to limit of rows (0: all) and records one event
+// naming them; more says whether rows held more than limit.
+func (s *Service) revealRows(ctx context.Context, tenantID string, rows *sql.Rows, limit int, reveal func(context.Context, string, row) (Subject, error),
+	action string, details map[string]any) (subs []Subject, more bool, err error) {
 	var rs []row
 	for rows.Next() {
 		r, err := scanRow(rows)
 		if err != nil {
 			rows.Close()
-			return nil, err
+			return nil, false, err
 		}
 		rs = append(rs, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	subs := make([]Subject, 0, len(rs))
-	events := make([]audit.Event, 0, len(rs))
+	if limit > 0 && len(rs) > limit {
+		rs, more = rs[:limit], true
+	}
+	subs = make([]Subject, 0, len(rs))
+	ids := make([]string, 0, len(rs))
 	for _, r := range rs {
 		sub, err := reveal(ctx, tenantID, r)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		subs = append(subs, sub)
-		events = append(events, audit.Event{Action: action, TargetType: "subject", TargetID: r.id, SubjectID: r.id, Details: details})
+		ids = append(ids, r.id)
 	}
-	if len(events) > 0 {
-		if err := s.log.Record(ctx, tenantID, events...); err != nil {
-			return nil, err
-		}
+	if len(ids) == 0 {
+		return subs, more, nil
 	}
-	return subs, nil
+	// One event names everyone the page showed: each of them finds it
+	// among their own events (audit.Event.Subjects).
+	d := maps.Clone(details)
+	if d == nil {
+		d = map[string]any{}
+	}
+	d["count"] = len(ids)
+	if err := s.log.Record(ctx, tenantID, audit.Event{Action: action, TargetType: "subject", Subjects: ids, Details: d}); err != nil {
+		return nil, false, err
+	}
+	return subs, more, nil
 }
 
 // Rectify applies p to a subject. Only the names of changed fields are

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/keyring"
@@ -256,6 +257,7 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 	kept := map[string]string{
 		"subject_keys":         "destroyed first, by keyring.DestroySubjectKey",
 		"audit_events":         "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
+		"audit_event_subjects": "the trail's index of the people a list showed: pseudonymous ids its chained details hold too",
 		"data_requests":        "the controller's record of handling a request: type, dates, statuses; the extension reason is sealed under the destroyed key",
 		"data_request_events":  "the request's history; its notes are sealed under the destroyed key",
 		"erasure_certificates": "what is kept of an erasure: when, why, by whom, counts",
@@ -332,6 +334,29 @@ func TestListFilters(t *testing.T) {
 		}
 		if n, more, err := svc.ListCount(ctx, tid, subject.ListOptions{}); err != nil || n != 4 || more {
 			t.Errorf("count of all: %d %v %v; want 4, exact", n, more, err)
+		}
+
+		// A page read is one audit event naming everyone it showed, and
+		// each of them finds it among their own events (Art. 15).
+		rd := audit.NewReader(env.Core.DB, env.Core.Keys)
+		before, _, err := rd.Query(ctx, tid, audit.Filter{Action: "subject.list", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := svc.List(ctx, tid, subject.ListOptions{Limit: 3}); err != nil {
+			t.Fatal(err)
+		}
+		after, _, err := rd.Query(ctx, tid, audit.Filter{Action: "subject.list", Limit: 1000})
+		if err != nil || len(after) != len(before)+1 || after[0].Details["count"] != float64(3) {
+			t.Fatalf("a page of 3: %d list events after %d (%v); want one more, count 3: %+v", len(after), len(before), err, after[0])
+		}
+		for _, id := range ids[:3] {
+			if mine, _, err := rd.Query(ctx, tid, audit.Filter{SubjectID: id, Action: "subject.list", Limit: 1}); err != nil || len(mine) != 1 || mine[0].Seq != after[0].Seq {
+				t.Errorf("%s's events do not hold the page that showed them: %+v %v", id, mine, err)
+			}
+		}
+		if mine, _, err := rd.Query(ctx, tid, audit.Filter{SubjectID: ids[3], Action: "subject.list", Limit: 1}); err != nil || len(mine) == 1 && mine[0].Seq == after[0].Seq {
+			t.Errorf("the page of 3 is among the events of the fourth, not shown: %+v %v", mine, err)
 		}
 	})
 }

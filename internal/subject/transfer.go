@@ -363,7 +363,7 @@ func (s *Service) Export(ctx context.Context, tenantID, format string, w io.Writ
 		if err != nil {
 			return err
 		}
-		page, err := s.revealRows(ctx, tenantID, rows, s.open, "subject.export", nil) // exporting is left to restricted data
+		page, _, err := s.revealRows(ctx, tenantID, rows, 0, s.open, "subject.export", nil) // exporting is left to restricted data
 		if err != nil {
 			return err
 		}
