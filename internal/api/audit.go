@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -26,20 +27,8 @@ func (a *API) AuditFilter(r *http.Request) (audit.Filter, string, error) {
 			return f, "", err
 		}
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &f.From}, {"to", &f.To}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return f, "", errs.Field(p.name, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
-			}
-			*p.dst = t
-		}
-	}
-	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
-		return f, "", errs.Field("to", "must be after from")
+	if f.From, f.To, err = timeRange(q); err != nil {
+		return f, "", err
 	}
 	if f.Limit, err = intParam(q, "limit"); err != nil {
 		return f, "", err
@@ -49,6 +38,26 @@ func (a *API) AuditFilter(r *http.Request) (audit.Filter, string, error) {
 		return f, "", errs.Field("format", "json or csv")
 	}
 	return f, format, nil
+}
+
+// timeRange reads from and to (RFC 3339) from q; to must be after from.
+func timeRange(q url.Values) (from, to time.Time, err error) {
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return from, to, errs.Field(p.name, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")
+			}
+			*p.dst = t
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return from, to, errs.Field("to", "must be after from")
+	}
+	return from, to, nil
 }
 
 // listAudit pages through the audit trail, or streams it all as CSV.

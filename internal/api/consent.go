@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/custodia/custodia/internal/consent"
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 )
 
@@ -96,6 +97,65 @@ func (a *API) consentReport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, Page[consent.PurposeCounts]{Items: rep})
+	return nil
+}
+
+// consentHistory pages through the tenant's consent events, newest first,
+// or streams them all as CSV.
+func (a *API) consentHistory(w http.ResponseWriter, r *http.Request) error {
+	f, format, err := a.ConsentHistoryFilter(r)
+	if err != nil {
+		return err
+	}
+	if format == "csv" {
+		return a.SendConsentHistory(w, r, f)
+	}
+	es, next, err := a.consent.History(r.Context(), principal(r).TenantID, f)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, Page[consent.Event]{Items: nonNil(es), NextCursor: next})
+	return nil
+}
+
+// ConsentHistoryFilter reads the consent history's filters from r's query:
+// from, to (RFC 3339), purpose, cursor, limit; and format (json or csv).
+func (a *API) ConsentHistoryFilter(r *http.Request) (consent.HistoryFilter, string, error) {
+	q, err := query(r, "from", "to", "purpose", "cursor", "limit", "format")
+	if err != nil {
+		return consent.HistoryFilter{}, "", err
+	}
+	f := consent.HistoryFilter{Purpose: q.Get("purpose"), Cursor: q.Get("cursor")}
+	if f.From, f.To, err = timeRange(q); err != nil {
+		return f, "", err
+	}
+	if f.Limit, err = intParam(q, "limit"); err != nil {
+		return f, "", err
+	}
+	format := q.Get("format")
+	if format != "" && format != "json" && format != "csv" {
+		return f, "", errs.Field("format", "json or csv")
+	}
+	if format == "csv" && (f.Cursor != "" || f.Limit != 0) {
+		return f, "", errs.Field("format", "csv exports every matching event; drop cursor and limit")
+	}
+	return f, format, nil
+}
+
+// SendConsentHistory streams the consent events f selects as CSV; a bad
+// filter is answered as an error, since nothing is sent before the first
+// page is read.
+func (a *API) SendConsentHistory(w http.ResponseWriter, r *http.Request, f consent.HistoryFilter) error {
+	d := newDownload(w, func(h http.Header) {
+		h.Set("Content-Type", "text/csv; charset=utf-8")
+		h.Set("Content-Disposition", `attachment; filename="consent-history-`+a.now().UTC().Format("20060102T150405Z")+`.csv"`)
+	})
+	if err := a.consent.WriteHistoryCSV(r.Context(), d, principal(r).TenantID, f); err != nil {
+		if d.started() {
+			a.cut(r, "consent history csv", err)
+		}
+		return err
+	}
 	return nil
 }
 

@@ -173,6 +173,7 @@ var matrix = map[string]string{
 	"GET /api/v1/campaigns":                              "401 403 403 403 403 403 ok ok ok 403 ok",
 	"POST /api/v1/campaigns/preview":                     "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/consent/report":                         "401 403 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/consent/events":                         "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/campaigns/{id}":                         "401 403 403 403 403 403 ok ok ok 403 404",
 	"GET /privacy/{tenant}/keys":                         "ok ok ok ok ok ok ok ok ok ok ok",
 	"POST /api/v1/requests":                              "401 403 403 403 403 403 ok ok ok 403 ok",

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -434,6 +435,22 @@ func EndSession(w http.ResponseWriter) { setCookie(w, SessionCookie, "", -1) }
 
 // Cookie answers the value of r's cookie name, or "".
 func Cookie(r *http.Request, name string) string { return cookieValue(r, name) }
+
+// ImportContacts imports the contacts file that is r's body, as the API's
+// import does (the console's import with a progress bar).
+func (a *API) ImportContacts(w http.ResponseWriter, r *http.Request) error {
+	return a.importSubjects(w, r)
+}
+
+// SendContacts answers every contact as CSV or JSON (format), as the
+// API's export does.
+func (a *API) SendContacts(w http.ResponseWriter, r *http.Request, format string) error {
+	var buf bytes.Buffer // built in full first, so that an error never follows a 200
+	if err := a.subjects.Export(r.Context(), principal(r).TenantID, format, &buf); err != nil {
+		return err
+	}
+	return a.attachment(w, "contacts", format, buf.Bytes())
+}
 
 // SendExport answers the access zip of the person subjectID as the
 // request's principal asked for it (the console's "download my data").

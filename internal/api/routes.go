@@ -202,6 +202,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/subjects/{id}/consents/verify", "subjects:read", anytime, a.verifyConsent},
 		{"GET", "/api/v1/subjects/{id}/consents/{event}/receipt", "subjects:read", anytime, a.consentReceipt},
 		{"GET", "/api/v1/consent/report", "subjects:read", anytime, a.consentReport},
+		{"GET", "/api/v1/consent/events", "subjects:read", anytime, a.consentHistory},
 		{"POST", "/api/v1/campaigns", "subjects:write", anytime, a.startCampaign},
 		{"POST", "/api/v1/campaigns/preview", "subjects:read", anytime, a.previewCampaign},
 		{"GET", "/api/v1/campaigns", "subjects:read", anytime, a.listCampaigns},

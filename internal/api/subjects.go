@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -226,12 +225,7 @@ func (a *API) importSubjects(w http.ResponseWriter, r *http.Request) error {
 
 // exportSubjects answers every subject of the tenant as CSV or JSON.
 func (a *API) exportSubjects(w http.ResponseWriter, r *http.Request) error {
-	format := formatParam(r)
-	var buf bytes.Buffer // built in full first, so that an error never follows a 200
-	if err := a.subjects.Export(r.Context(), principal(r).TenantID, format, &buf); err != nil {
-		return err
-	}
-	return a.attachment(w, "contacts", format, buf.Bytes())
+	return a.SendContacts(w, r, formatParam(r))
 }
 
 // exportSubject answers the access/portability zip of one subject.

@@ -608,6 +608,55 @@ func (s *Service) MissingFilter(ctx context.Context, tenantID, purposeKey string
 		Args: append([]any{subject.StatusActive}, args...)}, nil
 }
 
+// States answers where each of ids stands for one purpose (a contacts list
+// column): granted, expired or withdrawn, and since when; someone never
+// asked is absent. Only the state is read, for display: the processing
+// check (Check) is what verifies it against the ledger.
+func (s *Service) States(ctx context.Context, tenantID, purposeKey string, ids []string) (map[string]State, error) {
+	out := make(map[string]State, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	p, err := s.register.Get(ctx, tenantID, purposeKey)
+	if errs.Is(err, errs.NotFound) {
+		return nil, errs.Field("purpose", "no purpose with the key %q in the register", purposeKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	args := []any{tenantID, p.ID}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := s.db.Read().Query(ctx, `SELECT subject_id, action, at, valid_until FROM consent_state
+		WHERE tenant_id = ? AND purpose_id = ? AND subject_id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("consent states: %w", err)
+	}
+	defer rows.Close()
+	now := s.now()
+	for rows.Next() {
+		var id, action string
+		var at, until int64
+		if err := rows.Scan(&id, &action, &at, &until); err != nil {
+			return nil, err
+		}
+		st := State{Purpose: p.Key, Status: Withdrawn, Since: time.UnixMicro(at).UTC()}
+		if until != 0 {
+			u := time.UnixMicro(until).UTC()
+			st.ValidUntil = &u
+		}
+		if action == Grant {
+			st.Status = Granted
+			if st.ValidUntil != nil && !now.Before(*st.ValidUntil) {
+				st.Status = Expired
+			}
+		}
+		out[id] = st
+	}
+	return out, rows.Err()
+}
+
 // PurposeCounts is where the active contacts stand for one consent-based
 // purpose.
 type PurposeCounts struct {

@@ -1,7 +1,9 @@
 package consent_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"regexp"
 	"slices"
@@ -516,6 +518,78 @@ func TestConsentReport(t *testing.T) {
 		})
 		if got := fmt.Sprint(rep); got != want {
 			t.Errorf("report %s; want %s", got, want)
+		}
+		states, err := env.Core.Consent.States(ctx, env.Tenant.ID, "news", []string{ann, bo, cy})
+		if err != nil || states[ann].Status != consent.Granted || states[bo].Status != consent.Withdrawn || states[cy].Status != consent.Expired {
+			t.Errorf("states %+v %v", states, err)
+		}
+	})
+}
+
+// TestHistory: the tenant's consent events newest first, by purpose and
+// time, in pages; each page one audit event naming its people; all of it
+// as CSV, without the sealed source and network.
+func TestHistory(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		purpose(t, env, "news", 0)
+		purpose(t, env, "events", 0)
+		ann, bo := person(t, env, "ann@example.org"), person(t, env, "bo@example.org")
+		first := record(t, env, ann, "news", consent.Grant)
+		env.Now.Advance(time.Hour)
+		mid := env.Now.Now()
+		record(t, env, bo, "news", consent.Grant)
+		env.Now.Advance(time.Hour)
+		record(t, env, bo, "events", consent.Grant)
+		last := record(t, env, bo, "news", consent.Withdraw)
+		page := func(f consent.HistoryFilter) []string {
+			t.Helper()
+			var out []string
+			for {
+				es, next, err := env.Core.Consent.History(ctx, env.Tenant.ID, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range es {
+					out = append(out, e.Purpose+":"+e.Action)
+				}
+				if next == "" {
+					return out
+				}
+				f.Cursor = next
+			}
+		}
+		for name, c := range map[string]struct {
+			f    consent.HistoryFilter
+			want string
+		}{
+			"all, by pages of 1": {consent.HistoryFilter{Limit: 1}, "[news:withdraw events:grant news:grant news:grant]"},
+			"one purpose":        {consent.HistoryFilter{Purpose: "news"}, "[news:withdraw news:grant news:grant]"},
+			"from":               {consent.HistoryFilter{From: mid}, "[news:withdraw events:grant news:grant]"},
+			"to":                 {consent.HistoryFilter{To: mid}, "[news:grant]"},
+		} {
+			if got := fmt.Sprint(page(c.f)); got != c.want {
+				t.Errorf("%s: %s; want %s", name, got, c.want)
+			}
+		}
+		if _, _, err := env.Core.Consent.History(ctx, env.Tenant.ID, consent.HistoryFilter{Purpose: "nope"}); !errs.Is(err, errs.Invalid) {
+			t.Errorf("an unknown purpose: %v", err)
+		}
+		rd := audit.NewReader(env.Core.DB, env.Core.Keys)
+		if es, _, err := rd.Query(ctx, env.Tenant.ID, audit.Filter{SubjectID: ann, Action: "consent.history", Limit: 100}); err != nil || len(es) != 3 {
+			t.Errorf("ann's events hold %d history reads (%v); want the 3 that showed her", len(es), err)
+		}
+		var b bytes.Buffer
+		if err := env.Core.Consent.WriteHistoryCSV(ctx, &b, env.Tenant.ID, consent.HistoryFilter{}); err != nil {
+			t.Fatal(err)
+		}
+		raw := b.String()
+		rows, err := csv.NewReader(&b).ReadAll()
+		if err != nil || len(rows) != 5 || rows[1][1] != bo || rows[1][3] != consent.Withdraw || rows[4][10] != first.ID || rows[1][10] != last.ID {
+			t.Errorf("csv %v %v", rows, err)
+		}
+		if strings.Contains(raw, "signup form") || strings.Contains(raw, "198.51.100") {
+			t.Error("the csv holds the sealed source or network")
 		}
 	})
 }

@@ -103,6 +103,28 @@ func (s *Service) bounce(ctx context.Context, tenantID, id, kind, source, reason
 	return b, err
 }
 
+// Bounces lists the last 50 bounces recorded for a subject, newest first.
+// Status is left empty: it is the contact's status now, not then.
+func (s *Service) Bounces(ctx context.Context, tenantID, id string) ([]Bounce, error) {
+	rows, err := s.db.Read().Query(ctx, `SELECT id, kind, source, reason, at FROM subject_bounces
+		WHERE tenant_id = ? AND subject_id = ? ORDER BY at DESC LIMIT 50`, tenantID, id)
+	if err != nil {
+		return nil, fmt.Errorf("bounces: %w", err)
+	}
+	defer rows.Close()
+	var out []Bounce
+	for rows.Next() {
+		b := Bounce{SubjectID: id}
+		var at int64
+		if err := rows.Scan(&b.ID, &b.Kind, &b.Source, &b.Reason, &at); err != nil {
+			return nil, err
+		}
+		b.At = time.UnixMicro(at).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // Delivered records that mail to the subject was accepted: the address
 // works again (the outbox's feedback).
 func (s *Service) Delivered(ctx context.Context, tenantID, id string) error {

@@ -32,6 +32,31 @@ type auditData struct {
 	Checked *audit.Entry // the last verification, if any
 }
 
+// days reads the days "from" and "to" (both included) of f, in loc: the
+// instants where they begin and where the day after "to" begins.
+// Problems are added to f.
+func (f *form) days(loc *time.Location) (from, to time.Time) {
+	day := func(field, label string) time.Time {
+		v := strings.TrimSpace(f.Value(field))
+		if v == "" {
+			return time.Time{}
+		}
+		d, err := time.ParseInLocation("2006-01-02", v, loc)
+		if err != nil {
+			f.add(field, "Enter the "+label+" as a year, month and day, for example 2026-03-04.")
+		}
+		return d
+	}
+	from = day("from", "first day")
+	if to = day("to", "last day"); !to.IsZero() {
+		to = to.AddDate(0, 0, 1) // the last day included
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		f.add("to", "Enter a last day on or after the first day.")
+	}
+	return from, to
+}
+
 // auditRow is an event as a person reads it.
 type auditRow struct {
 	audit.Entry
@@ -57,26 +82,11 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 	f := &form{Values: q}
 	af := audit.Filter{Action: q.Get("action"), Outcome: q.Get("outcome"), Cursor: q.Get("cursor"), Limit: perPage}
 	api := url.Values{}
-	day := func(field, label string) time.Time {
-		v := strings.TrimSpace(q.Get(field))
-		if v == "" {
-			return time.Time{}
-		}
-		d, err := time.ParseInLocation("2006-01-02", v, t.Location())
-		if err != nil {
-			f.add(field, "Enter the "+label+" as a year, month and day, for example 2026-03-04.")
-		}
-		return d
-	}
-	if af.From = day("from", "first day"); !af.From.IsZero() {
+	if af.From, af.To = f.days(t.Location()); !af.From.IsZero() {
 		api.Set("from", af.From.UTC().Format(time.RFC3339))
 	}
-	if to := day("to", "last day"); !to.IsZero() {
-		af.To = to.AddDate(0, 0, 1) // the last day included
+	if !af.To.IsZero() {
 		api.Set("to", af.To.UTC().Format(time.RFC3339))
-	}
-	if !af.From.IsZero() && !af.To.IsZero() && !af.From.Before(af.To) {
-		f.add("to", "Enter a last day on or after the first day.")
 	}
 	if email := strings.TrimSpace(q.Get("person")); email != "" {
 		u, err := c.identity.UserByEmail(ctx, p.TenantID, email)

@@ -31,15 +31,19 @@ func parsePages(a assets) (pages, error) {
 		return nil, err
 	}
 	funcs := template.FuncMap{
-		"asset":    a.path,
-		"input":    input,
-		"date":     func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
-		"browser":  browserName,
-		"role":     roleName,
-		"list":     func(s ...string) []string { return s },
-		"choice":   choice,
-		"kinds":    func() any { return actionKinds },
-		"sentence": sentence,
+		"asset":        a.path,
+		"input":        input,
+		"date":         func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2 January 2006, 15:04 MST") },
+		"browser":      browserName,
+		"role":         roleName,
+		"list":         func(s ...string) []string { return s },
+		"choice":       choice,
+		"kinds":        func() any { return actionKinds },
+		"sentence":     sentence,
+		"contact":      contactName,
+		"consentState": consentText,
+		"short":        shortID,
+		"words":        func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	}
 	ps := pages{}
 	for _, n := range names {
@@ -163,6 +167,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		return nil
 	}
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
+	if p.Can("subjects:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Contacts", Href: "/contacts"}, navItem{Label: "Consent", Href: "/consent"})
+	}
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
 	}
@@ -332,6 +339,13 @@ var notices = map[string]string{
 	"member-added":      "They are in the group.",
 	"member-removed":    "They are no longer in the group.",
 	"imported":          "The file is imported: everyone in it is invited, and listed here until they accept.",
+	"contact-changed":   "The change is saved, and recorded in the audit trail.",
+	"held":              "The contact is on legal hold: no erasure, retention policy or request removes their data until the hold is released.",
+	"released":          "The legal hold is released.",
+	"restricted":        "Processing is restricted: their data is kept, and not shown or used until the restriction is lifted.",
+	"unrestricted":      "The restriction is lifted.",
+	"erased":            "The contact is erased.",
+	"contacts-imported": "The file is imported. The newest contacts are first.",
 }
 
 const noticeCookie = "__Host-custodia_notice"

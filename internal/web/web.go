@@ -18,6 +18,7 @@ import (
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/subject"
@@ -127,6 +128,28 @@ func (c *Console) Routes() []Route {
 		{"GET", "/settings/security", "GET /api/v1/settings/security", c.securityPage},
 		{"POST", "/settings/security", "PATCH /api/v1/settings/security", c.saveSecurity},
 
+		{"GET", "/contacts", "GET /api/v1/subjects", c.contactsPage},
+		{"GET", "/contacts/import", "POST /api/v1/subjects/import", c.importContactsPage},
+		{"POST", "/contacts/import", "POST /api/v1/subjects/import", c.importContacts},
+		{"GET", "/contacts/export", "GET /api/v1/subjects/export", c.exportContacts},
+		{"GET", "/contacts/{id}", "GET /api/v1/subjects/{id}", c.contactPage},
+		{"GET", "/contacts/{id}/edit", "PATCH /api/v1/subjects/{id}", c.editContactPage},
+		{"POST", "/contacts/{id}/edit", "PATCH /api/v1/subjects/{id}", c.editContact},
+		{"GET", "/contacts/{id}/consents/{event}/receipt", "GET /api/v1/subjects/{id}/consents/{event}/receipt", c.receipt},
+		{"GET", "/contacts/{id}/hold", "PUT /api/v1/subjects/{id}/legal-hold", c.reasonPage("contact-hold", "Put on legal hold")},
+		{"POST", "/contacts/{id}/hold", "PUT /api/v1/subjects/{id}/legal-hold", c.holdContact},
+		{"POST", "/contacts/{id}/hold/release", "DELETE /api/v1/subjects/{id}/legal-hold", c.releaseContact},
+		{"GET", "/contacts/{id}/restrict", "PUT /api/v1/subjects/{id}/restriction", c.reasonPage("contact-restrict", "Restrict processing")},
+		{"POST", "/contacts/{id}/restrict", "PUT /api/v1/subjects/{id}/restriction", c.restrictContact},
+		{"POST", "/contacts/{id}/restrict/lift", "DELETE /api/v1/subjects/{id}/restriction", c.unrestrictContact},
+		{"POST", "/contacts/{id}/export", "GET /api/v1/subjects/{id}/export", c.exportContact},
+		{"GET", "/contacts/{id}/erase", "POST /api/v1/subjects/{id}/erase", c.erasePage},
+		{"POST", "/contacts/{id}/erase", "POST /api/v1/subjects/{id}/erase", c.eraseContact},
+		{"GET", "/contacts/{id}/erasure", "GET /api/v1/subjects/{id}/erasure", c.erasurePage},
+
+		{"GET", "/consent", "GET /api/v1/consent/report", c.consentReportPage},
+		{"GET", "/consent/history.csv", "GET /api/v1/consent/events", c.consentCSV},
+
 		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
 		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},
 
@@ -157,6 +180,7 @@ type Console struct {
 	tenants  *tenant.Service
 	rights   *rights.Service
 	consent  *consent.Service
+	register *register.Service
 	files    *files.Service
 	spaces   *space.Service
 	logger   *slog.Logger
@@ -174,6 +198,7 @@ type Deps struct {
 	Tenants  *tenant.Service
 	Rights   *rights.Service
 	Consent  *consent.Service
+	Register *register.Service
 	Files    *files.Service
 	Spaces   *space.Service
 	Logger   *slog.Logger
@@ -182,7 +207,7 @@ type Deps struct {
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

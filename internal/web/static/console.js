@@ -8,6 +8,7 @@
     if (summary) summary.focus();
     tokenFromFragment();
     document.querySelectorAll("form[data-passkey]").forEach(passkeyForm);
+    document.querySelectorAll("form[data-import]").forEach(importForm);
     document.querySelectorAll("form").forEach(oneSubmit);
   }
 
@@ -104,6 +105,61 @@
           problem.textContent = "The passkey was not used: " + (err && err.message ? err.message : err) + ". Try again, or choose another way.";
           problem.hidden = false;
         }
+      });
+    });
+  }
+
+  // An import with a progress bar: the checked file goes to the same
+  // address as its own body, and the answer streams a line of progress
+  // after each chunk written ({"done", "total"}), then {"result"} or
+  // {"error"}. Without the script, the form posts and the page reloads.
+  function importForm(form) {
+    var box = document.querySelector("[data-import-progress]");
+    if (!box || !window.fetch || !window.TextDecoder) return;
+    var bar = box.querySelector("progress"), status = box.querySelector("[data-import-status]");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var button = form.querySelector("button");
+      if (button) button.disabled = true;
+      box.hidden = false;
+      status.textContent = "Starting…";
+      var type = form.elements.format.value === "json" ? "application/json" : "text/csv";
+      fetch(form.action + "?existing=" + encodeURIComponent(form.elements.existing.value), {
+        method: "POST", credentials: "same-origin", body: form.elements.data.value,
+        headers: { "Content-Type": type, "Accept": "application/x-ndjson" }
+      }).then(function (res) {
+        if (!res.ok) {
+          return res.json().then(function (p) { throw new Error(p.detail || res.statusText); });
+        }
+        var reader = res.body.getReader(), decoder = new TextDecoder(), rest = "";
+        function line(l) {
+          if (!l) return;
+          var m = JSON.parse(l);
+          if (m.total !== undefined) {
+            bar.max = m.total; bar.value = m.done;
+            status.textContent = m.done + " of " + m.total + " imported (" + Math.floor(100 * m.done / m.total) + "%)";
+          } else if (m.result) {
+            bar.value = bar.max;
+            status.textContent = "Done: " + m.result.created + " contacts imported" + (m.result.skipped ? ", " + m.result.skipped + " already here left as they were." : ".");
+            box.querySelector("[data-import-done]").hidden = false;
+          } else if (m.error) {
+            throw new Error(m.error.detail + " (" + m.error.created + " created)");
+          }
+        }
+        function pump() {
+          return reader.read().then(function (r) {
+            rest += decoder.decode(r.value || new Uint8Array(), { stream: !r.done });
+            var lines = rest.split("\n");
+            rest = lines.pop();
+            lines.forEach(line);
+            if (r.done) { line(rest); return; }
+            return pump();
+          });
+        }
+        return pump();
+      }).catch(function (err) {
+        status.textContent = "The import stopped: " + (err && err.message ? err.message : err);
+        if (button) button.disabled = false;
       });
     });
   }
