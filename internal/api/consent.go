@@ -178,7 +178,7 @@ func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, map[string]any{"campaigns": cs})
+	httpio.JSON(w, http.StatusOK, map[string]any{"campaigns": nonNil(cs)})
 	return nil
 }
 

@@ -87,6 +87,7 @@ type person struct {
 type navItem struct {
 	Label, Href string
 	Current     bool
+	Also        string // another path the item is current under
 }
 
 // render writes the page name with v into a buffer, then answers it: a
@@ -168,7 +169,7 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	}
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
 	if p.Can("subjects:read") {
-		v.Nav = append(v.Nav, navItem{Label: "Contacts", Href: "/contacts"}, navItem{Label: "Consent", Href: "/consent"})
+		v.Nav = append(v.Nav, navItem{Label: "Contacts", Href: "/contacts"}, navItem{Label: "Consent", Href: "/consent", Also: "/campaigns"})
 	}
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
@@ -183,7 +184,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		v.Nav = append(v.Nav, navItem{Label: "Settings", Href: "/settings/security"})
 	}
 	for i := range v.Nav {
-		v.Nav[i].Current = v.Nav[i].Href == r.URL.Path || v.Nav[i].Href != "/" && strings.HasPrefix(r.URL.Path, v.Nav[i].Href+"/")
+		n := &v.Nav[i]
+		n.Current = n.Href == r.URL.Path || n.Href != "/" && strings.HasPrefix(r.URL.Path, n.Href+"/") ||
+			n.Also != "" && (r.URL.Path == n.Also || strings.HasPrefix(r.URL.Path, n.Also+"/"))
 	}
 	v.Person.AccountCurrent = strings.HasPrefix(r.URL.Path, "/account")
 	return nil
@@ -346,6 +349,7 @@ var notices = map[string]string{
 	"unrestricted":      "The restriction is lifted.",
 	"erased":            "The contact is erased.",
 	"contacts-imported": "The file is imported. The newest contacts are first.",
+	"campaign-started":  "The campaign is started: its emails are on their way.",
 }
 
 const noticeCookie = "__Host-custodia_notice"

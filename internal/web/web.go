@@ -149,6 +149,11 @@ func (c *Console) Routes() []Route {
 
 		{"GET", "/consent", "GET /api/v1/consent/report", c.consentReportPage},
 		{"GET", "/consent/history.csv", "GET /api/v1/consent/events", c.consentCSV},
+		{"GET", "/campaigns", "GET /api/v1/campaigns", c.campaignsPage},
+		{"GET", "/campaigns/new", "POST /api/v1/campaigns", c.newCampaignPage},
+		{"POST", "/campaigns/preview", "POST /api/v1/campaigns/preview", c.previewCampaign},
+		{"POST", "/campaigns", "POST /api/v1/campaigns", c.startCampaign},
+		{"GET", "/campaigns/{id}", "GET /api/v1/campaigns/{id}", c.campaignPage},
 
 		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
 		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -280,5 +281,69 @@ func TestOfficerImportsContacts(t *testing.T) {
 	click(t, p, `a[rel="prev"]`)
 	if got := p.Text(t, ".count"); got != "1–50 of 1000" {
 		t.Errorf("back to the first page: %q", got)
+	}
+}
+
+// A privacy officer filters the contacts without consent for a purpose,
+// starts a campaign for them from there — checked first: whom it reaches
+// — and watches its page while a contact, in a browser of their own,
+// answers through the mailed link: the counts follow without a reload.
+func TestOfficerRunsAConsentCampaign(t *testing.T) {
+	c := newConsole(t)
+	c.contact(t, "ann@example.org") // granted already
+	c.api(t, "POST", "/api/v1/subjects", map[string]any{"email": "bob@example.org"}, 201)
+	c.api(t, "POST", "/api/v1/subjects", map[string]any{"phone": "+32470123456"}, 201) // no address to mail
+
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	p.Open(t, c.URL+"/contacts?purpose=news&consent=missing")
+	if got := p.Text(t, ".count"); got != "1–2 of 2" {
+		t.Errorf("without consent: %q", got)
+	}
+	click(t, p, `a[href^="/campaigns/new"]`)
+	want(t, p, "/campaigns/new", "New consent campaign")
+	p.Inspect(t, screenshots, "campaign-new")
+	fill(t, p) // nothing typed: the name is asked for
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "Enter a name for the campaign") {
+		t.Errorf("an unnamed campaign: %q", got)
+	}
+	fill(t, p, "name", "Spring refresh")
+	want(t, p, "/campaigns/preview", "Check the campaign")
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "1 person will be mailed a link") ||
+		!strings.Contains(got, "In the audience 2 active contacts") || !strings.Contains(got, "no email address 1") {
+		t.Errorf("the check: %q", got)
+	}
+	p.Inspect(t, screenshots, "campaign-check")
+	if n := c.api(t, "GET", "/api/v1/campaigns", nil, 200)["campaigns"].([]any); len(n) != 0 {
+		t.Fatalf("the check started a campaign: %v", n)
+	}
+	fill(t, p)
+	want(t, p, "/campaigns/", "Spring refresh")
+	counts := func() string { return strings.Join(strings.Fields(p.Text(t, "#counts tbody")), " ") }
+	if got := counts(); !strings.Contains(got, "Mailed a link 1") || !strings.Contains(got, "Answered 0") {
+		t.Errorf("the new campaign: %q", got)
+	}
+
+	// Bob answers in a browser of his own; the officer's page follows.
+	bob := c.browser.NewPage(t)
+	bob.Open(t, c.link(t, "bob@example.org", "asks for your consent", "/privacy/acme/consent/"))
+	bob.Next(t, chromedp.Click(chromedp.CSS(`button[value="grant"]`)))
+	if got := bob.Text(t, "h1"); got != "Thank you" {
+		t.Fatalf("after agreeing: %q", got)
+	}
+	p.Do(t, chromedp.Poll[chromedp.Void](`document.querySelector("#counts").innerText.replace(/\s+/g, " ").includes("Granted 1")`,
+		chromedp.WithPollingTimeout(20*time.Second)))
+	if got := counts(); !strings.Contains(got, "Answered 1") || !strings.Contains(got, "Granted 1") || !strings.Contains(got, "Sent 1") {
+		t.Errorf("after Bob's answer: %q", got)
+	}
+	p.Inspect(t, screenshots, "campaign")
+	p.Open(t, c.URL+"/campaigns")
+	p.Inspect(t, screenshots, "campaigns")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "Spring refresh") {
+		t.Errorf("the campaigns: %q", got)
+	}
+	p.Open(t, c.URL+"/contacts?purpose=news&consent=missing")
+	if got := p.Text(t, ".count"); got != "1–1 of 1" {
+		t.Errorf("without consent, after the campaign: %q", got)
 	}
 }

@@ -40,6 +40,9 @@ var expected = map[string][4]string{
 	"/contacts":                          {"200", "200", "403", "→ /login"},
 	"/contacts/import":                   {"200", "200", "403", "→ /login"},
 	"/consent":                           {"200", "200", "403", "→ /login"},
+	"/campaigns":                         {"200", "200", "403", "→ /login"},
+	"/campaigns/new":                     {"200", "200", "403", "→ /login"},
+	"/campaigns/{id}":                    {"404", "404", "403", "→ /login"}, // the journey opens a live one
 	"/contacts/{id}":                     {"200", "200", "403", "→ /login"},
 	"/contacts/{id}/edit":                {"200", "200", "403", "→ /login"},
 	"/contacts/{id}/hold":                {"200", "200", "403", "→ /login"},

@@ -9,6 +9,7 @@
     tokenFromFragment();
     document.querySelectorAll("form[data-passkey]").forEach(passkeyForm);
     document.querySelectorAll("form[data-import]").forEach(importForm);
+    document.querySelectorAll("[data-live][id]").forEach(live);
     document.querySelectorAll("form").forEach(oneSubmit);
   }
 
@@ -162,6 +163,24 @@
         if (button) button.disabled = false;
       });
     });
+  }
+
+  // A part of the page that follows the server (a campaign's counts):
+  // the page is fetched again every few seconds while it is shown, and
+  // the part replaced when it changed.
+  function live(el) {
+    if (!window.fetch || !window.DOMParser) return;
+    var rounds = 0;
+    var timer = setInterval(function () {
+      if (document.hidden) return;
+      if (++rounds > 360) { clearInterval(timer); return; }
+      fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (res) {
+        return res.ok ? res.text() : Promise.reject(res.status);
+      }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(el.id);
+        if (fresh && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
+      }).catch(function () { clearInterval(timer); });
+    }, 3000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
