@@ -125,12 +125,17 @@ func (a *API) addNotice(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) exportRegister(w http.ResponseWriter, r *http.Request) error {
+	return a.SendRegister(w, r, formatParam(r))
+}
+
+// SendRegister answers the processing register as CSV or JSON (format),
+// as the API's export does.
+func (a *API) SendRegister(w http.ResponseWriter, r *http.Request, format string) error {
 	p := principal(r)
 	t, err := a.tenants.ByID(r.Context(), p.TenantID)
 	if err != nil {
 		return err
 	}
-	format := formatParam(r)
 	var buf bytes.Buffer
 	if err := a.register.Export(r.Context(), p.TenantID, t.Name, format, &buf); err != nil {
 		return err

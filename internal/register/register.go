@@ -174,7 +174,7 @@ func check(p *Purpose) error {
 		return err
 	}
 	if len(p.DataCategories) == 0 {
-		return errs.Field("data_categories", "at least one: what data does this purpose use?")
+		return errs.Field("data_categories", "must hold at least one: what data does this purpose use?")
 	}
 	if p.SubjectCategories, err = list("subject_categories", p.SubjectCategories, func(k string) bool {
 		_, ok := lookup(shipped.SubjectCategories, k)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -43,6 +44,10 @@ func parsePages(a assets) (pages, error) {
 		"contact":      contactName,
 		"consentState": consentText,
 		"short":        shortID,
+		"basis":        basisName,
+		"has":          func(vs []string, v string) bool { return slices.Contains(vs, v) },
+		"depth":        func(key string) int { return strings.Count(key, ".") },
+		"concat":       func(a, b []string) []string { return slices.Concat(a, b) },
 		"words":        func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	}
 	ps := pages{}
@@ -170,6 +175,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
 	if p.Can("subjects:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Contacts", Href: "/contacts"}, navItem{Label: "Consent", Href: "/consent", Also: "/campaigns"})
+	}
+	if p.Can("purposes:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Register", Href: "/register"})
 	}
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
@@ -350,6 +358,8 @@ var notices = map[string]string{
 	"erased":            "The contact is erased.",
 	"contacts-imported": "The file is imported. The newest contacts are first.",
 	"campaign-started":  "The campaign is started: its emails are on their way.",
+	"purpose-added":     "The purpose is in the register.",
+	"notice-added":      "The new version of the notice is published. People asked from now on see it.",
 }
 
 const noticeCookie = "__Host-custodia_notice"

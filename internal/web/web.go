@@ -155,6 +155,15 @@ func (c *Console) Routes() []Route {
 		{"POST", "/campaigns", "POST /api/v1/campaigns", c.startCampaign},
 		{"GET", "/campaigns/{id}", "GET /api/v1/campaigns/{id}", c.campaignPage},
 
+		{"GET", "/register", "GET /api/v1/purposes", c.registerPage},
+		{"GET", "/register/export", "GET /api/v1/register", c.exportRegister},
+		{"GET", "/register/new", "POST /api/v1/purposes", c.newPurposePage},
+		{"POST", "/register/new", "POST /api/v1/purposes", c.createPurpose},
+		{"GET", "/register/{key}", "GET /api/v1/purposes/{key}", c.purposePage},
+		{"GET", "/register/{key}/edit", "PATCH /api/v1/purposes/{key}", c.editPurposePage},
+		{"POST", "/register/{key}/edit", "PATCH /api/v1/purposes/{key}", c.updatePurpose},
+		{"POST", "/register/{key}/notices", "POST /api/v1/purposes/{key}/notices", c.addNotice},
+
 		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
 		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},
 

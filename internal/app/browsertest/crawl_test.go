@@ -41,6 +41,10 @@ var expected = map[string][4]string{
 	"/contacts/import":                   {"200", "200", "403", "→ /login"},
 	"/consent":                           {"200", "200", "403", "→ /login"},
 	"/campaigns":                         {"200", "200", "403", "→ /login"},
+	"/register":                          {"200", "200", "403", "→ /login"},
+	"/register/new":                      {"200", "200", "403", "→ /login"},
+	"/register/{key}":                    {"200", "200", "403", "→ /login"},
+	"/register/{key}/edit":               {"200", "200", "403", "→ /login"},
 	"/campaigns/new":                     {"200", "200", "403", "→ /login"},
 	"/campaigns/{id}":                    {"404", "404", "403", "→ /login"}, // the journey opens a live one
 	"/contacts/{id}":                     {"200", "200", "403", "→ /login"},
@@ -127,7 +131,7 @@ func TestCrawl(t *testing.T) {
 		case strings.HasPrefix(rt.Path, "/contacts/"):
 			id = contact
 		}
-		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{token}", strings.Repeat("x", 43),
+		paths[rt.Path] = strings.NewReplacer("{$}", "", "{tenant}", "acme", "{purpose}", "news", "{key}", "news", "{token}", strings.Repeat("x", 43),
 			"{id}", id).Replace(rt.Path)
 	}
 	inspected := map[string]string{} // pattern → the role that saw it
