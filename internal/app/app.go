@@ -73,7 +73,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants,
-		Rights: c.Rights, Consent: c.Consent, Register: c.Register, Files: c.Files, Spaces: c.Spaces, Logger: c.Logger, Now: a.now})
+		Rights: c.Rights, Consent: c.Consent, Register: c.Register, Retain: c.Retention, Files: c.Files, Spaces: c.Spaces, Logger: c.Logger, Now: a.now})
 	if err != nil {
 		a.Close()
 		return nil, err

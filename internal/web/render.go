@@ -45,6 +45,7 @@ func parsePages(a assets) (pages, error) {
 		"consentState": consentText,
 		"short":        shortID,
 		"basis":        basisName,
+		"rule":         policyRule,
 		"has":          func(vs []string, v string) bool { return slices.Contains(vs, v) },
 		"depth":        func(key string) int { return strings.Count(key, ".") },
 		"concat":       func(a, b []string) []string { return slices.Concat(a, b) },
@@ -178,6 +179,9 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	}
 	if p.Can("purposes:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Register", Href: "/register"})
+	}
+	if p.Can("settings:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Retention", Href: "/retention"})
 	}
 	if p.Can("users:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
@@ -360,6 +364,11 @@ var notices = map[string]string{
 	"campaign-started":  "The campaign is started: its emails are on their way.",
 	"purpose-added":     "The purpose is in the register.",
 	"notice-added":      "The new version of the notice is published. People asked from now on see it.",
+	"policy-added":      "The policy is added, and on: it runs every hour. Preview a run to see whom it reaches.",
+	"policy-enabled":    "The policy is on: it runs every hour.",
+	"policy-disabled":   "The policy is off: it does not run until it is turned on again.",
+	"policy-deleted":    "The policy is deleted.",
+	"retention-ran":     "The run is done. What it did is below, and in the audit trail.",
 }
 
 const noticeCookie = "__Host-custodia_notice"

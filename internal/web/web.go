@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/retention"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/subject"
@@ -164,6 +165,16 @@ func (c *Console) Routes() []Route {
 		{"POST", "/register/{key}/edit", "PATCH /api/v1/purposes/{key}", c.updatePurpose},
 		{"POST", "/register/{key}/notices", "POST /api/v1/purposes/{key}/notices", c.addNotice},
 
+		{"GET", "/retention", "GET /api/v1/retention/policies", c.retentionPage},
+		{"POST", "/retention/settings", "PUT /api/v1/settings/retention", c.saveRetentionSettings},
+		{"GET", "/retention/new", "POST /api/v1/retention/policies", c.newPolicyPage},
+		{"POST", "/retention/new", "POST /api/v1/retention/policies", c.createPolicy},
+		{"POST", "/retention/policies/{id}/enable", "PATCH /api/v1/retention/policies/{id}", c.enablePolicy(true)},
+		{"POST", "/retention/policies/{id}/disable", "PATCH /api/v1/retention/policies/{id}", c.enablePolicy(false)},
+		{"POST", "/retention/policies/{id}/delete", "DELETE /api/v1/retention/policies/{id}", c.deletePolicy},
+		{"POST", "/retention/preview", "POST /api/v1/retention/run", c.previewRetention},
+		{"POST", "/retention/run", "POST /api/v1/retention/run", c.runRetention},
+
 		{"GET", "/audit", "GET /api/v1/audit", c.auditPage},
 		{"POST", "/audit/verify", "GET /api/v1/audit/verify", c.auditVerify},
 
@@ -195,6 +206,7 @@ type Console struct {
 	rights   *rights.Service
 	consent  *consent.Service
 	register *register.Service
+	retain   *retention.Service
 	files    *files.Service
 	spaces   *space.Service
 	logger   *slog.Logger
@@ -213,6 +225,7 @@ type Deps struct {
 	Rights   *rights.Service
 	Consent  *consent.Service
 	Register *register.Service
+	Retain   *retention.Service
 	Files    *files.Service
 	Spaces   *space.Service
 	Logger   *slog.Logger
@@ -221,7 +234,7 @@ type Deps struct {
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, retain: d.Retain, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

@@ -42,6 +42,8 @@ var expected = map[string][4]string{
 	"/consent":                           {"200", "200", "403", "→ /login"},
 	"/campaigns":                         {"200", "200", "403", "→ /login"},
 	"/register":                          {"200", "200", "403", "→ /login"},
+	"/retention":                         {"200", "200", "403", "→ /login"},
+	"/retention/new":                     {"200", "200", "403", "→ /login"},
 	"/register/new":                      {"200", "200", "403", "→ /login"},
 	"/register/{key}":                    {"200", "200", "403", "→ /login"},
 	"/register/{key}/edit":               {"200", "200", "403", "→ /login"},

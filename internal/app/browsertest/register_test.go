@@ -3,11 +3,14 @@ package browsertest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/app/chrometest"
+	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 // A privacy officer adds a purpose to the register with the form — the
@@ -63,5 +66,60 @@ func TestOfficerKeepsTheRegister(t *testing.T) {
 	csv := string(download(t, p, "GET", "/register/export?format=csv"))
 	if !strings.Contains(csv, "marketing.newsletter,Monthly newsletter,,consent,,user.contact.email,customer,Mailer Ltd,US (standard_contractual_clauses),0,0,2,") {
 		t.Errorf("the register's CSV: %q", csv)
+	}
+}
+
+// A privacy officer adds a retention policy, previews whom it reaches and
+// why — the contacts kept too long, not a recent one, not one on legal
+// hold — runs it, and sees the run and its effect.
+func TestOfficerRunsRetention(t *testing.T) {
+	c := newConsole(t)
+	old := c.api(t, "POST", "/api/v1/subjects", map[string]any{"email": "old@example.org"}, 201)["id"].(string)
+	held := c.api(t, "POST", "/api/v1/subjects", map[string]any{"email": "held@example.org"}, 201)["id"].(string)
+	c.api(t, "PUT", "/api/v1/subjects/"+held+"/legal-hold", map[string]any{"reason": "litigation"}, 200)
+	c.Now.Advance(400 * 24 * time.Hour)
+	if _, err := c.App.Subjects.Create(opCtx(), c.Tenant.ID, subject.New{Email: "new@example.org"}); err != nil { // the API token has expired
+		t.Fatal(err)
+	}
+	state := func(id string) error { _, err := c.App.Subjects.State(opCtx(), c.Tenant.ID, id); return err }
+
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/retention"]`)
+	want(t, p, "/retention", "Retention")
+	click(t, p, `a[href="/retention/new"]`)
+	p.Inspect(t, screenshots, "policy-new")
+	fill(t, p, "name", "Two years is enough", "period_days", "a year")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "whole number of days") {
+		t.Fatalf("a period in words: %q", got)
+	}
+	p.Do(t, chromedp.Click(chromedp.CSS("#trigger-created")))
+	fill(t, p, "period_days", "365")
+	want(t, p, "/retention", "Retention")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "Erase contacts 365 days after they were added") {
+		t.Errorf("the policies: %q", got)
+	}
+	p.Inspect(t, screenshots, "retention")
+
+	click(t, p, `form[action="/retention/preview"] button`)
+	want(t, p, "/retention/preview", "Who a run would reach now")
+	if got := p.Text(t, "main"); !strings.Contains(got, "Two years is enough: 1 contact") || !strings.Contains(got, "old@example.org") ||
+		strings.Contains(got, "new@example.org") || strings.Contains(got, "held@example.org") {
+		t.Errorf("the preview: %q", got)
+	}
+	p.Inspect(t, screenshots, "retention-preview")
+	if err := state(old); err != nil {
+		t.Fatalf("the preview erased someone: %v", err)
+	}
+	click(t, p, `form[action="/retention/run"] button`)
+	want(t, p, "/retention", "Retention")
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "The run is done") || !strings.Contains(got, "1 erased") {
+		t.Errorf("after the run: %q", got)
+	}
+	if err := state(old); !errs.Is(err, errs.Gone) {
+		t.Errorf("the contact kept too long: %v", err)
+	}
+	if err := state(held); err != nil {
+		t.Errorf("the contact on hold: %v", err)
 	}
 }
