@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, path string, opt TestOptions) (*DB, error) 
 		syncMode = "OFF"
 	}
 	pragmas := "_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(" + syncMode + ")&_pragma=secure_delete(1)"
+		"&_pragma=synchronous(" + syncMode + ")&_pragma=secure_delete(1)&_pragma=cache_size(-32768)"
 	write, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)

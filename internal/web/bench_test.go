@@ -11,7 +11,10 @@ import (
 
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/subject"
 )
 
 // BenchmarkPages measures the server's time for the console's two biggest
@@ -39,12 +42,26 @@ func BenchmarkPages(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	res, err := ids.Login(ctx, identity.LoginInput{Tenant: "acme", Email: "owner@acme.example", Password: apptest.Password})
+	page := pager(b, env)
+	b.Run(fmt.Sprintf("users-of-%d", users), page("/users?page=3"))
+	b.Run(fmt.Sprintf("users-of-%d-by-role", users), page("/users?role=member&page=2"))
+	b.Run(fmt.Sprintf("users-of-%d-by-email", users), page("/users?q="+fmt.Sprintf("user%05d@acme.example", users/2)))
+	b.Run(fmt.Sprintf("audit-of-%d", events), page("/audit"))
+	b.Run(fmt.Sprintf("audit-of-%d-by-person", events), page("/audit?person="+fmt.Sprintf("user%05d@acme.example", users/2)))
+	b.Run(fmt.Sprintf("audit-of-%d-by-rare-action", events), page("/audit?action=token.*"))     // one event, the oldest
+	b.Run(fmt.Sprintf("audit-of-%d-by-common-action", events), page("/audit?action=subject.*")) // nearly every event
+}
+
+// pager signs the owner in and answers a benchmark of one page's
+// rendering by the whole handler.
+func pager(b *testing.B, env *apptest.Env) func(path string) func(b *testing.B) {
+	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "bench"})
+	res, err := env.App.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: "owner@acme.example", Password: apptest.Password})
 	if err != nil {
 		b.Fatal(err)
 	}
 	h := env.App.Handler()
-	page := func(path string) func(b *testing.B) {
+	return func(path string) func(b *testing.B) {
 		return func(b *testing.B) {
 			for b.Loop() {
 				req := httptest.NewRequest("GET", path, nil)
@@ -57,13 +74,63 @@ func BenchmarkPages(b *testing.B) {
 			}
 		}
 	}
-	b.Run(fmt.Sprintf("users-of-%d", users), page("/users?page=3"))
-	b.Run(fmt.Sprintf("users-of-%d-by-role", users), page("/users?role=member&page=2"))
-	b.Run(fmt.Sprintf("users-of-%d-by-email", users), page("/users?q="+fmt.Sprintf("user%05d@acme.example", users/2)))
-	b.Run(fmt.Sprintf("audit-of-%d", events), page("/audit"))
-	b.Run(fmt.Sprintf("audit-of-%d-by-person", events), page("/audit?person="+fmt.Sprintf("user%05d@acme.example", users/2)))
-	b.Run(fmt.Sprintf("audit-of-%d-by-rare-action", events), page("/audit?action=token.*"))     // one event, the oldest
-	b.Run(fmt.Sprintf("audit-of-%d-by-common-action", events), page("/audit?action=subject.*")) // nearly every event
+}
+
+// BenchmarkContactPages measures the contacts list (first, newest, deep,
+// with a purpose's consent column, without a valid consent, by exact
+// address), a contact's page and the consent page, on SQLite as in
+// production with 100 000 contacts, 10 000 of them with a consent, and
+// 1 000 000 audit events. BENCH_CONTACTS, BENCH_GRANTS and BENCH_EVENTS
+// shrink the data for a quick run.
+func BenchmarkContactPages(b *testing.B) {
+	contacts, grants, events := envInt("BENCH_CONTACTS", 100000), envInt("BENCH_GRANTS", 10000), envInt("BENCH_EVENTS", 1000000)
+	env := apptest.NewWith(b, "", apptest.AsInProduction)
+	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "bench"})
+	if _, err := env.App.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "We send our news once a month.",
+		Purpose: register.Purpose{Key: "news", Name: "Monthly news", LegalBasis: register.Consent, DataCategories: []string{"user.contact.email"}}}); err != nil {
+		b.Fatal(err)
+	}
+	rows := make([]subject.ImportRow, contacts)
+	for i := range rows {
+		rows[i] = subject.ImportRow{Line: i + 2, New: subject.New{Email: fmt.Sprintf("person%06d@example.org", i), Source: "bench",
+			Attributes: map[string]any{"city": "Ghent"}}}
+	}
+	if _, err := env.App.Subjects.Import(ctx, env.Tenant.ID, rows, nil, subject.ExistingFail, false, nil); err != nil {
+		b.Fatal(err)
+	}
+	ids, err := env.App.Subjects.IDs(ctx, env.Tenant.ID, subject.Where{}, "", contacts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range ids[:grants] {
+		if _, err := env.App.Consent.Record(ctx, env.Tenant.ID, id, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	batch := make([]audit.Event, 1000)
+	for i := range batch {
+		batch[i] = audit.Event{Action: "subject.read", TargetType: "subject", TargetID: ids[i%len(ids)], SubjectID: ids[i%len(ids)]}
+	}
+	h, err := env.App.Log.Verify(ctx, env.Tenant.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := h.Events; n < int64(events); n += int64(len(batch)) {
+		if err := env.App.Log.Record(ctx, env.Tenant.ID, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	page := pager(b, env)
+	one := ids[len(ids)/2]
+	b.Run(fmt.Sprintf("contacts-of-%d", contacts), page("/contacts"))
+	b.Run(fmt.Sprintf("contacts-of-%d-newest", contacts), page("/contacts?sort=newest"))
+	b.Run(fmt.Sprintf("contacts-of-%d-deep", contacts), page("/contacts?after="+one+"&from=50001"))
+	b.Run(fmt.Sprintf("contacts-of-%d-consent-column", contacts), page("/contacts?purpose=news"))
+	b.Run(fmt.Sprintf("contacts-of-%d-without-consent", contacts), page("/contacts?purpose=news&consent=missing"))
+	b.Run(fmt.Sprintf("contacts-of-%d-by-email", contacts), page("/contacts?q="+fmt.Sprintf("person%06d@example.org", contacts/2)))
+	b.Run("contact-with-consent", page("/contacts/"+ids[0]))
+	b.Run("contact", page("/contacts/"+one))
+	b.Run(fmt.Sprintf("consent-report-of-%d", contacts), page("/consent"))
 }
 
 func envInt(name string, def int) int {
