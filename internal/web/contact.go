@@ -52,6 +52,10 @@ type purposeConsent struct {
 }
 
 func (c *Console) contactPage(w http.ResponseWriter, r *http.Request) error {
+	p := signedIn(r)
+	if u, err := c.identity.UserBySubject(r.Context(), p.TenantID, r.PathValue("id")); err == nil && p.Can("users:read") {
+		return c.redirect(w, r, "/users/"+u.ID, "") // staff are not contacts: their account's page and rules
+	}
 	d, err := c.contact(r)
 	if errs.Is(err, errs.Gone) {
 		return c.redirect(w, r, "/contacts/"+r.PathValue("id")+"/erasure", "")
@@ -353,33 +357,83 @@ func (c *Console) exportContact(w http.ResponseWriter, r *http.Request) error {
 // Erasure: a page that says what goes and what stays, then the
 // certificate.
 
+// eraseData is what the erasure page shows: the contact, and their
+// erasure requests ready to be answered.
+type eraseData struct {
+	contactData
+	Open []rights.Request
+}
+
 func (c *Console) erasePage(w http.ResponseWriter, r *http.Request) error {
-	d, err := c.contact(r)
+	d, err := c.eraseData(r)
 	if errs.Is(err, errs.Gone) {
 		return c.redirect(w, r, "/contacts/"+r.PathValue("id")+"/erasure", "")
 	}
 	if err != nil {
 		return err
 	}
-	return c.render(w, r, http.StatusOK, "contact-erase", &view{Title: "Erase " + contactName(d.Subject) + "?", Back: "/contacts/" + d.ID, Data: d})
+	f := &form{Values: url.Values{}}
+	if len(d.Open) > 0 {
+		f.Values.Set("request_id", d.Open[0].ID)
+	}
+	return c.render(w, r, http.StatusOK, "contact-erase", &view{Title: "Erase " + contactName(d.Subject) + "?", Back: "/contacts/" + d.ID, Form: f, Data: d})
 }
 
+func (c *Console) eraseData(r *http.Request) (eraseData, error) {
+	cd, err := c.contact(r)
+	d := eraseData{contactData: cd}
+	for _, q := range cd.Requests {
+		if q.Type == "erasure" && (q.Status == rights.Verified || q.Status == rights.InProgress) {
+			d.Open = append(d.Open, q)
+		}
+	}
+	return d, err
+}
+
+// eraseContact erases the contact, answering the erasure request chosen
+// (which is then completed), as the API's erasure does.
 func (c *Console) eraseContact(w http.ResponseWriter, r *http.Request) error {
-	p := signedIn(r)
-	id := r.PathValue("id")
-	if _, err := c.subjects.Key(r.Context(), p.TenantID, id); err != nil {
+	f, err := parseForm(w, r)
+	if err != nil {
 		return err
 	}
-	if _, err := c.subjects.Erase(r.Context(), p.TenantID, id, subject.EraseInput{Reason: "console"}); err != nil {
+	p := signedIn(r)
+	ctx, id := r.Context(), r.PathValue("id")
+	if _, err := c.subjects.Key(ctx, p.TenantID, id); err != nil {
 		return err
+	}
+	in := subject.EraseInput{Reason: "console", RequestID: f.Value("request_id")}
+	if in.RequestID != "" {
+		if err := c.rights.ErasureRequest(ctx, p.TenantID, in.RequestID, id); err != nil {
+			return err
+		}
+		in.Reason = "request"
+	}
+	if _, err := c.subjects.Erase(ctx, p.TenantID, id, in); err != nil {
+		return err
+	}
+	if in.RequestID != "" {
+		if err := c.rights.Complete(ctx, p.TenantID, in.RequestID); err != nil {
+			return err
+		}
 	}
 	return c.redirect(w, r, "/contacts/"+id+"/erasure", "erased")
 }
 
 func (c *Console) erasurePage(w http.ResponseWriter, r *http.Request) error {
-	cert, err := c.subjects.ErasureCertificate(r.Context(), signedIn(r).TenantID, r.PathValue("id"))
+	p := signedIn(r)
+	cert, err := c.subjects.ErasureCertificate(r.Context(), p.TenantID, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	return c.render(w, r, http.StatusOK, "contact-erasure", &view{Title: "Erasure certificate", Back: "/contacts", Data: cert})
+	by := cert.By // "user:<id>": their name, while they have an account
+	if kind, id, _ := strings.Cut(cert.By, ":"); kind == "user" {
+		if u, err := c.identity.UserByID(r.Context(), p.TenantID, id); err == nil {
+			if prof, err := c.subjects.Profile(r.Context(), p.TenantID, u.SubjectID); err == nil {
+				by = or(prof.Name, prof.Email)
+			}
+		}
+	}
+	return c.render(w, r, http.StatusOK, "contact-erasure", &view{Title: "Erasure certificate", Back: "/contacts",
+		Data: map[string]any{"Certificate": cert, "By": by}})
 }

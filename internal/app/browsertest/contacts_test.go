@@ -130,6 +130,12 @@ func TestOfficerWorksOnAContact(t *testing.T) {
 	}
 	p.Inspect(t, screenshots, "contact")
 
+	// Staff are not contacts: their subject leads to their account's page.
+	owner := principalOf(t, c, "owner@acme.example")
+	p.Open(t, c.URL+"/contacts/"+owner.SubjectID)
+	want(t, p, "/users/"+owner.UserID, "owner@acme.example")
+	p.Open(t, c.URL+"/contacts/"+ann)
+
 	// The processing check.
 	click(t, p, "#check + form button")
 	if got := p.Text(t, "[role=status]"); !strings.Contains(got, "Yes.") {
@@ -184,9 +190,13 @@ func TestOfficerWorksOnAContact(t *testing.T) {
 	if got := string(download(t, p, "GET", csvHref)); !strings.Contains(got, ann+",news,grant,web_form,1,") {
 		t.Errorf("the history's CSV: %q", got)
 	}
+	// Ann asks to be erased; the request is verified.
+	req := c.api(t, "POST", "/api/v1/requests", map[string]any{"type": "erasure", "subject_id": ann, "channel": "email"}, 201)["id"].(string)
+	c.api(t, "PATCH", "/api/v1/requests/"+req, map[string]any{"status": "verified"}, 200)
 	p.Open(t, c.URL+"/contacts/"+ann)
 
-	// Erase, with the keyboard alone: the page says what goes and stays.
+	// Erase, with the keyboard alone: the page says what goes and stays,
+	// and offers to answer her request.
 	press(t, p, `a[href="/contacts/`+ann+`/erase"]`)
 	want(t, p, "/contacts/"+ann+"/erase", "Erase ann@example.org?")
 	if got := p.Text(t, "main"); !strings.Contains(got, "What stays") || !strings.Contains(got, "cannot be undone") {
@@ -195,8 +205,12 @@ func TestOfficerWorksOnAContact(t *testing.T) {
 	p.Inspect(t, screenshots, "contact-erase")
 	press(t, p, "main form button.danger")
 	want(t, p, "/contacts/"+ann+"/erasure", "Erasure certificate")
-	if got := p.Text(t, "main"); !strings.Contains(got, ann) || !strings.Contains(got, "consent_events") || strings.Contains(got, "ann@example.org") {
+	if got := p.Text(t, "main"); !strings.Contains(got, ann) || !strings.Contains(got, "consent_events") || strings.Contains(got, "ann@example.org") ||
+		!strings.Contains(got, "Their erasure request ("+req+")") || !strings.Contains(got, "owner@acme.example") {
 		t.Errorf("the certificate: %q", got)
+	}
+	if st := c.api(t, "GET", "/api/v1/requests/"+req, nil, 200)["status"]; st != "completed" {
+		t.Errorf("the erasure request after the erasure: %v", st)
 	}
 	p.Inspect(t, screenshots, "contact-erasure")
 	if r := c.Do(t, c.Token, "GET", "/api/v1/subjects/"+ann, nil); r.Status != 410 {
