@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/subject"
@@ -23,13 +24,64 @@ func (a *API) createRequest(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listRequests(w http.ResponseWriter, r *http.Request) error {
-	q, p := r.URL.Query(), principal(r)
-	rs, err := a.rights.List(r.Context(), p.TenantID, rights.Filter{Status: q.Get("status"), Due: q.Get("due"),
-		SubjectID: q.Get("subject_id"), NoStaff: !p.Can("users:read")}) // requests about staff need users:read too
+	f, format, err := a.RequestFilter(r)
 	if err != nil {
 		return err
 	}
-	httpio.JSON(w, http.StatusOK, map[string]any{"requests": rs})
+	if format == "csv" {
+		return a.SendRequests(w, r, f)
+	}
+	page, err := a.rights.Query(r.Context(), principal(r).TenantID, f)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, page)
+	return nil
+}
+
+// RequestFilter reads the requests list's filters from r's query: status,
+// due, subject_id, type, channel, assignee, verified, cursor, limit; and
+// format (json or csv). Requests about staff need users:read too.
+func (a *API) RequestFilter(r *http.Request) (rights.Filter, string, error) {
+	q, err := query(r, "status", "due", "subject_id", "type", "channel", "assignee", "verified", "cursor", "limit", "format")
+	if err != nil {
+		return rights.Filter{}, "", err
+	}
+	f := rights.Filter{Status: q.Get("status"), Due: q.Get("due"), SubjectID: q.Get("subject_id"), Type: q.Get("type"),
+		Channel: q.Get("channel"), Assignee: q.Get("assignee"), Cursor: q.Get("cursor"), NoStaff: !principal(r).Can("users:read")}
+	switch q.Get("verified") {
+	case "":
+	case "true", "false":
+		v := q.Get("verified") == "true"
+		f.Verified = &v
+	default:
+		return f, "", errs.Field("verified", "true or false")
+	}
+	if f.Limit, err = intParam(q, "limit"); err != nil {
+		return f, "", err
+	}
+	format := q.Get("format")
+	switch {
+	case format != "" && format != "json" && format != "csv":
+		return f, "", errs.Field("format", "json or csv")
+	case format == "csv" && (f.Cursor != "" || f.Limit != 0):
+		return f, "", errs.Field("format", "csv exports every matching request; drop cursor and limit")
+	}
+	return f, format, nil
+}
+
+// SendRequests streams the requests f selects as CSV.
+func (a *API) SendRequests(w http.ResponseWriter, r *http.Request, f rights.Filter) error {
+	d := newDownload(w, func(h http.Header) {
+		h.Set("Content-Type", "text/csv; charset=utf-8")
+		h.Set("Content-Disposition", `attachment; filename="requests-`+a.now().UTC().Format("20060102T150405Z")+`.csv"`)
+	})
+	if err := a.rights.WriteCSV(r.Context(), d, principal(r).TenantID, f); err != nil {
+		if d.started() {
+			a.cut(r, "requests csv", err)
+		}
+		return err
+	}
 	return nil
 }
 

@@ -6,10 +6,14 @@ package rights
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -114,10 +118,29 @@ type Filter struct {
 	Status    string // one status, or "open" (not completed nor rejected)
 	Due       string // overdue | soon (within 7 days, not overdue)
 	SubjectID string
+	Type      string // one of Types
+	Channel   string // one of Channels
+	Assignee  string // a user id, or "none" for the unassigned
+	// Verified, when set, keeps the requests whose identity check is done
+	// (true: any status but received) or not (false: received).
+	Verified *bool
 	// NoStaff leaves out the requests of people who have a user account,
 	// for a caller who may not read accounts.
 	NoStaff bool
+	Cursor  string // from a previous page
+	Limit   int    // 1 to 1000; 0 means 1000
 }
+
+// RequestPage is one page of requests, by deadline.
+type RequestPage struct {
+	Items      []Request `json:"requests"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+	Total      int       `json:"total"`      // exact up to MaxCount
+	TotalMore  bool      `json:"total_more"` // more than Total match
+}
+
+// MaxCount is how far a list's count is exact.
+const MaxCount = 10_000
 
 // Service keeps requests.
 type Service struct {
@@ -420,17 +443,27 @@ func (s *Service) Get(ctx context.Context, tenantID, id string) (Request, error)
 	return r.Request, s.log.Record(ctx, tenantID, audit.Event{Action: "request.read", TargetType: "request", TargetID: id, SubjectID: r.SubjectID})
 }
 
-// List returns the tenant's requests matching f, the nearest deadline
+// List returns the tenant's requests matching f (at most 1000), the nearest deadline
 // first.
 func (s *Service) List(ctx context.Context, tenantID string, f Filter) ([]Request, error) {
-	q, args := selectRequest+" WHERE tenant_id = ?", []any{tenantID}
+	f.Cursor, f.Limit = "", 1000
+	p, err := s.Query(ctx, tenantID, f)
+	return p.Items, err
+}
+
+// deadline is a request's deadline in SQL: the extended one when set.
+const deadline = "CASE WHEN extended_due_at <> 0 THEN extended_due_at ELSE due_at END"
+
+// where is f's filters as SQL.
+func (s *Service) where(tenantID string, f Filter) (string, []any, error) {
+	q, args := " WHERE tenant_id = ?", []any{tenantID}
 	switch {
 	case f.Status == "open":
 		q += " AND status NOT IN (?, ?)"
 		args = append(args, Completed, Rejected)
 	case f.Status != "":
 		if !slices.Contains([]string{Received, Verified, InProgress, Completed, Rejected}, f.Status) {
-			return nil, errs.Field("status", "open, received, verified, in_progress, completed or rejected")
+			return "", nil, errs.Field("status", "open, received, verified, in_progress, completed or rejected")
 		}
 		q += " AND status = ?"
 		args = append(args, f.Status)
@@ -439,11 +472,36 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter) ([]Reques
 		q += " AND subject_id = ?"
 		args = append(args, f.SubjectID)
 	}
+	if f.Type != "" {
+		if !slices.Contains(Types, f.Type) {
+			return "", nil, errs.Field("type", "one of %s", strings.Join(Types, ", "))
+		}
+		q += " AND type = ?"
+		args = append(args, f.Type)
+	}
+	if f.Channel != "" {
+		if !slices.Contains(Channels, f.Channel) {
+			return "", nil, errs.Field("channel", "one of %s", strings.Join(Channels, ", "))
+		}
+		q += " AND channel = ?"
+		args = append(args, f.Channel)
+	}
+	switch f.Assignee {
+	case "":
+	case "none":
+		q += " AND assignee_id = ''"
+	default:
+		q += " AND assignee_id = ?"
+		args = append(args, f.Assignee)
+	}
+	if f.Verified != nil {
+		q += map[bool]string{true: " AND status <> ?", false: " AND status = ?"}[*f.Verified]
+		args = append(args, Received)
+	}
 	if f.NoStaff {
 		q += " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = data_requests.tenant_id AND u.subject_id = data_requests.subject_id)"
 	}
 	now := s.now().UnixMicro()
-	deadline := "CASE WHEN extended_due_at <> 0 THEN extended_due_at ELSE due_at END"
 	switch f.Due {
 	case "":
 	case "overdue":
@@ -453,22 +511,86 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter) ([]Reques
 		q += " AND status NOT IN (?, ?) AND " + deadline + " >= ? AND " + deadline + " < ?"
 		args = append(args, Completed, Rejected, now, now+dueSoon.Microseconds())
 	default:
-		return nil, errs.Field("due", "overdue or soon")
+		return "", nil, errs.Field("due", "overdue or soon")
 	}
-	rows, err := s.db.Read().Query(ctx, q+" ORDER BY "+deadline+", id LIMIT 1000", args...)
+	return q, args, nil
+}
+
+// Query answers a page of the requests f selects, soonest deadline
+// first, with the cursor of the next page and how many match (exact up to
+// MaxCount). Nothing personal is read.
+func (s *Service) Query(ctx context.Context, tenantID string, f Filter) (RequestPage, error) {
+	if f.Limit == 0 {
+		f.Limit = 1000
+	}
+	if f.Limit < 1 || f.Limit > 1000 {
+		return RequestPage{}, errs.Field("limit", "1 to 1000")
+	}
+	where, args, err := s.where(tenantID, f)
 	if err != nil {
-		return nil, err
+		return RequestPage{}, err
+	}
+	page := RequestPage{Items: []Request{}}
+	var n int
+	if err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM (SELECT 1 FROM data_requests"+where+" LIMIT ?) AS matched",
+		append(args, MaxCount+1)...).Scan(&n); err != nil {
+		return page, err
+	}
+	page.Total, page.TotalMore = min(n, MaxCount), n > MaxCount
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return page, err
+		}
+		where += " AND (" + deadline + " > ? OR " + deadline + " = ? AND id > ?)"
+		args = append(args, at, at, id)
+	}
+	rows, err := s.db.Read().Query(ctx, selectRequest+where+" ORDER BY "+deadline+", id LIMIT ?", append(args, f.Limit+1)...)
+	if err != nil {
+		return page, err
 	}
 	defer rows.Close()
-	out := []Request{}
 	for rows.Next() {
 		r, err := s.scan(rows)
 		if err != nil {
-			return nil, err
+			return page, err
 		}
-		out = append(out, r.Request)
+		page.Items = append(page.Items, r.Request)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return page, err
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		last := page.Items[f.Limit-1]
+		page.NextCursor = encodeCursor(last.Deadline().UnixMicro(), last.ID)
+	}
+	return page, nil
+}
+
+// Deadline is when the request must be answered: the extended date when
+// it was extended.
+func (r Request) Deadline() time.Time {
+	if r.ExtendedDueAt != nil {
+		return *r.ExtendedDueAt
+	}
+	return r.DueAt
+}
+
+func encodeCursor(at int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + ":" + id))
+}
+
+func decodeCursor(c string) (int64, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		if at, id, ok := strings.Cut(string(b), ":"); ok {
+			if n, err := strconv.ParseInt(at, 10, 64); err == nil && id != "" {
+				return n, id, nil
+			}
+		}
+	}
+	return 0, "", errs.Field("cursor", "not a cursor from a previous page")
 }
 
 // Update applies a change: a transition (audited with from and to), an
@@ -684,4 +806,55 @@ func (s *Service) ErasureRequest(ctx context.Context, tenantID, id, subjectID st
 func (s *Service) Complete(ctx context.Context, tenantID, id string) error {
 	_, err := s.Update(ctx, tenantID, id, Change{Status: Completed})
 	return err
+}
+
+// CSVHeader is the header row of WriteCSV.
+var CSVHeader = []string{"id", "type", "status", "channel", "received_at", "due_at", "extended_due_at", "deadline", "overdue",
+	"assignee_id", "reason_code", "subject_id"}
+
+// WriteCSV records the export, then streams every request f selects (all
+// pages, by deadline) as CSV. Nothing personal is in it: the person is
+// their id.
+func (s *Service) WriteCSV(ctx context.Context, w io.Writer, tenantID string, f Filter) error {
+	if _, _, err := s.where(tenantID, f); err != nil {
+		return err
+	}
+	if err := s.log.Record(ctx, tenantID, audit.Event{Action: "request.export", TargetType: "request",
+		Details: map[string]any{"format": "csv"}}); err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return err
+	}
+	f.Cursor, f.Limit = "", 1000
+	day := func(t time.Time) string { return t.Format(time.RFC3339) }
+	for {
+		p, err := s.Query(ctx, tenantID, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range p.Items {
+			extended := ""
+			if r.ExtendedDueAt != nil {
+				extended = day(*r.ExtendedDueAt)
+			}
+			row := []string{r.ID, r.Type, r.Status, r.Channel, day(r.ReceivedAt), day(r.DueAt), extended, day(r.Deadline()),
+				strconv.FormatBool(r.Overdue), r.AssigneeID, r.ReasonCode, r.SubjectID}
+			for i := range row {
+				row[i] = audit.SafeCell(row[i])
+			}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return err
+		}
+		if p.NextCursor == "" {
+			return nil
+		}
+		f.Cursor = p.NextCursor
+	}
 }

@@ -439,6 +439,30 @@ func (s *Service) Find(ctx context.Context, tenantID string, l Lookup) ([]Subjec
 	return subs, err
 }
 
+// Some reads the subjects of ids that still exist (staff too), for a list
+// that shows who each row is about (the requests inbox): one audit event
+// names them. A restricted subject's data stays closed.
+func (s *Service) Some(ctx context.Context, tenantID string, ids []string) (map[string]Subject, error) {
+	out := make(map[string]Subject, len(ids))
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := []any{tenantID}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := s.db.Read().Query(ctx, selectRow+" WHERE tenant_id = ? AND id IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("read subjects: %w", err)
+	}
+	subs, _, err := s.revealRows(ctx, tenantID, rows, 0, s.reveal, "subject.list", nil)
+	for _, sub := range subs {
+		out[sub.ID] = sub
+	}
+	return out, err
+}
+
 // Where narrows a listing: a condition on the subjects table from another
 // package of this module (never from a client), with its arguments.
 type Where struct {
