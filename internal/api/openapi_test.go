@@ -197,7 +197,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"GET", "/api/v1/requests?due=overdue", "", true, false},
 			{"GET", "/api/v1/requests?status=open&type=access&channel=email&assignee=none&verified=false&limit=1", "", true, false},
 			{"GET", "/api/v1/requests?format=csv&verified=true", "", true, false},
-			{"GET", "/api/v1/requests?cursor=nope", "", true, false}, // 400
+			{"GET", "/api/v1/requests?cursor=nope", "", true, false},                                                   // 400
 			{"GET", "/api/v1/requests/01a00000-0000-7000-8000-000000000000", "", true, false},                          // 404
 			{"PATCH", "/api/v1/requests/01a00000-0000-7000-8000-000000000000", `{"status":"verified"}`, true, false},   // 404
 			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/extend", `{"reason":"busy"}`, true, false}, // 404
