@@ -392,6 +392,17 @@ func (s *Service) scan(rows interface{ Scan(...any) error }) (stored, error) {
 
 func (r Request) open() bool { return r.Status != Completed && r.Status != Rejected }
 
+// Peek returns a request without its history or anything sealed in it:
+// its type, dates, status and assignee, which the list shows too. Nothing
+// is recorded.
+func (s *Service) Peek(ctx context.Context, tenantID, id string) (Request, error) {
+	r, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errs.E(errs.NotFound, "no such request")
+	}
+	return r.Request, err
+}
+
 // Get returns a request with its history. Reading it is audited.
 func (s *Service) Get(ctx context.Context, tenantID, id string) (Request, error) {
 	r, err := s.scan(s.db.Read().QueryRow(ctx, selectRequest+" WHERE tenant_id = ? AND id = ?", tenantID, id))
@@ -639,6 +650,13 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Re
 		return Request{}, errs.E(errs.Gone, "the person was erased; notes about them can no longer be kept")
 	}
 	events := []audit.Event{{Action: "request.update", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: map[string]any{}}}
+	var tell *mail.Message // a rejection is told to the person, with its reason (Art. 12(4))
+	if c.Status == Rejected && key != nil {
+		if tell, err = s.rejection(ctx, tenantID, cur.Request, c.ReasonCode); err != nil {
+			return Request{}, err
+		}
+		events[0].Details["notified"] = tell != nil
+	}
 	var applied string
 	if need, err := s.needsApply(ctx, tenantID, cur.Request, c.Status); err != nil {
 		return Request{}, err
@@ -688,12 +706,52 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, c Change) (Re
 				return err
 			}
 		}
+		if tell != nil {
+			if err := s.mail.Queue(ctx, tx, key, *tell); err != nil {
+				return err
+			}
+		}
 		return s.addEvent(ctx, tx, tenantID, id, cur.SubjectID, key, Event{Kind: kind, FromStatus: from, ToStatus: to, Note: c.Note, At: now})
 	}, events...)
 	if err != nil {
 		return Request{}, err
 	}
 	return s.Get(ctx, tenantID, id)
+}
+
+// RejectionReasons say each reason code to the person it is told to.
+var RejectionReasons = map[string]string{
+	"identity_not_verified": "We could not verify that the request came from you.",
+	"manifestly_unfounded":  "The request is manifestly unfounded (GDPR Art. 12(5)).",
+	"excessive":             "The request is excessive, in particular because it repeats an earlier one (GDPR Art. 12(5)).",
+	"no_data":               "We hold no personal data about you.",
+	"other":                 "We can tell you why if you reply to this message.",
+}
+
+// rejection is the mail that tells the person their request is rejected
+// and why, and where they may complain; nil when they have no address.
+func (s *Service) rejection(ctx context.Context, tenantID string, r Request, code string) (*mail.Message, error) {
+	email, _, err := s.subjects.Email(ctx, tenantID, r.SubjectID)
+	if err != nil || email == "" {
+		return nil, err
+	}
+	t, err := s.tenants.ByID(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return &mail.Message{TenantID: tenantID, SubjectID: r.SubjectID, Kind: "request-rejected", To: email,
+		Subject: t.Name + " cannot act on your request",
+		Text: fmt.Sprintf(`Hello,
+
+%s received your %s request on %s and cannot act on it.
+%s
+
+You may lodge a complaint with a data protection supervisory authority,
+in particular in the country where you live or work, and seek a judicial
+remedy (GDPR Art. 12(4), 77 and 79).
+
+— sent for %s by Custodia
+`, t.Name, strings.ReplaceAll(r.Type, "_", " "), r.ReceivedAt.In(t.Location()).Format("2 January 2006"), RejectionReasons[code], t.Name)}, nil
 }
 
 func orNothing(list []string) string {

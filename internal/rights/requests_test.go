@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,25 @@ func TestQuery(t *testing.T) {
 		es, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, tid, audit.Filter{Action: "request.export"})
 		if err != nil || len(es) != 1 {
 			t.Errorf("the export's audit events: %d %v", len(es), err)
+		}
+	})
+}
+
+// TestRejectionIsTold: a rejected request is told to the person by mail,
+// with the reason and where they may complain (Art. 12(4)).
+func TestRejectionIsTold(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		r, err := env.Core.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", Channel: "email", Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Rights.Update(ctx, env.Tenant.ID, r.ID, rights.Change{Status: rights.Rejected, ReasonCode: "identity_not_verified"}); err != nil {
+			t.Fatal(err)
+		}
+		m := env.Mail.Wait(t, "ann@example.org", "cannot act on your request", 10*time.Second)
+		if !strings.Contains(m.Text, "We could not verify that the request came from you.") || !strings.Contains(m.Text, "supervisory authority") {
+			t.Errorf("the mail: %s", m.Text)
 		}
 	})
 }
