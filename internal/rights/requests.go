@@ -53,6 +53,9 @@ var next = map[string][]string{
 	InProgress: {Completed, Rejected},
 }
 
+// Next answers the statuses a request in status can move to.
+func Next(status string) []string { return slices.Clone(next[status]) }
+
 // ReasonCodes say why a request was rejected.
 var ReasonCodes = []string{"identity_not_verified", "manifestly_unfounded", "excessive", "no_data", "other"}
 

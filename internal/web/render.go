@@ -46,6 +46,8 @@ func parsePages(a assets) (pages, error) {
 		"short":        shortID,
 		"basis":        basisName,
 		"rule":         policyRule,
+		"status":       statusName,
+		"trimBack":     func(s string) string { _, q, _ := strings.Cut(s, "?"); return q },
 		"has":          func(vs []string, v string) bool { return slices.Contains(vs, v) },
 		"depth":        func(key string) int { return strings.Count(key, ".") },
 		"concat":       func(a, b []string) []string { return slices.Concat(a, b) },
@@ -175,7 +177,8 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 	}
 	v.Nav = []navItem{{Label: "Home", Href: "/"}}
 	if p.Can("subjects:read") {
-		v.Nav = append(v.Nav, navItem{Label: "Contacts", Href: "/contacts"}, navItem{Label: "Consent", Href: "/consent", Also: "/campaigns"})
+		v.Nav = append(v.Nav, navItem{Label: "Requests", Href: "/requests", Also: "/objections"}, navItem{Label: "Contacts", Href: "/contacts"},
+			navItem{Label: "Consent", Href: "/consent", Also: "/campaigns"})
 	}
 	if p.Can("purposes:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Register", Href: "/register"})
@@ -326,49 +329,62 @@ func input(f *form, name, label string, opts ...string) field {
 // The notices a redirect leaves for the next page, by key: the cookie
 // carries the key only.
 var notices = map[string]string{
-	"signed-out":        "You are signed out.",
-	"sign-in-again":     "Sign in again to finish setting up your second factor.",
-	"password-reset":    "Your password is changed. Sign in with it.",
-	"factor-added":      "Your second factor is set up. You will need it each time you sign in.",
-	"code-sent":         "A code is on its way to your phone.",
-	"session-ended":     "Your sign-in took too long, or has ended. Sign in again.",
-	"recovery-used":     "You used a recovery code. Each works once: when few are left, make new ones.",
-	"reset-sent":        "If your organisation has an active account with this email address, a link to choose a new password is on its way. It works once, for 30 minutes.",
-	"invite-accepted":   "Welcome. Your password is set.",
-	"saved":             "Your change is saved.",
-	"email-sent":        "A link to confirm the new address is on its way to it. Until it is used, you sign in as before.",
-	"password-changed":  "Your password is changed. Every other place you were signed in has been signed out.",
-	"session-revoked":   "That session has ended.",
-	"token-revoked":     "The token is revoked: it no longer works.",
-	"account-closing":   "Your account is closing. You can cancel until the date below.",
-	"closure-cancelled": "Your account stays: the closure is cancelled.",
-	"account-erased":    "Your account is closed and your data erased.",
-	"factor-removed":    "The second factor is removed.",
-	"role-changed":      "The role is changed.",
-	"suspended":         "The account is suspended: it cannot sign in, its sessions have ended and its API tokens do not work.",
-	"reactivated":       "The account is active again.",
-	"unlocked":          "The account is unlocked.",
-	"factors-reset":     "Their second factors are removed and they are signed out everywhere. They have been told by email.",
-	"invited":           "The invitation is on its way. It works for 7 days.",
-	"group-created":     "The group is created. Add people to it below.",
-	"member-added":      "They are in the group.",
-	"member-removed":    "They are no longer in the group.",
-	"imported":          "The file is imported: everyone in it is invited, and listed here until they accept.",
-	"contact-changed":   "The change is saved, and recorded in the audit trail.",
-	"held":              "The contact is on legal hold: no erasure, retention policy or request removes their data until the hold is released.",
-	"released":          "The legal hold is released.",
-	"restricted":        "Processing is restricted: their data is kept, and not shown or used until the restriction is lifted.",
-	"unrestricted":      "The restriction is lifted.",
-	"erased":            "The contact is erased.",
-	"contacts-imported": "The file is imported. The newest contacts are first.",
-	"campaign-started":  "The campaign is started: its emails are on their way.",
-	"purpose-added":     "The purpose is in the register.",
-	"notice-added":      "The new version of the notice is published. People asked from now on see it.",
-	"policy-added":      "The policy is added, and on: it runs every hour. Preview a run to see whom it reaches.",
-	"policy-enabled":    "The policy is on: it runs every hour.",
-	"policy-disabled":   "The policy is off: it does not run until it is turned on again.",
-	"policy-deleted":    "The policy is deleted.",
-	"retention-ran":     "The run is done. What it did is below, and in the audit trail.",
+	"signed-out":           "You are signed out.",
+	"sign-in-again":        "Sign in again to finish setting up your second factor.",
+	"password-reset":       "Your password is changed. Sign in with it.",
+	"factor-added":         "Your second factor is set up. You will need it each time you sign in.",
+	"code-sent":            "A code is on its way to your phone.",
+	"session-ended":        "Your sign-in took too long, or has ended. Sign in again.",
+	"recovery-used":        "You used a recovery code. Each works once: when few are left, make new ones.",
+	"reset-sent":           "If your organisation has an active account with this email address, a link to choose a new password is on its way. It works once, for 30 minutes.",
+	"invite-accepted":      "Welcome. Your password is set.",
+	"saved":                "Your change is saved.",
+	"email-sent":           "A link to confirm the new address is on its way to it. Until it is used, you sign in as before.",
+	"password-changed":     "Your password is changed. Every other place you were signed in has been signed out.",
+	"session-revoked":      "That session has ended.",
+	"token-revoked":        "The token is revoked: it no longer works.",
+	"account-closing":      "Your account is closing. You can cancel until the date below.",
+	"closure-cancelled":    "Your account stays: the closure is cancelled.",
+	"account-erased":       "Your account is closed and your data erased.",
+	"factor-removed":       "The second factor is removed.",
+	"role-changed":         "The role is changed.",
+	"suspended":            "The account is suspended: it cannot sign in, its sessions have ended and its API tokens do not work.",
+	"reactivated":          "The account is active again.",
+	"unlocked":             "The account is unlocked.",
+	"factors-reset":        "Their second factors are removed and they are signed out everywhere. They have been told by email.",
+	"invited":              "The invitation is on its way. It works for 7 days.",
+	"group-created":        "The group is created. Add people to it below.",
+	"member-added":         "They are in the group.",
+	"member-removed":       "They are no longer in the group.",
+	"imported":             "The file is imported: everyone in it is invited, and listed here until they accept.",
+	"contact-changed":      "The change is saved, and recorded in the audit trail.",
+	"held":                 "The contact is on legal hold: no erasure, retention policy or request removes their data until the hold is released.",
+	"released":             "The legal hold is released.",
+	"restricted":           "Processing is restricted: their data is kept, and not shown or used until the restriction is lifted.",
+	"unrestricted":         "The restriction is lifted.",
+	"erased":               "The contact is erased.",
+	"contacts-imported":    "The file is imported. The newest contacts are first.",
+	"campaign-started":     "The campaign is started: its emails are on their way.",
+	"purpose-added":        "The purpose is in the register.",
+	"notice-added":         "The new version of the notice is published. People asked from now on see it.",
+	"policy-added":         "The policy is added, and on: it runs every hour. Preview a run to see whom it reaches.",
+	"policy-enabled":       "The policy is on: it runs every hour.",
+	"policy-disabled":      "The policy is off: it does not run until it is turned on again.",
+	"policy-deleted":       "The policy is deleted.",
+	"retention-ran":        "The run is done. What it did is below, and in the audit trail.",
+	"requests-assigned":    "The requests are assigned.",
+	"requests-verified":    "The requests are marked as verified: their deadlines run on.",
+	"request-verified":     "The person's identity is verified.",
+	"request-started":      "The request is in progress.",
+	"request-completed":    "The request is completed.",
+	"request-assigned":     "The assignee is changed.",
+	"note-added":           "The note is added. Only people of your organisation see it.",
+	"request-extended":     "The deadline is extended, and the person told why.",
+	"request-rejected":     "The request is rejected. The person is told why by email, if they have an address.",
+	"request-delivered":    "A link to their data is on its way to the person. It works once, for 7 days. The request is completed.",
+	"request-logged":       "The request is logged. Its deadline runs from today.",
+	"objection-upheld":     "The objection is upheld: processing for the purpose stays stopped.",
+	"objection-overridden": "The objection is overridden: processing may go on. Put the compelling grounds in the request's notes.",
 }
 
 const noticeCookie = "__Host-custodia_notice"
@@ -411,6 +427,14 @@ func browserName(ua string) string {
 		}
 	}
 	return name
+}
+
+// statusName says a status or a kind as words: "in_progress" is "In progress".
+func statusName(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strings.ToUpper(s[:1]) + strings.ReplaceAll(s[1:], "_", " ")
 }
 
 // selectField is a select as the "select" partial draws it.

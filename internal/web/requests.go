@@ -40,7 +40,10 @@ func dueOf(r rights.Request, now time.Time, loc *time.Location) dueLabel {
 	if r.Status == rights.Completed || r.Status == rights.Rejected {
 		return d
 	}
-	day := func(t time.Time) time.Time { y, m, dd := t.In(loc).Date(); return time.Date(y, m, dd, 0, 0, 0, 0, time.UTC) }
+	day := func(t time.Time) time.Time {
+		y, m, dd := t.In(loc).Date()
+		return time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
+	}
 	days := int(day(d.Date).Sub(day(now)).Hours() / 24)
 	switch {
 	case r.Overdue && days >= 0:

@@ -38,6 +38,12 @@ var expected = map[string][4]string{
 	"/tokens/{id}/revoke":                {"404", "404", "403", "→ /login"},
 	"/settings/security":                 {"200", "200", "403", "→ /login"},
 	"/contacts":                          {"200", "200", "403", "→ /login"},
+	"/requests":                          {"200", "200", "403", "→ /login"},
+	"/requests/new":                      {"200", "200", "403", "→ /login"},
+	"/requests/{id}":                     {"404", "404", "403", "→ /login"}, // the journeys open live ones
+	"/requests/{id}/extend":              {"404", "404", "403", "→ /login"},
+	"/requests/{id}/reject":              {"404", "404", "403", "→ /login"},
+	"/objections":                        {"200", "200", "403", "→ /login"},
 	"/contacts/import":                   {"200", "200", "403", "→ /login"},
 	"/consent":                           {"200", "200", "403", "→ /login"},
 	"/campaigns":                         {"200", "200", "403", "→ /login"},
