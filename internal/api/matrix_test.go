@@ -141,6 +141,8 @@ var matrix = map[string]string{
 	"PATCH /api/v1/settings/security":                    "401 403 403 403 403 403 ok ok 403 403 ok",
 	"GET /api/v1/settings/organisation":                  "401 403 403 403 403 403 ok ok ok 403 ok",
 	"PUT /api/v1/settings/organisation":                  "401 403 403 403 403 403 ok ok ok 403 ok",
+	"GET /api/v1/settings/controller":                    "401 403 403 403 403 403 ok ok ok 403 ok",
+	"PUT /api/v1/settings/controller":                    "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/settings/retention":                     "401 403 403 403 403 403 ok ok ok 403 ok",
 	"PUT /api/v1/settings/retention":                     "401 403 403 403 403 403 ok ok ok 403 ok",
 	"GET /api/v1/retention/policies":                     "401 403 403 403 403 403 ok ok ok 403 ok",

@@ -191,6 +191,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/subjects/01a00000-0000-7000-8000-000000000000/erase", "", true, false}, // 404
 			{"GET", "/api/v1/settings/organisation", "", true, false},
 			{"PUT", "/api/v1/settings/organisation", `{"time_zone":"Europe/Paris"}`, true, false},
+			{"PUT", "/api/v1/settings/controller", `{"legal_name":"ACME Ltd","address":"1 High Street\nLondon","email":"privacy@acme.example","phone":"","dpo_name":"Dee Po","dpo_email":"dpo@acme.example","dpo_phone":"","dpo_address":"","representative_name":"","representative_contact":"","privacy_policy_url":"https://acme.example/privacy"}`, true, false},
+			{"GET", "/api/v1/settings/controller", "", true, false},
+			{"PUT", "/api/v1/settings/controller", `{"legal_name":"","address":"","email":"not an address","phone":"","dpo_name":"","dpo_email":"","dpo_phone":"","dpo_address":"","representative_name":"","representative_contact":"","privacy_policy_url":""}`, true, false}, // 400
 			{"POST", "/api/v1/requests", `{"type":"access","subject_id":"` + id + `","channel":"email"}`, true, false},
 			{"POST", "/api/v1/requests", `{"type":"gossip","email":"x@example.org"}`, false, false}, // 400
 			{"GET", "/api/v1/requests?status=open", "", true, false},

@@ -172,6 +172,8 @@ func (a *API) Routes() []Route {
 		{"PATCH", "/api/v1/settings/security", "settings:write", sensitive, a.patchSecurity},
 		{"GET", "/api/v1/settings/organisation", "settings:read", anytime, a.getOrganisation},
 		{"PUT", "/api/v1/settings/organisation", "settings:write", anytime, a.putOrganisation},
+		{"GET", "/api/v1/settings/controller", "settings:read", anytime, a.getController},
+		{"PUT", "/api/v1/settings/controller", "settings:write", anytime, a.putController},
 		{"GET", "/api/v1/settings/retention", "settings:read", anytime, a.getRetentionSettings},
 		{"PUT", "/api/v1/settings/retention", "settings:write", anytime, a.putRetentionSettings},
 		{"GET", "/api/v1/retention/policies", "settings:read", anytime, a.listPolicies},

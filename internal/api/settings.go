@@ -30,6 +30,28 @@ func (a *API) putOrganisation(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (a *API) getController(w http.ResponseWriter, r *http.Request) error {
+	c, err := a.tenants.Controller(r.Context(), principal(r).TenantID)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) putController(w http.ResponseWriter, r *http.Request) error {
+	var in tenant.Controller
+	if err := httpio.Decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := a.tenants.SetController(r.Context(), principal(r).TenantID, in)
+	if err != nil {
+		return err
+	}
+	httpio.JSON(w, http.StatusOK, c)
+	return nil
+}
+
 func (a *API) getSecurity(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.identity.SecuritySettings(r.Context(), principal(r).TenantID)
 	if err != nil {

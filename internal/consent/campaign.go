@@ -256,6 +256,7 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 		CreatedAt: now, ExpiresAt: now.AddDate(0, 0, in.LinkDays)}
 	var rs []recipient
 	var events []audit.Event
+	footer := s.tenants.Footer(ctx, t)
 	for _, sid := range ids {
 		if open[sid] {
 			c.Counts.Pending++
@@ -274,7 +275,7 @@ func (s *Service) StartCampaign(ctx context.Context, tenantID string, in Campaig
 			return Campaign{}, err
 		}
 		secret := keyring.NewSecret()
-		msg := campaignMail(t.Name, s.issuer+"/privacy/"+t.Slug+"/consent/"+secret, p, c.ExpiresAt)
+		msg := campaignMail(t.Name, footer, s.issuer+"/privacy/"+t.Slug+"/consent/"+secret, p, c.ExpiresAt)
 		msg.ID, msg.TenantID, msg.SubjectID, msg.To = mailID.String(), tenantID, sid, email
 		rs = append(rs, recipient{subjectID: sid, mailID: mailID.String(), hash: linkHash(secret), key: key, msg: msg})
 		events = append(events, audit.Event{Action: "consent.request", TargetType: "subject", TargetID: sid, SubjectID: sid,
@@ -349,7 +350,7 @@ func (s *Service) openLinks(ctx context.Context, tenantID, purposeID string) (ma
 	return out, rows.Err()
 }
 
-func campaignMail(org, link string, p register.Purpose, expires time.Time) mail.Message {
+func campaignMail(org, footer, link string, p register.Purpose, expires time.Time) mail.Message {
 	return mail.Message{Kind: "consent-request", Subject: org + " asks for your consent: " + p.Name,
 		Text: fmt.Sprintf(`Hello,
 
@@ -364,8 +365,7 @@ Read what it means and answer here (agree or refuse):
 The link works once, until %s. If you do nothing, nothing
 changes: without your consent, this use does not happen.
 
-— sent for %s by Custodia
-`, org, p.Name, link, expires.Format("2 January 2006"), org)}
+%s`, org, p.Name, link, expires.Format("2 January 2006"), footer)}
 }
 
 func linkHash(secret string) []byte { return keyring.HashSecret("consent-link", secret) }

@@ -121,13 +121,17 @@ type AccessLogEntry struct {
 
 // Supplementary is the information of Art. 15(1)(a)–(h) (supplementary.json).
 type Supplementary struct {
-	Controller string        `json:"controller"`
-	Purposes   []PurposeInfo `json:"purposes"`
-	Source     string        `json:"source"` // where the data came from (Art. 15(1)(g))
-	Rights     []string      `json:"rights"`
-	Complaint  string        `json:"complaint"`
-	Automated  string        `json:"automated_decisions"`
-	Taxonomy   string        `json:"taxonomy"` // the version of the category keys used
+	Controller string `json:"controller"`
+	// ControllerContact is who the controller is and how to reach them and
+	// their data protection officer (Art. 13(1)(a)(b), 15(1)); empty
+	// fields were not given.
+	ControllerContact tenant.Controller `json:"controller_contact"`
+	Purposes          []PurposeInfo     `json:"purposes"`
+	Source            string            `json:"source"` // where the data came from (Art. 15(1)(g))
+	Rights            []string          `json:"rights"`
+	Complaint         string            `json:"complaint"`
+	Automated         string            `json:"automated_decisions"`
+	Taxonomy          string            `json:"taxonomy"` // the version of the category keys used
 }
 
 // PurposeInfo is one processing activity: what for, on which basis, who
@@ -234,6 +238,12 @@ func (s *Service) Export(ctx context.Context, tenantID, subjectID string, w io.W
 	sup, err := s.supplementary(ctx, tenantID, t.Name, sub)
 	if err != nil {
 		return Written{}, err
+	}
+	if sup.ControllerContact, err = s.tenants.Controller(ctx, tenantID); err != nil {
+		return Written{}, err
+	}
+	if sup.ControllerContact.LegalName != "" {
+		sup.Controller = sup.ControllerContact.LegalName
 	}
 	parts := []struct {
 		name string

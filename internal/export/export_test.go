@@ -26,6 +26,7 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 func TestMain(m *testing.M) { sqldbtest.Main(m) }
@@ -60,6 +61,11 @@ func seed(t *testing.T, env *coretest.Env) string {
 		Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
 			DataCategories: []string{"user.contact.email", "user.name"}, Recipients: []string{"Mailer Ltd"},
 			Transfers: []register.Transfer{{Country: "US", Mechanism: "standard_contractual_clauses"}}, RetentionDays: 730}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Tenants.SetController(ctx, env.Tenant.ID, tenant.Controller{LegalName: "ACME Holdings Ltd",
+		Address: "1 High Street\nLondon", Email: "privacy@acme.example", DPOName: "Dee Po", DPOEmail: "dpo@acme.example",
+		PrivacyPolicyURL: "https://acme.example/privacy"}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org", Phone: "+33123456789",

@@ -265,7 +265,6 @@ data may be used again for the purposes you were told of.
 
 If you disagree, reply to %s or use its privacy page.
 
-— sent for %s by Custodia
-`, t.Name, t.Name, t.Name)})
+%s`, t.Name, t.Name, s.tenants.Footer(ctx, t))})
 	})
 }

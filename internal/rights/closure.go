@@ -95,8 +95,7 @@ it is erased with everything %s holds about you through it.
 Changed your mind? Sign in before then and cancel the closure
 (DELETE /api/v1/me/closure).
 
-— sent for %s by Custodia
-`, t.Name, closes.In(t.Location()).Format("2 January 2006 15:04 MST"), t.Name, t.Name)})
+%s`, t.Name, closes.In(t.Location()).Format("2 January 2006 15:04 MST"), t.Name, s.tenants.Footer(ctx, t))})
 	}, audit.Event{Action: "user.close", TargetType: "user", TargetID: userID, SubjectID: subjectID,
 		Details: map[string]any{"closes_at": closes.Format(time.RFC3339), "grace_days": t.ClosureGraceDays}})
 	if err != nil {

@@ -115,9 +115,8 @@ Download it here — the link works once, until %s (UTC):
 The zip is made when you download it, so it shows what is held then.
 If the link has expired, reply and ask for a new one.
 
-— sent for %s by Custodia
-`, t.Name, strings.ReplaceAll(cur.Type, "_", " "), cur.ReceivedAt.In(t.Location()).Format("2 January 2006"),
-				expires.Format("2 January 2006 15:04"), link, t.Name)})
+%s`, t.Name, strings.ReplaceAll(cur.Type, "_", " "), cur.ReceivedAt.In(t.Location()).Format("2 January 2006"),
+				expires.Format("2 January 2006 15:04"), link, s.tenants.Footer(ctx, t))})
 	}, audit.Event{Action: "request.deliver", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID, Details: details})
 	if err != nil {
 		return Delivery{}, err

@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/subject"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // The public privacy portal, /privacy/{tenant}: a person asks for one of
@@ -59,6 +60,7 @@ type Portal struct {
 	Organisation string
 	Types        []string
 	Purposes     []register.Purpose // those a person can object to or withdraw consent from
+	Controller   tenant.Controller  // who the organisation is, and its DPO
 }
 
 // Portal returns what the portal of tenant slug shows.
@@ -77,7 +79,11 @@ func (s *Service) Portal(ctx context.Context, slug string) (Portal, error) {
 			objectable = append(objectable, p)
 		}
 	}
-	return Portal{Organisation: t.Name, Types: Types, Purposes: objectable}, nil
+	c, err := s.tenants.Controller(ctx, t.ID)
+	if err != nil {
+		return Portal{}, err
+	}
+	return Portal{Organisation: t.Name, Types: Types, Purposes: objectable, Controller: c}, nil
 }
 
 // Intake records what a person asked for on the portal and mails a
@@ -162,8 +168,7 @@ To confirm that it is you and send the request, open this link:
 It works once, until %s (UTC). If you did not ask for this,
 ignore this mail: nothing is sent, and the link stops working.
 
-— sent for %s by Custodia
-`, t.Name, typeTitle(in.Type), link, expires.Format("2 January 2006 15:04"), t.Name)})
+%s`, t.Name, typeTitle(in.Type), link, expires.Format("2 January 2006 15:04"), s.tenants.Footer(ctx, t))})
 	}, audit.Event{Action: "request.intake", TargetType: "tenant", TargetID: t.ID,
 		Details: map[string]any{"type": in.Type, "intake_id": id.String(), "expires_at": expires.Format(time.RFC3339)}})
 }

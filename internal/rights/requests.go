@@ -753,8 +753,8 @@ You may lodge a complaint with a data protection supervisory authority,
 in particular in the country where you live or work, and seek a judicial
 remedy (GDPR Art. 12(4), 77 and 79).
 
-— sent for %s by Custodia
-`, t.Name, strings.ReplaceAll(r.Type, "_", " "), r.ReceivedAt.In(t.Location()).Format("2 January 2006"), RejectionReasons[code], t.Name)}, nil
+%s`, t.Name, strings.ReplaceAll(r.Type, "_", " "), r.ReceivedAt.In(t.Location()).Format("2 January 2006"), RejectionReasons[code],
+		s.tenants.Footer(ctx, t))}, nil
 }
 
 func orNothing(list []string) string {
@@ -822,9 +822,8 @@ and will answer by %s at the latest, for this reason:
 
 %s
 
-— sent for %s by Custodia
-`, t.Name, strings.ReplaceAll(cur.Type, "_", " "), cur.ReceivedAt.In(t.Location()).Format("2 January 2006"),
-				extended.In(t.Location()).Format("2 January 2006"), reason, t.Name)})
+%s`, t.Name, strings.ReplaceAll(cur.Type, "_", " "), cur.ReceivedAt.In(t.Location()).Format("2 January 2006"),
+				extended.In(t.Location()).Format("2 January 2006"), reason, s.tenants.Footer(ctx, t))})
 	}, audit.Event{Action: "request.extend", TargetType: "request", TargetID: id, SubjectID: cur.SubjectID,
 		Details: map[string]any{"extended_due_at": extended.Format(time.RFC3339), "notified": email != ""}})
 	if err != nil {

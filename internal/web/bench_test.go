@@ -14,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/subject"
 )
 
@@ -131,6 +132,40 @@ func BenchmarkContactPages(b *testing.B) {
 	b.Run("contact-with-consent", page("/contacts/"+ids[0]))
 	b.Run("contact", page("/contacts/"+one))
 	b.Run(fmt.Sprintf("consent-report-of-%d", contacts), page("/consent"))
+}
+
+// BenchmarkInbox measures the requests inbox on SQLite as in production
+// with 10 000 requests: the first page of the open ones, a filtered one,
+// and a page further on. BENCH_REQUESTS shrinks the data.
+func BenchmarkInbox(b *testing.B) {
+	n := envInt("BENCH_REQUESTS", 10000)
+	env := apptest.NewWith(b, "", apptest.AsInProduction)
+	ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "bench"})
+	types := []string{"access", "erasure", "rectification", "portability"}
+	for i := range n {
+		r, err := env.App.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: types[i%len(types)], Channel: "email",
+			Email: fmt.Sprintf("person%05d@example.org", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%3 != 0 {
+			if _, err := env.App.Rights.Update(ctx, env.Tenant.ID, r.ID, rights.Change{Status: rights.Verified}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	page := pager(b, env)
+	further := rights.Filter{Status: "open", Verified: new(true), Limit: 1000} // as the inbox lists: the cursor halfway
+	for range n / 3 / 1000 {
+		p, err := env.App.Rights.Query(ctx, env.Tenant.ID, further)
+		if err != nil {
+			b.Fatal(err)
+		}
+		further.Cursor = p.NextCursor
+	}
+	b.Run(fmt.Sprintf("inbox-of-%d", n), page("/requests"))
+	b.Run(fmt.Sprintf("inbox-of-%d-erasure-unverified-too", n), page("/requests?type=erasure&unverified=show"))
+	b.Run(fmt.Sprintf("inbox-of-%d-further-on", n), page("/requests?cursor="+further.Cursor))
 }
 
 func envInt(name string, def int) int {

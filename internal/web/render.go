@@ -196,7 +196,7 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		v.Nav = append(v.Nav, navItem{Label: "Audit", Href: "/audit"})
 	}
 	if p.Can("settings:read") {
-		v.Nav = append(v.Nav, navItem{Label: "Settings", Href: "/settings/security"})
+		v.Nav = append(v.Nav, navItem{Label: "Settings", Href: "/settings/security", Also: "/settings"})
 	}
 	for i := range v.Nav {
 		n := &v.Nav[i]
@@ -383,6 +383,7 @@ var notices = map[string]string{
 	"request-rejected":     "The request is rejected. The person is told why by email, if they have an address.",
 	"request-delivered":    "A link to their data is on its way to the person. It works once, for 7 days. The request is completed.",
 	"request-logged":       "The request is logged. Its deadline runs from today.",
+	"controller-saved":     "Saved. The privacy portal, its mails and every access export now say this.",
 	"objection-upheld":     "The objection is upheld: processing for the purpose stays stopped.",
 	"objection-overridden": "The objection is overridden: processing may go on. Put the compelling grounds in the request's notes.",
 }

@@ -128,6 +128,10 @@ func (c *Console) Routes() []Route {
 		{"POST", "/tokens/{id}/revoke", "DELETE /api/v1/tokens/{id}", c.revokeTenantToken},
 		{"GET", "/settings/security", "GET /api/v1/settings/security", c.securityPage},
 		{"POST", "/settings/security", "PATCH /api/v1/settings/security", c.saveSecurity},
+		{"GET", "/settings/organisation", "GET /api/v1/settings/organisation", c.organisationPage},
+		{"POST", "/settings/organisation", "PUT /api/v1/settings/organisation", c.saveOrganisation},
+		{"GET", "/settings/controller", "GET /api/v1/settings/controller", c.controllerPage},
+		{"POST", "/settings/controller", "PUT /api/v1/settings/controller", c.saveController},
 
 		{"GET", "/contacts", "GET /api/v1/subjects", c.contactsPage},
 		{"GET", "/contacts/import", "POST /api/v1/subjects/import", c.importContactsPage},

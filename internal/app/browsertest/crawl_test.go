@@ -37,6 +37,8 @@ var expected = map[string][4]string{
 	"/tokens":                            {"200", "200", "403", "→ /login"},
 	"/tokens/{id}/revoke":                {"404", "404", "403", "→ /login"},
 	"/settings/security":                 {"200", "200", "403", "→ /login"},
+	"/settings/organisation":             {"200", "200", "403", "→ /login"},
+	"/settings/controller":               {"200", "200", "403", "→ /login"},
 	"/contacts":                          {"200", "200", "403", "→ /login"},
 	"/requests":                          {"200", "200", "403", "→ /login"},
 	"/requests/new":                      {"200", "200", "403", "→ /login"},

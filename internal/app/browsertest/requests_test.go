@@ -23,16 +23,38 @@ func TestOfficerAnswersAPortalRequest(t *testing.T) {
 	c := newConsole(t)
 	c.api(t, "POST", "/api/v1/subjects", map[string]any{"email": "ann@example.org", "attributes": map[string]any{"city": "Ghent"}}, 201)
 
+	// The organisation names its data protection officer first.
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/settings/security"]`)
+	click(t, p, `.tabs a[href="/settings/controller"]`)
+	want(t, p, "/settings/controller", "Controller details")
+	fill(t, p, "dpo_name", "Dee Po", "dpo_email", "not an address")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "email") {
+		t.Errorf("a DPO's address that is not one: %q", got)
+	}
+	fill(t, p, "legal_name", "ACME Holdings Ltd", "address", "1 High Street\nLondon", "dpo_email", "dpo@acme.example",
+		"privacy_policy_url", "https://acme.example/privacy")
+	if got := p.Text(t, ".banner"); !strings.Contains(got, "Saved") {
+		t.Fatalf("after saving: %q", got)
+	}
+	p.Inspect(t, screenshots, "settings-controller")
+
 	ann := c.browser.NewPage(t)
 	ann.Open(t, c.URL+"/privacy/acme")
+	if got := ann.Text(t, "main"); !strings.Contains(got, "Dee Po") || !strings.Contains(got, "dpo@acme.example") || !strings.Contains(got, "ACME Holdings Ltd") {
+		t.Errorf("the portal's controller details: %q", got)
+	}
 	ann.Do(t, chromedp.Click(chromedp.CSS("#type-access")))
 	fill(t, ann, "email", "ann@example.org")
 	want(t, ann, "/privacy/acme/sent", "Check your mailbox")
+	confirm := c.Mail.Wait(t, "ann@example.org", "Confirm your request", 10*time.Second)
+	if !strings.Contains(confirm.Text, "Data protection officer: Dee Po, dpo@acme.example") {
+		t.Errorf("the portal's mail names no DPO: %s", confirm.Text)
+	}
 	ann.Open(t, c.link(t, "ann@example.org", "Confirm your request", "/privacy/acme/confirm/"))
 	ann.Next(t, chromedp.Click(chromedp.CSS("main form button.primary")))
 
-	p := c.page(t, "/login")
-	signIn(t, p, "owner@acme.example", apptest.Password)
 	click(t, p, `nav a[href="/requests"]`)
 	want(t, p, "/requests", "Requests")
 	if got := strings.Join(strings.Fields(p.Text(t, "tbody")), " "); !strings.Contains(got, "Access ann@example.org") || !strings.Contains(got, "due in") ||
@@ -61,8 +83,12 @@ func TestOfficerAnswersAPortalRequest(t *testing.T) {
 
 	ann.Open(t, c.link(t, "ann@example.org", "Your personal data from", "/privacy/acme/download/"))
 	want(t, ann, "/privacy/acme/download/", "Your personal data")
-	if got := zipFile(t, download(t, ann, "POST", ann.Path(t)), "subject.json"); !strings.Contains(got, "Ghent") {
+	zipped := download(t, ann, "POST", ann.Path(t))
+	if got := zipFile(t, zipped, "subject.json"); !strings.Contains(got, "Ghent") {
 		t.Errorf("the zip's subject.json: %q", got)
+	}
+	if got := zipFile(t, zipped, "supplementary.json"); !strings.Contains(got, `"dpo_email": "dpo@acme.example"`) || !strings.Contains(got, `"controller": "ACME Holdings Ltd"`) {
+		t.Errorf("the zip's supplementary information: %q", got)
 	}
 }
 
