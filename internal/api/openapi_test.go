@@ -206,6 +206,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			{"POST", "/api/v1/requests/01a00000-0000-7000-8000-000000000000/extend", `{"reason":"busy"}`, true, false}, // 404
 			{"POST", "/api/v1/campaigns/preview", `{"name":"OA","purpose":"oa.news","audience":"missing"}`, true, false},
 			{"GET", "/api/v1/consent/report", "", true, false},
+			{"GET", "/api/v1/users?locked=true&second_factor=false&role=admin", "", true, false},
 			{"GET", "/api/v1/consent/events?purpose=oa.news&from=2026-01-01T00:00:00Z", "", true, false},
 			{"GET", "/api/v1/consent/events?format=csv", "", true, false},
 			{"GET", "/api/v1/consent/events?purpose=nope", "", true, false}, // 400

@@ -17,7 +17,7 @@ import (
 // that match: ?email= (exact), ?name= (whole words), ?role=, ?status=,
 // ?limit= (50), ?cursor=.
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "email", "name", "role", "status", "limit", "cursor")
+	q, err := query(r, "email", "name", "role", "status", "locked", "second_factor", "limit", "cursor")
 	if err != nil {
 		return err
 	}
@@ -26,6 +26,21 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	uq := identity.UserQuery{Email: q.Get("email"), Name: q.Get("name"), Role: q.Get("role"), Status: q.Get("status"), Limit: limit}
+	switch q.Get("locked") {
+	case "", "false":
+	case "true":
+		uq.Locked = true
+	default:
+		return errs.Field("locked", "true or false")
+	}
+	switch v := q.Get("second_factor"); v {
+	case "":
+	case "true", "false":
+		has := v == "true"
+		uq.SecondFactor = &has
+	default:
+		return errs.Field("second_factor", "true or false")
+	}
 	if c := q.Get("cursor"); c != "" {
 		if uq.Offset, err = strconv.Atoi(c); err != nil || uq.Offset < 1 {
 			return errs.Field("cursor", "not a cursor of this list")

@@ -73,7 +73,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants,
-		Rights: c.Rights, Consent: c.Consent, Register: c.Register, Retain: c.Retention, Files: c.Files, Spaces: c.Spaces, Logger: c.Logger, Now: a.now})
+		Rights: c.Rights, Consent: c.Consent, Register: c.Register, Retain: c.Retention, Files: c.Files, Spaces: c.Spaces, Logger: c.Logger, Now: a.now,
+		FailingJobs: func(ctx context.Context) ([]string, error) { return job.Failing(ctx, c.DB) }})
 	if err != nil {
 		a.Close()
 		return nil, err

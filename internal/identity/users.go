@@ -97,14 +97,45 @@ type UserQuery struct {
 	Name   string // whole words of the name, any case and order, through their blind indexes
 	Role   string // "" for any
 	Status string // "" for any
-	Offset int
-	Limit  int // 1 to 500; default 50
+	// Locked keeps the accounts locked now after wrong passwords.
+	Locked bool
+	// SecondFactor, when set, keeps the accounts with a confirmed second
+	// factor (true) or without one (false).
+	SecondFactor *bool
+	Offset       int
+	Limit        int // 1 to 500; default 50
 }
 
 // UserPage is a page of accounts, oldest first, and how many match in all.
 type UserPage struct {
 	Items []UserRow `json:"items"`
 	Total int       `json:"total"`
+}
+
+// Attention counts what needs an owner's or an administrator's eye:
+// accounts locked now, and active owners and administrators without a
+// second factor. Nothing personal is read.
+type Attention struct {
+	Locked          int
+	AdminsNoFactor  int
+	FactorsRequired bool // second factors are required of owners and administrators
+}
+
+// NeedsAttention answers the tenant's Attention.
+func (s *Service) NeedsAttention(ctx context.Context, tenantID string) (Attention, error) {
+	var a Attention
+	sec, err := s.SecuritySettings(ctx, tenantID)
+	if err != nil {
+		return a, err
+	}
+	a.FactorsRequired = sec.MFARequired == "admins" || sec.MFARequired == "all"
+	if err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM users WHERE tenant_id = ? AND locked_until > ?", tenantID, s.now().UnixMicro()).Scan(&a.Locked); err != nil {
+		return a, err
+	}
+	err = s.db.Read().QueryRow(ctx, `SELECT count(*) FROM users WHERE tenant_id = ? AND status = ? AND role IN (?, ?)
+		AND NOT EXISTS (SELECT 1 FROM mfa_factors f WHERE f.tenant_id = users.tenant_id AND f.user_id = users.id AND f.confirmed_at <> 0)`,
+		tenantID, StatusActive, RoleOwner, RoleAdmin).Scan(&a.AdminsNoFactor)
+	return a, err
 }
 
 // Users answers a page of the tenant's accounts matching q, with their
@@ -131,6 +162,16 @@ func (s *Service) Users(ctx context.Context, tenantID string, q UserQuery) (User
 			return UserPage{}, errs.Field("status", "one of invited, active, suspended")
 		}
 		where, args = where+" AND status = ?", append(args, q.Status)
+	}
+	if q.Locked {
+		where, args = where+" AND locked_until > ?", append(args, s.now().UnixMicro())
+	}
+	if q.SecondFactor != nil {
+		has := "EXISTS (SELECT 1 FROM mfa_factors f WHERE f.tenant_id = users.tenant_id AND f.user_id = users.id AND f.confirmed_at <> 0)"
+		if !*q.SecondFactor {
+			has = "NOT " + has
+		}
+		where += " AND " + has
 	}
 	if q.Email != "" {
 		id, err := s.subjects.IDByEmail(ctx, s.db.Read(), tenantID, q.Email)

@@ -414,3 +414,9 @@ func backoff(n int, every time.Duration) time.Duration {
 	}
 	return min(d, every)
 }
+
+// Failing answers the names of the periodic jobs whose last run failed
+// (they are retried with a backoff; the log says why).
+func Failing(ctx context.Context, db *sqldb.DB) ([]string, error) {
+	return db.Read().Strings(ctx, "SELECT name FROM jobs WHERE failures > 0 ORDER BY name")
+}

@@ -39,7 +39,12 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request) error {
 	if pageNo < 1 {
 		pageNo = 1
 	}
-	uq := identity.UserQuery{Role: q.Get("role"), Status: q.Get("status"), Offset: (pageNo - 1) * perPage, Limit: perPage}
+	uq := identity.UserQuery{Role: q.Get("role"), Status: q.Get("status"), Offset: (pageNo - 1) * perPage, Limit: perPage,
+		Locked: q.Get("locked") == "yes"}
+	if v := q.Get("second_factor"); v == "yes" || v == "no" {
+		has := v == "yes"
+		uq.SecondFactor = &has
+	}
 	if who := strings.TrimSpace(q.Get("q")); strings.Contains(who, "@") {
 		uq.Email = who
 	} else {
@@ -59,7 +64,8 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request) error {
 		return c.redirect(w, r, "/users?"+q.Encode(), "")
 	}
 	d := usersData{Page: page, Query: q, Pager: newPager("/users", q, pageNo, page.Total), CanEdit: p.Can("users:write")}
-	for _, f := range []struct{ key, label string }{{"q", "Name or email"}, {"role", "Role"}, {"status", "Status"}} {
+	for _, f := range []struct{ key, label string }{{"q", "Name or email"}, {"role", "Role"}, {"status", "Status"},
+		{"locked", "Locked out"}, {"second_factor", "Second factor"}} {
 		if v := q.Get(f.key); v != "" {
 			rest := url.Values{}
 			for k, vs := range q {

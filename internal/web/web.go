@@ -10,6 +10,7 @@
 package web
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -236,6 +237,7 @@ type Console struct {
 	spaces   *space.Service
 	logger   *slog.Logger
 	now      func() time.Time
+	failing  func(context.Context) ([]string, error)
 	pages    pages
 	assets   assets
 	mux      *http.ServeMux
@@ -255,11 +257,13 @@ type Deps struct {
 	Spaces   *space.Service
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// FailingJobs names the background jobs whose last run failed.
+	FailingJobs func(context.Context) ([]string, error)
 }
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, retain: d.Retain, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, retain: d.Retain, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now, failing: d.FailingJobs}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

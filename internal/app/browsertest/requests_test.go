@@ -1,6 +1,7 @@
 package browsertest
 
 import (
+	"context"
 	"encoding/csv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/custodia/custodia/internal/app/chrometest"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/rights"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // A person asks for their data on the portal; a privacy officer finds the
@@ -251,5 +253,60 @@ func TestOfficerSortsTheInbox(t *testing.T) {
 	click(t, p, `form[action$="/profiling/uphold"] button`)
 	if got := p.Text(t, "main"); !strings.Contains(got, "The objection is upheld") || !strings.Contains(got, "Upheld") {
 		t.Errorf("after upholding: %q", got)
+	}
+}
+
+// The home page says what needs attention, each a link to the list that
+// shows it: requests overdue and due soon, people locked out, owners and
+// administrators without the second factor the organisation requires.
+func TestHomeSaysWhatNeedsAttention(t *testing.T) {
+	c := newConsole(t)
+	c.AddUser(t, "ada@acme.example", identity.RoleAdmin, apptest.Password)
+	if _, err := c.App.Rights.Create(opCtx(), c.Tenant.ID, rights.Input{Type: "access", Channel: "email", Email: "late@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Now.Advance(40 * 24 * time.Hour)
+	for range 6 { // someone guesses Ada's password
+		c.Browser(t).Login(t, "acme", "ada@acme.example", "a wrong guess, clearly")
+	}
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	want(t, p, "/", "ACME Ltd")
+	if got := strings.Join(strings.Fields(p.Text(t, "ul.attention")), " "); !strings.Contains(got, "1 request is overdue") ||
+		!strings.Contains(got, "1 person is locked out") || strings.Contains(got, "second factor") {
+		t.Errorf("what needs attention: %q", got)
+	}
+	p.Inspect(t, screenshots, "home-attention")
+	click(t, p, `ul.attention a[href^="/users?locked"]`)
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "ada@acme.example") || strings.Contains(got, "owner@acme.example") {
+		t.Errorf("the people locked out: %q", got)
+	}
+	p.Open(t, c.URL+"/")
+	click(t, p, `ul.attention a[href^="/requests?due=overdue"]`)
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "late@example.org") {
+		t.Errorf("the overdue requests: %q", got)
+	}
+
+	// Once second factors are required of administrators, those without
+	// one are named too.
+	admins := "admins"
+	if _, err := c.App.Identity.UpdateSecurity(opCtx(), c.Tenant.ID, identity.SecurityPatch{MFARequired: &admins}); err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+"/")
+	if got := strings.Join(strings.Fields(p.Text(t, "ul.attention")), " "); !strings.Contains(got, "2 owners and administrators have no second factor") {
+		t.Errorf("with second factors required: %q", got)
+	}
+
+	// A background job that failed its last run is named.
+	if err := c.App.DB.WithTx(opCtx(), func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO jobs (name, failures) VALUES ('retention', 2) ON CONFLICT (name) DO UPDATE SET failures = 2")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+"/")
+	if got := p.Text(t, "ul.attention"); !strings.Contains(got, "Background work is failing: retention") {
+		t.Errorf("a failing job: %q", got)
 	}
 }
