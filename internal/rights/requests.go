@@ -754,7 +754,7 @@ in particular in the country where you live or work, and seek a judicial
 remedy (GDPR Art. 12(4), 77 and 79).
 
 %s`, t.Name, strings.ReplaceAll(r.Type, "_", " "), r.ReceivedAt.In(t.Location()).Format("2 January 2006"), RejectionReasons[code],
-		s.tenants.Footer(ctx, t))}, nil
+			s.tenants.Footer(ctx, t))}, nil
 }
 
 func orNothing(list []string) string {
