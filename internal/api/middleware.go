@@ -18,6 +18,7 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/httpio"
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/subject"
@@ -450,6 +451,12 @@ func (a *API) SendContacts(w http.ResponseWriter, r *http.Request, format string
 		return err
 	}
 	return a.attachment(w, "contacts", format, buf.Bytes())
+}
+
+// SendFile answers a file's content as the API's download does (ranges,
+// the content type, the version's hash as ETag), and closes it.
+func (a *API) SendFile(w http.ResponseWriter, r *http.Request, c *files.Content) error {
+	return a.serveContent(w, r, c)
 }
 
 // SendExport answers the access zip of the person subjectID as the

@@ -135,6 +135,15 @@ func (s *Service) CheckAllowed(t Tenant, region string) error {
 	return nil
 }
 
+// Regions answers the regions t may keep content in: those it allows, or
+// every configured one.
+func (s *Service) Regions(t Tenant) []string {
+	if len(t.AllowedRegions) > 0 {
+		return slices.Clone(t.AllowedRegions)
+	}
+	return slices.Clone(s.regions)
+}
+
 // CheckRegion refuses a region the operator has not configured.
 func (s *Service) CheckRegion(region string) error {
 	if !slices.Contains(s.regions, region) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -47,6 +48,7 @@ func parsePages(a assets) (pages, error) {
 		"basis":        basisName,
 		"rule":         policyRule,
 		"status":       statusName,
+		"size":         sizeName,
 		"trimBack":     func(s string) string { _, q, _ := strings.Cut(s, "?"); return q },
 		"has":          func(vs []string, v string) bool { return slices.Contains(vs, v) },
 		"depth":        func(key string) int { return strings.Count(key, ".") },
@@ -180,16 +182,19 @@ func (c *Console) describe(r *http.Request, p identity.Principal, v *view) error
 		v.Nav = append(v.Nav, navItem{Label: "Requests", Href: "/requests", Also: "/objections"}, navItem{Label: "Contacts", Href: "/contacts"},
 			navItem{Label: "Consent", Href: "/consent", Also: "/campaigns"})
 	}
+	if p.Can("spaces:read") {
+		v.Nav = append(v.Nav, navItem{Label: "Files", Href: "/spaces", Also: "/trash"})
+	}
 	if p.Can("purposes:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Register", Href: "/register"})
 	}
 	if p.Can("settings:read") {
 		v.Nav = append(v.Nav, navItem{Label: "Retention", Href: "/retention"})
 	}
-	if p.Can("users:read") {
-		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users"})
-	}
-	if p.Can("groups:read") {
+	switch { // groups are under users for those who see both
+	case p.Can("users:read"):
+		v.Nav = append(v.Nav, navItem{Label: "Users", Href: "/users", Also: "/groups"})
+	case p.Can("groups:read"):
 		v.Nav = append(v.Nav, navItem{Label: "Groups", Href: "/groups"})
 	}
 	if p.Can("audit:read") {
@@ -384,6 +389,17 @@ var notices = map[string]string{
 	"request-delivered":    "A link to their data is on its way to the person. It works once, for 7 days. The request is completed.",
 	"request-logged":       "The request is logged. Its deadline runs from today.",
 	"controller-saved":     "Saved. The privacy portal, its mails and every access export now say this.",
+	"space-created":        "The space is created. Its files are kept in the region shown.",
+	"folder-created":       "The folder is created.",
+	"file-uploaded":        "The file is uploaded, encrypted.",
+	"moved":                "It is moved.",
+	"trashed":              "It is in the trash: it can be restored until the trash is emptied.",
+	"version-restored":     "That version is the current one again (as a new version).",
+	"granted":              "Access is given.",
+	"revoked":              "Access is taken away.",
+	"migration-started":    "The space is moving to the new region. It stays usable meanwhile; the progress is below.",
+	"restored":             "It is back where it was.",
+	"purged":               "It is deleted for good, with every version.",
 	"objection-upheld":     "The objection is upheld: processing for the purpose stays stopped.",
 	"objection-overridden": "The objection is overridden: processing may go on. Put the compelling grounds in the request's notes.",
 }
@@ -428,6 +444,19 @@ func browserName(ua string) string {
 		}
 	}
 	return name
+}
+
+// sizeName says a number of bytes as a person reads it: "12.3 MB".
+func sizeName(n int64) string {
+	switch {
+	case n < 1000:
+		return strconv.FormatInt(n, 10) + " bytes"
+	case n < 1_000_000:
+		return strconv.FormatFloat(float64(n)/1e3, 'f', 1, 64) + " kB"
+	case n < 1_000_000_000:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
+	}
+	return strconv.FormatFloat(float64(n)/1e9, 'f', 1, 64) + " GB"
 }
 
 // statusName says a status or a kind as words: "in_progress" is "In progress".

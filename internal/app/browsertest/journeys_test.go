@@ -31,6 +31,12 @@ func newConsole(t *testing.T) *console {
 	return &console{Env: env, browser: browser(t)}
 }
 
+// newConsoleWith is newConsole with the configuration changed by hook.
+func newConsoleWith(t *testing.T, hook func(*config.Config, *app.Options)) *console {
+	t.Helper()
+	return &console{Env: apptest.NewWith(t, "", hook), browser: browser(t)}
+}
+
 // page opens a new person's browser context at path.
 func (c *console) page(t *testing.T, path string) *chrometest.Page {
 	t.Helper()

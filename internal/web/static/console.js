@@ -10,6 +10,7 @@
     document.querySelectorAll("form[data-passkey]").forEach(passkeyForm);
     document.querySelectorAll("form[data-import]").forEach(importForm);
     document.querySelectorAll("[data-live][id]").forEach(live);
+    document.querySelectorAll("form[data-upload]").forEach(uploadForm);
     document.querySelectorAll("form").forEach(oneSubmit);
   }
 
@@ -181,6 +182,83 @@
         if (fresh && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
       }).catch(function () { clearInterval(timer); });
     }, 3000);
+  }
+
+  // An upload in parts through the API's resumable sessions: a part that
+  // fails (a dropped connection) is sent again from the offset the server
+  // holds. A file dropped on the form is uploaded as if chosen.
+  var PART = 8 * 1024 * 1024;
+  function uploadForm(form) {
+    var box = form.querySelector("[data-upload-progress]");
+    var input = form.querySelector("input[type=file]");
+    if (!box || !input || !window.fetch || !window.Blob) return;
+    var bar = box.querySelector("progress"), status = box.querySelector("[data-upload-status]");
+    form.addEventListener("dragover", function (e) { e.preventDefault(); form.classList.add("dropping"); });
+    form.addEventListener("dragleave", function () { form.classList.remove("dropping"); });
+    form.addEventListener("drop", function (e) {
+      e.preventDefault();
+      form.classList.remove("dropping");
+      if (e.dataTransfer && e.dataTransfer.files.length) {
+        input.files = e.dataTransfer.files;
+        if (form.requestSubmit) form.requestSubmit(); else form.submit();
+      }
+    });
+    form.addEventListener("submit", function (e) {
+      var file = input.files && input.files[0];
+      if (!file) return; // the server says what is missing
+      e.preventDefault();
+      var button = form.querySelector("button");
+      if (button) button.disabled = true;
+      box.hidden = false;
+      bar.max = file.size || 1;
+      bar.value = 0;
+      var folder = form.dataset.folder;
+      var id, retries = 0;
+      function say(text) { status.textContent = text; }
+      function fail(err) {
+        say("The upload stopped: " + (err && err.message ? err.message : err) + ". Choose the file again to start over.");
+        if (button) button.disabled = false;
+      }
+      function offsetOf(res) { return parseInt(res.headers.get("Upload-Offset"), 10); }
+      function resume() { // after a failure: ask the server where it stands
+        if (++retries > 20) return fail(new Error("the connection keeps failing"));
+        say("The connection dropped; going on from where it stopped…");
+        return new Promise(function (ok) { setTimeout(ok, Math.min(8000, 250 * retries)); }).then(function () {
+          return fetch("/api/v1/uploads/" + id, { credentials: "same-origin" });
+        }).then(function (res) {
+          if (!res.ok) throw new Error("the server lost the upload (" + res.status + ")");
+          return send(offsetOf(res));
+        }, resume);
+      }
+      function send(offset) {
+        bar.value = offset;
+        say(Math.floor(100 * offset / (file.size || 1)) + "% uploaded");
+        return fetch("/api/v1/uploads/" + id, {
+          method: "PATCH", credentials: "same-origin", body: file.slice(offset, offset + PART),
+          headers: { "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream" }
+        }).then(function (res) {
+          if (res.status === 204 || res.status === 409) { retries = 0; return send(offsetOf(res)); }
+          if (res.status === 200 || res.status === 201) {
+            bar.value = bar.max;
+            say("Uploaded: " + file.name);
+            setTimeout(function () { location.reload(); }, 300);
+            return;
+          }
+          if (res.status >= 500) return resume();
+          return res.json().then(function (p) { throw new Error(p.detail || res.statusText); });
+        }, resume);
+      }
+      fetch(form.dataset.upload, {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ path: folder ? folder + "/" + file.name : file.name, size: file.size, content_type: file.type || "application/octet-stream" })
+      }).then(function (res) {
+        return res.json().then(function (body) {
+          if (!res.ok) throw new Error(body.detail || res.statusText);
+          id = body.id;
+          return send(0);
+        });
+      }).catch(fail);
+    });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);

@@ -1,0 +1,137 @@
+package browsertest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/custodia/custodia/internal/app"
+	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/app/chrometest"
+	"github.com/custodia/custodia/internal/config"
+)
+
+// failNthPart makes the browser's network fail the nth part of every
+// resumable upload the page sends (a PATCH to /api/v1/uploads/…) as if the
+// connection were reset, and answers how many parts it has seen.
+func failNthPart(t *testing.T, p *chrometest.Page, n int64) *atomic.Int64 {
+	t.Helper()
+	var seen atomic.Int64
+	events := chromedp.Events(p.Ctx, fetch.RequestPaused)
+	if _, err := chromedp.Call(p.Ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+		{URLPattern: "*/api/v1/uploads/*", RequestStage: fetch.RequestStageRequest}}}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				if p.Ctx.Err() == nil { // not the end of the test
+					t.Errorf("the interception stopped: %v", err)
+				}
+				return
+			}
+			if ev.Request.Method == "PATCH" && seen.Add(1) == n {
+				_, _ = chromedp.Call(p.Ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				continue
+			}
+			_, _ = chromedp.Call(p.Ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+		}
+	}()
+	return &seen
+}
+
+// A member of staff creates a space in a second region, uploads a 50 MiB
+// file whose third part the network drops — the upload goes on from where
+// it stopped and the file arrives whole — deletes it and restores it from
+// the trash, and reads where the organisation's data is.
+func TestStaffKeepFiles(t *testing.T) {
+	eu := t.TempDir()
+	c := newConsoleWith(t, func(cfg *config.Config, _ *app.Options) {
+		cfg.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(cfg.DataDir, "regions", "local")},
+			{Name: "eu", URL: "file://" + eu}}
+	})
+	p := c.page(t, "/login")
+	signIn(t, p, "owner@acme.example", apptest.Password)
+	click(t, p, `nav a[href="/spaces"]`)
+	want(t, p, "/spaces", "Files")
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#region"), "eu"))
+	fill(t, p, "name", "Letters")
+	want(t, p, p.Path(t), "Letters")
+	if got := p.Text(t, "main"); !strings.Contains(got, "kept in eu") {
+		t.Errorf("the space's region: %q", got)
+	}
+	spaceURL := p.Path(t)
+	p.Inspect(t, screenshots, "folder")
+
+	// 50 MiB, its third part dropped on the way. Text: DevTools carries a
+	// paused request's body as a JSON string.
+	random := make([]byte, 50<<20/4*3)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	content := []byte(base64.StdEncoding.EncodeToString(random))
+	file := filepath.Join(t.TempDir(), "scan.bin")
+	if err := os.WriteFile(file, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parts := failNthPart(t, p, 3)
+	p.Do(t, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{file}))
+	p.Do(t, chromedp.Click(chromedp.CSS("form.upload button.primary")))
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(p.Text(t, "main"), "scan.bin") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload did not finish: %q", p.Text(t, "[data-upload-status]"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.Do(t, chromedp.WaitVisible(chromedp.CSS(`a[href*="scan.bin"]`)))
+	if n := parts.Load(); n < 8 { // 7 parts of 8 MiB, and the one sent again
+		t.Errorf("%d parts sent; want the 7 and the dropped one again", n)
+	}
+	click(t, p, `a[href*="scan.bin"]`)
+	want(t, p, p.Path(t), "scan.bin")
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "52.4 MB") {
+		t.Errorf("the versions: %q", got)
+	}
+	p.Inspect(t, screenshots, "file")
+	href := chrometest.Eval[string](t, p, `document.querySelector("main a.button[download]").getAttribute("href")`)
+	if got := download(t, p, "GET", href); !bytes.Equal(got, content) {
+		t.Fatalf("the file downloaded differs from the one uploaded (%d bytes, want %d)", len(got), len(content))
+	}
+
+	// To the trash, and back.
+	click(t, p, `form[action$="/delete"] button`)
+	if got := p.Text(t, "main"); strings.Contains(got, "scan.bin") || !strings.Contains(got, "in the trash") {
+		t.Errorf("after deleting: %q", got)
+	}
+	p.Open(t, c.URL+"/trash")
+	want(t, p, "/trash", "Trash")
+	p.Inspect(t, screenshots, "trash")
+	click(t, p, `form[action$="/restore"] button`)
+	if got := p.Text(t, "main"); !strings.Contains(got, "The trash is empty") {
+		t.Errorf("after restoring: %q", got)
+	}
+	p.Open(t, c.URL+spaceURL)
+	if got := p.Text(t, "tbody"); !strings.Contains(got, "scan.bin") {
+		t.Errorf("restored: %q", got)
+	}
+
+	// Where the data is.
+	p.Open(t, c.URL+"/spaces")
+	click(t, p, `a[href="/residency"]`)
+	want(t, p, "/residency", "Where your data is")
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters eu") {
+		t.Errorf("the residency report: %q", got)
+	}
+	p.Inspect(t, screenshots, "residency")
+}
