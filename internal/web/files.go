@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -246,10 +245,9 @@ func (c *Console) file(r *http.Request, p string) (fileData, error) {
 	}
 	d := fileData{Space: sp, Item: it, Folder: parent(it.Path), CanEdit: pr.Can("spaces:write") && sp.Access == space.Editor}
 	if it.Kind == files.File {
-		if d.Versions, err = c.files.Versions(ctx, pr, it.ID); err != nil {
+		if d.Versions, err = c.files.Versions(ctx, pr, it.ID); err != nil { // newest first
 			return d, err
 		}
-		slices.Reverse(d.Versions)
 	}
 	return d, nil
 }

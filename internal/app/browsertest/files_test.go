@@ -19,6 +19,7 @@ import (
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/app/chrometest"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/identity"
 )
 
 // failNthPart makes the browser's network fail the nth part of every
@@ -53,13 +54,16 @@ func failNthPart(t *testing.T, p *chrometest.Page, n int64) *atomic.Int64 {
 // A member of staff creates a space in a second region, uploads a 50 MiB
 // file whose third part the network drops — the upload goes on from where
 // it stopped and the file arrives whole — deletes it and restores it from
-// the trash, and reads where the organisation's data is.
+// the trash, gives a colleague access (a folder below inherits it), moves
+// the file, restores an earlier version of another, moves the space back
+// to the first region, and reads where the organisation's data is.
 func TestStaffKeepFiles(t *testing.T) {
 	eu := t.TempDir()
 	c := newConsoleWith(t, func(cfg *config.Config, _ *app.Options) {
 		cfg.Regions = []config.Region{{Name: "local", URL: "file://" + filepath.Join(cfg.DataDir, "regions", "local")},
 			{Name: "eu", URL: "file://" + eu}}
 	})
+	max := c.AddUser(t, "max@acme.example", identity.RoleMember, apptest.Password)
 	p := c.page(t, "/login")
 	signIn(t, p, "owner@acme.example", apptest.Password)
 	click(t, p, `nav a[href="/spaces"]`)
@@ -126,11 +130,66 @@ func TestStaffKeepFiles(t *testing.T) {
 		t.Errorf("restored: %q", got)
 	}
 
+	// Max may read the space; a folder below inherits it.
+	click(t, p, `a[href*="/grants"]`)
+	want(t, p, p.Path(t), "Who has access")
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#who"), "user:"+max.ID))
+	p.Next(t, chromedp.Click(chromedp.CSS("main form button.primary")))
+	if got := strings.Join(strings.Fields(p.Text(t, "tbody")), " "); !strings.Contains(got, "max@acme.example Can read Here") {
+		t.Errorf("the space's access: %q", got)
+	}
+	p.Inspect(t, screenshots, "grants")
+	p.Open(t, c.URL+spaceURL)
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#name"), "archive"))
+	click(t, p, `form[action$="/folders"] button`)
+	click(t, p, `a[href*="scan.bin"]`)
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#to"), "archive/scan.bin"))
+	click(t, p, `form[action$="/move"] button`)
+	want(t, p, p.Path(t), "scan.bin")
+	if got := p.Text(t, "main"); !strings.Contains(got, "Letters/archive") {
+		t.Errorf("after the move: %q", got)
+	}
+	p.Open(t, c.URL+spaceURL+"/grants?path=archive")
+	if got := strings.Join(strings.Fields(p.Text(t, "tbody")), " "); !strings.Contains(got, "max@acme.example Can read The whole space") {
+		t.Errorf("the folder's access: %q", got)
+	}
+
+	// A second version, and the first restored.
+	note := filepath.Join(t.TempDir(), "note.txt")
+	for _, text := range []string{"first words", "second thoughts"} {
+		if err := os.WriteFile(note, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.Open(t, c.URL+spaceURL)
+		p.Do(t, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{note}), chromedp.Click(chromedp.CSS("form.upload button.primary")))
+		p.Do(t, chromedp.Poll[chromedp.Void](`document.querySelector("[data-upload-status]").textContent.startsWith("Uploaded")`,
+			chromedp.WithPollingTimeout(20*time.Second)))
+	}
+	p.Open(t, c.URL+spaceURL+"/file?path=note.txt")
+	click(t, p, `form[action$="/1/restore"] button`)
+	if got := strings.Join(strings.Fields(p.Text(t, "tbody")), " "); !strings.HasPrefix(got, "3 (current)") {
+		t.Errorf("after restoring version 1: %q", got)
+	}
+	if got := string(download(t, p, "GET", spaceURL+"/download?path=note.txt")); got != "first words" {
+		t.Errorf("the current version: %q", got)
+	}
+
+	// The space moves back to the first region, its progress followed.
+	p.Open(t, c.URL+spaceURL)
+	p.Do(t, chromedp.SetValue(chromedp.CSS("#to-region"), "local"))
+	click(t, p, `form[action$="/migration"] button`)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.Text(t, "main"), "Its files are kept in local"); p.Open(t, c.URL+spaceURL) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the move did not finish: %q", p.Text(t, "main"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// Where the data is.
 	p.Open(t, c.URL+"/spaces")
 	click(t, p, `a[href="/residency"]`)
 	want(t, p, "/residency", "Where your data is")
-	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters eu") {
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters local") {
 		t.Errorf("the residency report: %q", got)
 	}
 	p.Inspect(t, screenshots, "residency")
