@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -183,6 +184,24 @@ func TestStaffKeepFiles(t *testing.T) {
 			t.Fatalf("the move did not finish: %q", p.Text(t, "main"))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Without the script, the plain form uploads.
+	if _, err := chromedp.Call(p.Ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "plain.txt")
+	if err := os.WriteFile(plain, []byte("sent by a form"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Open(t, c.URL+spaceURL)
+	p.Do(t, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{plain}))
+	click(t, p, "form.upload button.primary")
+	if got := p.Text(t, "main"); !strings.Contains(got, "The file is uploaded") || !strings.Contains(got, "plain.txt") {
+		t.Errorf("a plain upload: %q", got)
+	}
+	if _, err := chromedp.Call(p.Ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: false}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Where the data is.

@@ -41,6 +41,16 @@ func TestOfficerAnswersAPortalRequest(t *testing.T) {
 		t.Fatalf("after saving: %q", got)
 	}
 	p.Inspect(t, screenshots, "settings-controller")
+	click(t, p, `.tabs a[href="/settings/organisation"]`)
+	fill(t, p, "trash_days", "sixty")
+	if got := p.Text(t, ".error-summary"); !strings.Contains(got, "whole number") {
+		t.Errorf("trash days in words: %q", got)
+	}
+	fill(t, p, "trash_days", "60", "time_zone", "Europe/Brussels")
+	if got := c.api(t, "GET", "/api/v1/settings/organisation", nil, 200); got["trash_days"] != float64(60) || got["time_zone"] != "Europe/Brussels" {
+		t.Errorf("the organisation after saving: %v", got)
+	}
+	p.Inspect(t, screenshots, "settings-organisation")
 
 	ann := c.browser.NewPage(t)
 	ann.Open(t, c.URL+"/privacy/acme")
