@@ -204,6 +204,19 @@ func TestStaffKeepFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Deleted for good from the trash: it is gone, and so is its blob.
+	blobs := len(apptest.Files(t, filepath.Join(c.DataDir, "regions", "local")))
+	click(t, p, `a[href*="plain.txt"]`)
+	click(t, p, `form[action$="/delete"] button`)
+	p.Open(t, c.URL+"/trash")
+	click(t, p, `form[action$="/purge"] button`)
+	if got := p.Text(t, "main"); !strings.Contains(got, "deleted for good") || !strings.Contains(got, "The trash is empty") {
+		t.Errorf("after deleting for good: %q", got)
+	}
+	if left := len(apptest.Files(t, filepath.Join(c.DataDir, "regions", "local"))); left != blobs-1 {
+		t.Errorf("%d blobs in the region after the purge; want %d", left, blobs-1)
+	}
+
 	// Where the data is.
 	p.Open(t, c.URL+"/spaces")
 	click(t, p, `a[href="/residency"]`)
