@@ -19,7 +19,7 @@ var layers = map[string]string{
 	"internal/tenant": "domain", "internal/identity": "domain", "internal/identity/password": "domain",
 	"internal/identity/passkeytest": "domain", "internal/subject": "domain", "internal/space": "domain",
 	"internal/files": "domain", "internal/register": "domain", "internal/consent": "domain",
-	"internal/retention": "domain", "internal/rights": "domain", "internal/export": "domain",
+	"internal/retention": "domain", "internal/rights": "domain", "internal/export": "domain", "internal/backup": "domain",
 
 	"internal/errs": "platform", "internal/config": "platform", "internal/sqldb": "platform",
 	"internal/sqldb/sqldbtest": "platform", "internal/keyring": "platform", "internal/audit": "platform",

@@ -1,0 +1,66 @@
+package backup
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// Snapshot is a consistent copy of the database without the subjects'
+// data keys, and those keys in shards, both of one instant.
+type Snapshot struct {
+	Database string      // the copy's file
+	Keys     []ShardInfo // the shards, in dir/keys
+}
+
+// SnapshotSQLite copies the live SQLite database into dir at one instant
+// (VACUUM INTO, one read transaction), writes the copy's data keys into
+// the shards of dir/keys, then empties the copy's subject_keys and
+// vacuums it with secure_delete, so that no page of the copy holds a
+// wrapped key. The copy holds what the database holds: ciphertext, blind
+// indexes, ids — never a person's data in clear.
+func SnapshotSQLite(ctx context.Context, live *sqldb.DB, dir string) (Snapshot, error) {
+	if live.Dialect() != sqldb.SQLite {
+		return Snapshot{}, errors.New("backup: not an SQLite database")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Snapshot{}, err
+	}
+	s := Snapshot{Database: filepath.Join(dir, "database.sqlite")}
+	// A connection of its own: the server's readers are query-only, which
+	// refuses VACUUM INTO; in WAL mode the copy is one read transaction
+	// and writers go on meanwhile.
+	src, err := sql.Open("sqlite", "file:"+live.Path()+"?_pragma=busy_timeout(15000)")
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer src.Close()
+	if _, err := src.ExecContext(ctx, "VACUUM INTO ?", s.Database); err != nil {
+		return Snapshot{}, fmt.Errorf("copy the database: %w", err)
+	}
+	if err := src.Close(); err != nil {
+		return Snapshot{}, err
+	}
+	if err := os.Chmod(s.Database, 0o600); err != nil {
+		return Snapshot{}, err
+	}
+	cp, err := sql.Open("sqlite", "file:"+s.Database+"?_pragma=secure_delete(1)&_pragma=journal_mode(DELETE)")
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer cp.Close()
+	if s.Keys, err = WriteShards(ctx, cp, filepath.Join(dir, "keys")); err != nil {
+		return Snapshot{}, err
+	}
+	for _, q := range []string{"DELETE FROM subject_keys", "VACUUM"} {
+		if _, err := cp.ExecContext(ctx, q); err != nil {
+			return Snapshot{}, fmt.Errorf("take the keys out of the copy: %w", err)
+		}
+	}
+	return s, cp.Close()
+}
