@@ -3,10 +3,16 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"filippo.io/age"
 
 	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/core/coretest"
@@ -106,7 +112,7 @@ func TestSnapshotKeepsTheKeysApart(t *testing.T) {
 		before[info.Name] = info.SHA256
 	}
 	gone := ids[1]
-	info, was, err := backup.Forget(filepath.Join(dir, "keys"), env.Tenant.ID, gone)
+	info, was, err := backup.ForgetKey(filepath.Join(dir, "keys"), env.Tenant.ID, gone)
 	if err != nil || !was {
 		t.Fatalf("forget: %v %v", was, err)
 	}
@@ -135,7 +141,135 @@ func TestSnapshotKeepsTheKeysApart(t *testing.T) {
 	if len(entries) != backup.Shards {
 		t.Errorf("%d files in keys/ after the rewrite; want %d (no temporary file left)", len(entries), backup.Shards)
 	}
-	if _, was, err := backup.Forget(filepath.Join(dir, "keys"), env.Tenant.ID, gone); err != nil || was {
+	if _, was, err := backup.ForgetKey(filepath.Join(dir, "keys"), env.Tenant.ID, gone); err != nil || was {
 		t.Errorf("forgetting again: %v %v", was, err)
+	}
+}
+
+// Backups: daily runs keep the 5 newest; nothing personal in clear in any
+// file; the database copy opens with the age identity; a flipped byte in
+// any part, or an edited manifest, fails verification naming it; and an
+// erased person's key leaves every kept backup, which still verifies.
+func TestBackups(t *testing.T) {
+	env := coretest.New(t, "")
+	ctx := context.Background()
+	marker := "zz-marker-7f3a@example.org"
+	ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: marker, Attributes: map[string]any{"note": marker}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	o := backup.Options{Dir: dir, Recipients: []age.Recipient{id.Recipient()}, Signer: key, Now: env.Now.Now}
+	for range 7 {
+		if _, err := backup.Run(ctx, env.Core.DB, o); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := backup.Prune(dir, 5, pub); err != nil {
+			t.Fatal(err)
+		}
+		env.Now.Advance(24 * time.Hour)
+	}
+	ms, err := backup.List(dir, pub)
+	if err != nil || len(ms) != 5 {
+		t.Fatalf("kept %d backups (%v); want 5", len(ms), err)
+	}
+	if !ms[0].CreatedAt.After(ms[4].CreatedAt) {
+		t.Errorf("not newest first: %v … %v", ms[0].CreatedAt, ms[4].CreatedAt)
+	}
+	filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte("zz-marker")) {
+				t.Errorf("%s holds the marker in clear", path)
+			}
+		}
+		return err
+	})
+
+	// The copy opens with the identity.
+	newest := filepath.Join(dir, ms[0].ID)
+	f, err := os.Open(filepath.Join(newest, "database.age"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := age.Decrypt(f, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.sqlite")
+	out, _ := os.Create(copyPath)
+	if _, err := io.Copy(out, plain); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	f.Close()
+	cp, err := sql.Open("sqlite", "file:"+copyPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects, keys int
+	if err := cp.QueryRow("SELECT (SELECT count(*) FROM subjects), (SELECT count(*) FROM subject_keys)").Scan(&subjects, &keys); err != nil || subjects == 0 || keys != 0 {
+		t.Errorf("the decrypted copy: %d subjects, %d keys, %v", subjects, keys, err)
+	}
+	cp.Close()
+
+	// Damage is found, and named.
+	for _, part := range []string{"database.age", filepath.Join("keys", ms[0].Keys[backup.ShardOf(env.Tenant.ID, ann.ID)].Name)} {
+		if err := backup.Verify(dir, ms[0].ID, pub); err != nil {
+			t.Fatalf("before damage: %v", err)
+		}
+		path := filepath.Join(newest, part)
+		b, _ := os.ReadFile(path)
+		b[len(b)/2] ^= 1
+		os.WriteFile(path, b, 0o600)
+		if err := backup.Verify(dir, ms[0].ID, pub); err == nil || !strings.Contains(err.Error(), part) {
+			t.Errorf("a flipped byte in %s: %v", part, err)
+		}
+		b[len(b)/2] ^= 1
+		os.WriteFile(path, b, 0o600)
+	}
+	mpath := filepath.Join(newest, "manifest.json")
+	mb, _ := os.ReadFile(mpath)
+	os.WriteFile(mpath, bytes.Replace(mb, []byte(`"generation": 0`), []byte(`"generation": 9`), 1), 0o600)
+	if err := backup.Verify(dir, ms[0].ID, pub); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("an edited manifest: %v", err)
+	}
+	os.WriteFile(mpath, mb, 0o600)
+
+	// Ann is erased: her key leaves every kept backup.
+	wrapped := liveKeys(t, env)[env.Tenant.ID+"/"+ann.ID]
+	if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, ann.ID, subject.EraseInput{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := backup.Forget(dir, env.Tenant.ID, ann.ID, key)
+	if err != nil || held != 5 {
+		t.Fatalf("forget: %d backups held the key (%v); want 5", held, err)
+	}
+	for _, m := range ms {
+		if err := backup.Verify(dir, m.ID, pub); err != nil {
+			t.Errorf("after the erasure: %v", err)
+		}
+		rs, err := backup.ReadShard(filepath.Join(dir, m.ID, "keys", m.Keys[backup.ShardOf(env.Tenant.ID, ann.ID)].Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Subject == ann.ID || bytes.Equal(r.Wrapped, wrapped) {
+				t.Errorf("backup %s still holds the erased person's key", m.ID)
+			}
+		}
+		shards, _ := os.ReadDir(filepath.Join(dir, m.ID, "keys"))
+		for _, s := range shards {
+			if b, _ := os.ReadFile(filepath.Join(dir, m.ID, "keys", s.Name())); bytes.Contains(b, []byte(ann.ID)) {
+				t.Errorf("backup %s shard %s names the erased person", m.ID, s.Name())
+			}
+		}
 	}
 }

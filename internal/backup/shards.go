@@ -131,10 +131,10 @@ func ReadShard(path string) ([]KeyRecord, error) {
 	return out, sc.Err()
 }
 
-// Forget removes a subject's key from the shards of dir (a kept backup's
+// ForgetKey removes a subject's key from the shards of dir (a kept backup's
 // keys/): their shard is written again without it. Nothing is decrypted.
 // It answers the shard's new description and whether the key was there.
-func Forget(dir, tenantID, subjectID string) (ShardInfo, bool, error) {
+func ForgetKey(dir, tenantID, subjectID string) (ShardInfo, bool, error) {
 	path := filepath.Join(dir, shardName(ShardOf(tenantID, subjectID)))
 	rs, err := ReadShard(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -1,0 +1,288 @@
+package backup
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/custodia/custodia/internal/anchor"
+	"github.com/custodia/custodia/internal/sqldb"
+)
+
+// A backup is a directory of the backup location named by its UTC time:
+// database.age (the snapshot, encrypted to the operator's age
+// recipients), keys/ (the shards, see WriteShards) and manifest.json with
+// its signature, manifest.sig. A backup being written is a hidden
+// directory, renamed into place once whole: a listing never shows half of
+// one.
+
+// Format names the manifest's format.
+const Format = "custodia/v1 backup"
+
+// Manifest says what a backup holds; it is signed.
+type Manifest struct {
+	Format     string      `json:"format"`
+	ID         string      `json:"id"` // also the directory's name
+	CreatedAt  time.Time   `json:"created_at"`
+	Database   Part        `json:"database"`
+	Keys       []ShardInfo `json:"keys"`
+	Generation int         `json:"generation"` // one more each time an erasure rewrote a shard
+	Forgotten  int         `json:"forgotten"`  // keys removed from the shards since the backup was made
+}
+
+// Part is one file of a backup.
+type Part struct {
+	Name   string `json:"name"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// Options say where backups go and how they are sealed.
+type Options struct {
+	Dir        string             // the backup location, a local directory
+	Recipients []age.Recipient    // who can decrypt the database copies
+	Signer     ed25519.PrivateKey // signs the manifests; kept outside the backups
+	Now        func() time.Time
+}
+
+// Run makes a backup of the SQLite database db into o.Dir and answers its
+// manifest.
+func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
+	if len(o.Recipients) == 0 {
+		return Manifest{}, errors.New("backup: no age recipient to encrypt to")
+	}
+	now := o.Now().UTC().Truncate(time.Second)
+	suffix := make([]byte, 3)
+	if _, err := rand.Read(suffix); err != nil {
+		return Manifest{}, err
+	}
+	m := Manifest{Format: Format, ID: now.Format("20060102T150405Z") + "-" + hex.EncodeToString(suffix), CreatedAt: now}
+	work := filepath.Join(o.Dir, "."+m.ID+".partial")
+	defer os.RemoveAll(work) // what is left of a failed run
+	snap, err := SnapshotSQLite(ctx, db, work)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m.Keys = snap.Keys
+	if m.Database, err = encrypt(snap.Database, filepath.Join(work, "database.age"), o.Recipients); err != nil {
+		return Manifest{}, err
+	}
+	if err := os.Remove(snap.Database); err != nil {
+		return Manifest{}, err
+	}
+	if err := writeManifest(work, m, o.Signer); err != nil {
+		return Manifest{}, err
+	}
+	if err := os.Rename(work, filepath.Join(o.Dir, m.ID)); err != nil {
+		return Manifest{}, err
+	}
+	return m, syncDir(o.Dir)
+}
+
+// encrypt writes the age encryption of the file src to dst, durably, and
+// answers what dst is.
+func encrypt(src, dst string, to []age.Recipient) (Part, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return Part{}, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return Part{}, err
+	}
+	defer out.Close()
+	h := sha256.New()
+	counted := &counter{w: io.MultiWriter(out, h)}
+	w, err := age.Encrypt(counted, to...)
+	if err != nil {
+		return Part{}, err
+	}
+	if _, err := io.Copy(w, in); err != nil {
+		return Part{}, err
+	}
+	if err := w.Close(); err != nil {
+		return Part{}, err
+	}
+	if err := out.Sync(); err != nil {
+		return Part{}, err
+	}
+	return Part{Name: filepath.Base(dst), Bytes: counted.n, SHA256: hex.EncodeToString(h.Sum(nil))}, out.Close()
+}
+
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// signed is the bytes a manifest's signature covers.
+func signed(b []byte) []byte { return append([]byte(Format+" manifest\x00"), b...) }
+
+// writeManifest writes m and its signature into dir, durably.
+func writeManifest(dir string, m Manifest, key ed25519.PrivateKey) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := anchor.WriteFileDurably(filepath.Join(dir, "manifest.json"), b); err != nil {
+		return err
+	}
+	sig := hex.EncodeToString(ed25519.Sign(key, signed(b)))
+	return anchor.WriteFileDurably(filepath.Join(dir, "manifest.sig"), []byte(sig+"\n"))
+}
+
+// readManifest reads the manifest of the backup in dir, checking its
+// signature with pub.
+func readManifest(dir string, pub ed25519.PublicKey) (Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return Manifest{}, err
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, "manifest.sig"))
+	if err != nil {
+		return Manifest{}, err
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(sig)))
+	if err != nil || !ed25519.Verify(pub, signed(b), raw) {
+		return Manifest{}, fmt.Errorf("backup %s: the manifest's signature does not verify with the key given", filepath.Base(dir))
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil || m.Format != Format {
+		return Manifest{}, fmt.Errorf("backup %s: not a backup manifest", filepath.Base(dir))
+	}
+	return m, nil
+}
+
+// List answers the backups of dir, newest first, their manifests checked
+// with pub.
+func List(dir string, pub ed25519.PublicKey) ([]Manifest, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Manifest
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		m, err := readManifest(filepath.Join(dir, e.Name()), pub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Manifest) int { return strings.Compare(b.ID, a.ID) })
+	return out, nil
+}
+
+// Verify checks the backup id of dir without any private key: its
+// manifest's signature, and the size and SHA-256 of every part. It names
+// the first part that differs.
+func Verify(dir, id string, pub ed25519.PublicKey) error {
+	at := filepath.Join(dir, id)
+	m, err := readManifest(at, pub)
+	if err != nil {
+		return err
+	}
+	parts := []Part{m.Database}
+	for _, k := range m.Keys {
+		parts = append(parts, Part{Name: filepath.Join("keys", k.Name), Bytes: k.Bytes, SHA256: k.SHA256})
+	}
+	for _, p := range parts {
+		f, err := os.Open(filepath.Join(at, p.Name))
+		if err != nil {
+			return fmt.Errorf("backup %s: %s is missing", id, p.Name)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if n != p.Bytes || hex.EncodeToString(h.Sum(nil)) != p.SHA256 {
+			return fmt.Errorf("backup %s: %s differs from its manifest (altered or damaged)", id, p.Name)
+		}
+	}
+	return nil
+}
+
+// Prune deletes the backups of dir beyond the keep newest.
+func Prune(dir string, keep int, pub ed25519.PublicKey) ([]string, error) {
+	ms, err := List(dir, pub)
+	if err != nil || len(ms) <= keep {
+		return nil, err
+	}
+	var gone []string
+	for _, m := range ms[keep:] {
+		if err := os.RemoveAll(filepath.Join(dir, m.ID)); err != nil {
+			return gone, err
+		}
+		gone = append(gone, m.ID)
+	}
+	return gone, syncDir(dir)
+}
+
+// Forget removes a subject's data key from every backup of dir: its shard
+// is written again without it and the manifest signed again. Nothing is
+// decrypted. It answers how many backups held the key.
+func Forget(dir, tenantID, subjectID string, key ed25519.PrivateKey) (int, error) {
+	ms, err := List(dir, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return 0, err
+	}
+	held := 0
+	for _, m := range ms {
+		at := filepath.Join(dir, m.ID)
+		info, was, err := ForgetKey(filepath.Join(at, "keys"), tenantID, subjectID)
+		if err != nil {
+			return held, fmt.Errorf("backup %s: %w", m.ID, err)
+		}
+		if !was {
+			continue
+		}
+		held++
+		for i := range m.Keys {
+			if m.Keys[i].Name == info.Name {
+				m.Keys[i] = info
+			}
+		}
+		m.Generation++
+		m.Forgotten++
+		if err := writeManifest(at, m, key); err != nil {
+			return held, err
+		}
+	}
+	return held, nil
+}
+
+// syncDir makes a directory's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
