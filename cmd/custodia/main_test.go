@@ -492,6 +492,8 @@ func TestFirstStartSaysWhatToDoNext(t *testing.T) {
 	}
 	first := startOnce()
 	for _, want := range []string{"listening on https://127.0.0.1:", "SQLite", "self-signed certificate", "A new master key was created",
+		"backups:", "manifests signed by ed25519:", "WARNING:    backups are encrypted to an age identity kept beside the data",
+		"WARNING:    backups are kept in the data directory",
 		"Back it up", "custodia tenant create --slug", "the console is at https://localhost:", "custodia token create --tenant"} {
 		if !strings.Contains(first, want) {
 			t.Errorf("first start does not say %q:\n%s", want, first)
@@ -600,4 +602,45 @@ func TestReadmeFirstSession(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// The backup commands: two runs listed newest first, the newest verified;
+// a damaged part makes verify exit 1 naming it; on PostgreSQL a run says
+// it is not built yet.
+func TestBackupCommands(t *testing.T) {
+	engines(t, func(t *testing.T, env map[string]string) {
+		setup(t, env)
+		if env["CUSTODIA_DATABASE_URL"] != "" {
+			if code, _, errOut := cli(t, env, "backup", "run"); code != 1 || !strings.Contains(errOut, "PostgreSQL") {
+				t.Errorf("backup run on PostgreSQL: %d %s", code, errOut)
+			}
+			return
+		}
+		for range 2 {
+			if code, out, errOut := cli(t, env, "backup", "run"); code != 0 || !strings.Contains(out, "written to") || !strings.Contains(errOut, "warning") {
+				t.Fatalf("backup run: %d %s %s", code, out, errOut)
+			}
+		}
+		code, out, errOut := cli(t, env, "backup", "list")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) != 2 || lines[0] < lines[1] {
+			t.Fatalf("backup list: %d %q %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, env, "backup", "verify"); code != 0 || !strings.Contains(out, "every part matches") {
+			t.Fatalf("backup verify: %d %s %s", code, out, errOut)
+		}
+		id := strings.Fields(lines[0])[3]
+		part := filepath.Join(env["CUSTODIA_DATA_DIR"], "backups", id, "database.age")
+		b, err := os.ReadFile(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-1] ^= 1
+		if err := os.WriteFile(part, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errOut := cli(t, env, "backup", "verify", id); code != 1 || !strings.Contains(errOut, "database.age") {
+			t.Errorf("verify of a damaged backup: %d %s", code, errOut)
+		}
+	})
 }

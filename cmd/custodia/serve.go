@@ -45,6 +45,15 @@ func serveCmd(e *env) *cobra.Command {
 			if a.Config.MasterKeyURL == "" {
 				fmt.Fprintf(w, "  master key: %s\n", filepath.Join(a.Config.DataDir, keyring.MasterKeyFile))
 			}
+			bs := a.Backups.Setup()
+			if a.DB.Path() != "" {
+				fmt.Fprintf(w, "  backups:    %s, the %d newest kept, manifests signed by %s\n", bs.Dir, bs.Keep, bs.Fingerprint)
+			} else {
+				fmt.Fprintf(w, "  backups:    not made for PostgreSQL yet: back the database up with your PostgreSQL service's tools\n")
+			}
+			for _, warning := range bs.Warnings {
+				fmt.Fprintf(w, "  WARNING:    %s\n", warning)
+			}
 			if a.MasterKeyCreated {
 				fmt.Fprintf(w, "\nA new master key was created. Back it up somewhere safe and separate from the data:\n"+
 					"without it nothing stored here can ever be read again.\n")

@@ -149,7 +149,7 @@ func TestErasureCompleteness(t *testing.T) {
 		if _, err := env.App.Keys.SubjectKey(ctx, env.App.DB.Read(), env.Tenant.ID, id); !errors.Is(err, keyring.ErrKeyDestroyed) {
 			t.Errorf("their key: %v", err)
 		}
-		kept := map[string]bool{"audit_events": true, "audit_event_subjects": true, "data_requests": true, "data_request_events": true, "erasure_certificates": true}
+		kept := map[string]bool{"audit_events": true, "audit_event_subjects": true, "backup_forget": true, "data_requests": true, "data_request_events": true, "erasure_certificates": true}
 		for _, table := range sqldbtest.Strings(t, env.App.DB, subjectTables(env)) {
 			n := sqldbtest.Strings(t, env.App.DB, "SELECT subject_id FROM "+table+" WHERE tenant_id = ? AND subject_id = ?", env.Tenant.ID, id)
 			if len(n) > 0 && !kept[table] {

@@ -14,8 +14,10 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -272,4 +274,76 @@ func TestBackups(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Erasure reaches the kept backups through the keeper: the erasure queues
+// the person in its own transaction, the keeper rewrites their shard in
+// every kept backup right after the commit, records it in the tenant's
+// trail, and leaves nothing queued; a backup made after the erasure never
+// held the key.
+func TestErasureReachesKeptBackups(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		if env.Core.DB.Dialect() != sqldb.SQLite {
+			if _, err := env.Core.Backups.Run(ctx); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+				t.Errorf("a backup of PostgreSQL: %v; want it refused, saying so", err)
+			}
+			return
+		}
+		ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := env.Core.Backups.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			env.Now.Advance(24 * time.Hour)
+		}
+		setup := env.Core.Backups.Setup()
+		wrapped := liveKeys(t, env)[env.Tenant.ID+"/"+ann.ID]
+		if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, ann.ID, subject.EraseInput{Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		filepath.Walk(setup.Dir, func(path string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				if b, _ := os.ReadFile(path); bytes.Contains(b, wrapped) || bytes.Contains(b, []byte(ann.ID)) && strings.Contains(path, "keys") {
+					t.Errorf("%s still holds the erased person's key", path)
+				}
+			}
+			return err
+		})
+		if left := sqldbtest.Strings(t, env.Core.DB, "SELECT subject_id FROM backup_forget"); len(left) != 0 {
+			t.Errorf("still queued: %v", left)
+		}
+		es, _, err := audit.NewReader(env.Core.DB, env.Core.Keys).Query(ctx, env.Tenant.ID, audit.Filter{Action: "backup.forget", SubjectID: ann.ID})
+		if err != nil || len(es) != 1 || es[0].Details["backups"] != float64(2) {
+			t.Errorf("the trail's record: %+v %v", es, err)
+		}
+		pub := setup.Signer.Public().(ed25519.PublicKey)
+		ms, _ := backup.List(setup.Dir, pub)
+		for _, m := range ms {
+			if err := backup.Verify(setup.Dir, m.ID, pub); err != nil || m.Forgotten != 1 {
+				t.Errorf("backup %s after the erasure: forgotten %d, %v", m.ID, m.Forgotten, err)
+			}
+		}
+
+		// Queued work left by a crash is done by the job.
+		bo, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "bo@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Backups.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO backup_forget (tenant_id, subject_id, queued_at) VALUES (?, ?, 1)", env.Tenant.ID, bo.ID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := env.Core.Backups.ForgetPending(ctx); err != nil || n != 1 {
+			t.Errorf("the job did %d (%v); want 1", n, err)
+		}
+	})
 }

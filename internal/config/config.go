@@ -42,6 +42,11 @@ type Config struct {
 	AnchorEachBatch bool   // CUSTODIA_ANCHOR_EACH_BATCH=true: write the anchor with every commit batch, not once a second
 	Node            string // CUSTODIA_NODE: this node's name, its anchor object's name; default the host name
 
+	// Backups (see package backup).
+	BackupDir        string   // CUSTODIA_BACKUP_DIR; default DataDir/backups (a warning: the data's own disk)
+	BackupRecipients []string // CUSTODIA_BACKUP_RECIPIENTS: age public keys, comma-separated; none = an identity made in DataDir
+	BackupKeep       int      // CUSTODIA_BACKUP_KEEP: how many backups are kept, default 5
+
 	// MinFreeMB is the free space, in MiB, below which /readyz fails for a
 	// local data location (the database's folder, the data dir, file://
 	// regions and anchor): CUSTODIA_MIN_FREE_MB, default 256, 0 = no floor.
@@ -63,6 +68,7 @@ func Default() Config {
 		Addr:            "127.0.0.1:8443",
 		LogLevel:        "info",
 		MinFreeMB:       256,
+		BackupKeep:      5,
 		ShutdownTimeout: 20 * time.Second,
 	}
 }
@@ -90,6 +96,17 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.SMSWebhookSecret, "CUSTODIA_SMS_WEBHOOK_SECRET")
 	set(&c.AnchorURL, "CUSTODIA_ANCHOR_URL")
 	set(&c.Node, "CUSTODIA_NODE")
+	set(&c.BackupDir, "CUSTODIA_BACKUP_DIR")
+	if v := getenv("CUSTODIA_BACKUP_RECIPIENTS"); v != "" {
+		c.BackupRecipients = strings.Split(v, ",")
+	}
+	if v := getenv("CUSTODIA_BACKUP_KEEP"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("CUSTODIA_BACKUP_KEEP=%q: want how many backups to keep, 1 or more", v)
+		}
+		c.BackupKeep = n
+	}
 	switch v := getenv("CUSTODIA_ANCHOR_EACH_BATCH"); v {
 	case "", "false":
 	case "true":
@@ -203,6 +220,15 @@ func (c *Config) RegionNames() []string {
 		names[i] = r.Name
 	}
 	return names
+}
+
+// BackupLocation is the directory backups go to: CUSTODIA_BACKUP_DIR, or
+// "backups" in the data dir.
+func (c *Config) BackupLocation() string {
+	if c.BackupDir != "" {
+		return c.BackupDir
+	}
+	return filepath.Join(c.DataDir, "backups")
 }
 
 // Proxies parses TrustedProxies: CIDRs, or single addresses.

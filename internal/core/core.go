@@ -17,6 +17,7 @@ import (
 
 	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/consent"
@@ -54,6 +55,7 @@ type Core struct {
 	Retention *retention.Service
 	Rights    *rights.Service
 	Export    *export.Service
+	Backups   *backup.Keeper
 	Mail      *mail.Outbox
 	Logger    *slog.Logger
 
@@ -169,9 +171,15 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	c.Mail.SetFeedback(c.Retention)
 	c.Rights = rights.NewService(rights.Deps{DB: db, Keys: c.Keys, Log: c.Log, Subjects: c.Subjects, Register: c.Register,
 		Consent: c.Consent, Tenants: c.Tenants, Mail: c.Mail, Links: cfg.PublicURL, Now: now})
+	setup, err := backup.Prepare(cfg.DataDir, cfg.BackupLocation(), cfg.BackupRecipients, cfg.BackupKeep, now)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.Backups = backup.NewKeeper(db, c.Log, setup, c.Logger)
 	// Erasure: each part removes what it holds about the person, in this
 	// order; the account goes last, once the others have seen it whole.
-	for _, er := range []subject.Eraser{c.Files.Eraser(), c.Consent.Eraser(), c.Rights.Eraser(), mailEraser(c.Mail), c.Spaces.Eraser(), c.Identity.Eraser()} {
+	for _, er := range []subject.Eraser{c.Backups.Eraser(), c.Files.Eraser(), c.Consent.Eraser(), c.Rights.Eraser(), mailEraser(c.Mail), c.Spaces.Eraser(), c.Identity.Eraser()} {
 		c.Subjects.AddEraser(er)
 	}
 	c.Export = export.NewService(export.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,

@@ -34,6 +34,11 @@ func (c *Core) Jobs() []job.Job {
 		hourly("files.migrations.resume", c.Files.ResumeMigrations),
 		hourly("files.versions.prune", counted(c.Files.PruneVersions)),
 		hourly("files.uploads.expire", counted(c.Files.ExpireUploads)),
+		// Backups: the day's, checked every hour; an erased person's key
+		// leaves every kept backup right after the erasure commits, and
+		// here again if that failed.
+		hourly("backup", c.Backups.RunIfDue),
+		hourly("backup.forget", counted(c.Backups.ForgetPending)),
 	}
 }
 

@@ -258,6 +258,7 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 		"subject_keys":         "destroyed first, by keyring.DestroySubjectKey",
 		"audit_events":         "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
 		"audit_event_subjects": "the trail's index of the people a list showed: pseudonymous ids its chained details hold too",
+		"backup_forget":        "the erasure's own work list: the id until every kept backup has forgotten the person's key",
 		"data_requests":        "the controller's record of handling a request: type, dates, statuses; the extension reason is sealed under the destroyed key",
 		"data_request_events":  "the request's history; its notes are sealed under the destroyed key",
 		"erasure_certificates": "what is kept of an erasure: when, why, by whom, counts",

@@ -1,0 +1,141 @@
+package backup
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/subject"
+)
+
+// Keeper makes backups of a database and keeps the promise that an erased
+// person's key leaves every kept backup: each erasure writes a row of
+// backup_forget in its own transaction, and the keeper rewrites the
+// shards, at once after the commit and again on its job until it is done.
+type Keeper struct {
+	db     *sqldb.DB
+	log    *audit.Log
+	setup  Setup
+	logger *slog.Logger
+	mu     sync.Mutex // one backup directory writer at a time in this process
+}
+
+// NewKeeper returns a Keeper of db's backups as setup says.
+func NewKeeper(db *sqldb.DB, log *audit.Log, setup Setup, logger *slog.Logger) *Keeper {
+	return &Keeper{db: db, log: log, setup: setup, logger: logger}
+}
+
+// Setup answers where the keeper's backups go and how they are sealed.
+func (k *Keeper) Setup() Setup { return k.setup }
+
+// Run makes a backup and prunes the oldest beyond the number kept; an
+// older backup is deleted only once the new one is written and verifies.
+func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
+	if k.db.Dialect() != sqldb.SQLite {
+		return Manifest{}, errors.New("backups of a PostgreSQL database are not built yet: back it up with the tools of your PostgreSQL service")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m, err := Run(ctx, k.db, k.setup.Options)
+	if err != nil {
+		return m, err
+	}
+	pub := k.setup.Signer.Public().(ed25519.PublicKey)
+	if err := Verify(k.setup.Dir, m.ID, pub); err != nil {
+		return m, fmt.Errorf("the new backup does not verify, older ones are kept: %w", err)
+	}
+	if _, err := Prune(k.setup.Dir, k.setup.Keep, pub); err != nil {
+		return m, err
+	}
+	// What was queued before this backup was taken is gone from it
+	// already; what is queued still applies to the older backups.
+	_, err = k.forgetPending(ctx)
+	return m, err
+}
+
+// RunIfDue makes the day's backup when the newest is a day old or there
+// is none (the hourly job: a missed hour is made up by the next).
+func (k *Keeper) RunIfDue(ctx context.Context) error {
+	if k.db.Dialect() != sqldb.SQLite {
+		return nil // said at every start; not a failing job
+	}
+	ms, err := List(k.setup.Dir, k.setup.Signer.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	if len(ms) > 0 && k.setup.Now().Sub(ms[0].CreatedAt) < 23*time.Hour {
+		return nil
+	}
+	_, err = k.Run(ctx)
+	return err
+}
+
+// Eraser is the backups' part of an erasure or anonymisation: the
+// person's key is to leave every kept backup.
+func (k *Keeper) Eraser() subject.Eraser {
+	return subject.Eraser{Name: "backups", Erase: func(ctx context.Context, e *subject.Erasure) (func(context.Context), error) {
+		_, err := e.Tx.Exec(ctx, `INSERT INTO backup_forget (tenant_id, subject_id, queued_at) VALUES (?, ?, ?)
+			ON CONFLICT (tenant_id, subject_id) DO NOTHING`, e.TenantID, e.SubjectID, k.setup.Now().UnixMicro())
+		if err != nil {
+			return nil, fmt.Errorf("queue the backups' erasure: %w", err)
+		}
+		return func(ctx context.Context) {
+			if _, err := k.ForgetPending(ctx); err != nil {
+				k.logger.Error("kept backups still hold an erased person's key; the backup job tries again", "error", err.Error())
+			}
+		}, nil
+	}}
+}
+
+// ForgetPending removes the key of every person queued in backup_forget
+// from every kept backup, records it in their tenant's trail, and answers
+// how many it did.
+func (k *Keeper) ForgetPending(ctx context.Context) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.forgetPending(ctx)
+}
+
+// forgetPending is ForgetPending, the lock held.
+func (k *Keeper) forgetPending(ctx context.Context) (int, error) {
+	rows, err := k.db.Read().Query(ctx, "SELECT tenant_id, subject_id FROM backup_forget ORDER BY queued_at")
+	if err != nil {
+		return 0, err
+	}
+	var todo [][2]string
+	for rows.Next() {
+		var t, s string
+		if err := rows.Scan(&t, &s); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		todo = append(todo, [2]string{t, s})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, ts := range todo {
+		held, err := Forget(k.setup.Dir, ts[0], ts[1], k.setup.Signer)
+		if err != nil {
+			return done, err
+		}
+		err = k.log.Commit(ctx, ts[0], func(ctx context.Context, tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "DELETE FROM backup_forget WHERE tenant_id = ? AND subject_id = ?", ts[0], ts[1])
+			return err
+		}, audit.Event{Action: "backup.forget", TargetType: "subject", TargetID: ts[1], SubjectID: ts[1],
+			Details: map[string]any{"backups": held}})
+		if err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}

@@ -1,0 +1,128 @@
+package backup
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/custodia/custodia/internal/anchor"
+)
+
+// Setup is where backups go and the keys they use, from the operator's
+// configuration.
+type Setup struct {
+	Options
+	// Warnings say what the operator should change (the location on the
+	// data's own disk, the identity beside the data): printed at every
+	// start.
+	Warnings []string
+	// Fingerprint names the manifest signing key: a restore is told it, to
+	// trust nothing else.
+	Fingerprint string
+	Identity    string // the age identity file made on the embedded default, if any
+	Keep        int
+}
+
+// Prepare reads or makes the backup keys: the manifest signing key in
+// dataDir (never in a backup), and, when no recipient is configured, an
+// age identity in dataDir to encrypt to — with a warning that it should
+// live off this machine.
+func Prepare(dataDir, dir string, recipients []string, keep int, now func() time.Time) (Setup, error) {
+	s := Setup{Keep: keep, Options: Options{Dir: dir, Now: now}}
+	if s.Keep < 1 {
+		return s, fmt.Errorf("backups kept: %d; want 1 or more", keep)
+	}
+	var err error
+	if s.Signer, err = signingKey(filepath.Join(dataDir, "backup-signing.key")); err != nil {
+		return s, err
+	}
+	sum := sha256.Sum256(s.Signer.Public().(ed25519.PublicKey))
+	s.Fingerprint = "ed25519:" + hex.EncodeToString(sum[:16])
+	for _, r := range recipients {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		rs, err := age.ParseRecipients(strings.NewReader(r))
+		if err != nil {
+			return s, fmt.Errorf("backup recipient %q: %w", r, err)
+		}
+		s.Recipients = append(s.Recipients, rs...)
+	}
+	if len(s.Recipients) == 0 {
+		s.Identity = filepath.Join(dataDir, "backup-identity.txt")
+		id, err := identity(s.Identity)
+		if err != nil {
+			return s, err
+		}
+		s.Recipients = []age.Recipient{id.Recipient()}
+		s.Warnings = append(s.Warnings, "backups are encrypted to an age identity kept beside the data ("+s.Identity+
+			"): copy it off this machine, delete it here, and set CUSTODIA_BACKUP_RECIPIENTS to its public key "+id.Recipient().String())
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		if data, err := filepath.Abs(dataDir); err == nil && (abs == data || strings.HasPrefix(abs, data+string(filepath.Separator))) {
+			s.Warnings = append(s.Warnings, "backups are kept in the data directory ("+dir+"), on the same disk as the data: losing the disk loses them too; set CUSTODIA_BACKUP_DIR to another disk or machine")
+		}
+	}
+	return s, nil
+}
+
+// signingKey reads, or makes on first use, the ed25519 key at path.
+func signingKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return nil, err
+		}
+		if err := anchor.WriteFileDurably(path, []byte(hex.EncodeToString(seed)+"\n")); err != nil {
+			return nil, fmt.Errorf("backup signing key: %w", err)
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup signing key: %w", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("backup signing key %s: not a key this program wrote", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// identity reads, or makes on first use, the age identity file at path.
+func identity(path string) (*age.X25519Identity, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return nil, err
+		}
+		text := "# The age identity that decrypts Custodia's backups. Keep it off this machine.\n# public key: " +
+			id.Recipient().String() + "\n" + id.String() + "\n"
+		if err := anchor.WriteFileDurably(path, []byte(text)); err != nil {
+			return nil, fmt.Errorf("backup identity: %w", err)
+		}
+		return id, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := age.ParseIdentities(strings.NewReader(string(b)))
+	if err != nil || len(ids) == 0 {
+		return nil, fmt.Errorf("backup identity %s: %v", path, err)
+	}
+	id, ok := ids[0].(*age.X25519Identity)
+	if !ok {
+		return nil, fmt.Errorf("backup identity %s: not an X25519 identity", path)
+	}
+	return id, nil
+}
