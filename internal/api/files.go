@@ -1,16 +1,19 @@
 package api
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/httpio"
@@ -413,12 +416,37 @@ func (a *API) purgeTrash(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) residency(w http.ResponseWriter, r *http.Request) error {
-	rep, err := a.files.Residency(r.Context(), principal(r))
+	rep, err := a.Residency(r)
 	if err != nil {
 		return err
 	}
 	httpio.JSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// Residency answers where r's tenant's data is: the files' report, with
+// every kept backup of the database (one copy holds every tenant's rows,
+// encrypted, in the operator's backup location).
+func (a *API) Residency(r *http.Request) (files.Residency, error) {
+	rep, err := a.files.Residency(r.Context(), principal(r))
+	if err != nil || a.backups == nil {
+		return rep, err
+	}
+	s := a.backups.Setup()
+	ms, err := backup.List(s.Dir, s.Signer.Public().(ed25519.PublicKey))
+	if err != nil {
+		return rep, err
+	}
+	for _, m := range ms {
+		at := m.CreatedAt
+		n := m.Database.Bytes
+		for _, k := range m.Keys {
+			n += k.Bytes
+		}
+		rep.Backups = append(rep.Backups, files.Place{Kind: "database backup: every tenant's rows, encrypted, without the people's keys",
+			Location: filepath.Join(s.Dir, m.ID), At: &at, Bytes: n})
+	}
+	return rep, nil
 }
 
 func (a *API) listFolderGrants(w http.ResponseWriter, r *http.Request) error {

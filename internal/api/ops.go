@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"net/http"
 	"syscall"
 	"time"
@@ -52,8 +53,36 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 				free>>20, l.Name, a.minFree>>20)
 		}
 	}
-	httpio.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	out := map[string]any{"status": "ready"}
+	if a.backups != nil { // ready, with a warning: a stale backup is the operator's to see
+		if at, made, applies, err := a.backups.Newest(); err == nil && applies && made && a.now().Sub(at) > StaleBackup {
+			out["warnings"] = []string{fmt.Sprintf("the newest backup is %d hours old (%s)", int(a.now().Sub(at).Hours()), at.Format(time.RFC3339))}
+		}
+	}
+	httpio.JSON(w, http.StatusOK, out)
 	return nil
+}
+
+// StaleBackup is the age past which the newest backup is a warning.
+const StaleBackup = 36 * time.Hour
+
+// backupMetrics exposes when the newest backup was made and how many runs
+// failed since the start.
+func (a *API) backupMetrics(reg *prometheus.Registry) {
+	if a.backups == nil {
+		return
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custodia_backup_last_success_timestamp_seconds", Help: "When the newest kept backup was made (Unix time); 0 when there is none.",
+	}, func() float64 {
+		at, made, _, err := a.backups.Newest()
+		if err != nil || !made {
+			return 0
+		}
+		return float64(at.Unix())
+	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "custodia_backup_failures_total", Help: "Backup runs that failed since the start.",
+	}, func() float64 { return float64(a.backups.Failures()) }))
 }
 
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custodia/custodia/internal/audit"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/export"
 	"github.com/custodia/custodia/internal/files"
@@ -236,6 +237,7 @@ type API struct {
 	register  *register.Service
 	consent   *consent.Service
 	retain    *retention.Service
+	backups   *backup.Keeper
 	rights    *rights.Service
 	export    *export.Service
 	tenants   *tenant.Service
@@ -267,6 +269,7 @@ type Deps struct {
 	Register  *register.Service
 	Consent   *consent.Service
 	Retention *retention.Service
+	Backups   *backup.Keeper // nil: no backups listed
 	Rights    *rights.Service
 	Export    *export.Service
 	Tenants   *tenant.Service
@@ -287,7 +290,7 @@ type Deps struct {
 func New(d Deps) (*API, error) {
 	a := &API{
 		db: d.DB, keys: d.Keys, subjects: d.Subjects, identity: d.Identity, spaces: d.Spaces, files: d.Files, log: d.Log,
-		register: d.Register, consent: d.Consent, retain: d.Retention, rights: d.Rights, export: d.Export, tenants: d.Tenants,
+		register: d.Register, consent: d.Consent, retain: d.Retention, backups: d.Backups, rights: d.Rights, export: d.Export, tenants: d.Tenants,
 		audit: audit.NewReader(d.DB, d.Keys), logger: d.Logger, now: d.Now,
 		csrf: http.NewCrossOriginProtection(), limiter: newLimiter(d.AuthRate), proxies: d.TrustedProxies,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -307,6 +310,7 @@ func New(d Deps) (*API, error) {
 	}
 	d.Registry.MustRegister(a.requests, a.abandoned, a.latency)
 	a.storageMetrics(d.Registry)
+	a.backupMetrics(d.Registry)
 	a.byKey = map[string]Route{}
 	for _, rt := range a.Routes() {
 		a.byKey[rt.Method+" "+rt.Path] = rt

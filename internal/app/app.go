@@ -65,7 +65,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.registry = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.API, err = api.New(api.Deps{DB: c.DB, Keys: c.Keys, Subjects: c.Subjects, Identity: c.Identity, Spaces: c.Spaces, Files: c.Files,
-		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Rights: c.Rights, Export: c.Export, Tenants: c.Tenants,
+		Register: c.Register, Consent: c.Consent, Retention: c.Retention, Backups: c.Backups, Rights: c.Rights, Export: c.Export, Tenants: c.Tenants,
 		Log: c.Log, Logger: c.Logger, Registry: reg, Now: opt.Now, TrustedProxies: proxies, AuthRate: opt.AuthRate,
 		Storage: locations(c.Config, c), FreeSpace: opt.FreeSpace, MinFree: c.Config.MinFreeMB << 20})
 	if err != nil {
@@ -74,7 +74,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	a.Console, err = web.New(web.Deps{API: a.API, Identity: c.Identity, Subjects: c.Subjects, Tenants: c.Tenants,
 		Rights: c.Rights, Consent: c.Consent, Register: c.Register, Retain: c.Retention, Files: c.Files, Spaces: c.Spaces, Logger: c.Logger, Now: a.now,
-		FailingJobs: func(ctx context.Context) ([]string, error) { return job.Failing(ctx, c.DB) }})
+		FailingJobs: func(ctx context.Context) ([]string, error) { return job.Failing(ctx, c.DB) }, Backups: c.Backups})
 	if err != nil {
 		a.Close()
 		return nil, err

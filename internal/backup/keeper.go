@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
@@ -24,6 +25,8 @@ type Keeper struct {
 	setup  Setup
 	logger *slog.Logger
 	mu     sync.Mutex // one backup directory writer at a time in this process
+
+	failures atomic.Int64 // backup runs that failed, since the start
 }
 
 // NewKeeper returns a Keeper of db's backups as setup says.
@@ -42,6 +45,15 @@ func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	m, err := k.run(ctx)
+	if err != nil {
+		k.failures.Add(1)
+		k.logger.Error("the backup failed; older backups are kept", "error", err.Error())
+	}
+	return m, err
+}
+
+func (k *Keeper) run(ctx context.Context) (Manifest, error) {
 	m, err := Run(ctx, k.db, k.setup.Options)
 	if err != nil {
 		return m, err
@@ -57,6 +69,23 @@ func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
 	// already; what is queued still applies to the older backups.
 	_, err = k.forgetPending(ctx)
 	return m, err
+}
+
+// Failures answers how many backup runs failed since the start.
+func (k *Keeper) Failures() int64 { return k.failures.Load() }
+
+// Newest answers when the newest kept backup was made; made is false when
+// there is none, and applies false where this keeper makes no backups
+// (PostgreSQL, for now).
+func (k *Keeper) Newest() (at time.Time, made, applies bool, err error) {
+	if k.db.Dialect() != sqldb.SQLite {
+		return time.Time{}, false, false, nil
+	}
+	ms, err := List(k.setup.Dir, k.setup.Signer.Public().(ed25519.PublicKey))
+	if err != nil || len(ms) == 0 {
+		return time.Time{}, false, true, err
+	}
+	return ms[0].CreatedAt, true, true, nil
 }
 
 // RunIfDue makes the day's backup when the newest is a day old or there

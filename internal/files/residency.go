@@ -22,8 +22,10 @@ type Residency struct {
 
 // Place is where something is kept.
 type Place struct {
-	Kind     string `json:"kind"`
-	Location string `json:"location"`
+	Kind     string     `json:"kind"`
+	Location string     `json:"location"`
+	At       *time.Time `json:"at,omitempty"`    // a backup: when it was made
+	Bytes    int64      `json:"bytes,omitempty"` // a backup: its size
 }
 
 // RegionUse is what the tenant keeps in one region.

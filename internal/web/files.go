@@ -492,7 +492,7 @@ func (c *Console) purgeTrash(w http.ResponseWriter, r *http.Request) error {
 
 // residencyPage is the report of where the organisation's data is.
 func (c *Console) residencyPage(w http.ResponseWriter, r *http.Request) error {
-	rep, err := c.files.Residency(r.Context(), signedIn(r))
+	rep, err := c.api.Residency(r)
 	if err != nil {
 		return err
 	}

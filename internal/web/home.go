@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/custodia/custodia/internal/api"
 	"github.com/custodia/custodia/internal/rights"
 )
 
@@ -51,6 +52,14 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) error {
 		if a.FactorsRequired {
 			add(a.AdminsNoFactor, "owner or administrator has no second factor, which the organisation requires",
 				"owners and administrators have no second factor, which the organisation requires", "/users?second_factor=no&status=active", true)
+		}
+	}
+	if d.Settings && c.backups != nil {
+		if at, made, applies, err := c.backups.Newest(); err != nil {
+			return err
+		} else if applies && made && c.now().Sub(at) > api.StaleBackup {
+			d.Attention = append(d.Attention, attention{Text: "The newest backup is " + strconv.Itoa(int(c.now().Sub(at).Hours())) +
+				" hours old: backups are made every day; ask whoever runs Custodia to look at the server's log", Href: "/residency", Urgent: true})
 		}
 	}
 	if d.Settings && c.failing != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/custodia/custodia/internal/api"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/identity"
@@ -257,6 +258,7 @@ type Console struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	failing  func(context.Context) ([]string, error)
+	backups  *backup.Keeper
 	pages    pages
 	assets   assets
 	mux      *http.ServeMux
@@ -276,13 +278,15 @@ type Deps struct {
 	Spaces   *space.Service
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Backups, when set, say how old the newest backup is (home).
+	Backups *backup.Keeper
 	// FailingJobs names the background jobs whose last run failed.
 	FailingJobs func(context.Context) ([]string, error)
 }
 
 // New parses the templates and static files; a missing one is an error.
 func New(d Deps) (*Console, error) {
-	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, retain: d.Retain, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now, failing: d.FailingJobs}
+	c := &Console{api: d.API, identity: d.Identity, subjects: d.Subjects, tenants: d.Tenants, rights: d.Rights, consent: d.Consent, register: d.Register, retain: d.Retain, files: d.Files, spaces: d.Spaces, logger: d.Logger, now: d.Now, failing: d.FailingJobs, backups: d.Backups}
 	var err error
 	if c.assets, err = loadAssets(); err != nil {
 		return nil, err

@@ -217,11 +217,14 @@ func TestStaffKeepFiles(t *testing.T) {
 		t.Errorf("%d blobs in the region after the purge; want %d", left, blobs-1)
 	}
 
-	// Where the data is.
+	// Where the data is, the backups too.
+	if _, err := c.App.Backups.Run(opCtx()); err != nil {
+		t.Fatal(err)
+	}
 	p.Open(t, c.URL+"/spaces")
 	click(t, p, `a[href="/residency"]`)
 	want(t, p, "/residency", "Where your data is")
-	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters local") {
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters local") || !strings.Contains(got, "1 kept, each database backup") {
 		t.Errorf("the residency report: %q", got)
 	}
 	p.Inspect(t, screenshots, "residency")

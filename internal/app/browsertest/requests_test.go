@@ -275,6 +275,9 @@ func TestHomeSaysWhatNeedsAttention(t *testing.T) {
 	if _, err := c.App.Rights.Create(opCtx(), c.Tenant.ID, rights.Input{Type: "access", Channel: "email", Email: "late@example.org"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.App.Backups.Run(opCtx()); err != nil {
+		t.Fatal(err)
+	}
 	c.Now.Advance(40 * 24 * time.Hour)
 	for range 6 { // someone guesses Ada's password
 		c.Browser(t).Login(t, "acme", "ada@acme.example", "a wrong guess, clearly")
@@ -283,7 +286,7 @@ func TestHomeSaysWhatNeedsAttention(t *testing.T) {
 	signIn(t, p, "owner@acme.example", apptest.Password)
 	want(t, p, "/", "ACME Ltd")
 	if got := strings.Join(strings.Fields(p.Text(t, "ul.attention")), " "); !strings.Contains(got, "1 request is overdue") ||
-		!strings.Contains(got, "1 person is locked out") || strings.Contains(got, "second factor") {
+		!strings.Contains(got, "1 person is locked out") || strings.Contains(got, "second factor") || !strings.Contains(got, "The newest backup is 960 hours old") {
 		t.Errorf("what needs attention: %q", got)
 	}
 	p.Inspect(t, screenshots, "home-attention")
