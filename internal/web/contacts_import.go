@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -46,26 +45,17 @@ func (c *Console) importContacts(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxContactsFile*2+64<<10)
 	f := &form{Values: url.Values{}}
 	d := contactsImportData{Format: "csv", Existing: subject.ExistingFail}
-	var body []byte
-	if err := r.ParseMultipartForm(1 << 20); err == nil && r.MultipartForm != nil && len(r.MultipartForm.File["file"]) > 0 {
-		fh := r.MultipartForm.File["file"][0]
-		file, err := fh.Open()
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		if body, err = io.ReadAll(io.LimitReader(file, maxContactsFile+1)); err != nil {
-			return err
-		}
+	body, fh, err := uploaded(r, maxContactsFile, "data")
+	if err != nil {
+		return err
+	}
+	if fh != nil {
 		ctype, _, _ := mime.ParseMediaType(fh.Header.Get("Content-Type"))
 		if strings.EqualFold(path.Ext(fh.Filename), ".json") || ctype == "application/json" {
 			d.Format = "json"
 		}
-	} else if err := r.ParseForm(); err == nil {
-		body = []byte(r.PostForm.Get("data"))
-		if r.PostForm.Get("format") == "json" {
-			d.Format = "json"
-		}
+	} else if r.PostForm.Get("format") == "json" {
+		d.Format = "json"
 	}
 	if r.FormValue("existing") == subject.ExistingSkip {
 		d.Existing = subject.ExistingSkip

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -307,6 +308,26 @@ func (c *Console) exportUsers(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// uploaded answers the file a form sent as "file" (at most max+1 bytes
+// read, so that a larger one can be told), with its header; or, the check
+// page having sent the file back, the form's field named back.
+func uploaded(r *http.Request, max int64, back string) ([]byte, *multipart.FileHeader, error) {
+	if err := r.ParseMultipartForm(1 << 20); err == nil && r.MultipartForm != nil && len(r.MultipartForm.File["file"]) > 0 {
+		fh := r.MultipartForm.File["file"][0]
+		file, err := fh.Open()
+		if err != nil {
+			return nil, nil, err
+		}
+		defer file.Close()
+		body, err := io.ReadAll(io.LimitReader(file, max+1))
+		return body, fh, err
+	}
+	if err := r.ParseForm(); err != nil {
+		return nil, nil, nil // nothing sent: the caller asks for a file
+	}
+	return []byte(r.PostForm.Get(back)), nil, nil
+}
+
 // Importing people from a CSV file (email, name, role): checked first,
 // with every bad row shown by line and field; then invited.
 
@@ -328,19 +349,9 @@ func (c *Console) importPage(w http.ResponseWriter, r *http.Request) error {
 func (c *Console) importUsers(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxImportFile+64<<10)
 	f := &form{Values: url.Values{}}
-	var body []byte
-	if err := r.ParseMultipartForm(1 << 20); err == nil && r.MultipartForm != nil && len(r.MultipartForm.File["file"]) > 0 {
-		fh := r.MultipartForm.File["file"][0]
-		file, err := fh.Open()
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		if body, err = io.ReadAll(io.LimitReader(file, maxImportFile+1)); err != nil {
-			return err
-		}
-	} else if err := r.ParseForm(); err == nil {
-		body = []byte(r.PostForm.Get("csv"))
+	body, _, err := uploaded(r, maxImportFile, "csv")
+	if err != nil {
+		return err
 	}
 	v := &view{Title: "Import users", Back: "/users", Form: f, Secret: true}
 	switch {
