@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,4 +347,36 @@ func TestErasureReachesKeptBackups(t *testing.T) {
 			t.Errorf("the job did %d (%v); want 1", n, err)
 		}
 	})
+}
+
+// One backup at a time in a location, across processes: while another
+// holds the location's lock, a run says so (and is no failure), the daily
+// check leaves it to the other, and a run goes ahead once it is free.
+func TestOneRunAtATime(t *testing.T) {
+	env := coretest.New(t, "")
+	ctx := context.Background()
+	dir := env.Core.Backups.Setup().Dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX); err != nil { // as another process would
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Backups.Run(ctx); err == nil || !strings.Contains(err.Error(), "another backup is being made") {
+		t.Errorf("a run beside another: %v", err)
+	}
+	if err := env.Core.Backups.RunIfDue(ctx); err != nil {
+		t.Errorf("the daily check beside another run: %v", err)
+	}
+	if n := env.Core.Backups.Failures(); n != 0 {
+		t.Errorf("%d failures counted; a run under way elsewhere is none", n)
+	}
+	other.Close()
+	if _, err := env.Core.Backups.Run(ctx); err != nil {
+		t.Errorf("once the location is free: %v", err)
+	}
 }

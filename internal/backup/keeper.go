@@ -45,6 +45,11 @@ func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	l, err := lock(k.setup.Dir, false) // across processes: the CLI and the server
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer l.unlock()
 	m, err := k.run(ctx)
 	if err != nil {
 		k.failures.Add(1)
@@ -102,6 +107,9 @@ func (k *Keeper) RunIfDue(ctx context.Context) error {
 		return nil
 	}
 	_, err = k.Run(ctx)
+	if errors.Is(err, errBusy) {
+		return nil // the CLI is making one now
+	}
 	return err
 }
 
@@ -128,6 +136,11 @@ func (k *Keeper) Eraser() subject.Eraser {
 func (k *Keeper) ForgetPending(ctx context.Context) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	l, err := lock(k.setup.Dir, true) // waits for a run under way in another process
+	if err != nil {
+		return 0, err
+	}
+	defer l.unlock()
 	return k.forgetPending(ctx)
 }
 
