@@ -321,6 +321,9 @@ func TestErasureReachesKeptBackups(t *testing.T) {
 		if err != nil || len(es) != 1 || es[0].Details["backups"] != float64(2) {
 			t.Errorf("the trail's record: %+v %v", es, err)
 		}
+		if c, err := env.Core.Subjects.ErasureCertificate(ctx, env.Tenant.ID, ann.ID); err != nil || c.BackupsReachedAt == nil || c.BackupsHeld != 2 {
+			t.Errorf("the certificate says nothing of the backups: %+v %v", c, err)
+		}
 		pub := setup.Signer.Public().(ed25519.PublicKey)
 		ms, _ := backup.List(setup.Dir, pub)
 		for _, m := range ms {

@@ -170,8 +170,10 @@ func (k *Keeper) forgetPending(ctx context.Context) (int, error) {
 			return done, err
 		}
 		err = k.log.Commit(ctx, ts[0], func(ctx context.Context, tx *sqldb.Tx) error {
-			_, err := tx.Exec(ctx, "DELETE FROM backup_forget WHERE tenant_id = ? AND subject_id = ?", ts[0], ts[1])
-			return err
+			if _, err := tx.Exec(ctx, "DELETE FROM backup_forget WHERE tenant_id = ? AND subject_id = ?", ts[0], ts[1]); err != nil {
+				return err
+			}
+			return subject.BackupsReached(ctx, tx, ts[0], ts[1], k.setup.Now(), held)
 		}, audit.Event{Action: "backup.forget", TargetType: "subject", TargetID: ts[1], SubjectID: ts[1],
 			Details: map[string]any{"backups": held}})
 		if err != nil {

@@ -134,6 +134,10 @@ type Certificate struct {
 	RequestID string         `json:"request_id,omitempty"` // the erasure request it answers
 	By        string         `json:"by"`                   // actor type and id
 	Erased    map[string]int `json:"erased"`               // rows removed, by table
+	// BackupsReachedAt is when every kept backup had lost the person's
+	// key (their key shard rewritten); BackupsHeld how many had held it.
+	BackupsReachedAt *time.Time `json:"backups_reached_at,omitempty"`
+	BackupsHeld      int        `json:"backups_held,omitempty"`
 }
 
 // EraseInput says why an erasure happens.
@@ -239,10 +243,11 @@ func lastOwner(ctx context.Context, tx *sqldb.Tx, tenantID, userID string) error
 // ErasureCertificate returns the certificate of an erased subject.
 func (s *Service) ErasureCertificate(ctx context.Context, tenantID, id string) (Certificate, error) {
 	c := Certificate{SubjectID: id}
-	var at int64
+	var at, reached int64
 	var counts string
-	err := s.db.Read().QueryRow(ctx, "SELECT erased_at, reason, request_id, actor, counts FROM erasure_certificates WHERE tenant_id = ? AND subject_id = ?",
-		tenantID, id).Scan(&at, &c.Reason, &c.RequestID, &c.By, &counts)
+	err := s.db.Read().QueryRow(ctx, `SELECT erased_at, reason, request_id, actor, counts, backups_reached_at, backups_held
+		FROM erasure_certificates WHERE tenant_id = ? AND subject_id = ?`,
+		tenantID, id).Scan(&at, &c.Reason, &c.RequestID, &c.By, &counts, &reached, &c.BackupsHeld)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, errs.E(errs.NotFound, "no erasure of this subject")
 	}
@@ -250,7 +255,20 @@ func (s *Service) ErasureCertificate(ctx context.Context, tenantID, id string) (
 		return c, err
 	}
 	c.ErasedAt = time.UnixMicro(at).UTC()
+	if reached != 0 {
+		t := time.UnixMicro(reached).UTC()
+		c.BackupsReachedAt = &t
+	}
 	return c, json.Unmarshal([]byte(counts), &c.Erased)
+}
+
+// BackupsReached records on a subject's erasure certificate, in tx, that
+// every kept backup lost their key at at, held of them having held it.
+// Without a certificate (an anonymisation), nothing is recorded here.
+func BackupsReached(ctx context.Context, tx *sqldb.Tx, tenantID, id string, at time.Time, held int) error {
+	_, err := tx.Exec(ctx, "UPDATE erasure_certificates SET backups_reached_at = ?, backups_held = ? WHERE tenant_id = ? AND subject_id = ?",
+		at.UnixMicro(), held, tenantID, id)
+	return err
 }
 
 // gone answers 410 for an erased subject id, and 404 otherwise.

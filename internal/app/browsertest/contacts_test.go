@@ -206,7 +206,7 @@ func TestOfficerWorksOnAContact(t *testing.T) {
 	press(t, p, "main form button.danger")
 	want(t, p, "/contacts/"+ann+"/erasure", "Erasure certificate")
 	if got := p.Text(t, "main"); !strings.Contains(got, ann) || !strings.Contains(got, "consent_events") || strings.Contains(got, "ann@example.org") ||
-		!strings.Contains(got, "Their erasure request ("+req+")") || !strings.Contains(got, "owner@acme.example") {
+		!strings.Contains(got, "Their erasure request ("+req+")") || !strings.Contains(got, "owner@acme.example") || !strings.Contains(got, "No kept backup holds their key since") {
 		t.Errorf("the certificate: %q", got)
 	}
 	if st := c.api(t, "GET", "/api/v1/requests/"+req, nil, 200)["status"]; st != "completed" {
