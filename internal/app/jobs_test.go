@@ -45,8 +45,11 @@ func TestJobsRunOnceAcrossTwoInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.Now.Advance(33 * 24 * time.Hour)
-		// To a minute past the hour: the periods (whole hours) are plain.
-		a.Now.Advance(a.Now.Now().Truncate(time.Hour).Add(time.Hour + time.Minute).Sub(a.Now.Now()))
+		// To 09:01 the next day (UTC, the tenant's zone): the periods (whole
+		// hours) are plain, and the three of them stay within one day — the
+		// digest is daily, so a test run near midnight would see two.
+		start := a.Now.Now().UTC()
+		a.Now.Advance(time.Date(start.Year(), start.Month(), start.Day()+1, 9, 1, 0, 0, time.UTC).Sub(start))
 
 		runners := []*job.Runner{runner(t, a.App), runner(t, b)}
 		for period := range 3 {
