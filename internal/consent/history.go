@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // The tenant's consent history: every grant and withdrawal of every
@@ -40,7 +40,7 @@ func (s *Service) History(ctx context.Context, tenantID string, f HistoryFilter)
 	}
 	where, args := []string{"tenant_id = ?"}, []any{tenantID}
 	if f.Cursor != "" {
-		at, id, err := decodeHistoryCursor(f.Cursor)
+		at, id, err := sqldb.DecodeCursor(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -90,7 +90,7 @@ func (s *Service) History(ctx context.Context, tenantID string, f HistoryFilter)
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
 		last := out[len(out)-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.CreatedAt.UnixMicro(), 10) + ":" + last.ID))
+		next = sqldb.EncodeCursor(last.CreatedAt.UnixMicro(), last.ID)
 	}
 	if len(out) > 0 {
 		people := make([]string, 0, len(out))
@@ -103,18 +103,6 @@ func (s *Service) History(ctx context.Context, tenantID string, f HistoryFilter)
 		}
 	}
 	return out, next, nil
-}
-
-func decodeHistoryCursor(c string) (int64, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		if at, id, ok := strings.Cut(string(b), ":"); ok {
-			if n, err := strconv.ParseInt(at, 10, 64); err == nil && id != "" {
-				return n, id, nil
-			}
-		}
-	}
-	return 0, "", errs.Field("cursor", "not a cursor from a previous page")
 }
 
 // HistoryCSVHeader is the header row of WriteHistoryCSV.

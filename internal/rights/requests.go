@@ -6,7 +6,6 @@ package rights
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -552,7 +551,7 @@ func (s *Service) Query(ctx context.Context, tenantID string, f Filter) (Request
 	}
 	page.Total, page.TotalMore = min(n, MaxCount), n > MaxCount
 	if f.Cursor != "" {
-		at, id, err := decodeCursor(f.Cursor)
+		at, id, err := sqldb.DecodeCursor(f.Cursor)
 		if err != nil {
 			return page, err
 		}
@@ -577,7 +576,7 @@ func (s *Service) Query(ctx context.Context, tenantID string, f Filter) (Request
 	if len(page.Items) > f.Limit {
 		page.Items = page.Items[:f.Limit]
 		last := page.Items[f.Limit-1]
-		page.NextCursor = encodeCursor(last.Deadline().UnixMicro(), last.ID)
+		page.NextCursor = sqldb.EncodeCursor(last.Deadline().UnixMicro(), last.ID)
 	}
 	return page, nil
 }
@@ -589,22 +588,6 @@ func (r Request) Deadline() time.Time {
 		return *r.ExtendedDueAt
 	}
 	return r.DueAt
-}
-
-func encodeCursor(at int64, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + ":" + id))
-}
-
-func decodeCursor(c string) (int64, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		if at, id, ok := strings.Cut(string(b), ":"); ok {
-			if n, err := strconv.ParseInt(at, 10, 64); err == nil && id != "" {
-				return n, id, nil
-			}
-		}
-	}
-	return 0, "", errs.Field("cursor", "not a cursor from a previous page")
 }
 
 // Update applies a change: a transition (audited with from and to), an

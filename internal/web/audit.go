@@ -57,6 +57,26 @@ func (f *form) days(loc *time.Location) (from, to time.Time) {
 	return from, to
 }
 
+// cursorLinks are the links of a list paged by cursor, with the filters
+// of q kept: its first page (when q is not on it) and its next page (when
+// there is one); fragment, if any, ends both.
+func cursorLinks(base string, q url.Values, next, fragment string) (first, following string) {
+	rest := url.Values{}
+	for k, vs := range q {
+		if k != "cursor" {
+			rest[k] = vs
+		}
+	}
+	if q.Get("cursor") != "" {
+		first = base + "?" + rest.Encode() + fragment
+	}
+	if next != "" {
+		rest.Set("cursor", next)
+		following = base + "?" + rest.Encode() + fragment
+	}
+	return first, following
+}
+
 // auditRow is an event as a person reads it.
 type auditRow struct {
 	audit.Entry
@@ -137,23 +157,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) error {
 		for _, e := range entries {
 			d.Entries = append(d.Entries, auditRow{Entry: e, Who: who(e.Actor), What: what(e, people)})
 		}
-		rest := url.Values{}
-		for k, vs := range q {
-			if k != "cursor" {
-				rest[k] = vs
-			}
-		}
-		if next != "" {
-			older := url.Values{}
-			for k, vs := range rest {
-				older[k] = vs
-			}
-			older.Set("cursor", next)
-			d.Older = "/audit?" + older.Encode()
-		}
-		if q.Get("cursor") != "" {
-			d.Newer = "/audit?" + rest.Encode()
-		}
+		d.Newer, d.Older = cursorLinks("/audit", q, next, "")
 	}
 	api.Set("format", "csv")
 	d.CSV = "/api/v1/audit?" + api.Encode()

@@ -65,23 +65,7 @@ func (c *Console) consentReportPage(w http.ResponseWriter, r *http.Request) erro
 			return err
 		}
 		d.Events = es
-		rest := url.Values{}
-		for k, vs := range q {
-			if k != "cursor" {
-				rest[k] = vs
-			}
-		}
-		if next != "" {
-			older := url.Values{}
-			for k, vs := range rest {
-				older[k] = vs
-			}
-			older.Set("cursor", next)
-			d.Older = "/consent?" + older.Encode() + "#history"
-		}
-		if q.Get("cursor") != "" {
-			d.Newer = "/consent?" + rest.Encode() + "#history"
-		}
+		d.Newer, d.Older = cursorLinks("/consent", q, next, "#history")
 	}
 	return c.render(w, r, code, "consent", &view{Title: "Consent", Form: f, Data: d})
 }

@@ -110,24 +110,14 @@ func (c *Console) requestsPage(w http.ResponseWriter, r *http.Request) error {
 	if d.Rows, err = c.requestRows(r, page.Items, d.Staff); err != nil {
 		return err
 	}
+	d.First, d.Next = cursorLinks("/requests", q, page.NextCursor, "")
 	rest := url.Values{}
 	for k, vs := range q {
 		if k != "cursor" {
 			rest[k] = vs
-			d.Filtered = true
 		}
 	}
-	if page.NextCursor != "" {
-		next := url.Values{}
-		for k, vs := range rest {
-			next[k] = vs
-		}
-		next.Set("cursor", page.NextCursor)
-		d.Next = "/requests?" + next.Encode()
-	}
-	if q.Get("cursor") != "" {
-		d.First = "/requests?" + rest.Encode()
-	}
+	d.Filtered = len(rest) > 0
 	d.CSV = "/requests/export.csv?" + rest.Encode()
 	return c.render(w, r, http.StatusOK, "requests", &view{Title: "Requests", Data: d})
 }
