@@ -1,13 +1,20 @@
 package main
 
 import (
-	"crypto/ed25519"
+	"bytes"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/custodia/custodia/internal/backup"
+	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // backupCmd makes, lists and checks backups (SQLite for now): the database
@@ -45,8 +52,7 @@ func backupCmd(e *env) *cobra.Command {
 			}
 			defer a.Close()
 			s := a.Backups.Setup()
-			pub := s.Signer.Public().(ed25519.PublicKey)
-			ms, err := backup.List(s.Dir, pub)
+			ms, err := backup.List(s.Dir, s.Trusted...)
 			if err != nil {
 				return err
 			}
@@ -74,12 +80,11 @@ func backupCmd(e *env) *cobra.Command {
 			}
 			defer a.Close()
 			s := a.Backups.Setup()
-			pub := s.Signer.Public().(ed25519.PublicKey)
 			id := ""
 			if len(args) == 1 {
 				id = args[0]
 			} else {
-				ms, err := backup.List(s.Dir, pub)
+				ms, err := backup.List(s.Dir, s.Trusted...)
 				if err != nil {
 					return err
 				}
@@ -88,15 +93,122 @@ func backupCmd(e *env) *cobra.Command {
 				}
 				id = ms[0].ID
 			}
-			if err := backup.Verify(s.Dir, id, pub); err != nil {
+			if err := backup.Verify(s.Dir, id, s.Trusted...); err != nil {
 				return &exitError{code: 1, msg: "custodia: " + err.Error()}
 			}
 			fmt.Fprintf(e.stdout, "backup %s: every part matches its manifest, signed by %s\n", id, s.Fingerprint)
 			return nil
 		},
 	}
-	cmd.AddCommand(run, list, verify)
+	cmd.AddCommand(run, list, verify, restoreCmd(e))
 	return cmd
+}
+
+// restoreCmd restores a backup into an empty data dir: the database with
+// the keys of everyone not erased since, then the audit anchor set up
+// again with a record of the restore in every tenant's trail.
+func restoreCmd(e *env) *cobra.Command {
+	var identityFile, fingerprint string
+	cmd := &cobra.Command{
+		Use:   "restore ID",
+		Short: "Restore a backup into an empty data directory (SQLite)",
+		Long: `Restore the backup ID of the backup location (--backup-dir) into an empty data
+directory. --identity is the age identity the backups are encrypted to, --fingerprint
+the manifest key's fingerprint that serve printed ("manifests signed by ed25519:…"):
+a backup signed by another key is refused. The master key must be the one the backup
+was made under (--master-key-url, or master.key copied into the data directory).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+				return usageError(err)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst, err := sqldb.SQLitePath(e.cfg.DatabaseURL, e.cfg.DataDir)
+			if err != nil {
+				return errors.New("restoring into PostgreSQL is not built yet: restore into SQLite (no --database-url)")
+			}
+			b, err := os.ReadFile(identityFile)
+			if err != nil {
+				return fmt.Errorf("the age identity: %w", err)
+			}
+			ids, err := age.ParseIdentities(bytes.NewReader(b))
+			if err != nil {
+				return fmt.Errorf("the age identity %s: %w", identityFile, err)
+			}
+			if err := os.MkdirAll(e.cfg.DataDir, 0o700); err != nil {
+				return err
+			}
+			from := e.cfg.BackupLocation()
+			fmt.Fprintf(e.stdout, "restoring backup %s from %s into %s\n", args[0], from, dst)
+			m, err := backup.RestoreSQLite(cmd.Context(), from, args[0], fingerprint, ids, dst, e.progress("database"))
+			if err != nil {
+				return &exitError{code: 1, msg: "custodia: " + err.Error()}
+			}
+			pub, _ := hex.DecodeString(m.Signer)
+			if err := backup.Trust(e.cfg.DataDir, pub); err != nil {
+				return err
+			}
+			a, ctx, err := e.open(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("the restored database does not open (%w); delete %s and restore again with the right master key", err, dst)
+			}
+			defer a.Close()
+			lost, err := a.Backups.Restored(ctx, m)
+			if err != nil {
+				return err
+			}
+			for _, id := range slices.Sorted(maps.Keys(lost)) {
+				t, err := a.Tenants.ByID(ctx, id)
+				name := id
+				if err == nil {
+					name = t.Slug
+				}
+				switch {
+				case lost[id] > 0:
+					fmt.Fprintf(e.stdout, "  tenant %s: audit trail restored to event %d; events %d to %d, anchored since, are lost (recorded in its trail)\n",
+						name, m.Heads[id].Seq, m.Heads[id].Seq+1, lost[id])
+				default:
+					fmt.Fprintf(e.stdout, "  tenant %s: audit trail restored to event %d; the restore is recorded in its trail\n", name, m.Heads[id].Seq)
+				}
+			}
+			fmt.Fprintf(e.stdout, "restored the backup of %s; start the server with: custodia serve\n", m.CreatedAt.Format("2006-01-02T15:04:05Z"))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&identityFile, "identity", "", "the age identity file the backups are encrypted to")
+	cmd.Flags().StringVar(&fingerprint, "fingerprint", "", "the manifest key's fingerprint (ed25519:…), as serve printed it")
+	requireFlags(cmd, "identity", "fingerprint")
+	return cmd
+}
+
+// progress reports how far a long step is: a bar redrawn in place on a
+// terminal, a line every tenth otherwise.
+func (e *env) progress(what string) backup.Progress {
+	f, ok := e.stdout.(*os.File)
+	tty := false
+	if ok {
+		if st, err := f.Stat(); err == nil {
+			tty = st.Mode()&os.ModeCharDevice != 0
+		}
+	}
+	last := -1
+	return func(done, total int64) {
+		pct := 100
+		if total > 0 {
+			pct = int(done * 100 / total)
+		}
+		switch {
+		case tty && pct != last:
+			fmt.Fprintf(e.stdout, "\r  %-9s [%-40s] %3d%%", what, strings.Repeat("#", pct*40/100), pct)
+			if pct == 100 {
+				fmt.Fprintln(e.stdout)
+			}
+		case !tty && pct/10 != last/10:
+			fmt.Fprintf(e.stdout, "  %s: %d%% (%d of %d bytes)\n", what, pct, done, total)
+		}
+		last = pct
+	}
 }
 
 // warnBackups says what the operator should change about backups.

@@ -626,10 +626,36 @@ func TestBackupCommands(t *testing.T) {
 		if code != 0 || len(lines) != 2 || lines[0] < lines[1] {
 			t.Fatalf("backup list: %d %q %s", code, out, errOut)
 		}
-		if code, out, errOut := cli(t, env, "backup", "verify"); code != 0 || !strings.Contains(out, "every part matches") {
+		code, out, errOut = cli(t, env, "backup", "verify")
+		if code != 0 || !strings.Contains(out, "every part matches") {
 			t.Fatalf("backup verify: %d %s %s", code, out, errOut)
 		}
+		fingerprint := strings.TrimSpace(out[strings.Index(out, "ed25519:"):])
 		id := strings.Fields(lines[0])[3]
+
+		// The newest restored on a "new machine": an empty data dir with the
+		// master key, the backups where they were.
+		old := env["CUSTODIA_DATA_DIR"]
+		fresh := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir(), "CUSTODIA_BACKUP_DIR": filepath.Join(old, "backups")}
+		key, _ := os.ReadFile(filepath.Join(old, "master.key"))
+		os.WriteFile(filepath.Join(fresh["CUSTODIA_DATA_DIR"], "master.key"), key, 0o600)
+		identity := filepath.Join(old, "backup-identity.txt")
+		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity); code != 2 || !strings.Contains(errOut, "--fingerprint") {
+			t.Errorf("restore without the fingerprint: %d %s", code, errOut)
+		}
+		code, out, errOut = cli(t, fresh, "backup", "restore", id, "--identity", identity, "--fingerprint", fingerprint)
+		if code != 0 || !strings.Contains(out, "database: 100%") || !strings.Contains(out, "tenant acme: audit trail restored to event") || !strings.Contains(out, "restored the backup of") {
+			t.Fatalf("backup restore: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, fresh, "audit", "verify", "--tenant", "acme"); code != 0 || !strings.Contains(out, "restored from a backup") {
+			t.Errorf("audit verify after the restore: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, fresh, "backup", "list"); code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) != 2 {
+			t.Errorf("the old backups, listed after the restore: %d %s %s", code, out, errOut)
+		}
+		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity, "--fingerprint", fingerprint); code != 1 || !strings.Contains(errOut, "empty data directory") {
+			t.Errorf("a restore over a database: %d %s", code, errOut)
+		}
 		part := filepath.Join(env["CUSTODIA_DATA_DIR"], "backups", id, "database.age")
 		b, err := os.ReadFile(part)
 		if err != nil {

@@ -46,9 +46,10 @@ type Head struct {
 }
 
 // Mark is a signed record that explains a gap in a chain — kinds "pruned"
-// (events From–To removed by audit retention) and "restored" (events
-// From–To lost when the database was restored from a backup). They are
-// reserved: nothing writes them yet, and a reader honours only marks whose
+// (events From–To removed by audit retention, reserved) and "restored"
+// (the database was restored from a backup whose chain ended at From-1
+// with Hash; the events From–To anchored since are lost, To is 0 when no
+// anchored head survived). The audit log honours only marks whose
 // signature verifies, so neither can become a way to forge a gap.
 type Mark struct {
 	Kind      string `json:"kind"`
@@ -166,7 +167,7 @@ func (a *Anchor) noteLocked(tenantID string, h Head) {
 		t.Keys = append(t.Keys, h.Key)
 		a.dirty = true
 	}
-	if h.Seq > t.Head.Seq {
+	if h.Seq > t.Head.Seq && !superseded(h, t.Marks) {
 		if t.Head.Seq > 0 {
 			t.History = append([]Head{t.Head}, t.History...)
 			t.History = t.History[:min(len(t.History), historyLen)]
@@ -174,6 +175,51 @@ func (a *Anchor) noteLocked(tenantID string, h Head) {
 		t.Head = h
 		a.dirty = true
 	}
+}
+
+// Restored is the kind of mark a restore writes.
+const Restored = "restored"
+
+// Restart records that tenantID's chain was restored to base, with the
+// signed mark m saying what was lost: the one case where a tenant's head
+// moves back. Heads signed before the mark at or after its first lost
+// event are superseded — here and in every node's object — so the chain
+// goes on from base.
+func (a *Anchor) Restart(tenantID string, m Mark, base Head) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := a.tenants[tenantID]
+	if t == nil {
+		t = &Tenant{}
+		a.tenants[tenantID] = t
+	}
+	if t.Head.Seq > 0 {
+		t.History = append([]Head{t.Head}, t.History...)
+		t.History = t.History[:min(len(t.History), historyLen)]
+	}
+	t.Head = Head{}
+	t.Marks = append(t.Marks, m)
+	a.noteLocked(tenantID, base)
+	a.dirty = true
+}
+
+// superseded reports whether a restore mark among marks makes h a head of
+// events that were lost: signed before the mark, at or after its first
+// lost event.
+func superseded(h Head, marks []Mark) bool {
+	return slices.ContainsFunc(marks, func(m Mark) bool { return m.Kind == Restored && h.At < m.At && h.Seq >= m.From })
+}
+
+// addMarks adds to t the marks it does not hold yet.
+func addMarks(t *Tenant, marks []Mark) bool {
+	added := false
+	for _, m := range marks {
+		if !slices.ContainsFunc(t.Marks, func(x Mark) bool { return bytes.Equal(x.Signature, m.Signature) }) {
+			t.Marks = append(t.Marks, m)
+			added = true
+		}
+	}
+	return added
 }
 
 // Known reports what this node has noted of tenantID.
@@ -205,6 +251,12 @@ func (a *Anchor) Flush(ctx context.Context) error {
 		if theirs, err := decode(b); err == nil {
 			a.mu.Lock()
 			for id, t := range theirs.Tenants {
+				if len(t.Marks) > 0 {
+					if a.tenants[id] == nil {
+						a.tenants[id] = &Tenant{}
+					}
+					addMarks(a.tenants[id], t.Marks)
+				}
 				for _, k := range t.Keys {
 					a.noteLocked(id, Head{Key: k})
 				}
@@ -268,11 +320,20 @@ func (a *Anchor) Read(ctx context.Context) (map[string]Tenant, error) {
 		return nil, fmt.Errorf("read the audit anchor: %w", err)
 	}
 	out := map[string]Tenant{}
+	var all []object
 	for node, b := range objs {
 		o, err := decode(b)
 		if err != nil {
 			return nil, fmt.Errorf("audit anchor of node %s: %w", node, err)
 		}
+		all = append(all, o)
+		for id, t := range o.Tenants { // every node's marks first: they decide which heads count
+			m := out[id]
+			addMarks(&m, t.Marks)
+			out[id] = m
+		}
+	}
+	for _, o := range all {
 		for id, t := range o.Tenants {
 			m := out[id]
 			for _, k := range t.Keys {
@@ -280,10 +341,9 @@ func (a *Anchor) Read(ctx context.Context) (map[string]Tenant, error) {
 					m.Keys = append(m.Keys, k)
 				}
 			}
-			if t.Head.Seq > m.Head.Seq {
+			if t.Head.Seq > m.Head.Seq && !superseded(t.Head, m.Marks) {
 				m.Head, m.History = t.Head, t.History
 			}
-			m.Marks = append(m.Marks, t.Marks...)
 			out[id] = m
 		}
 	}

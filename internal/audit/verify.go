@@ -20,9 +20,10 @@ import (
 type Verdict struct {
 	OK          bool   `json:"ok"`
 	Events      int64  `json:"events"`
-	Head        string `json:"head"`        // hex hash of the last event
-	Checkpoints int    `json:"checkpoints"` // signed checkpoints checked
-	Anchored    int64  `json:"anchored"`    // position of the head anchored outside the database
+	Head        string `json:"head"`               // hex hash of the last event
+	Checkpoints int    `json:"checkpoints"`        // signed checkpoints checked
+	Anchored    int64  `json:"anchored"`           // position of the head anchored outside the database
+	Restored    string `json:"restored,omitempty"` // the latest restore from a backup, and what it lost
 	// Layer names what failed: "chain" (an event does not follow the one
 	// before it, or its hash), "signature" (the signed head or a
 	// checkpoint), or "anchor" (the chain against the head anchored
@@ -42,8 +43,12 @@ const (
 
 func (v Verdict) String() string {
 	if v.OK {
-		return fmt.Sprintf("audit chain intact: %d events, head signed and anchored at event %d, %d signed checkpoints, head %s",
+		s := fmt.Sprintf("audit chain intact: %d events, head signed and anchored at event %d, %d signed checkpoints, head %s",
 			v.Events, v.Anchored, v.Checkpoints, v.Head)
+		if v.Restored != "" {
+			s += " (" + v.Restored + ")"
+		}
+		return s
 	}
 	return fmt.Sprintf("audit chain BROKEN (%s) at event %d: %s (%d events read)", v.Layer, v.FirstBad, v.Problem, v.Events)
 }
@@ -115,7 +120,19 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 	defer rows.Close()
 	prev := genesis(tenantID)
 	var last int64
-	var atAnchor []byte      // the hash of the event at the anchored position
+	var atAnchor []byte // the hash of the event at the anchored position
+	// A restore's mark: the chain must go on from the backup's head.
+	var restore anchor.Mark
+	for _, m := range anchored.Marks {
+		if !signedBy(markMessage(tenantID, m), m.Signature) {
+			return fail(LayerAnchor, m.From, "a %s record in the audit anchor does not verify with the tenant's audit key (forged)", m.Kind)
+		}
+		if m.Kind == anchor.Restored && m.At > restore.At {
+			restore = m
+		}
+	}
+	restoredAt := restore.From - 1 // the backup's last event
+	var atRestore []byte
 	var named []namedSubject // the people events name in their chained details, in order
 	for rows.Next() {
 		r := record{TenantID: tenantID}
@@ -138,6 +155,9 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 		}
 		if r.Seq == anchored.Head.Seq {
 			atAnchor = r.Hash
+		}
+		if r.Seq == restoredAt {
+			atRestore = r.Hash
 		}
 		if strings.Contains(r.Details, `"subjects":`) {
 			var d struct{ Subjects []string }
@@ -200,6 +220,14 @@ func (l *Log) Verify(ctx context.Context, tenantID string) (Verdict, error) {
 			missing(last+1, a.Seq), a.Seq)
 	case !bytes.Equal(atAnchor, a.Hash):
 		return fail(LayerAnchor, a.Seq, "event %d differs from the head anchored at that position (rewritten)", a.Seq)
+	case restore.At > 0 && restoredAt > 0 && !bytes.Equal(atRestore, restore.Hash):
+		return fail(LayerAnchor, restoredAt, "event %d differs from the backup's head a restore went on from (rewritten)", restoredAt)
+	}
+	if restore.At > 0 {
+		v.Restored = fmt.Sprintf("restored from a backup ending at event %d", restoredAt)
+		if restore.To > 0 {
+			v.Restored += fmt.Sprintf("; anchored events %d to %d were lost", restore.From, restore.To)
+		}
 	}
 	v.OK = true
 	v.Head = fmt.Sprintf("%x", prev)

@@ -34,13 +34,22 @@ const Format = "custodia/v1 backup"
 
 // Manifest says what a backup holds; it is signed.
 type Manifest struct {
-	Format     string      `json:"format"`
-	ID         string      `json:"id"` // also the directory's name
-	CreatedAt  time.Time   `json:"created_at"`
-	Database   Part        `json:"database"`
-	Keys       []ShardInfo `json:"keys"`
-	Generation int         `json:"generation"` // one more each time an erasure rewrote a shard
-	Forgotten  int         `json:"forgotten"`  // keys removed from the shards since the backup was made
+	Format    string      `json:"format"`
+	ID        string      `json:"id"` // also the directory's name
+	CreatedAt time.Time   `json:"created_at"`
+	Database  Part        `json:"database"`
+	Keys      []ShardInfo `json:"keys"`
+	// Signer is the public half of the manifest key, hex: a restore on
+	// another machine trusts it only when its fingerprint is the one the
+	// operator gives.
+	Signer string `json:"signer"`
+	Schema int    `json:"schema"` // the database copy's schema version
+	// Heads are each tenant's signed audit head in the copy: a restore
+	// anchors them, a verify with the identity checks the chains reach
+	// them.
+	Heads      map[string]anchor.Head `json:"heads"`
+	Generation int                    `json:"generation"` // one more each time an erasure rewrote a shard
+	Forgotten  int                    `json:"forgotten"`  // keys removed from the shards since the backup was made
 }
 
 // Part is one file of a backup.
@@ -76,7 +85,8 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
-	m.Keys = snap.Keys
+	m.Keys, m.Schema, m.Heads = snap.Keys, snap.Schema, snap.Heads
+	m.Signer = hex.EncodeToString(o.Signer.Public().(ed25519.PublicKey))
 	if m.Database, err = encrypt(snap.Database, filepath.Join(work, "database.age"), o.Recipients); err != nil {
 		return Manifest{}, err
 	}
@@ -150,9 +160,37 @@ func writeManifest(dir string, m Manifest, key ed25519.PrivateKey) error {
 	return anchor.WriteFileDurably(filepath.Join(dir, "manifest.sig"), []byte(sig+"\n"))
 }
 
+// Fingerprint names a manifest key: what `serve` prints and a restore is
+// given.
+func Fingerprint(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return "ed25519:" + hex.EncodeToString(sum[:16])
+}
+
+// Trusted reads the manifest of the backup id of dir, signed by the key
+// whose fingerprint is given: on a machine without the signing key (a
+// restore elsewhere) the manifest's own signer is trusted only when its
+// fingerprint is that one.
+func Trusted(dir, id, fingerprint string) (Manifest, ed25519.PublicKey, error) {
+	b, err := os.ReadFile(filepath.Join(dir, id, "manifest.json"))
+	if err != nil {
+		return Manifest{}, nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	var m struct{ Signer string }
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, nil, fmt.Errorf("backup %s: not a backup manifest", id)
+	}
+	pub, err := hex.DecodeString(m.Signer)
+	if err != nil || len(pub) != ed25519.PublicKeySize || Fingerprint(pub) != fingerprint {
+		return Manifest{}, nil, fmt.Errorf("backup %s: its manifest is not signed by the key %s", id, fingerprint)
+	}
+	man, err := readManifest(filepath.Join(dir, id), ed25519.PublicKey(pub))
+	return man, pub, err
+}
+
 // readManifest reads the manifest of the backup in dir, checking its
-// signature with pub.
-func readManifest(dir string, pub ed25519.PublicKey) (Manifest, error) {
+// signature with the trusted keys.
+func readManifest(dir string, trusted ...ed25519.PublicKey) (Manifest, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		return Manifest{}, err
@@ -162,8 +200,8 @@ func readManifest(dir string, pub ed25519.PublicKey) (Manifest, error) {
 		return Manifest{}, err
 	}
 	raw, err := hex.DecodeString(strings.TrimSpace(string(sig)))
-	if err != nil || !ed25519.Verify(pub, signed(b), raw) {
-		return Manifest{}, fmt.Errorf("backup %s: the manifest's signature does not verify with the key given", filepath.Base(dir))
+	if err != nil || !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return ed25519.Verify(k, signed(b), raw) }) {
+		return Manifest{}, fmt.Errorf("backup %s: the manifest's signature does not verify with a trusted key", filepath.Base(dir))
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil || m.Format != Format {
@@ -173,8 +211,8 @@ func readManifest(dir string, pub ed25519.PublicKey) (Manifest, error) {
 }
 
 // List answers the backups of dir, newest first, their manifests checked
-// with pub.
-func List(dir string, pub ed25519.PublicKey) ([]Manifest, error) {
+// with the trusted keys.
+func List(dir string, trusted ...ed25519.PublicKey) ([]Manifest, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -187,7 +225,7 @@ func List(dir string, pub ed25519.PublicKey) ([]Manifest, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		m, err := readManifest(filepath.Join(dir, e.Name()), pub)
+		m, err := readManifest(filepath.Join(dir, e.Name()), trusted...)
 		if err != nil {
 			return nil, err
 		}
@@ -200,12 +238,19 @@ func List(dir string, pub ed25519.PublicKey) ([]Manifest, error) {
 // Verify checks the backup id of dir without any private key: its
 // manifest's signature, and the size and SHA-256 of every part. It names
 // the first part that differs.
-func Verify(dir, id string, pub ed25519.PublicKey) error {
+func Verify(dir, id string, trusted ...ed25519.PublicKey) error {
 	at := filepath.Join(dir, id)
-	m, err := readManifest(at, pub)
+	m, err := readManifest(at, trusted...)
 	if err != nil {
 		return err
 	}
+	return verifyParts(at, m)
+}
+
+// verifyParts checks the size and SHA-256 of every part of the backup in
+// at against its manifest m.
+func verifyParts(at string, m Manifest) error {
+	id := m.ID
 	parts := []Part{m.Database}
 	for _, k := range m.Keys {
 		parts = append(parts, Part{Name: filepath.Join("keys", k.Name), Bytes: k.Bytes, SHA256: k.SHA256})
@@ -229,8 +274,8 @@ func Verify(dir, id string, pub ed25519.PublicKey) error {
 }
 
 // Prune deletes the backups of dir beyond the keep newest.
-func Prune(dir string, keep int, pub ed25519.PublicKey) ([]string, error) {
-	ms, err := List(dir, pub)
+func Prune(dir string, keep int, trusted ...ed25519.PublicKey) ([]string, error) {
+	ms, err := List(dir, trusted...)
 	if err != nil || len(ms) <= keep {
 		return nil, err
 	}
@@ -245,10 +290,10 @@ func Prune(dir string, keep int, pub ed25519.PublicKey) ([]string, error) {
 }
 
 // Forget removes a subject's data key from every backup of dir: its shard
-// is written again without it and the manifest signed again. Nothing is
-// decrypted. It answers how many backups held the key.
-func Forget(dir, tenantID, subjectID string, key ed25519.PrivateKey) (int, error) {
-	ms, err := List(dir, key.Public().(ed25519.PublicKey))
+// is written again without it and the manifest signed again with key (a
+// backup a trusted earlier key signed too). Nothing is decrypted. It answers how many backups held the key.
+func Forget(dir, tenantID, subjectID string, key ed25519.PrivateKey, trusted ...ed25519.PublicKey) (int, error) {
+	ms, err := List(dir, append(trusted, key.Public().(ed25519.PublicKey))...)
 	if err != nil {
 		return 0, err
 	}

@@ -2,10 +2,11 @@ package backup
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,11 +64,10 @@ func (k *Keeper) run(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		return m, err
 	}
-	pub := k.setup.Signer.Public().(ed25519.PublicKey)
-	if err := Verify(k.setup.Dir, m.ID, pub); err != nil {
+	if err := Verify(k.setup.Dir, m.ID, k.setup.Trusted...); err != nil {
 		return m, fmt.Errorf("the new backup does not verify, older ones are kept: %w", err)
 	}
-	if _, err := Prune(k.setup.Dir, k.setup.Keep, pub); err != nil {
+	if _, err := Prune(k.setup.Dir, k.setup.Keep, k.setup.Trusted...); err != nil {
 		return m, err
 	}
 	// What was queued before this backup was taken is gone from it
@@ -86,7 +86,7 @@ func (k *Keeper) Newest() (at time.Time, made, applies bool, err error) {
 	if k.db.Dialect() != sqldb.SQLite {
 		return time.Time{}, false, false, nil
 	}
-	ms, err := List(k.setup.Dir, k.setup.Signer.Public().(ed25519.PublicKey))
+	ms, err := List(k.setup.Dir, k.setup.Trusted...)
 	if err != nil || len(ms) == 0 {
 		return time.Time{}, false, true, err
 	}
@@ -99,7 +99,7 @@ func (k *Keeper) RunIfDue(ctx context.Context) error {
 	if k.db.Dialect() != sqldb.SQLite {
 		return nil // said at every start; not a failing job
 	}
-	ms, err := List(k.setup.Dir, k.setup.Signer.Public().(ed25519.PublicKey))
+	ms, err := List(k.setup.Dir, k.setup.Trusted...)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (k *Keeper) forgetPending(ctx context.Context) (int, error) {
 	}
 	done := 0
 	for _, ts := range todo {
-		held, err := Forget(k.setup.Dir, ts[0], ts[1], k.setup.Signer)
+		held, err := Forget(k.setup.Dir, ts[0], ts[1], k.setup.Signer, k.setup.Trusted...)
 		if err != nil {
 			return done, err
 		}
@@ -182,4 +182,21 @@ func (k *Keeper) forgetPending(ctx context.Context) (int, error) {
 		done++
 	}
 	return done, nil
+}
+
+// Restored sets the audit anchor up again after the database was restored
+// from the backup m, and records the restore in every tenant's trail
+// (audit.Log.Restored): the chains go on from the heads signed in the
+// manifest. It answers, per tenant, the last anchored event lost (0 when
+// none beyond the backup survived).
+func (k *Keeper) Restored(ctx context.Context, m Manifest) (map[string]int64, error) {
+	lost := map[string]int64{}
+	for _, id := range slices.Sorted(maps.Keys(m.Heads)) {
+		to, err := k.log.Restored(ctx, id, m.Heads[id], map[string]any{"backup": m.ID, "backup_taken_at": m.CreatedAt.Format(time.RFC3339)})
+		if err != nil {
+			return lost, fmt.Errorf("tenant %s: %w", id, err)
+		}
+		lost[id] = to
+	}
+	return lost, nil
 }

@@ -3,7 +3,6 @@ package backup
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +29,50 @@ type Setup struct {
 	Fingerprint string
 	Identity    string // the age identity file made on the embedded default, if any
 	Keep        int
+	// Trusted are the keys whose manifests are believed: the signing
+	// key's public half, and the keys of backups restored from (Trust).
+	Trusted []ed25519.PublicKey
+}
+
+// trustedFile lists, in the data dir, earlier manifest keys the operator
+// vouched for by restoring from their backups: one hex public key a line.
+const trustedFile = "backup-trusted-keys.txt"
+
+// Trust adds pub to the manifest keys trusted in dataDir: after a restore
+// on a new machine, whose own signing key is new, the backups the old one
+// signed are still listed, verified and reached by erasures.
+func Trust(dataDir string, pub ed25519.PublicKey) error {
+	path := filepath.Join(dataDir, trustedFile)
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	line := hex.EncodeToString(pub)
+	if strings.Contains(string(b), line) {
+		return nil
+	}
+	return anchor.WriteFileDurably(path, append(b, line+"  # "+Fingerprint(pub)+"\n"...))
+}
+
+// trusted reads the keys Trust added in dataDir.
+func trusted(dataDir string) ([]ed25519.PublicKey, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, trustedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var out []ed25519.PublicKey
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		k, err := hex.DecodeString(f[0])
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%s: %q is not a public key", trustedFile, f[0])
+		}
+		out = append(out, k)
+	}
+	return out, err
 }
 
 // Prepare reads or makes the backup keys: the manifest signing key in
@@ -45,8 +88,11 @@ func Prepare(dataDir, dir string, recipients []string, keep int, now func() time
 	if s.Signer, err = signingKey(filepath.Join(dataDir, "backup-signing.key")); err != nil {
 		return s, err
 	}
-	sum := sha256.Sum256(s.Signer.Public().(ed25519.PublicKey))
-	s.Fingerprint = "ed25519:" + hex.EncodeToString(sum[:16])
+	s.Fingerprint = Fingerprint(s.Signer.Public().(ed25519.PublicKey))
+	if s.Trusted, err = trusted(dataDir); err != nil {
+		return s, err
+	}
+	s.Trusted = append([]ed25519.PublicKey{s.Signer.Public().(ed25519.PublicKey)}, s.Trusted...)
 	for _, r := range recipients {
 		if r = strings.TrimSpace(r); r == "" {
 			continue

@@ -8,14 +8,17 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/custodia/custodia/internal/anchor"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
 // Snapshot is a consistent copy of the database without the subjects'
 // data keys, and those keys in shards, both of one instant.
 type Snapshot struct {
-	Database string      // the copy's file
-	Keys     []ShardInfo // the shards, in dir/keys
+	Database string                 // the copy's file
+	Keys     []ShardInfo            // the shards, in dir/keys
+	Schema   int                    // the copy's schema version
+	Heads    map[string]anchor.Head // each tenant's signed audit head in the copy
 }
 
 // SnapshotSQLite copies the live SQLite database into dir at one instant
@@ -57,10 +60,45 @@ func SnapshotSQLite(ctx context.Context, live *sqldb.DB, dir string) (Snapshot, 
 	if s.Keys, err = WriteShards(ctx, cp, filepath.Join(dir, "keys")); err != nil {
 		return Snapshot{}, err
 	}
+	if s.Schema, s.Heads, err = describeCopy(ctx, cp); err != nil {
+		return Snapshot{}, err
+	}
 	for _, q := range []string{"DELETE FROM subject_keys", "VACUUM"} {
 		if _, err := cp.ExecContext(ctx, q); err != nil {
 			return Snapshot{}, fmt.Errorf("take the keys out of the copy: %w", err)
 		}
 	}
 	return s, cp.Close()
+}
+
+// describeCopy reads a copy's schema version and each tenant's signed
+// audit head, for the manifest: a restore and a verify with the identity
+// check the copy's chains against them.
+func describeCopy(ctx context.Context, cp querier) (int, map[string]anchor.Head, error) {
+	var schema int
+	rows, err := cp.QueryContext(ctx, "SELECT max(version) FROM schema_migrations")
+	if err != nil {
+		return 0, nil, err
+	}
+	for rows.Next() {
+		if err := rows.Scan(&schema); err != nil {
+			rows.Close()
+			return 0, nil, err
+		}
+	}
+	rows.Close()
+	heads := map[string]anchor.Head{}
+	if rows, err = cp.QueryContext(ctx, "SELECT tenant_id, seq, hash, signed_at, signature FROM audit_heads WHERE seq > 0"); err != nil {
+		return 0, nil, fmt.Errorf("read the audit heads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var h anchor.Head
+		if err := rows.Scan(&id, &h.Seq, &h.Hash, &h.At, &h.Signature); err != nil {
+			return 0, nil, err
+		}
+		heads[id] = h
+	}
+	return schema, heads, rows.Err()
 }

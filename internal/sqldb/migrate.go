@@ -106,6 +106,13 @@ func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
 	return applied, nil
 }
 
+// NewestSchema answers the newest schema version this program knows (the
+// migrations are numbered from 1 without a gap, in both dialects).
+func NewestSchema() int {
+	ms, _ := (&DB{dialect: SQLite}).migrations() // embedded: checked by every Migrate
+	return len(ms)
+}
+
 // Pending reports how many migrations are not applied yet; readiness checks use it.
 func (db *DB) Pending(ctx context.Context) (int, error) {
 	ms, err := db.migrations()

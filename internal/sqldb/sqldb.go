@@ -75,6 +75,22 @@ func Open(ctx context.Context, rawURL, dataDir string) (*DB, error) {
 	return OpenWith(ctx, rawURL, dataDir, TestOptions{})
 }
 
+// SQLitePath answers the file of the SQLite database rawURL names (empty:
+// custodia.db in dataDir), or an error when it names none.
+func SQLitePath(rawURL, dataDir string) (string, error) {
+	switch {
+	case rawURL == "":
+		return filepath.Join(dataDir, "custodia.db"), nil
+	case strings.HasPrefix(rawURL, "sqlite://"):
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return "", fmt.Errorf("parse database url: %w", err)
+		}
+		return u.Path, nil
+	}
+	return "", fmt.Errorf("database url: not an SQLite database")
+}
+
 // TestOptions are settings for tests that are not about durability. They
 // are not part of the configuration: only code sets them, and OpenWith
 // refuses them outside a test binary (testing.Testing).
@@ -99,13 +115,13 @@ func OpenWith(ctx context.Context, rawURL, dataDir string, opt TestOptions) (*DB
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		return openSQLite(ctx, filepath.Join(dataDir, "custodia.db"), opt)
+		fallthrough
 	case strings.HasPrefix(rawURL, "sqlite://"):
-		u, err := url.Parse(rawURL)
+		path, err := SQLitePath(rawURL, dataDir)
 		if err != nil {
-			return nil, fmt.Errorf("parse database url: %w", err)
+			return nil, err
 		}
-		return openSQLite(ctx, u.Path, opt)
+		return openSQLite(ctx, path, opt)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		return openPostgres(ctx, rawURL)
 	default:

@@ -340,3 +340,14 @@ func Bytes(t testing.TB, db *sqldb.DB, query string, args ...any) []byte {
 	}
 	return b
 }
+
+// Int runs query on the read pool and returns the first column of its one
+// row as an int (a count), failing the test on an error.
+func Int(t testing.TB, db *sqldb.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.Read().QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
