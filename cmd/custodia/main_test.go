@@ -632,6 +632,10 @@ func TestBackupCommands(t *testing.T) {
 		}
 		fingerprint := strings.TrimSpace(out[strings.Index(out, "ed25519:"):])
 		id := strings.Fields(lines[0])[3]
+		identity := filepath.Join(env["CUSTODIA_DATA_DIR"], "backup-identity.txt")
+		if code, out, errOut := cli(t, env, "backup", "verify", "--identity", identity); code != 0 || !strings.Contains(out, "restore drill passed") || !strings.Contains(out, "1 tenants' audit chains") {
+			t.Fatalf("a restore drill: %d %s %s", code, out, errOut)
+		}
 
 		// The newest restored on a "new machine": an empty data dir with the
 		// master key, the backups where they were.
@@ -639,7 +643,6 @@ func TestBackupCommands(t *testing.T) {
 		fresh := map[string]string{"CUSTODIA_DATA_DIR": t.TempDir(), "CUSTODIA_BACKUP_DIR": filepath.Join(old, "backups")}
 		key, _ := os.ReadFile(filepath.Join(old, "master.key"))
 		os.WriteFile(filepath.Join(fresh["CUSTODIA_DATA_DIR"], "master.key"), key, 0o600)
-		identity := filepath.Join(old, "backup-identity.txt")
 		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity); code != 2 || !strings.Contains(errOut, "--fingerprint") {
 			t.Errorf("restore without the fingerprint: %d %s", code, errOut)
 		}
@@ -667,6 +670,9 @@ func TestBackupCommands(t *testing.T) {
 		}
 		if code, _, errOut := cli(t, env, "backup", "verify", id); code != 1 || !strings.Contains(errOut, "database.age") {
 			t.Errorf("verify of a damaged backup: %d %s", code, errOut)
+		}
+		if code, _, errOut := cli(t, env, "backup", "verify", "--identity", identity, id); code != 1 || !strings.Contains(errOut, "drill of backup "+id+" FAILED") {
+			t.Errorf("a restore drill of a damaged backup: %d %s", code, errOut)
 		}
 	})
 }

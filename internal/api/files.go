@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -433,7 +432,7 @@ func (a *API) Residency(r *http.Request) (files.Residency, error) {
 		return rep, err
 	}
 	s := a.backups.Setup()
-	ms, err := backup.List(s.Dir, s.Signer.Public().(ed25519.PublicKey))
+	ms, err := backup.List(s.Dir, s.Trusted...)
 	if err != nil {
 		return rep, err
 	}
@@ -443,9 +442,17 @@ func (a *API) Residency(r *http.Request) (files.Residency, error) {
 		for _, k := range m.Keys {
 			n += k.Bytes
 		}
-		rep.Backups = append(rep.Backups, files.Place{Kind: "database backup: every tenant's rows, encrypted, without the people's keys",
+		rep.Backups = append(rep.Backups, files.Place{Kind: "database: every organisation's rows, encrypted, without the people's keys",
 			Location: filepath.Join(s.Dir, m.ID), At: &at, Bytes: n})
+		for _, f := range m.Files {
+			rep.Backups = append(rep.Backups, files.Place{Kind: "file content: copies kept in their own region", Region: f.Region,
+				Location: f.Location + "/" + backup.Prefix, At: &at, Bytes: f.Bytes})
+		}
 	}
+	if d, ok, err := backup.LastDrill(s.Dir); err == nil && ok {
+		rep.LastRestoreDrill = &files.Drill{At: d.At, Backup: d.Backup, OK: d.OK}
+	}
+	rep.Restore = "A restore puts the database back where the operator names it, and each region's files back in that region's store (or a bucket or directory the operator names for that region)."
 	return rep, nil
 }
 

@@ -47,9 +47,12 @@ type Manifest struct {
 	// Heads are each tenant's signed audit head in the copy: a restore
 	// anchors them, a verify with the identity checks the chains reach
 	// them.
-	Heads      map[string]anchor.Head `json:"heads"`
-	Generation int                    `json:"generation"` // one more each time an erasure rewrote a shard
-	Forgotten  int                    `json:"forgotten"`  // keys removed from the shards since the backup was made
+	Heads map[string]anchor.Head `json:"heads"`
+	// Files is the content of each region the snapshot refers to, copied
+	// in that region.
+	Files      []RegionFiles `json:"files"`
+	Generation int           `json:"generation"` // one more each time an erasure rewrote a shard
+	Forgotten  int           `json:"forgotten"`  // keys removed from the shards since the backup was made
 }
 
 // Part is one file of a backup.
@@ -64,6 +67,7 @@ type Options struct {
 	Dir        string             // the backup location, a local directory
 	Recipients []age.Recipient    // who can decrypt the database copies
 	Signer     ed25519.PrivateKey // signs the manifests; kept outside the backups
+	Regions    Regions            // where file content is, and its copies
 	Now        func() time.Time
 }
 
@@ -81,11 +85,25 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 	m := Manifest{Format: Format, ID: now.Format("20060102T150405Z") + "-" + hex.EncodeToString(suffix), CreatedAt: now}
 	work := filepath.Join(o.Dir, "."+m.ID+".partial")
 	defer os.RemoveAll(work) // what is left of a failed run
+	// Content deletions wait until the content the snapshot refers to is
+	// copied (package files reads blob_holds).
+	if err := hold(ctx, db, m.ID, now.Add(holdFor)); err != nil {
+		return Manifest{}, err
+	}
+	defer release(db, m.ID)
 	snap, err := SnapshotSQLite(ctx, db, work)
 	if err != nil {
 		return Manifest{}, err
 	}
 	m.Keys, m.Schema, m.Heads = snap.Keys, snap.Schema, snap.Heads
+	var prev map[string]map[string]object
+	if kept, err := List(o.Dir, o.Signer.Public().(ed25519.PublicKey)); err == nil && len(kept) > 0 {
+		prev, _ = lists(o.Dir, kept[0]) // what it cannot read is copied again
+	}
+	if m.Files, err = copyContent(ctx, o.Regions, work, snap.Blobs, prev); err != nil {
+		return Manifest{}, err
+	}
+	release(db, m.ID)
 	m.Signer = hex.EncodeToString(o.Signer.Public().(ed25519.PublicKey))
 	if m.Database, err = encrypt(snap.Database, filepath.Join(work, "database.age"), o.Recipients); err != nil {
 		return Manifest{}, err
@@ -100,6 +118,26 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 		return Manifest{}, err
 	}
 	return m, syncDir(o.Dir)
+}
+
+// holdFor bounds a backup's hold on content deletions, should the process
+// die before it ends it.
+const holdFor = 6 * time.Hour
+
+// hold makes content deletions wait until release (or until).
+func hold(ctx context.Context, db *sqldb.DB, id string, until time.Time) error {
+	return db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO blob_holds (id, until_at) VALUES (?, ?)", id, until.UnixMicro())
+		return err
+	})
+}
+
+// release ends a hold; deletions that waited are the sweeper's.
+func release(db *sqldb.DB, id string) {
+	_ = db.WithTx(context.Background(), func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM blob_holds WHERE id = ?", id)
+		return err
+	})
 }
 
 // encrypt writes the age encryption of the file src to dst, durably, and
@@ -252,6 +290,9 @@ func Verify(dir, id string, trusted ...ed25519.PublicKey) error {
 func verifyParts(at string, m Manifest) error {
 	id := m.ID
 	parts := []Part{m.Database}
+	for _, f := range m.Files {
+		parts = append(parts, f.List)
+	}
 	for _, k := range m.Keys {
 		parts = append(parts, Part{Name: filepath.Join("keys", k.Name), Bytes: k.Bytes, SHA256: k.SHA256})
 	}

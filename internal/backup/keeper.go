@@ -64,10 +64,21 @@ func (k *Keeper) run(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		return m, err
 	}
-	if err := Verify(k.setup.Dir, m.ID, k.setup.Trusted...); err != nil {
+	err = Verify(k.setup.Dir, m.ID, k.setup.Trusted...)
+	if err == nil && k.setup.Regions != nil {
+		err = VerifyContent(ctx, k.setup.Regions, k.setup.Dir, m, false)
+	}
+	if err != nil {
 		return m, fmt.Errorf("the new backup does not verify, older ones are kept: %w", err)
 	}
 	if _, err := Prune(k.setup.Dir, k.setup.Keep, k.setup.Trusted...); err != nil {
+		return m, err
+	}
+	kept, err := List(k.setup.Dir, k.setup.Trusted...)
+	if err != nil {
+		return m, err
+	}
+	if _, err := collectContent(ctx, k.setup.Regions, k.setup.Dir, kept); err != nil {
 		return m, err
 	}
 	// What was queued before this backup was taken is gone from it
@@ -122,6 +133,12 @@ func (k *Keeper) Eraser() subject.Eraser {
 		if err != nil {
 			return nil, fmt.Errorf("queue the backups' erasure: %w", err)
 		}
+		for _, b := range e.Shredded() {
+			if _, err := e.Tx.Exec(ctx, `INSERT INTO backup_forget_blobs (tenant_id, region, blob_key, queued_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (region, blob_key) DO NOTHING`, e.TenantID, b.Region, b.Key, k.setup.Now().UnixMicro()); err != nil {
+				return nil, fmt.Errorf("queue the backups' erasure of content: %w", err)
+			}
+		}
 		return func(ctx context.Context) {
 			if _, err := k.ForgetPending(ctx); err != nil {
 				k.logger.Error("kept backups still hold an erased person's key; the backup job tries again", "error", err.Error())
@@ -163,6 +180,9 @@ func (k *Keeper) forgetPending(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	if err := k.forgetContent(ctx); err != nil {
+		return 0, err
+	}
 	done := 0
 	for _, ts := range todo {
 		held, err := Forget(k.setup.Dir, ts[0], ts[1], k.setup.Signer, k.setup.Trusted...)
@@ -199,4 +219,38 @@ func (k *Keeper) Restored(ctx context.Context, m Manifest) (map[string]int64, er
 		lost[id] = to
 	}
 	return lost, nil
+}
+
+// forgetContent deletes the copies of the content erasures shredded
+// (backup_forget_blobs) from every region's backup prefix, and takes them
+// out of every kept backup's list.
+func (k *Keeper) forgetContent(ctx context.Context) error {
+	rows, err := k.db.Read().Query(ctx, "SELECT region, blob_key FROM backup_forget_blobs ORDER BY queued_at")
+	if err != nil {
+		return err
+	}
+	var todo []subject.Blob
+	for rows.Next() {
+		var b subject.Blob
+		if err := rows.Scan(&b.Region, &b.Key); err != nil {
+			rows.Close()
+			return err
+		}
+		todo = append(todo, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(todo) == 0 {
+		return err
+	}
+	if err := ForgetContent(ctx, k.setup.Regions, k.setup.Dir, todo, k.setup.Signer, k.setup.Trusted...); err != nil {
+		return err
+	}
+	return k.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+		for _, b := range todo {
+			if _, err := tx.Exec(ctx, "DELETE FROM backup_forget_blobs WHERE region = ? AND blob_key = ?", b.Region, b.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

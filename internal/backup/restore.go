@@ -28,14 +28,20 @@ func RestoreSQLite(ctx context.Context, dir, id, fingerprint string, ids []age.I
 	if err != nil {
 		return m, err
 	}
+	return m, restoreSQLite(ctx, dir, m, ids, dst, progress)
+}
+
+// restoreSQLite is RestoreSQLite once the manifest m is trusted.
+func restoreSQLite(ctx context.Context, dir string, m Manifest, ids []age.Identity, dst string, progress Progress) error {
+	id := m.ID
 	if m.Schema > sqldb.NewestSchema() {
-		return m, fmt.Errorf("backup %s has schema version %d, newer than this program's %d: restore it with a newer custodia", id, m.Schema, sqldb.NewestSchema())
+		return fmt.Errorf("backup %s has schema version %d, newer than this program's %d: restore it with a newer custodia", id, m.Schema, sqldb.NewestSchema())
 	}
 	if err := verifyParts(filepath.Join(dir, id), m); err != nil {
-		return m, err
+		return err
 	}
 	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
-		return m, fmt.Errorf("%s exists: a backup is restored into an empty data directory", dst)
+		return fmt.Errorf("%s exists: a backup is restored into an empty data directory", dst)
 	}
 	if progress == nil {
 		progress = func(int64, int64) {}
@@ -44,15 +50,15 @@ func RestoreSQLite(ctx context.Context, dir, id, fingerprint string, ids []age.I
 	_ = os.Remove(work) // what a restore cut short left
 	defer os.Remove(work)
 	if err := decrypt(filepath.Join(dir, id, m.Database.Name), work, ids, m.Database.Bytes, progress); err != nil {
-		return m, err
+		return err
 	}
 	if err := putKeysBack(ctx, work, filepath.Join(dir, id, "keys"), m); err != nil {
-		return m, err
+		return err
 	}
 	if err := os.Rename(work, dst); err != nil {
-		return m, err
+		return err
 	}
-	return m, syncDir(filepath.Dir(dst))
+	return syncDir(filepath.Dir(dst))
 }
 
 // decrypt writes the age decryption of src into dst, durably, telling
@@ -122,6 +128,10 @@ func putKeysBack(ctx context.Context, path, keys string, m Manifest) error {
 				return fmt.Errorf("put the data keys back (shard %s): %w", k.Name, err)
 			}
 		}
+	}
+	// The backup's own hold on content deletions was copied too.
+	if _, err := tx.ExecContext(ctx, "DELETE FROM blob_holds"); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err

@@ -1,8 +1,10 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,10 +17,13 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/backup"
+	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -71,10 +76,28 @@ func restore(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// The files come back from the copies in the old regions.
+	from, err := blobstore.OpenRegions(ctx, env.Core.Regions.Names(), regionURLs(env.Core.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer from.Close()
+	if err := backup.RestoreContent(ctx, from, c.Regions, setup.Dir, got, func(int64, int64) {}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Backups.Restored(ctx, got); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// regionURLs are the configured regions' URLs, in order.
+func regionURLs(cfg config.Config) []string {
+	var out []string
+	for _, r := range cfg.Regions {
+		out = append(out, r.URL)
+	}
+	return out
 }
 
 // A backup taken while people are being added restores to one instant:
@@ -171,5 +194,145 @@ func TestRestoreToOneInstant(t *testing.T) {
 	}
 	if v, err := c.Log.Verify(ctx, env.Tenant.ID); err != nil || v.OK || !strings.Contains(v.Problem, "does not verify") {
 		t.Errorf("audit verify with an edited restore record: %s %v", v, err)
+	}
+}
+
+// File content is backed up in its region, incrementally: a second backup
+// with no new file copies nothing. A deletion while a backup copies waits
+// for it. An erased person's linked file leaves every kept backup (its
+// copy and every list). A restore brings the files back, equal to the
+// originals, in a fresh data dir's region.
+func TestBackupContent(t *testing.T) {
+	env := coretest.New(t, "")
+	ctx, p := env.AsToken(t)
+	sp, err := env.Core.Spaces.Create(ctx, p, "Contracts", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(path string, body []byte) files.Item {
+		it, _, err := env.Core.Files.Put(ctx, p, sp.ID, files.Upload{Path: path, ContentType: "application/pdf", Length: int64(len(body)), Body: bytes.NewReader(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it
+	}
+	a := bytes.Repeat([]byte("contract of ann "), 40000)
+	put("a.pdf", a)
+	run := func() backup.Manifest {
+		t.Helper()
+		m, err := env.Core.Backups.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Now.Advance(24 * time.Hour)
+		return m
+	}
+	if m := run(); len(m.Files) != 1 || m.Files[0].Objects != 1 || m.Files[0].Copied != 1 {
+		t.Fatalf("first backup's content: %+v", m.Files)
+	}
+	if m := run(); m.Files[0].Objects != 1 || m.Files[0].Copied != 0 || m.Files[0].CopiedBytes != 0 {
+		t.Errorf("a second backup with no new file copied %+v", m.Files)
+	}
+	bo, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "bo@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boFile := put("bo.pdf", []byte("the file of bo"))
+	if _, _, err := env.Core.Files.Link(ctx, p, boFile.ID, bo.ID); err != nil {
+		t.Fatal(err)
+	}
+	m3 := run()
+	if m3.Files[0].Objects != 2 || m3.Files[0].Copied != 1 {
+		t.Errorf("a backup with one new file: %+v", m3.Files)
+	}
+
+	// A deletion during a backup waits for it.
+	env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO blob_holds (id, until_at) VALUES ('test', ?)", env.Now.Now().Add(time.Hour).UnixMicro())
+		return err
+	})
+	live := filepath.Join(env.DataDir, "regions", "local")
+	blobs := func() int {
+		n := 0
+		filepath.Walk(live, func(path string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() && !strings.Contains(path, "/backup/") {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	before := blobs()
+	tmp := put("tmp.pdf", []byte("soon gone"))
+	if _, err := env.Core.Files.Trash(ctx, p, sp.ID, "tmp.pdf"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Core.Files.Purge(ctx, p, tmp.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := blobs(); n != before+1 {
+		t.Errorf("%d live blobs, %d before the upload: a purge during a backup did not wait", n, before)
+	}
+	env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM blob_holds")
+		return err
+	})
+	if _, err := env.Core.Files.Sweep(ctx); err != nil || blobs() != before {
+		t.Errorf("after the backup, the sweeper left %d blobs (%d before; %v)", blobs(), before, err)
+	}
+
+	// Bo is erased: his file's copy leaves every kept backup.
+	if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, bo.ID, subject.EraseInput{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	setup := env.Core.Backups.Setup()
+	ms, err := backup.List(setup.Dir, setup.Trusted...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := backup.Verify(setup.Dir, m.ID, setup.Trusted...); err != nil {
+			t.Error(err)
+		}
+		if err := backup.VerifyContent(ctx, env.Core.Regions, setup.Dir, m, true); err != nil {
+			t.Error(err)
+		}
+		if m.Files[0].Objects != 1 {
+			t.Errorf("backup %s lists %d objects after the erasure; want 1", m.ID, m.Files[0].Objects)
+		}
+	}
+	copies, _ := os.ReadDir(filepath.Join(live, "backup", env.Tenant.ID, sp.ID))
+	if len(copies) != 1 {
+		t.Errorf("%d copies in the region's backup prefix; want 1 (Ann's contract, not Bo's file)", len(copies))
+	}
+	if left := sqldbtest.Strings(t, env.Core.DB, "SELECT blob_key FROM backup_forget_blobs"); len(left) != 0 {
+		t.Errorf("still queued: %v", left)
+	}
+
+	// A flipped byte in a copy is found by a deep check, naming it.
+	path := filepath.Join(live, "backup", env.Tenant.ID, sp.ID, copies[0].Name())
+	b, _ := os.ReadFile(path)
+	b[100] ^= 1
+	os.WriteFile(path, b, 0o600)
+	if err := backup.VerifyContent(ctx, env.Core.Regions, setup.Dir, ms[0], true); err == nil || !strings.Contains(err.Error(), copies[0].Name()) {
+		t.Errorf("a flipped byte in a copy: %v", err)
+	}
+	b[100] ^= 1
+	os.WriteFile(path, b, 0o600)
+
+	// Restored elsewhere, the file reads back equal.
+	c := restore(t, env, ms[0], env.Core.Config.AnchorURL)
+	rp, err := c.Identity.Authenticate(context.Background(), env.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Files.Open(context.Background(), rp, sp.ID, "a.pdf", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if !bytes.Equal(got, a) {
+		t.Errorf("the restored file reads %d bytes, not the original %d", len(got), len(a))
 	}
 }

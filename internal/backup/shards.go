@@ -104,11 +104,19 @@ func writeShard(path string, rs []KeyRecord) (ShardInfo, error) {
 		}
 		b = append(append(b, line...), '\n')
 	}
+	info, err := writeShardBytes(path, b)
+	info.Records = len(rs)
+	return info, err
+}
+
+// writeShardBytes replaces the file at path with b, durably, and answers
+// its name, size and SHA-256.
+func writeShardBytes(path string, b []byte) (ShardInfo, error) {
 	if err := anchor.WriteFileDurably(path, b); err != nil {
-		return ShardInfo{}, fmt.Errorf("write key shard %s: %w", filepath.Base(path), err)
+		return ShardInfo{}, fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	sum := sha256.Sum256(b)
-	return ShardInfo{Name: filepath.Base(path), Records: len(rs), Bytes: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
+	return ShardInfo{Name: filepath.Base(path), Bytes: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // ReadShard reads the records of the shard file at path.

@@ -19,6 +19,7 @@ type Snapshot struct {
 	Keys     []ShardInfo            // the shards, in dir/keys
 	Schema   int                    // the copy's schema version
 	Heads    map[string]anchor.Head // each tenant's signed audit head in the copy
+	Blobs    map[string][]string    // the content the copy refers to: region → keys, sorted
 }
 
 // SnapshotSQLite copies the live SQLite database into dir at one instant
@@ -63,6 +64,9 @@ func SnapshotSQLite(ctx context.Context, live *sqldb.DB, dir string) (Snapshot, 
 	if s.Schema, s.Heads, err = describeCopy(ctx, cp); err != nil {
 		return Snapshot{}, err
 	}
+	if s.Blobs, err = contentOf(ctx, cp); err != nil {
+		return Snapshot{}, err
+	}
 	for _, q := range []string{"DELETE FROM subject_keys", "VACUUM"} {
 		if _, err := cp.ExecContext(ctx, q); err != nil {
 			return Snapshot{}, fmt.Errorf("take the keys out of the copy: %w", err)
@@ -101,4 +105,23 @@ func describeCopy(ctx context.Context, cp querier) (int, map[string]anchor.Head,
 		heads[id] = h
 	}
 	return schema, heads, rows.Err()
+}
+
+// contentOf answers the content blobs a copy refers to, region → keys,
+// sorted.
+func contentOf(ctx context.Context, cp querier) (map[string][]string, error) {
+	rows, err := cp.QueryContext(ctx, "SELECT region, blob_key FROM file_versions ORDER BY region, blob_key")
+	if err != nil {
+		return nil, fmt.Errorf("read the files' content keys: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var region, key string
+		if err := rows.Scan(&region, &key); err != nil {
+			return nil, err
+		}
+		out[region] = append(out[region], key)
+	}
+	return out, rows.Err()
 }

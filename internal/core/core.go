@@ -176,10 +176,12 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 		c.Close()
 		return nil, err
 	}
+	setup.Regions = c.Regions
 	c.Backups = backup.NewKeeper(db, c.Log, setup, c.Logger)
 	// Erasure: each part removes what it holds about the person, in this
-	// order; the account goes last, once the others have seen it whole.
-	for _, er := range []subject.Eraser{c.Backups.Eraser(), c.Files.Eraser(), c.Consent.Eraser(), c.Rights.Eraser(), mailEraser(c.Mail), c.Spaces.Eraser(), c.Identity.Eraser()} {
+	// order; the backups' part after the files' (it forgets the content
+	// they shredded), the account last, once the others have seen it whole.
+	for _, er := range []subject.Eraser{c.Files.Eraser(), c.Backups.Eraser(), c.Consent.Eraser(), c.Rights.Eraser(), mailEraser(c.Mail), c.Spaces.Eraser(), c.Identity.Eraser()} {
 		c.Subjects.AddEraser(er)
 	}
 	c.Export = export.NewService(export.Deps{DB: db, Log: c.Log, Audit: audit.NewReader(db, c.Keys), Subjects: c.Subjects,

@@ -420,6 +420,10 @@ func (s *Service) heartbeat(region, key string) (stop func()) {
 // its announcement; when the store fails the announcement stays, marked
 // for deletion, for the sweeper.
 func (s *Service) discard(ctx context.Context, st *blobstore.Store, tenantID, key string) {
+	if s.held(ctx) { // a backup is copying content: the sweeper deletes it after
+		_ = s.intend(ctx, tenantID, st.Region, key, "deleting")
+		return
+	}
 	err := st.Delete(ctx, key)
 	if err == nil {
 		err = st.List(ctx, key+".", func(o blobstore.Object) error {
@@ -440,10 +444,20 @@ func (s *Service) discard(ctx context.Context, st *blobstore.Store, tenantID, ke
 	})
 }
 
+// held reports whether a backup is copying file content now (a row of
+// blob_holds, package backup): deletions wait, as the sweeper's work,
+// until it is done, so a backup never misses content its snapshot refers
+// to. In doubt (the database fails), it is held.
+func (s *Service) held(ctx context.Context) bool {
+	var n int
+	err := s.db.Read().QueryRow(ctx, "SELECT count(*) FROM blob_holds WHERE until_at > ?", s.now().UnixMicro()).Scan(&n)
+	return err != nil || n > 0
+}
+
 // Sweep deletes the blobs of announcements left behind: writes that
-// stopped refreshing (a crash), and deletions that failed — and, in local
-// regions, the temporary files of writes a crash cut short. It answers
-// how many blobs it finished.
+// stopped refreshing (a crash), and deletions that failed or waited for a
+// backup — and, in local regions, the temporary files of writes a crash
+// cut short. It answers how many blobs it finished.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	for _, name := range s.regions.Names() {
 		if st, err := s.regions.Store(name); err == nil {
@@ -451,6 +465,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				s.logger.Warn("sweep temporary files", "region", name, "err", err.Error())
 			}
 		}
+	}
+	if s.held(ctx) {
+		return 0, nil
 	}
 	stale := s.now().Add(-staleAfter).UnixMicro()
 	rows, err := s.db.Read().Query(ctx, `SELECT region, blob_key, tenant_id FROM blob_intents

@@ -9,23 +9,36 @@ import (
 
 // Residency is the "where is my data" report of a tenant.
 type Residency struct {
-	GeneratedAt    time.Time     `json:"generated_at"`
-	DefaultRegion  string        `json:"default_region"`
-	AllowedRegions []string      `json:"allowed_regions"` // empty: every configured region
-	QuotaBytes     int64         `json:"quota_bytes"`     // 0: no bound
-	UsedBytes      int64         `json:"used_bytes"`      // every stored version, as uploaded
-	Database       Place         `json:"database"`
-	Backups        []Place       `json:"backups"` // where backups of the tenant's data are kept
-	Regions        []RegionUse   `json:"regions"`
-	Spaces         []SpaceRecord `json:"spaces"`
+	GeneratedAt    time.Time `json:"generated_at"`
+	DefaultRegion  string    `json:"default_region"`
+	AllowedRegions []string  `json:"allowed_regions"` // empty: every configured region
+	QuotaBytes     int64     `json:"quota_bytes"`     // 0: no bound
+	UsedBytes      int64     `json:"used_bytes"`      // every stored version, as uploaded
+	Database       Place     `json:"database"`
+	Backups        []Place   `json:"backups"` // where backups of the tenant's data are kept, newest first
+	// LastRestoreDrill is the last check that a backup restores (custodia
+	// backup verify --identity), if any.
+	LastRestoreDrill *Drill `json:"last_restore_drill,omitempty"`
+	// Restore says where a restore puts what the backups hold.
+	Restore string        `json:"restore,omitempty"`
+	Regions []RegionUse   `json:"regions"`
+	Spaces  []SpaceRecord `json:"spaces"`
 }
 
 // Place is where something is kept.
 type Place struct {
 	Kind     string     `json:"kind"`
 	Location string     `json:"location"`
-	At       *time.Time `json:"at,omitempty"`    // a backup: when it was made
-	Bytes    int64      `json:"bytes,omitempty"` // a backup: its size
+	At       *time.Time `json:"at,omitempty"`     // a backup: when it was made
+	Bytes    int64      `json:"bytes,omitempty"`  // a backup: its size
+	Region   string     `json:"region,omitempty"` // a backup of file content: the region it stays in
+}
+
+// Drill is a restore drill's outcome.
+type Drill struct {
+	At     time.Time `json:"at"`
+	Backup string    `json:"backup"`
+	OK     bool      `json:"ok"`
 }
 
 // RegionUse is what the tenant keeps in one region.

@@ -220,6 +220,9 @@ func (s *Service) Eraser() subject.Eraser {
 			if err != nil {
 				return nil, err
 			}
+			for _, b := range linked {
+				e.Shred(b.region, b.key)
+			}
 			blobs = append(blobs, linked...)
 		}
 		if err := e.Delete(ctx, "file_subjects", "subject_id = ?", e.SubjectID); err != nil {

@@ -51,7 +51,18 @@ type Erasure struct {
 	// tables); the contact's row stays, and so do files linked to it.
 	Anonymise bool
 	erased    map[string]int
+	shredded  []Blob
 }
+
+// Blob is stored content: its region and key.
+type Blob struct{ Region, Key string }
+
+// Shred says that the content at key in region goes with the erasure (its
+// key went with the rows): kept backups delete their copies of it too.
+func (e *Erasure) Shred(region, key string) { e.shredded = append(e.shredded, Blob{region, key}) }
+
+// Shredded answers the content erasers before this one shredded.
+func (e *Erasure) Shredded() []Blob { return e.shredded }
 
 // Delete removes the tenant's rows of table that match where, counting
 // them for the certificate.
