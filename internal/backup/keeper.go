@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,13 @@ type Keeper struct {
 	mu     sync.Mutex // one backup directory writer at a time in this process
 
 	failures atomic.Int64 // backup runs that failed, since the start
+	alert    func(ctx context.Context, subject, text string) error
+}
+
+// AlertWith makes a failed backup call send (the operator's mail, sent
+// without the database).
+func (k *Keeper) AlertWith(send func(ctx context.Context, subject, text string) error) {
+	k.alert = send
 }
 
 // NewKeeper returns a Keeper of db's backups as setup says.
@@ -55,6 +64,7 @@ func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		k.failures.Add(1)
 		k.logger.Error("the backup failed; older backups are kept", "error", err.Error())
+		k.alertFailure(ctx, err)
 	}
 	return m, err
 }
@@ -253,4 +263,23 @@ func (k *Keeper) forgetContent(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// alertFailure tells the operator that a backup failed, and since when
+// none succeeded.
+func (k *Keeper) alertFailure(ctx context.Context, failure error) {
+	if k.alert == nil {
+		return
+	}
+	newest := "there is no backup yet"
+	if ms, err := List(k.setup.Dir, k.setup.Trusted...); err == nil && len(ms) > 0 {
+		newest = "the newest good backup is of " + ms[0].CreatedAt.Format("2006-01-02 15:04 UTC") + ", and it is kept"
+	}
+	host, _ := os.Hostname()
+	text := "A backup of Custodia on " + host + " failed at " + k.setup.Now().UTC().Format("2006-01-02 15:04 UTC") + ":\n\n  " +
+		failure.Error() + "\n\nBackup location: " + k.setup.Dir + "\n" + strings.ToUpper(newest[:1]) + newest[1:] +
+		". No older backup was deleted.\n\nThe next try is within the hour; `custodia backup run` tries now and says why it fails.\n"
+	if err := k.alert(context.WithoutCancel(ctx), "Custodia: a backup failed on "+host, text); err != nil {
+		k.logger.Error("the operator could not be mailed about the failed backup", "error", err.Error())
+	}
 }

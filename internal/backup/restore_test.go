@@ -336,3 +336,46 @@ func TestBackupContent(t *testing.T) {
 		t.Errorf("the restored file reads %d bytes, not the original %d", len(got), len(a))
 	}
 }
+
+// A failing backup keeps the older ones, leaves nothing half-written,
+// counts, and mails the operator directly (the message says what failed
+// and which backup is still good, and nothing personal).
+func TestFailingBackupKeepsTheOld(t *testing.T) {
+	env := coretest.NewWith(t, "", func(c *config.Config, _ *core.Options) { c.OperatorEmail = "ops@example.org" })
+	ctx, p := env.AsToken(t)
+	sp, err := env.Core.Spaces.Create(ctx, p, "Contracts", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := env.Core.Backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Now.Advance(24 * time.Hour)
+	it, _, err := env.Core.Files.Put(ctx, p, sp.ID, files.Upload{Path: "a.pdf", ContentType: "application/pdf", Length: 5, Body: strings.NewReader("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := sqldbtest.Strings(t, env.Core.DB, "SELECT blob_key FROM file_versions WHERE node_id = ?", it.ID)[0]
+	if err := os.Remove(filepath.Join(env.DataDir, "regions", "local", key)); err != nil { // the disk lost it
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Backups.Run(ctx); err == nil || !strings.Contains(err.Error(), key) {
+		t.Fatalf("a backup missing content: %v", err)
+	}
+	if n := env.Core.Backups.Failures(); n != 1 {
+		t.Errorf("%d failures counted; want 1", n)
+	}
+	setup := env.Core.Backups.Setup()
+	ms, err := backup.List(setup.Dir, setup.Trusted...)
+	if err != nil || len(ms) != 1 || ms[0].ID != good.ID {
+		t.Errorf("after the failure: %+v %v; want the good one alone", ms, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(setup.Dir, ".*partial")); len(left) != 0 {
+		t.Errorf("half a backup left: %v", left)
+	}
+	m := env.Mail.Wait(t, "ops@example.org", "a backup failed", 5*time.Second)
+	if !strings.Contains(m.Text, key) || !strings.Contains(m.Text, good.CreatedAt.Format("2006-01-02 15:04 UTC")) || strings.Contains(m.Text, "owner@acme.example") {
+		t.Errorf("the operator's mail:\n%s", m.Text)
+	}
+}

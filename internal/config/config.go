@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
@@ -46,6 +47,7 @@ type Config struct {
 	BackupDir        string   // CUSTODIA_BACKUP_DIR; default DataDir/backups (a warning: the data's own disk)
 	BackupRecipients []string // CUSTODIA_BACKUP_RECIPIENTS: age public keys, comma-separated; none = an identity made in DataDir
 	BackupKeep       int      // CUSTODIA_BACKUP_KEEP: how many backups are kept, default 5
+	OperatorEmail    string   // CUSTODIA_OPERATOR_EMAIL: who is mailed, directly over SMTP, when a backup fails
 
 	// MinFreeMB is the free space, in MiB, below which /readyz fails for a
 	// local data location (the database's folder, the data dir, file://
@@ -97,6 +99,7 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.AnchorURL, "CUSTODIA_ANCHOR_URL")
 	set(&c.Node, "CUSTODIA_NODE")
 	set(&c.BackupDir, "CUSTODIA_BACKUP_DIR")
+	set(&c.OperatorEmail, "CUSTODIA_OPERATOR_EMAIL")
 	if v := getenv("CUSTODIA_BACKUP_RECIPIENTS"); v != "" {
 		c.BackupRecipients = strings.Split(v, ",")
 	}
@@ -168,6 +171,11 @@ func (c *Config) Validate() error {
 	c.DataDir = abs
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q: want host:port", c.Addr)
+	}
+	if c.OperatorEmail != "" {
+		if a, err := mail.ParseAddress(c.OperatorEmail); err != nil || a.Address != c.OperatorEmail {
+			return fmt.Errorf("operator email %q: want a plain address, such as ops@example.org", c.OperatorEmail)
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("give both a TLS certificate and its key, or neither")

@@ -178,6 +178,9 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	}
 	setup.Regions = c.Regions
 	c.Backups = backup.NewKeeper(db, c.Log, setup, c.Logger)
+	if to := cfg.OperatorEmail; to != "" {
+		c.Backups.AlertWith(func(ctx context.Context, subject, text string) error { return c.Mail.Alert(ctx, to, subject, text) })
+	}
 	// Erasure: each part removes what it holds about the person, in this
 	// order; the backups' part after the files' (it forgets the content
 	// they shredded), the account last, once the others have seen it whole.

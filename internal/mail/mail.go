@@ -135,6 +135,30 @@ func clientFor(raw string) (func() (*gomail.Client, error), error) {
 	return func() (*gomail.Client, error) { return gomail.NewClient(host, opts...) }, nil
 }
 
+// Alert sends a message to the operator at once, straight over SMTP: it
+// goes when the database does not (a failing backup may be the
+// database's), so nothing of it is queued or retried — the caller logs a
+// failure. It holds no personal data.
+func (o *Outbox) Alert(ctx context.Context, to, subject, text string) error {
+	if o.client == nil {
+		return errors.New("no SMTP server is configured (CUSTODIA_SMTP_URL)")
+	}
+	msg := gomail.NewMsg()
+	if err := msg.From(o.cfg.From); err != nil {
+		return err
+	}
+	if err := msg.To(to); err != nil {
+		return err
+	}
+	msg.Subject(subject)
+	msg.SetBodyString(gomail.TypeTextPlain, text)
+	client, err := o.client()
+	if err != nil {
+		return err
+	}
+	return client.DialAndSendWithContext(ctx, msg)
+}
+
 // Configured reports whether mail can leave.
 func (o *Outbox) Configured() bool { return o.client != nil }
 
