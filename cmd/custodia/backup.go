@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -109,7 +108,7 @@ manifest, with this server's master key. The drill's result is recorded for the 
 				if err != nil {
 					return err
 				}
-				d, err := backup.RunDrill(ctx, s.Dir, id, s.Trusted, ids, a.Keys, a.Regions, time.Now)
+				d, err := backup.RunDrill(ctx, s.Dir, id, s.Trusted, ids, a.Keys, a.Regions, e.cfg.DatabaseURL, time.Now)
 				if err != nil {
 					return &exitError{code: 1, msg: "custodia: " + err.Error()}
 				}
@@ -151,9 +150,10 @@ func restoreCmd(e *env) *cobra.Command {
 	var filesFrom []string
 	cmd := &cobra.Command{
 		Use:   "restore ID",
-		Short: "Restore a backup into an empty data directory (SQLite)",
+		Short: "Restore a backup into an empty data directory or PostgreSQL database",
 		Long: `Restore the backup ID of the backup location (--backup-dir) into an empty data
-directory. --identity is the age identity the backups are encrypted to, --fingerprint
+directory (SQLite) or an empty PostgreSQL database (--database-url), and each region's
+files back into the region's store. --identity is the age identity the backups are encrypted to, --fingerprint
 the manifest key's fingerprint that serve printed ("manifests signed by ed25519:…"):
 a backup signed by another key is refused. The master key must be the one the backup
 was made under (--master-key-url, or master.key copied into the data directory).`,
@@ -164,10 +164,6 @@ was made under (--master-key-url, or master.key copied into the data directory).
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dst, err := sqldb.SQLitePath(e.cfg.DatabaseURL, e.cfg.DataDir)
-			if err != nil {
-				return errors.New("restoring into PostgreSQL is not built yet: restore into SQLite (no --database-url)")
-			}
 			ids, err := readIdentity(identityFile)
 			if err != nil {
 				return err
@@ -176,8 +172,21 @@ was made under (--master-key-url, or master.key copied into the data directory).
 				return err
 			}
 			location := e.cfg.BackupLocation()
-			fmt.Fprintf(e.stdout, "restoring backup %s from %s into %s\n", args[0], location, dst)
-			m, err := backup.RestoreSQLite(cmd.Context(), location, args[0], fingerprint, ids, dst, e.progress("database"))
+			var m backup.Manifest
+			dst, err := sqldb.SQLitePath(e.cfg.DatabaseURL, e.cfg.DataDir)
+			if err == nil {
+				fmt.Fprintf(e.stdout, "restoring backup %s from %s into %s\n", args[0], location, dst)
+				m, err = backup.RestoreSQLite(cmd.Context(), location, args[0], fingerprint, ids, dst, e.progress("database"))
+			} else {
+				var target *sqldb.DB
+				if target, err = sqldb.Open(cmd.Context(), e.cfg.DatabaseURL, e.cfg.DataDir); err != nil {
+					return err
+				}
+				dst = target.Location()
+				fmt.Fprintf(e.stdout, "restoring backup %s from %s into %s\n", args[0], location, dst)
+				m, err = backup.RestorePostgres(cmd.Context(), location, args[0], fingerprint, ids, target, e.progress("database"))
+				target.Close()
+			}
 			if err != nil {
 				return &exitError{code: 1, msg: "custodia: " + err.Error()}
 			}
@@ -187,7 +196,7 @@ was made under (--master-key-url, or master.key copied into the data directory).
 			}
 			a, ctx, err := e.open(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("the restored database does not open (%w); delete %s and restore again with the right master key", err, dst)
+				return fmt.Errorf("the restored database does not open (%w); empty %s and restore again with the right master key", err, dst)
 			}
 			defer a.Close()
 			var from backup.Regions = a.Regions
@@ -208,7 +217,7 @@ was made under (--master-key-url, or master.key copied into the data directory).
 				from = overlay{named, a.Regions}
 			}
 			if err := backup.RestoreContent(ctx, from, a.Regions, location, m, e.progress("files")); err != nil {
-				return fmt.Errorf("%w; the database is restored: run the restore of the files again with the same command once fixed (delete %s first)", err, dst)
+				return fmt.Errorf("%w; the database is restored but not every file: once this is fixed, empty %s and restore again (files already back are not copied twice)", err, dst)
 			}
 			lost, err := a.Backups.Restored(ctx, m)
 			if err != nil {

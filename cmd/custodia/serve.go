@@ -46,11 +46,7 @@ func serveCmd(e *env) *cobra.Command {
 				fmt.Fprintf(w, "  master key: %s\n", filepath.Join(a.Config.DataDir, keyring.MasterKeyFile))
 			}
 			bs := a.Backups.Setup()
-			if a.DB.Path() != "" {
-				fmt.Fprintf(w, "  backups:    %s, the %d newest kept, manifests signed by %s\n", bs.Dir, bs.Keep, bs.Fingerprint)
-			} else {
-				fmt.Fprintf(w, "  backups:    not made for PostgreSQL yet: back the database up with your PostgreSQL service's tools\n")
-			}
+			fmt.Fprintf(w, "  backups:    %s, the %d newest kept, manifests signed by %s\n", bs.Dir, bs.Keep, bs.Fingerprint)
 			for _, warning := range bs.Warnings {
 				fmt.Fprintf(w, "  WARNING:    %s\n", warning)
 			}

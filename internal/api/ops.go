@@ -55,7 +55,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := map[string]any{"status": "ready"}
 	if a.backups != nil { // ready, with a warning: a stale backup is the operator's to see
-		if at, made, applies, err := a.backups.Newest(); err == nil && applies && made && a.now().Sub(at) > StaleBackup {
+		if at, made, err := a.backups.Newest(); err == nil && made && a.now().Sub(at) > StaleBackup {
 			out["warnings"] = []string{fmt.Sprintf("the newest backup is %d hours old (%s)", int(a.now().Sub(at).Hours()), at.Format(time.RFC3339))}
 		}
 	}
@@ -75,7 +75,7 @@ func (a *API) backupMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custodia_backup_last_success_timestamp_seconds", Help: "When the newest kept backup was made (Unix time); 0 when there is none.",
 	}, func() float64 {
-		at, made, _, err := a.backups.Newest()
+		at, made, err := a.backups.Newest()
 		if err != nil || !made {
 			return 0
 		}

@@ -35,7 +35,8 @@ const Format = "custodia/v1 backup"
 // Manifest says what a backup holds; it is signed.
 type Manifest struct {
 	Format    string      `json:"format"`
-	ID        string      `json:"id"` // also the directory's name
+	ID        string      `json:"id"`     // also the directory's name
+	Engine    string      `json:"engine"` // sqlite or postgres: what the database part restores into
 	CreatedAt time.Time   `json:"created_at"`
 	Database  Part        `json:"database"`
 	Keys      []ShardInfo `json:"keys"`
@@ -71,8 +72,8 @@ type Options struct {
 	Now        func() time.Time
 }
 
-// Run makes a backup of the SQLite database db into o.Dir and answers its
-// manifest.
+// Run makes a backup of the database db (SQLite or PostgreSQL) into o.Dir
+// and answers its manifest.
 func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 	if len(o.Recipients) == 0 {
 		return Manifest{}, errors.New("backup: no age recipient to encrypt to")
@@ -91,7 +92,12 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 		return Manifest{}, err
 	}
 	defer release(db, m.ID)
-	snap, err := SnapshotSQLite(ctx, db, work)
+	m.Engine = db.Dialect().String()
+	snapshot := SnapshotSQLite
+	if db.Dialect() == sqldb.Postgres {
+		snapshot = SnapshotPostgres
+	}
+	snap, err := snapshot(ctx, db, work)
 	if err != nil {
 		return Manifest{}, err
 	}

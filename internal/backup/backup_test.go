@@ -285,12 +285,6 @@ func TestBackups(t *testing.T) {
 func TestErasureReachesKeptBackups(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
-		if env.Core.DB.Dialect() != sqldb.SQLite {
-			if _, err := env.Core.Backups.Run(ctx); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
-				t.Errorf("a backup of PostgreSQL: %v; want it refused, saying so", err)
-			}
-			return
-		}
 		ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
 		if err != nil {
 			t.Fatal(err)

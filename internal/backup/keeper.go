@@ -50,9 +50,6 @@ func (k *Keeper) Setup() Setup { return k.setup }
 // Run makes a backup and prunes the oldest beyond the number kept; an
 // older backup is deleted only once the new one is written and verifies.
 func (k *Keeper) Run(ctx context.Context) (Manifest, error) {
-	if k.db.Dialect() != sqldb.SQLite {
-		return Manifest{}, errors.New("backups of a PostgreSQL database are not built yet: back it up with the tools of your PostgreSQL service")
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	l, err := lock(k.setup.Dir, false) // across processes: the CLI and the server
@@ -101,25 +98,18 @@ func (k *Keeper) run(ctx context.Context) (Manifest, error) {
 func (k *Keeper) Failures() int64 { return k.failures.Load() }
 
 // Newest answers when the newest kept backup was made; made is false when
-// there is none, and applies false where this keeper makes no backups
-// (PostgreSQL, for now).
-func (k *Keeper) Newest() (at time.Time, made, applies bool, err error) {
-	if k.db.Dialect() != sqldb.SQLite {
-		return time.Time{}, false, false, nil
-	}
+// there is none.
+func (k *Keeper) Newest() (at time.Time, made bool, err error) {
 	ms, err := List(k.setup.Dir, k.setup.Trusted...)
 	if err != nil || len(ms) == 0 {
-		return time.Time{}, false, true, err
+		return time.Time{}, false, err
 	}
-	return ms[0].CreatedAt, true, true, nil
+	return ms[0].CreatedAt, true, nil
 }
 
 // RunIfDue makes the day's backup when the newest is a day old or there
 // is none (the hourly job: a missed hour is made up by the next).
 func (k *Keeper) RunIfDue(ctx context.Context) error {
-	if k.db.Dialect() != sqldb.SQLite {
-		return nil // said at every start; not a failing job
-	}
 	ms, err := List(k.setup.Dir, k.setup.Trusted...)
 	if err != nil {
 		return err

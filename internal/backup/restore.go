@@ -34,6 +34,9 @@ func RestoreSQLite(ctx context.Context, dir, id, fingerprint string, ids []age.I
 // restoreSQLite is RestoreSQLite once the manifest m is trusted.
 func restoreSQLite(ctx context.Context, dir string, m Manifest, ids []age.Identity, dst string, progress Progress) error {
 	id := m.ID
+	if m.Engine != sqldb.SQLite.String() {
+		return fmt.Errorf("backup %s is of a %s database: restore it into %s", id, m.Engine, m.Engine)
+	}
 	if m.Schema > sqldb.NewestSchema() {
 		return fmt.Errorf("backup %s has schema version %d, newer than this program's %d: restore it with a newer custodia", id, m.Schema, sqldb.NewestSchema())
 	}

@@ -52,24 +52,38 @@ func restore(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL strin
 	if err := os.WriteFile(filepath.Join(nd, keyring.MasterKeyFile), key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.RestoreSQLite(ctx, setup.Dir, m.ID, "ed25519:0000", ids, filepath.Join(nd, "custodia.db"), nil); err == nil ||
-		!strings.Contains(err.Error(), "not signed by the key") {
+	// Into an empty data dir (SQLite) or an empty database (PostgreSQL).
+	databaseURL := ""
+	into := func(fingerprint string, progress backup.Progress) (backup.Manifest, error) {
+		return backup.RestoreSQLite(ctx, setup.Dir, m.ID, fingerprint, ids, filepath.Join(nd, "custodia.db"), progress)
+	}
+	if env.Core.DB.Dialect() == sqldb.Postgres {
+		databaseURL = sqldbtest.EmptyPostgresURL(t)
+		target, err := sqldb.Open(ctx, databaseURL, nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer target.Close()
+		into = func(fingerprint string, progress backup.Progress) (backup.Manifest, error) {
+			return backup.RestorePostgres(ctx, setup.Dir, m.ID, fingerprint, ids, target, progress)
+		}
+	}
+	if _, err := into("ed25519:0000", nil); err == nil || !strings.Contains(err.Error(), "not signed by the key") {
 		t.Fatalf("a restore trusting another key: %v", err)
 	}
 	var last int64
-	got, err := backup.RestoreSQLite(ctx, setup.Dir, m.ID, setup.Fingerprint, ids, filepath.Join(nd, "custodia.db"), func(done, total int64) { last = done })
+	got, err := into(setup.Fingerprint, func(done, total int64) { last = done })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if last != m.Database.Bytes || got.ID != m.ID {
 		t.Errorf("progress ended at %d of %d bytes; manifest %s", last, m.Database.Bytes, got.ID)
 	}
-	if _, err := backup.RestoreSQLite(ctx, setup.Dir, m.ID, setup.Fingerprint, ids, filepath.Join(nd, "custodia.db"), nil); err == nil ||
-		!strings.Contains(err.Error(), "empty data directory") {
+	if _, err := into(setup.Fingerprint, nil); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("a restore over a database: %v", err)
 	}
 	cfg := config.Default()
-	cfg.DataDir, cfg.AnchorURL, cfg.Node = nd, anchorURL, "restored"
+	cfg.DataDir, cfg.DatabaseURL, cfg.AnchorURL, cfg.Node = nd, databaseURL, anchorURL, "restored"
 	cfg.BackupDir = setup.Dir
 	c, err := core.Open(ctx, cfg, &core.Options{Test: core.TestOptions{NoSync: true, CheapHash: true}})
 	if err != nil {
@@ -106,7 +120,10 @@ func regionURLs(cfg config.Config) []string {
 // anchored since, and the trail records it. A person erased after the
 // backup stays unreadable in it: their key left the backup's shards.
 func TestRestoreToOneInstant(t *testing.T) {
-	env := coretest.New(t, "")
+	coretest.Engines(t, func(t *testing.T, databaseURL string) { restoreToOneInstant(t, coretest.New(t, databaseURL)) })
+}
+
+func restoreToOneInstant(t *testing.T, env *coretest.Env) {
 	ctx := context.Background()
 	ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
 	if err != nil {
@@ -203,7 +220,10 @@ func TestRestoreToOneInstant(t *testing.T) {
 // copy and every list). A restore brings the files back, equal to the
 // originals, in a fresh data dir's region.
 func TestBackupContent(t *testing.T) {
-	env := coretest.New(t, "")
+	coretest.Engines(t, func(t *testing.T, databaseURL string) { backupContent(t, coretest.New(t, databaseURL)) })
+}
+
+func backupContent(t *testing.T, env *coretest.Env) {
 	ctx, p := env.AsToken(t)
 	sp, err := env.Core.Spaces.Create(ctx, p, "Contracts", "local")
 	if err != nil {

@@ -53,10 +53,26 @@ type ShardInfo struct {
 	SHA256  string `json:"sha256"`
 }
 
-// querier is a database handle the shards are read from: the copy of a
-// snapshot, so that they are of its instant.
+// querier reads a snapshot, so that all it reads is of one instant: the
+// SQLite copy (sqlQuerier) or PostgreSQL's repeatable-read transaction
+// (pgxQuerier).
 type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	query(ctx context.Context, q string) (rows, error)
+}
+
+// rows are a query's results, as both drivers give them.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// sqlQuerier reads through database/sql.
+type sqlQuerier struct{ db *sql.DB }
+
+func (q sqlQuerier) query(ctx context.Context, query string) (rows, error) {
+	return q.db.QueryContext(ctx, query)
 }
 
 // WriteShards writes every row of subject_keys of db into the 256 shard
@@ -67,7 +83,7 @@ func WriteShards(ctx context.Context, db querier, dir string) ([]ShardInfo, erro
 		return nil, err
 	}
 	shards := make([][]KeyRecord, Shards)
-	rows, err := db.QueryContext(ctx, "SELECT tenant_id, subject_id, kek_version, wrapped, created_at FROM subject_keys ORDER BY tenant_id, subject_id")
+	rows, err := db.query(ctx, "SELECT tenant_id, subject_id, kek_version, wrapped, created_at FROM subject_keys ORDER BY tenant_id, subject_id")
 	if err != nil {
 		return nil, fmt.Errorf("read the data keys: %w", err)
 	}

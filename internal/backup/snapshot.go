@@ -58,13 +58,7 @@ func SnapshotSQLite(ctx context.Context, live *sqldb.DB, dir string) (Snapshot, 
 		return Snapshot{}, err
 	}
 	defer cp.Close()
-	if s.Keys, err = WriteShards(ctx, cp, filepath.Join(dir, "keys")); err != nil {
-		return Snapshot{}, err
-	}
-	if s.Schema, s.Heads, err = describeCopy(ctx, cp); err != nil {
-		return Snapshot{}, err
-	}
-	if s.Blobs, err = contentOf(ctx, cp); err != nil {
+	if err := readSnapshot(ctx, sqlQuerier{cp}, dir, &s); err != nil {
 		return Snapshot{}, err
 	}
 	for _, q := range []string{"DELETE FROM subject_keys", "VACUUM"} {
@@ -75,24 +69,40 @@ func SnapshotSQLite(ctx context.Context, live *sqldb.DB, dir string) (Snapshot, 
 	return s, cp.Close()
 }
 
+// readSnapshot writes the snapshot's data keys into the shards of
+// dir/keys and reads what the manifest says of it.
+func readSnapshot(ctx context.Context, q querier, dir string, s *Snapshot) error {
+	var err error
+	if s.Keys, err = WriteShards(ctx, q, filepath.Join(dir, "keys")); err != nil {
+		return err
+	}
+	if s.Schema, s.Heads, err = describeCopy(ctx, q); err != nil {
+		return err
+	}
+	s.Blobs, err = contentOf(ctx, q)
+	return err
+}
+
 // describeCopy reads a copy's schema version and each tenant's signed
 // audit head, for the manifest: a restore and a verify with the identity
 // check the copy's chains against them.
 func describeCopy(ctx context.Context, cp querier) (int, map[string]anchor.Head, error) {
 	var schema int
-	rows, err := cp.QueryContext(ctx, "SELECT max(version) FROM schema_migrations")
+	rows, err := cp.query(ctx, "SELECT max(version) FROM schema_migrations")
 	if err != nil {
 		return 0, nil, err
 	}
+	defer rows.Close()
 	for rows.Next() {
 		if err := rows.Scan(&schema); err != nil {
-			rows.Close()
 			return 0, nil, err
 		}
 	}
-	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, nil, err
+	}
 	heads := map[string]anchor.Head{}
-	if rows, err = cp.QueryContext(ctx, "SELECT tenant_id, seq, hash, signed_at, signature FROM audit_heads WHERE seq > 0"); err != nil {
+	if rows, err = cp.query(ctx, "SELECT tenant_id, seq, hash, signed_at, signature FROM audit_heads WHERE seq > 0"); err != nil {
 		return 0, nil, fmt.Errorf("read the audit heads: %w", err)
 	}
 	defer rows.Close()
@@ -110,7 +120,7 @@ func describeCopy(ctx context.Context, cp querier) (int, map[string]anchor.Head,
 // contentOf answers the content blobs a copy refers to, region → keys,
 // sorted.
 func contentOf(ctx context.Context, cp querier) (map[string][]string, error) {
-	rows, err := cp.QueryContext(ctx, "SELECT region, blob_key FROM file_versions ORDER BY region, blob_key")
+	rows, err := cp.query(ctx, "SELECT region, blob_key FROM file_versions ORDER BY region, blob_key")
 	if err != nil {
 		return nil, fmt.Errorf("read the files' content keys: %w", err)
 	}

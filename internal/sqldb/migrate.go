@@ -69,10 +69,18 @@ func (db *DB) migrations() ([]migration, error) {
 // Migrate applies every migration not yet applied, each in its own
 // transaction. Several processes may call it at once.
 func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
+	return db.MigrateTo(ctx, NewestSchema())
+}
+
+// MigrateTo applies the migrations not yet applied up to version (a
+// restore builds the schema of its backup, then loads the rows, then
+// migrates the rest).
+func (db *DB) MigrateTo(ctx context.Context, version int) (applied int, err error) {
 	ms, err := db.migrations()
 	if err != nil {
 		return 0, err
 	}
+	ms = ms[:min(len(ms), max(version, 0))]
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)

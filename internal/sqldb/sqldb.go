@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -181,6 +182,20 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, error) {
 		loc = "postgres://" + u.Host + u.Path
 	}
 	return &DB{dialect: Postgres, write: db, read: db, location: loc}, nil
+}
+
+// Postgres runs fn on a connection of the PostgreSQL pool as pgx sees it:
+// backups read and load tables through COPY, which database/sql has not.
+func (db *DB) Postgres(ctx context.Context, fn func(c *pgx.Conn) error) error {
+	if db.dialect != Postgres {
+		return errors.New("not a PostgreSQL database")
+	}
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return fn(dc.(*stdlib.Conn).Conn()) })
 }
 
 // Dialect reports the engine.

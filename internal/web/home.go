@@ -55,9 +55,9 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if d.Settings && c.backups != nil {
-		if at, made, applies, err := c.backups.Newest(); err != nil {
+		if at, made, err := c.backups.Newest(); err != nil {
 			return err
-		} else if applies && made && c.now().Sub(at) > api.StaleBackup {
+		} else if made && c.now().Sub(at) > api.StaleBackup {
 			d.Attention = append(d.Attention, attention{Text: "The newest backup is " + strconv.Itoa(int(c.now().Sub(at).Hours())) +
 				" hours old: backups are made every day; ask whoever runs Custodia to look at the server's log", Href: "/residency", Urgent: true})
 		}

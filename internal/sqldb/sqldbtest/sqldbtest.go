@@ -227,6 +227,20 @@ func Postgres(t testing.TB) *sqldb.DB {
 // PostgresURL creates a fresh migrated PostgreSQL database and returns its URL.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
+	return newPostgres(t, true)
+}
+
+// EmptyPostgresURL creates a fresh PostgreSQL database without any table
+// (what a restore goes into) and returns its URL.
+func EmptyPostgresURL(t testing.TB) string {
+	t.Helper()
+	return newPostgres(t, false)
+}
+
+// newPostgres creates a database, migrated or empty, dropped when the test
+// ends, and returns its URL.
+func newPostgres(t testing.TB, migrated bool) string {
+	t.Helper()
 	if pg.adminURL == "" {
 		reason := pg.reason
 		if reason == "" {
@@ -244,13 +258,17 @@ func PostgresURL(t testing.TB) string {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	tmpl, err := templateDB(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	name := "t_" + randHex(8)
+	create := "CREATE DATABASE " + name
+	if migrated {
+		tmpl, err := templateDB(ctx, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		create += " TEMPLATE " + tmpl
+	}
 	pg.mu.Lock() // CREATE DATABASE … TEMPLATE needs the template to be idle
-	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl)
+	_, err = admin.ExecContext(ctx, create)
 	pg.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
