@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/job"
@@ -21,7 +23,8 @@ import (
 
 // Two instances of the app on one database (PostgreSQL as when scaled
 // out; SQLite too): each periodic job runs once per period between them —
-// the daily digest is mailed once — and when the instance running a job
+// the daily digest is mailed once, one backup is made in their shared
+// location — and when the instance running a job
 // dies, the other takes it over once the lease runs out.
 func TestJobsRunOnceAcrossTwoInstances(t *testing.T) {
 	coretest.Engines(t, func(t *testing.T, databaseURL string) {
@@ -34,6 +37,18 @@ func TestJobsRunOnceAcrossTwoInstances(t *testing.T) {
 			cfg.DatabaseURL = "sqlite://" + filepath.Join(a.DataDir, "custodia.db")
 		}
 		cfg.AnchorURL = a.App.Config.AnchorURL // one anchor location, an object per node
+		// One backup location, and the keys its backups are signed and
+		// encrypted with, as the README says nodes share them.
+		cfg.BackupDir = a.App.Backups.Setup().Dir
+		for _, f := range []string{"backup-signing.key", "backup-identity.txt"} {
+			b, err := os.ReadFile(filepath.Join(a.DataDir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cfg.DataDir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b, err := app.Open(ctx, cfg, app.Options{Options: core.Options{Now: a.Now.Now, Test: core.TestOptions{NoSync: true, CheapHash: true}}})
 		if err != nil {
 			t.Fatal(err)
@@ -76,6 +91,10 @@ func TestJobsRunOnceAcrossTwoInstances(t *testing.T) {
 		}
 		if n := sqldbtest.Strings(t, a.App.DB, "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'requests-digest'")[0]; n != "1" {
 			t.Errorf("%s digests queued for the one owner; want 1", n)
+		}
+		s := a.App.Backups.Setup()
+		if ms, err := backup.List(s.Dir, s.Trusted...); err != nil || len(ms) != 1 {
+			t.Errorf("two nodes made %d backups in three hours (%v); want one", len(ms), err)
 		}
 
 		// Every job is due again, and instance b is killed while it runs

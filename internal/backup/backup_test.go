@@ -377,3 +377,37 @@ func TestOneRunAtATime(t *testing.T) {
 		t.Errorf("once the location is free: %v", err)
 	}
 }
+
+// The daily backup, as the hourly job makes it on SQLite and PostgreSQL:
+// at once when there is none, then once a day from the configured time
+// (02:00 UTC); a week of hourly checks makes 8 and keeps the newest 5.
+func TestDailyBackups(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		start := env.Now.Now().UTC()
+		env.Now.Advance(time.Date(start.Year(), start.Month(), start.Day()+1, 0, 30, 0, 0, time.UTC).Sub(start)) // 00:30
+		setup := env.Core.Backups.Setup()
+		var made []time.Time
+		for hour := range 7 * 24 {
+			if err := env.Core.Backups.RunIfDue(ctx); err != nil {
+				t.Fatalf("hour %d: %v", hour, err)
+			}
+			ms, err := backup.List(setup.Dir, setup.Trusted...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) > 0 && (len(made) == 0 || ms[0].CreatedAt.After(made[len(made)-1])) {
+				made = append(made, ms[0].CreatedAt)
+			}
+			env.Now.Advance(time.Hour)
+		}
+		// 00:30 (none yet), then 02:30 on each of the 7 days.
+		if len(made) != 8 || made[0].Hour() != 0 || made[1].Hour() != 2 || made[1].Day() != made[0].Day() || made[7].Hour() != 2 {
+			t.Errorf("backups made at %v; want the first at once (00:30), then one a day at 02:30", made)
+		}
+		ms, err := backup.List(setup.Dir, setup.Trusted...)
+		if err != nil || len(ms) != 5 || !ms[0].CreatedAt.Equal(made[7]) || !ms[4].CreatedAt.Equal(made[3]) {
+			t.Errorf("kept %d: %v", len(ms), err)
+		}
+	})
+}

@@ -107,14 +107,21 @@ func (k *Keeper) Newest() (at time.Time, made bool, err error) {
 	return ms[0].CreatedAt, true, nil
 }
 
-// RunIfDue makes the day's backup when the newest is a day old or there
-// is none (the hourly job: a missed hour is made up by the next).
+// RunIfDue makes the day's backup once it is due — at the configured
+// time of day, or at once when there is none — and none was made since
+// (the hourly job, run once across the nodes: a missed hour is made up by
+// the next).
 func (k *Keeper) RunIfDue(ctx context.Context) error {
 	ms, err := List(k.setup.Dir, k.setup.Trusted...)
 	if err != nil {
 		return err
 	}
-	if len(ms) > 0 && k.setup.Now().Sub(ms[0].CreatedAt) < 23*time.Hour {
+	now := k.setup.Now().UTC()
+	due := now.Truncate(24 * time.Hour).Add(k.setup.At)
+	if due.After(now) {
+		due = due.Add(-24 * time.Hour)
+	}
+	if len(ms) > 0 && !ms[0].CreatedAt.Before(due) {
 		return nil
 	}
 	_, err = k.Run(ctx)

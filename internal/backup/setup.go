@@ -27,8 +27,9 @@ type Setup struct {
 	// Fingerprint names the manifest signing key: a restore is told it, to
 	// trust nothing else.
 	Fingerprint string
-	Identity    string // the age identity file made on the embedded default, if any
-	Keep        int
+	Identity    string        // the age identity file made on the embedded default, if any
+	Keep        int           // how many backups are kept
+	At          time.Duration // when in a day (UTC, from midnight) the daily backup is due
 	// Trusted are the keys whose manifests are believed: the signing
 	// key's public half, and the keys of backups restored from (Trust).
 	Trusted []ed25519.PublicKey

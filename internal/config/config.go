@@ -48,6 +48,7 @@ type Config struct {
 	BackupRecipients []string // CUSTODIA_BACKUP_RECIPIENTS: age public keys, comma-separated; none = an identity made in DataDir
 	BackupKeep       int      // CUSTODIA_BACKUP_KEEP: how many backups are kept, default 5
 	OperatorEmail    string   // CUSTODIA_OPERATOR_EMAIL: who is mailed, directly over SMTP, when a backup fails
+	BackupAt         string   // CUSTODIA_BACKUP_AT: the time of day (UTC, HH:MM) the daily backup is due, default 02:00
 
 	// MinFreeMB is the free space, in MiB, below which /readyz fails for a
 	// local data location (the database's folder, the data dir, file://
@@ -71,6 +72,7 @@ func Default() Config {
 		LogLevel:        "info",
 		MinFreeMB:       256,
 		BackupKeep:      5,
+		BackupAt:        "02:00",
 		ShutdownTimeout: 20 * time.Second,
 	}
 }
@@ -100,6 +102,7 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.Node, "CUSTODIA_NODE")
 	set(&c.BackupDir, "CUSTODIA_BACKUP_DIR")
 	set(&c.OperatorEmail, "CUSTODIA_OPERATOR_EMAIL")
+	set(&c.BackupAt, "CUSTODIA_BACKUP_AT")
 	if v := getenv("CUSTODIA_BACKUP_RECIPIENTS"); v != "" {
 		c.BackupRecipients = strings.Split(v, ",")
 	}
@@ -172,6 +175,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q: want host:port", c.Addr)
 	}
+	if _, err := c.BackupTime(); err != nil {
+		return err
+	}
 	if c.OperatorEmail != "" {
 		if a, err := mail.ParseAddress(c.OperatorEmail); err != nil || a.Address != c.OperatorEmail {
 			return fmt.Errorf("operator email %q: want a plain address, such as ops@example.org", c.OperatorEmail)
@@ -228,6 +234,16 @@ func (c *Config) RegionNames() []string {
 		names[i] = r.Name
 	}
 	return names
+}
+
+// BackupTime is when in a day (UTC) the daily backup is due, from
+// midnight.
+func (c *Config) BackupTime() (time.Duration, error) {
+	t, err := time.Parse("15:04", c.BackupAt)
+	if err != nil {
+		return 0, fmt.Errorf("backup time %q: want HH:MM, UTC, such as 02:00", c.BackupAt)
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
 }
 
 // BackupLocation is the directory backups go to: CUSTODIA_BACKUP_DIR, or

@@ -58,6 +58,7 @@ func TestValidateRefuses(t *testing.T) {
 		"bad log level":    func(c *config.Config) { c.LogLevel = "loud" },
 		"negative floor":   func(c *config.Config) { c.MinFreeMB = -1 },
 		"operator name":    func(c *config.Config) { c.OperatorEmail = "Ops <ops@example.org>" },
+		"backup time":      func(c *config.Config) { c.BackupAt = "2am" },
 		"operator address": func(c *config.Config) { c.OperatorEmail = "ops" },
 		"duplicate regions": func(c *config.Config) {
 			c.Regions = []config.Region{{Name: "a", URL: "file:///a"}, {Name: "a", URL: "file:///b"}}

@@ -177,6 +177,7 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 		return nil, err
 	}
 	setup.Regions = c.Regions
+	setup.At, _ = cfg.BackupTime() // checked by Validate
 	c.Backups = backup.NewKeeper(db, c.Log, setup, c.Logger)
 	if to := cfg.OperatorEmail; to != "" {
 		c.Backups.AlertWith(func(ctx context.Context, subject, text string) error { return c.Mail.Alert(ctx, to, subject, text) })
