@@ -24,8 +24,8 @@ import (
 // Two instances of the app on one database (PostgreSQL as when scaled
 // out; SQLite too): each periodic job runs once per period between them —
 // the daily digest is mailed once, one backup is made in their shared
-// location — and when the instance running a job
-// dies, the other takes it over once the lease runs out.
+// location — and when the instance running a job dies, the other takes it
+// over once the lease runs out.
 func TestJobsRunOnceAcrossTwoInstances(t *testing.T) {
 	coretest.Engines(t, func(t *testing.T, databaseURL string) {
 		ctx := context.Background()
