@@ -19,10 +19,13 @@ import (
 	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/files"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/register"
+	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
@@ -238,6 +241,23 @@ func backupContent(t *testing.T, env *coretest.Env) {
 	}
 	a := bytes.Repeat([]byte("contract of ann "), 40000)
 	put("a.pdf", a)
+	// A person with a consent and a request, to read back after a restore.
+	if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Monthly news by email.",
+		Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
+			DataCategories: []string{"user.contact.email"}, RetentionDays: 730}}); err != nil {
+		t.Fatal(err)
+	}
+	cy, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "cy@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
+		t.Fatal(err)
+	}
+	req, err := env.Core.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", SubjectID: cy.ID, Channel: "email"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := func() backup.Manifest {
 		t.Helper()
 		m, err := env.Core.Backups.Run(ctx)
@@ -329,6 +349,24 @@ func backupContent(t *testing.T, env *coretest.Env) {
 		t.Errorf("still queued: %v", left)
 	}
 
+	// Nothing of the files' content in clear in the copies.
+	filepath.Walk(filepath.Join(live, "backup"), func(path string, info os.FileInfo, err error) error {
+		if b, _ := os.ReadFile(path); err == nil && !info.IsDir() && bytes.Contains(b, []byte("contract of ann")) {
+			t.Errorf("%s holds a file's content in clear", path)
+		}
+		return nil
+	})
+	// A flipped byte in a region's list fails verification, naming it.
+	list := filepath.Join(setup.Dir, ms[0].ID, ms[0].Files[0].List.Name)
+	lb, _ := os.ReadFile(list)
+	lb[5] ^= 1
+	os.WriteFile(list, lb, 0o600)
+	if err := backup.Verify(setup.Dir, ms[0].ID, setup.Trusted...); err == nil || !strings.Contains(err.Error(), ms[0].Files[0].List.Name) {
+		t.Errorf("a flipped byte in a region's list: %v", err)
+	}
+	lb[5] ^= 1
+	os.WriteFile(list, lb, 0o600)
+
 	// A flipped byte in a copy is found by a deep check, naming it.
 	path := filepath.Join(live, "backup", env.Tenant.ID, sp.ID, copies[0].Name())
 	b, _ := os.ReadFile(path)
@@ -354,6 +392,15 @@ func backupContent(t *testing.T, env *coretest.Env) {
 	f.Close()
 	if !bytes.Equal(got, a) {
 		t.Errorf("the restored file reads %d bytes, not the original %d", len(got), len(a))
+	}
+	if l, err := c.Consent.Ledger(context.Background(), env.Tenant.ID, cy.ID); err != nil || len(l.State) != 1 || l.State[0].Status != "granted" {
+		t.Errorf("the restored consent: %+v %v", l.State, err)
+	}
+	if r, err := c.Rights.Get(context.Background(), env.Tenant.ID, req.ID); err != nil || r.Type != "access" || r.SubjectID != cy.ID {
+		t.Errorf("the restored request: %+v %v", r, err)
+	}
+	if s, err := c.Subjects.Get(context.Background(), env.Tenant.ID, cy.ID); err != nil || s.Email != "cy@example.org" {
+		t.Errorf("the restored person: %+v %v", s, err)
 	}
 }
 
