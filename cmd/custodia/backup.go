@@ -43,34 +43,50 @@ func backupCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
+	var listFingerprint string
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "One line per backup, newest first: time, size, id, state",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, _, err := e.open(cmd.Context())
+			// Nothing is opened or made: on a new machine the data dir
+			// stays empty for the restore.
+			trusted, err := backup.Known(e.cfg.DataDir)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			s := a.Backups.Setup()
-			ms, err := backup.List(s.Dir, s.Trusted...)
+			dir := e.cfg.BackupLocation()
+			ls, err := backup.Inspect(dir, trusted...)
 			if err != nil {
 				return err
 			}
-			if len(ms) == 0 {
-				fmt.Fprintf(e.stdout, "no backup in %s yet\n", s.Dir)
+			if len(ls) == 0 {
+				fmt.Fprintf(e.stdout, "no backup in %s yet\n", dir)
 			}
-			for _, m := range ms {
+			for _, l := range ls {
+				m := l.Manifest
 				state := "signed"
-				if m.Forgotten > 0 {
+				switch {
+				case !l.Trusted && l.Fingerprint != "" && l.Fingerprint == listFingerprint:
+					state = "signed by " + l.Fingerprint + " (the fingerprint given)"
+				case !l.Trusted:
+					state = "NOT TRUSTED: " + l.Problem
+				case m.Forgotten > 0:
 					state = fmt.Sprintf("signed, %d erased people's keys removed since", m.Forgotten)
+				}
+				var regions []string
+				for _, f := range m.Files {
+					regions = append(regions, f.Region)
+				}
+				if len(regions) > 0 {
+					state += ", files of " + strings.Join(regions, ", ")
 				}
 				fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", m.CreatedAt.Format("2006-01-02T15:04:05Z"), size(m), m.ID, state)
 			}
 			return nil
 		},
 	}
+	list.Flags().StringVar(&listFingerprint, "fingerprint", "", "a manifest key's fingerprint (ed25519:…) whose backups this listing accepts: on a new machine, before a restore")
 	var drillIdentity string
 	verify := &cobra.Command{
 		Use:   "verify [ID]",

@@ -642,6 +642,12 @@ func TestBackupCommands(t *testing.T) {
 		}
 		key, _ := os.ReadFile(filepath.Join(old, "master.key"))
 		os.WriteFile(filepath.Join(fresh["CUSTODIA_DATA_DIR"], "master.key"), key, 0o600)
+		if code, out, errOut := cli(t, fresh, "backup", "list"); code != 0 || !strings.Contains(out, id+"  NOT TRUSTED: signed by "+fingerprint+", a key not trusted here") {
+			t.Errorf("the backups, listed on a new machine: %d %s %s", code, out, errOut)
+		}
+		if code, out, errOut := cli(t, fresh, "backup", "list", "--fingerprint", fingerprint); code != 0 || !strings.Contains(out, id+"  signed by "+fingerprint+" (the fingerprint given)") {
+			t.Errorf("the backups, listed with the fingerprint: %d %s %s", code, out, errOut)
+		}
 		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity); code != 2 || !strings.Contains(errOut, "--fingerprint") {
 			t.Errorf("restore without the fingerprint: %d %s", code, errOut)
 		}

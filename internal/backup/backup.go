@@ -279,6 +279,57 @@ func List(dir string, trusted ...ed25519.PublicKey) ([]Manifest, error) {
 	return out, nil
 }
 
+// Listed is a backup of a location as a listing shows it, trusted or not.
+type Listed struct {
+	Manifest
+	Fingerprint string // of the key that signed it, as the manifest names it
+	Trusted     bool   // signed by that key, and the key is one of those given
+	Problem     string // why it is not trusted
+}
+
+// Inspect answers every backup of dir, newest first, saying of each
+// whether a trusted key signed it: on a new machine, before a restore
+// trusts the fingerprint it is given, a listing still shows what is there.
+func Inspect(dir string, trusted ...ed25519.PublicKey) ([]Listed, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Listed
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		l := Listed{Manifest: Manifest{ID: e.Name()}}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "manifest.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &l.Manifest)
+		}
+		pub, _ := hex.DecodeString(l.Signer)
+		switch {
+		case err != nil:
+			l.Problem = "no readable manifest"
+		case len(pub) != ed25519.PublicKeySize:
+			l.Problem = "the manifest names no signing key"
+		default:
+			l.Fingerprint = Fingerprint(pub)
+			if _, err := readManifest(filepath.Join(dir, e.Name()), ed25519.PublicKey(pub)); err != nil {
+				l.Problem = "its signature does not verify (altered)"
+			} else if !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return k.Equal(ed25519.PublicKey(pub)) }) {
+				l.Problem = "signed by " + l.Fingerprint + ", a key not trusted here"
+			} else {
+				l.Trusted = true
+			}
+		}
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b Listed) int { return strings.Compare(b.ID, a.ID) })
+	return out, nil
+}
+
 // Verify checks the backup id of dir without any private key: its
 // manifest's signature, and the size and SHA-256 of every part. It names
 // the first part that differs.

@@ -55,6 +55,25 @@ func Trust(dataDir string, pub ed25519.PublicKey) error {
 	return anchor.WriteFileDurably(path, append(b, line+"  # "+Fingerprint(pub)+"\n"...))
 }
 
+// Known answers the manifest keys dataDir trusts — its signing key's
+// public half, if it has one, and those Trust added — making nothing: a
+// listing on a new machine leaves the data dir empty for a restore.
+func Known(dataDir string) ([]ed25519.PublicKey, error) {
+	keys, err := trusted(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dataDir, "backup-signing.key")
+	if _, err := os.Stat(path); err != nil {
+		return keys, nil
+	}
+	key, err := signingKey(path)
+	if err != nil {
+		return nil, err
+	}
+	return append(keys, key.Public().(ed25519.PublicKey)), nil
+}
+
 // trusted reads the keys Trust added in dataDir.
 func trusted(dataDir string) ([]ed25519.PublicKey, error) {
 	b, err := os.ReadFile(filepath.Join(dataDir, trustedFile))
