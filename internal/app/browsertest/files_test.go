@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
@@ -19,6 +20,7 @@ import (
 	"github.com/custodia/custodia/internal/app"
 	"github.com/custodia/custodia/internal/app/apptest"
 	"github.com/custodia/custodia/internal/app/chrometest"
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/config"
 	"github.com/custodia/custodia/internal/identity"
 )
@@ -217,14 +219,28 @@ func TestStaffKeepFiles(t *testing.T) {
 		t.Errorf("%d blobs in the region after the purge; want %d", left, blobs-1)
 	}
 
-	// Where the data is, the backups too.
-	if _, err := c.App.Backups.Run(opCtx()); err != nil {
+	// Where the data is, the backups too, and the last restore drill.
+	m, err := c.App.Backups.Run(opCtx())
+	if err != nil {
 		t.Fatal(err)
+	}
+	setup := c.App.Backups.Setup()
+	b, err := os.ReadFile(setup.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := backup.RunDrill(opCtx(), setup.Dir, m.ID, setup.Trusted, ids, c.App.Keys, c.App.Regions, "", time.Now); err != nil || !d.OK {
+		t.Fatalf("a restore drill: %+v %v", d, err)
 	}
 	p.Open(t, c.URL+"/spaces")
 	click(t, p, `a[href="/residency"]`)
 	want(t, p, "/residency", "Where your data is")
-	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters local") || !strings.Contains(got, "1 kept, each database backup") {
+	if got := strings.Join(strings.Fields(p.Text(t, "main")), " "); !strings.Contains(got, "Letters local") || !strings.Contains(got, "Made every day, encrypted") ||
+		!strings.Contains(got, "Last restore drill") || !strings.Contains(got, "Passed") || !strings.Contains(got, "file content: copies kept in their own region local") {
 		t.Errorf("the residency report: %q", got)
 	}
 	p.Inspect(t, screenshots, "residency")
