@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-2s}" \
-  ./internal/keyring/ ./internal/identity/password/ ./internal/audit/ ./internal/api/ ./internal/subject/ ./internal/blobstore/ ./internal/web/ | tee "$raw" >&2
+  ./internal/keyring/ ./internal/identity/password/ ./internal/audit/ ./internal/api/ ./internal/subject/ ./internal/blobstore/ ./internal/web/ ./internal/backup/ | tee "$raw" >&2
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 '^cpu:' "$raw" | cut -d' ' -f2-), $(go version | cut -d' ' -f3)"
 echo

@@ -46,7 +46,7 @@ func serveCmd(e *env) *cobra.Command {
 				fmt.Fprintf(w, "  master key: %s\n", filepath.Join(a.Config.DataDir, keyring.MasterKeyFile))
 			}
 			bs := a.Backups.Setup()
-			fmt.Fprintf(w, "  backups:    %s, the %d newest kept, manifests signed by %s\n", bs.Dir, bs.Keep, bs.Fingerprint)
+			fmt.Fprintf(w, "  backups:    %s, daily at %s UTC, the %d newest kept, manifests signed by %s\n", bs.Dir, a.Config.BackupAt, bs.Keep, bs.Fingerprint)
 			for _, warning := range bs.Warnings {
 				fmt.Fprintf(w, "  WARNING:    %s\n", warning)
 			}

@@ -69,7 +69,10 @@ type Options struct {
 	Recipients []age.Recipient    // who can decrypt the database copies
 	Signer     ed25519.PrivateKey // signs the manifests; kept outside the backups
 	Regions    Regions            // where file content is, and its copies
-	Now        func() time.Time
+	// Trusted are the keys whose manifests are believed: Signer's public
+	// half, and the keys of backups restored from (Trust).
+	Trusted []ed25519.PublicKey
+	Now     func() time.Time
 }
 
 // Run makes a backup of the database db (SQLite or PostgreSQL) into o.Dir
@@ -103,7 +106,7 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 	}
 	m.Keys, m.Schema, m.Heads = snap.Keys, snap.Schema, snap.Heads
 	var prev map[string]map[string]object
-	if kept, err := List(o.Dir, o.Signer.Public().(ed25519.PublicKey)); err == nil && len(kept) > 0 {
+	if kept, err := List(o.Dir, slices.Concat(o.Trusted, []ed25519.PublicKey{o.Signer.Public().(ed25519.PublicKey)})...); err == nil && len(kept) > 0 {
 		prev, _ = lists(o.Dir, kept[0]) // what it cannot read is copied again
 	}
 	if m.Files, err = copyContent(ctx, o.Regions, work, snap.Blobs, prev); err != nil {
@@ -391,7 +394,7 @@ func Prune(dir string, keep int, trusted ...ed25519.PublicKey) ([]string, error)
 // is written again without it and the manifest signed again with key (a
 // backup a trusted earlier key signed too). Nothing is decrypted. It answers how many backups held the key.
 func Forget(dir, tenantID, subjectID string, key ed25519.PrivateKey, trusted ...ed25519.PublicKey) (int, error) {
-	ms, err := List(dir, append(trusted, key.Public().(ed25519.PublicKey))...)
+	ms, err := List(dir, slices.Concat(trusted, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)})...)
 	if err != nil {
 		return 0, err
 	}

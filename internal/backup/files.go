@@ -323,7 +323,7 @@ func RestoreContent(ctx context.Context, from, to Regions, dir string, m Manifes
 // from their regions' backup prefix, and takes them out of the lists of
 // every backup of dir that held them, signing its manifest again with key.
 func ForgetContent(ctx context.Context, regions Regions, dir string, blobs []subject.Blob, key ed25519.PrivateKey, trusted ...ed25519.PublicKey) error {
-	ms, err := List(dir, append(trusted, key.Public().(ed25519.PublicKey))...)
+	ms, err := List(dir, slices.Concat(trusted, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)})...)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,6 @@ type Setup struct {
 	Identity    string        // the age identity file made on the embedded default, if any
 	Keep        int           // how many backups are kept
 	At          time.Duration // when in a day (UTC, from midnight) the daily backup is due
-	// Trusted are the keys whose manifests are believed: the signing
-	// key's public half, and the keys of backups restored from (Trust).
-	Trusted []ed25519.PublicKey
 }
 
 // trustedFile lists, in the data dir, earlier manifest keys the operator
