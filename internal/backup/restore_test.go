@@ -349,13 +349,22 @@ func backupContent(t *testing.T, env *coretest.Env) {
 		t.Errorf("still queued: %v", left)
 	}
 
-	// Nothing of the files' content in clear in the copies.
-	filepath.Walk(filepath.Join(live, "backup"), func(path string, info os.FileInfo, err error) error {
-		if b, _ := os.ReadFile(path); err == nil && !info.IsDir() && bytes.Contains(b, []byte("contract of ann")) {
-			t.Errorf("%s holds a file's content in clear", path)
-		}
-		return nil
-	})
+	// Nothing personal in clear in the backups or the copies: not a file's
+	// content, not an address.
+	for _, dir := range []string{filepath.Join(live, "backup"), setup.Dir} {
+		filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			for _, marker := range []string{"contract of ann", "cy@example.org", "the file of bo"} {
+				if bytes.Contains(b, []byte(marker)) {
+					t.Errorf("%s holds %q in clear", path, marker)
+				}
+			}
+			return nil
+		})
+	}
 	// A flipped byte in a region's list fails verification, naming it.
 	list := filepath.Join(setup.Dir, ms[0].ID, ms[0].Files[0].List.Name)
 	lb, _ := os.ReadFile(list)
