@@ -455,3 +455,48 @@ func TestFailingBackupKeepsTheOld(t *testing.T) {
 		t.Errorf("the operator's mail:\n%s", m.Text)
 	}
 }
+
+// A content copy goes with the last kept backup that lists it: with one
+// backup kept, a file purged before the second backup loses its copy when
+// the first backup is pruned; a file still live keeps its copy.
+func TestContentCopiesGoWithTheirLastBackup(t *testing.T) {
+	env := coretest.NewWith(t, "", func(c *config.Config, _ *core.Options) { c.BackupKeep = 1 })
+	ctx, p := env.AsToken(t)
+	sp, err := env.Core.Spaces.Create(ctx, p, "Contracts", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kept.pdf", "gone.pdf"} {
+		if _, _, err := env.Core.Files.Put(ctx, p, sp.ID, files.Upload{Path: name, ContentType: "application/pdf", Length: 5, Body: strings.NewReader(name[:5])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copies := func() int {
+		n := 0
+		filepath.Walk(filepath.Join(env.DataDir, "regions", "local", "backup"), func(_ string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	if _, err := env.Core.Backups.Run(ctx); err != nil || copies() != 2 {
+		t.Fatalf("first backup: %d copies, %v", copies(), err)
+	}
+	tr, err := env.Core.Files.Trash(ctx, p, sp.ID, "gone.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Core.Files.Purge(ctx, p, tr.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.Now.Advance(time.Hour)
+	m, err := env.Core.Backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copies() != 1 || m.Files[0].Objects != 1 || m.Files[0].Copied != 0 {
+		t.Errorf("after the first backup was pruned: %d copies, %+v; want the live file's alone, not copied again", copies(), m.Files)
+	}
+}
