@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/blobstore"
 	"github.com/custodia/custodia/internal/config"
+	"github.com/custodia/custodia/internal/ledger"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -188,6 +189,22 @@ was made under (--master-key-url, or master.key copied into the data directory).
 				return err
 			}
 			location := e.cfg.BackupLocation()
+			// The ledger of what was taken away since, checked before
+			// anything is written: one that does not verify stops here.
+			m0, pub, err := backup.Trusted(location, args[0], fingerprint)
+			if err != nil {
+				return &exitError{code: 1, msg: "custodia: " + err.Error()}
+			}
+			known, err := backup.Known(e.cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			entries, err := ledger.Read(append(known, pub), backup.LedgerDir(location), filepath.Join(e.cfg.DataDir, "ledger"))
+			if err != nil {
+				return &exitError{code: 1, msg: "custodia: the ledger of what was taken away since the backup does not verify, so nothing was restored: " + err.Error()}
+			}
+			fmt.Fprintf(e.stdout, "the ledger holds %d changes that took something away; those made after the backup of %s are replayed\n",
+				len(entries), m0.CreatedAt.Format("2006-01-02T15:04:05Z"))
 			var m backup.Manifest
 			dst, err := sqldb.SQLitePath(e.cfg.DatabaseURL, e.cfg.DataDir)
 			if err == nil {
@@ -206,7 +223,6 @@ was made under (--master-key-url, or master.key copied into the data directory).
 			if err != nil {
 				return &exitError{code: 1, msg: "custodia: " + err.Error()}
 			}
-			pub, _ := hex.DecodeString(m.Signer)
 			if err := backup.Trust(e.cfg.DataDir, pub); err != nil {
 				return err
 			}
@@ -239,6 +255,10 @@ was made under (--master-key-url, or master.key copied into the data directory).
 			if err != nil {
 				return err
 			}
+			replayed, err := a.Replay(ctx, entries)
+			if err != nil {
+				return fmt.Errorf("%w; the database is restored but the ledger not replayed: empty %s and restore again", err, dst)
+			}
 			for _, id := range slices.Sorted(maps.Keys(lost)) {
 				t, err := a.Tenants.ByID(ctx, id)
 				name := id
@@ -252,6 +272,13 @@ was made under (--master-key-url, or master.key copied into the data directory).
 				default:
 					fmt.Fprintf(e.stdout, "  tenant %s: audit trail restored to event %d; the restore is recorded in its trail\n", name, m.Heads[id].Seq)
 				}
+				if r := replayed[id]; r != nil {
+					fmt.Fprintf(e.stdout, "  tenant %s: replayed %s; %d sessions ended", name, counts(r.Applied), r.Sessions)
+					if len(r.Recorded) > 0 {
+						fmt.Fprintf(e.stdout, "; NOT replayed by this version: %s", counts(r.Recorded))
+					}
+					fmt.Fprintln(e.stdout)
+				}
 			}
 			fmt.Fprintf(e.stdout, "restored the backup of %s; start the server with: custodia serve\n", m.CreatedAt.Format("2006-01-02T15:04:05Z"))
 			return nil
@@ -262,6 +289,18 @@ was made under (--master-key-url, or master.key copied into the data directory).
 	cmd.Flags().StringVar(&fingerprint, "fingerprint", "", "the manifest key's fingerprint (ed25519:…), as serve printed it")
 	requireFlags(cmd, "identity", "fingerprint")
 	return cmd
+}
+
+// counts says a count by kind as a person reads it.
+func counts(by map[string]int) string {
+	if len(by) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%d %s", by[k], k))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // readIdentity reads an age identity file.

@@ -651,8 +651,23 @@ func TestBackupCommands(t *testing.T) {
 		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity); code != 2 || !strings.Contains(errOut, "--fingerprint") {
 			t.Errorf("restore without the fingerprint: %d %s", code, errOut)
 		}
+		// A ledger that does not verify stops the restore before it writes.
+		ledgers, _ := filepath.Glob(filepath.Join(old, "backups", "ledger", "*.jsonl"))
+		if len(ledgers) == 0 {
+			t.Fatal("no ledger copied to the backup location")
+		}
+		good, _ := os.ReadFile(ledgers[0])
+		os.WriteFile(ledgers[0], append(append([]byte{}, good...), []byte("{\"seq\":99}\n")...), 0o600)
+		if code, _, errOut := cli(t, fresh, "backup", "restore", id, "--identity", identity, "--fingerprint", fingerprint); code != 1 ||
+			!strings.Contains(errOut, "does not verify, so nothing was restored") {
+			t.Errorf("a restore with a tampered ledger: %d %s", code, errOut)
+		}
+		if entries, _ := os.ReadDir(fresh["CUSTODIA_DATA_DIR"]); len(entries) > 1 { // master.key alone
+			t.Errorf("a refused restore wrote into the data dir: %v", entries)
+		}
+		os.WriteFile(ledgers[0], good, 0o600)
 		code, out, errOut = cli(t, fresh, "backup", "restore", id, "--identity", identity, "--fingerprint", fingerprint)
-		if code != 0 || !strings.Contains(out, "database: 100%") || !strings.Contains(out, "tenant acme: audit trail restored to event") || !strings.Contains(out, "restored the backup of") {
+		if code != 0 || !strings.Contains(out, "database: 100%") || !strings.Contains(out, "sessions ended") || !strings.Contains(out, "tenant acme: audit trail restored to event") || !strings.Contains(out, "restored the backup of") {
 			t.Fatalf("backup restore: %d %s %s", code, out, errOut)
 		}
 		if code, out, errOut := cli(t, fresh, "audit", "verify", "--tenant", "acme"); code != 0 || !strings.Contains(out, "restored from a backup") {

@@ -26,7 +26,7 @@ var layers = map[string]string{
 	"internal/httpio": "platform", "internal/mail": "platform", "internal/mail/mailtest": "platform",
 	"internal/sms": "platform", "internal/sms/smstest": "platform", "internal/blobstore": "platform",
 	"internal/blobstore/blobtest": "platform", "internal/segcrypt": "platform", "internal/csvfile": "platform",
-	"internal/anchor": "platform", "internal/job": "platform",
+	"internal/anchor": "platform", "internal/job": "platform", "internal/ledger": "platform",
 	"internal/app/chrometest": "wiring", "internal/app/browsertest": "wiring",
 }
 

@@ -26,6 +26,7 @@ type Log struct {
 	keys            *keyring.Keyring
 	anchor          *anchor.Anchor
 	sync            bool
+	committed       func(ctx context.Context, events []Committed) error
 	logger          *slog.Logger
 	now             func() time.Time
 	checkpointEvery int64
@@ -50,6 +51,18 @@ type Options struct {
 	// acknowledged; otherwise it is written at least once a second.
 	AnchorSync bool
 	Logger     *slog.Logger
+	// Committed, when set, is told of every event once its batch has
+	// committed, before its units are acknowledged (the ledger follows
+	// the changes that take something away). Its failure is logged: the
+	// events are durable in the database either way.
+	Committed func(ctx context.Context, events []Committed) error
+}
+
+// Committed is an event as it was committed.
+type Committed struct {
+	TenantID, ID, Action, TargetType, TargetID, SubjectID, Outcome string
+	At                                                             int64  // unix µs
+	Details                                                        string // JSON
 }
 
 type unit struct {
@@ -79,7 +92,7 @@ func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time, opt Options)
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		db: db, keys: keys, anchor: opt.Anchor, sync: opt.AnchorSync, logger: opt.Logger,
+		db: db, keys: keys, anchor: opt.Anchor, sync: opt.AnchorSync, logger: opt.Logger, committed: opt.Committed,
 		now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch,
 		queue: make(chan *unit, 4096), stopped: make(chan struct{}), closing: make(chan struct{}),
 	}
@@ -255,6 +268,7 @@ func (l *Log) commit(batch []*unit) {
 	})
 	if err == nil {
 		l.noteHeads(ctx, signed)
+		l.tell(ctx, batch, results)
 	}
 	for i, u := range batch {
 		switch {
@@ -263,6 +277,29 @@ func (l *Log) commit(batch []*unit) {
 		default:
 			u.done <- results[i]
 		}
+	}
+}
+
+// tell hands the events of the batch's committed units to Committed.
+func (l *Log) tell(ctx context.Context, batch []*unit, results []error) {
+	if l.committed == nil {
+		return
+	}
+	var out []Committed
+	for i, u := range batch {
+		if results[i] != nil {
+			continue
+		}
+		for _, r := range u.records {
+			out = append(out, Committed{TenantID: r.TenantID, ID: r.ID, Action: r.Action, TargetType: r.TargetType,
+				TargetID: r.TargetID, SubjectID: r.SubjectID, Outcome: r.Outcome, At: r.At, Details: r.Details})
+		}
+	}
+	if len(out) == 0 {
+		return
+	}
+	if err := l.committed(ctx, out); err != nil {
+		l.logger.Error("committed audit events were not all passed on", "err", err.Error(), "events", len(out))
 	}
 }
 

@@ -72,7 +72,10 @@ type Options struct {
 	// Trusted are the keys whose manifests are believed: Signer's public
 	// half, and the keys of backups restored from (Trust).
 	Trusted []ed25519.PublicKey
-	Now     func() time.Time
+	// Ledger, when set, is copied into the location's ledger directory
+	// before each backup completes.
+	Ledger interface{ CopyTo(dir string) error }
+	Now    func() time.Time
 }
 
 // Run makes a backup of the database db (SQLite or PostgreSQL) into o.Dir
@@ -120,6 +123,11 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 	if err := os.Remove(snap.Database); err != nil {
 		return Manifest{}, err
 	}
+	if o.Ledger != nil {
+		if err := o.Ledger.CopyTo(LedgerDir(o.Dir)); err != nil {
+			return Manifest{}, fmt.Errorf("copy the ledger: %w", err)
+		}
+	}
 	if err := writeManifest(work, m, o.Signer); err != nil {
 		return Manifest{}, err
 	}
@@ -127,6 +135,15 @@ func Run(ctx context.Context, db *sqldb.DB, o Options) (Manifest, error) {
 		return Manifest{}, err
 	}
 	return m, syncDir(o.Dir)
+}
+
+// LedgerDir is where a backup location keeps the nodes' ledgers.
+func LedgerDir(dir string) string { return filepath.Join(dir, "ledger") }
+
+// isBackup reports whether an entry of a location is a backup: a
+// directory but the ledger's, and not one being written (hidden).
+func isBackup(e os.DirEntry) bool {
+	return e.IsDir() && !strings.HasPrefix(e.Name(), ".") && e.Name() != "ledger"
 }
 
 // holdFor bounds a backup's hold on content deletions, should the process
@@ -269,7 +286,7 @@ func List(dir string, trusted ...ed25519.PublicKey) ([]Manifest, error) {
 	}
 	var out []Manifest
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if !isBackup(e) {
 			continue
 		}
 		m, err := readManifest(filepath.Join(dir, e.Name()), trusted...)
@@ -303,7 +320,7 @@ func Inspect(dir string, trusted ...ed25519.PublicKey) ([]Listed, error) {
 	}
 	var out []Listed
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if !isBackup(e) {
 			continue
 		}
 		l := Listed{Manifest: Manifest{ID: e.Name()}}

@@ -22,8 +22,11 @@ import (
 	"github.com/custodia/custodia/internal/consent"
 	"github.com/custodia/custodia/internal/core"
 	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/files"
+	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/ledger"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
 	"github.com/custodia/custodia/internal/sqldb"
@@ -36,6 +39,13 @@ import (
 // copied there and the anchor at anchorURL (the old one: it survived), and
 // answers the restored core.
 func restore(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL string) *core.Core {
+	t.Helper()
+	return restoreWith(t, env, m, anchorURL, false)
+}
+
+// restoreWith is restore, replaying the ledger (read from the backup
+// location alone, as on a new machine) when replay is true.
+func restoreWith(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL string, replay bool) *core.Core {
 	t.Helper()
 	ctx := context.Background()
 	setup := env.Core.Backups.Setup()
@@ -104,6 +114,15 @@ func restore(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL strin
 	}
 	if _, err := c.Backups.Restored(ctx, got); err != nil {
 		t.Fatal(err)
+	}
+	if replay {
+		entries, err := ledger.Read(setup.Trusted, backup.LedgerDir(setup.Dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Replay(ctx, entries); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return c
 }
@@ -499,4 +518,102 @@ func TestContentCopiesGoWithTheirLastBackup(t *testing.T) {
 	if copies() != 1 || m.Files[0].Objects != 1 || m.Files[0].Copied != 0 {
 		t.Errorf("after the first backup was pruned: %d copies, %+v; want the live file's alone, not copied again", copies(), m.Files)
 	}
+}
+
+// A restore never brings back what someone took away: after the backup a
+// person is erased, a consent withdrawn, a token revoked and a member
+// signed in; restored on a "new machine" (the ledger read from the backup
+// location alone) the person is still erased (their certificate there),
+// the consent still withdrawn, the token refused, no session of before
+// works, and the audit trail verifies and says what was replayed. An
+// entry deleted from the ledger is found.
+func TestRestoreReplaysTheLedger(t *testing.T) {
+	coretest.Engines(t, func(t *testing.T, databaseURL string) {
+		env := coretest.New(t, databaseURL)
+		ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
+		if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Monthly news by email.",
+			Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
+				DataCategories: []string{"user.contact.email"}, RetentionDays: 730}}); err != nil {
+			t.Fatal(err)
+		}
+		ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cy, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "cy@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
+			t.Fatal(err)
+		}
+		_, owner := env.AsToken(t)
+		m, err := env.Core.Backups.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Now.Advance(time.Minute)
+
+		// After the backup.
+		env.AddUser(t, "mo@acme.example", "member", coretest.Password)
+		login, err := env.Core.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: "mo@acme.example", Password: coretest.Password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, ann.ID, subject.EraseInput{Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Withdraw, Method: "email_link"}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := env.Core.Identity.RevokeTokenID(ctx, env.Tenant.ID, owner.TokenID); err != nil || !ok {
+			t.Fatalf("revoke the token: %v %v", ok, err)
+		}
+		setup := env.Core.Backups.Setup()
+		anchorURL := env.Core.Config.AnchorURL
+		if err := env.Core.Close(); err != nil { // copies the ledger to the location
+			t.Fatal(err)
+		}
+
+		c := restoreWith(t, env, m, anchorURL, true)
+		bg := context.Background()
+		if _, err := c.Subjects.Get(bg, env.Tenant.ID, ann.ID); !errs.Is(err, errs.Gone) {
+			t.Errorf("the person erased after the backup, after the restore: %v; want gone", err)
+		}
+		if cert, err := c.Subjects.ErasureCertificate(bg, env.Tenant.ID, ann.ID); err != nil || cert.SubjectID != ann.ID {
+			t.Errorf("their certificate: %+v %v", cert, err)
+		}
+		if l, err := c.Consent.Ledger(bg, env.Tenant.ID, cy.ID); err != nil || len(l.State) != 1 || l.State[0].Status != "withdrawn" {
+			t.Errorf("the consent withdrawn after the backup: %+v %v", l.State, err)
+		}
+		if _, err := c.Identity.Authenticate(bg, env.Token); err == nil {
+			t.Errorf("the token revoked after the backup works")
+		}
+		if _, err := c.Identity.AuthenticateSession(bg, login.Session); err == nil {
+			t.Errorf("a session of before the restore works")
+		}
+		if v, err := c.Log.Verify(bg, env.Tenant.ID); err != nil || !v.OK {
+			t.Errorf("audit verify: %s %v", v, err)
+		}
+		es, _, err := audit.NewReader(c.DB, c.Keys).Query(bg, env.Tenant.ID, audit.Filter{Action: "backup.replay"})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("the trail's record of the replay: %+v %v", es, err)
+		}
+		applied, _ := es[0].Details["applied"].(map[string]any)
+		if applied["subject.erase"] != float64(1) || applied["consent.withdraw"] != float64(1) || applied["token.revoke"] != float64(1) {
+			t.Errorf("replayed: %+v", es[0].Details)
+		}
+
+		// An entry deleted from the ledger is found.
+		files, _ := filepath.Glob(filepath.Join(backup.LedgerDir(setup.Dir), "*.jsonl"))
+		if len(files) == 0 {
+			t.Fatal("no ledger in the backup location")
+		}
+		b, _ := os.ReadFile(files[0])
+		lines := strings.SplitAfter(string(b), "\n")
+		os.WriteFile(files[0], []byte(strings.Join(append(lines[:1], lines[2:]...), "")), 0o600)
+		if _, err := ledger.Read(setup.Trusted, backup.LedgerDir(setup.Dir)); err == nil || !strings.Contains(err.Error(), "entry 2 is missing") {
+			t.Errorf("a ledger with an entry deleted: %v", err)
+		}
+	})
 }

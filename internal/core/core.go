@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/custodia/custodia/internal/identity"
 	"github.com/custodia/custodia/internal/identity/password"
 	"github.com/custodia/custodia/internal/keyring"
+	"github.com/custodia/custodia/internal/ledger"
 	"github.com/custodia/custodia/internal/mail"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/retention"
@@ -56,6 +58,7 @@ type Core struct {
 	Rights    *rights.Service
 	Export    *export.Service
 	Backups   *backup.Keeper
+	Ledger    *ledger.Ledger // what was taken away, kept outside the database
 	Mail      *mail.Outbox
 	Logger    *slog.Logger
 
@@ -132,6 +135,20 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 		c.Close()
 		return nil, err
 	}
+	setup, err := backup.Prepare(cfg.DataDir, cfg.BackupLocation(), cfg.BackupRecipients, cfg.BackupKeep, now)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	// The ledger of what was taken away, signed with the backups' key and
+	// appended as each change commits (docs/decisions/0026-ledger.md).
+	if c.Ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger"), cfg.Node, setup.Signer); err != nil {
+		c.Close()
+		return nil, err
+	}
+	opt.Audit.Committed = func(_ context.Context, events []audit.Committed) error {
+		return c.Ledger.Append(ledger.Follow(events)...)
+	}
 	opt.Audit.Anchor, opt.Audit.AnchorSync, opt.Audit.Logger = c.Anchor, cfg.AnchorEachBatch, c.Logger
 	c.Log = audit.New(db, c.Keys, now, opt.Audit)
 	c.Tenants = tenant.NewService(db, c.Keys, c.Log, cfg.RegionNames(), now)
@@ -171,12 +188,7 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	c.Mail.SetFeedback(c.Retention)
 	c.Rights = rights.NewService(rights.Deps{DB: db, Keys: c.Keys, Log: c.Log, Subjects: c.Subjects, Register: c.Register,
 		Consent: c.Consent, Tenants: c.Tenants, Mail: c.Mail, Links: cfg.PublicURL, Now: now})
-	setup, err := backup.Prepare(cfg.DataDir, cfg.BackupLocation(), cfg.BackupRecipients, cfg.BackupKeep, now)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	setup.Regions = c.Regions
+	setup.Regions, setup.Ledger = c.Regions, c.Ledger
 	setup.At, _ = cfg.BackupTime() // checked by Validate
 	c.Backups = backup.NewKeeper(db, c.Log, setup, c.Logger)
 	if to := cfg.OperatorEmail; to != "" {
@@ -213,6 +225,12 @@ func (c *Core) close() error {
 	var err error
 	if c.Anchor != nil {
 		err = c.Anchor.Close()
+	}
+	if c.Ledger != nil {
+		if c.Backups != nil { // the location's copy, up to the last change
+			err = errors.Join(err, c.Ledger.CopyTo(backup.LedgerDir(c.Backups.Setup().Dir)))
+		}
+		err = errors.Join(err, c.Ledger.Close())
 	}
 	if c.DB != nil {
 		err = errors.Join(err, c.DB.Close())

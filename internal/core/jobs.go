@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custodia/custodia/internal/backup"
 	"github.com/custodia/custodia/internal/job"
 )
 
@@ -21,9 +22,14 @@ func (c *Core) Jobs() []job.Job {
 	}
 	return []job.Job{
 		// Per node: the outbox (its messages carry their own leases), woken
-		// when a message is queued; the audit anchor of this node.
+		// when a message is queued; the audit anchor of this node; its
+		// ledger.
 		{Name: "mail.outbox", Kind: job.PerNode, Every: 30 * time.Second, Run: counted(c.Mail.Deliver), Wake: c.Mail.Woken()},
 		{Name: "audit.anchor", Kind: job.PerNode, Every: time.Second, Run: c.Anchor.Flush},
+		// This node's ledger, copied to the backup location every minute.
+		{Name: "ledger.copy", Kind: job.PerNode, Every: time.Minute, Run: func(context.Context) error {
+			return c.Ledger.CopyTo(backup.LedgerDir(c.Backups.Setup().Dir))
+		}},
 		// Once per hour across all nodes.
 		hourly("retention", c.eachTenant(func(ctx context.Context, id string) error { _, err := c.Retention.Run(ctx, id, false); return err })),
 		hourly("requests.digest", c.eachTenant(func(ctx context.Context, id string) error { _, err := c.Rights.Digest(ctx, id); return err })),

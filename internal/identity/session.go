@@ -337,3 +337,21 @@ func (s *Service) PendingMethods(ctx context.Context, secret string) ([]string, 
 	}
 	return s.methods(ctx, ss.tenantID, ss.userID)
 }
+
+// EndAllSessions ends every live session of the tenant — after a restore,
+// no session of before it works — and answers how many it ended.
+func (s *Service) EndAllSessions(ctx context.Context, tenantID string) (int, error) {
+	n := 0
+	details := map[string]any{}
+	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND revoked_at = 0", s.now().UnixMicro(), tenantID)
+		if err != nil {
+			return err
+		}
+		m, _ := res.RowsAffected()
+		n = int(m)
+		details["sessions"] = n
+		return nil
+	}, audit.Event{Action: "session.revoke_all", TargetType: "tenant", TargetID: tenantID, Details: details})
+	return n, err
+}

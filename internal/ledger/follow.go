@@ -1,0 +1,61 @@
+package ledger
+
+import (
+	"encoding/json"
+
+	"github.com/custodia/custodia/internal/audit"
+)
+
+// Kinds are the audit actions the ledger records: every change that takes
+// something away, which a restore must not bring back.
+var Kinds = map[string]bool{
+	"subject.erase":        true, // the person erased
+	"subject.anonymise":    true, // the contact anonymised
+	"consent.withdraw":     true, // a consent withdrawn (detail: purpose)
+	"token.revoke":         true, // an API token revoked
+	"session.revoke":       true, // a session ended
+	"auth.logout":          true, // a session ended by signing out
+	"user.password.change": true, // a password changed: the old one must not work again
+	"user.password.reset":  true,
+	"user.email.change":    true, // a sign-in address changed: the old one must not work again
+	"mfa.remove":           true, // a second factor removed
+	"user.mfa.reset":       true,
+	"user.close":           true, // an account closed
+	"user.lock":            true, // an account suspended
+	"group.member.remove":  true, // someone taken out of a group
+	"objection.decide":     true, // an objection upheld (or overridden)
+}
+
+// details are the event details a replay needs, by kind: ids and keys,
+// never personal data.
+var details = map[string][]string{
+	"consent.withdraw": {"purpose"},
+	"objection.decide": {"decision", "purpose"},
+}
+
+// Follow answers the entries of the committed events the ledger records
+// (audit.Options.Committed hands them over): successful changes of Kinds.
+func Follow(events []audit.Committed) []Entry {
+	var out []Entry
+	for _, c := range events {
+		if !Kinds[c.Action] || c.Outcome != audit.Success {
+			continue
+		}
+		e := Entry{At: c.At, Kind: c.Action, Tenant: c.TenantID, Event: c.ID, Target: c.TargetID, Subject: c.SubjectID}
+		if keys := details[c.Action]; len(keys) > 0 && c.Details != "" {
+			var d map[string]any
+			if json.Unmarshal([]byte(c.Details), &d) == nil {
+				for _, k := range keys {
+					if v, ok := d[k].(string); ok {
+						if e.Detail == nil {
+							e.Detail = map[string]string{}
+						}
+						e.Detail[k] = v
+					}
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
