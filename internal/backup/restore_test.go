@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/backup"
@@ -614,6 +618,105 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		os.WriteFile(files[0], []byte(strings.Join(append(lines[:1], lines[2:]...), "")), 0o600)
 		if _, err := ledger.Read(setup.Trusted, backup.LedgerDir(setup.Dir)); err == nil || !strings.Contains(err.Error(), "entry 2 is missing") {
 			t.Errorf("a ledger with an entry deleted: %v", err)
+		}
+	})
+}
+
+// After the backup: a member changes their password, an admin removes
+// their second factor, an admin is demoted, a member is suspended and
+// another's sign-in address is changed. Restored, none of it is undone:
+// neither the old password nor the new one signs in (a reset is needed),
+// the factor is still gone, the demotion and the suspension hold, and the
+// account whose address changed is suspended (the old address never signs
+// in again) — on SQLite and PostgreSQL.
+func TestRestoreReplaysAccountChanges(t *testing.T) {
+	coretest.Engines(t, func(t *testing.T, databaseURL string) {
+		env := coretest.New(t, databaseURL)
+		ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
+		_, owner := env.AsToken(t)
+		users := map[string]identity.User{}
+		for email, role := range map[string]string{"mo": "member", "al": "admin", "dee": "admin", "zed": "member", "vi": "member"} {
+			users[email] = env.AddUser(t, email+"@acme.example", role, coretest.Password)
+		}
+		session := func(email, pw string) (identity.Principal, error) {
+			res, err := env.Core.Identity.Login(ctx, identity.LoginInput{Tenant: "acme", Email: email, Password: pw})
+			if err != nil {
+				return identity.Principal{}, err
+			}
+			return env.Core.Identity.AuthenticateSession(ctx, res.Session)
+		}
+		mo, err := session("mo@acme.example", coretest.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		al, err := session("al@acme.example", coretest.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enrol, err := env.Core.Identity.EnrolTOTP(ctx, al)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := totp.GenerateCodeCustom(enrol.Secret, env.Now.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Identity.ConfirmTOTP(ctx, al, c); err != nil {
+			t.Fatal(err)
+		}
+		m, err := env.Core.Backups.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Now.Advance(time.Minute)
+
+		// After the backup.
+		if err := env.Core.Identity.ChangePassword(ctx, mo, coretest.Password, "a brand new passphrase 77"); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Core.Identity.RemoveFactor(ctx, al, enrol.ID); err != nil {
+			t.Fatal(err)
+		}
+		member, suspended, address := "member", "suspended", "vi.new@acme.example"
+		for id, patch := range map[string]identity.UserPatch{users["dee"].ID: {Role: &member}, users["zed"].ID: {Status: &suspended}, users["vi"].ID: {Email: &address}} {
+			if _, err := env.Core.Identity.UpdateUser(ctx, owner, id, patch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mail := env.Mail.Wait(t, address, "Confirm your new sign-in address", 5*time.Second)
+		link := regexp.MustCompile(`/account/email/([A-Za-z0-9_-]{43})`).FindStringSubmatch(mail.Text)
+		if link == nil {
+			t.Fatalf("no link in %q", mail.Text)
+		}
+		if _, err := env.Core.Identity.ConfirmEmail(ctx, link[1], identity.Client{}); err != nil {
+			t.Fatal(err)
+		}
+		anchorURL := env.Core.Config.AnchorURL
+		if err := env.Core.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		r := restoreWith(t, env, m, anchorURL, true)
+		bg := context.Background()
+		for _, pw := range []string{coretest.Password, "a brand new passphrase 77"} {
+			if _, err := r.Identity.Login(bg, identity.LoginInput{Tenant: "acme", Email: "mo@acme.example", Password: pw}); err == nil {
+				t.Errorf("after the restore, mo signs in with %q; want a reset needed", pw)
+			}
+		}
+		if fs, err := r.Identity.Factors(bg, env.Tenant.ID, users["al"].ID); err != nil || len(fs) != 0 {
+			t.Errorf("al's factor removed after the backup, after the restore: %+v %v", fs, err)
+		}
+		for name, want := range map[string][2]string{"dee": {"member", "active"}, "zed": {"member", "suspended"}, "vi": {"member", "suspended"}} {
+			u, err := r.Identity.UserByID(bg, env.Tenant.ID, users[name].ID)
+			if err != nil || u.Role != want[0] || u.Status != want[1] {
+				t.Errorf("%s after the restore: %s/%s %v; want %v", name, u.Role, u.Status, err, want)
+			}
+		}
+		if _, err := r.Identity.Login(bg, identity.LoginInput{Tenant: "acme", Email: "vi@acme.example", Password: coretest.Password}); err == nil {
+			t.Errorf("the old sign-in address works after the restore")
+		}
+		if v, err := r.Log.Verify(bg, env.Tenant.ID); err != nil || !v.OK {
+			t.Errorf("audit verify: %s %v", v, err)
 		}
 	})
 }

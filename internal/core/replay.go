@@ -51,9 +51,23 @@ var replays = map[string]func(c *Core, ctx context.Context, e ledger.Entry) (boo
 	"token.revoke": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
 		return c.Identity.RevokeTokenID(ctx, e.Tenant, e.Target)
 	},
-	// Sessions: every one is ended by the restore.
-	"session.revoke": func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },
-	"auth.logout":    func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },
+	// Sessions: every one is ended by the restore. A closure called off:
+	// what a replay of the closure looks at.
+	"session.revoke":    func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },
+	"auth.logout":       func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },
+	"user.close.cancel": func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },
+}
+
+// accountReplays are the kinds the accounts' service makes again.
+var accountReplays = []string{"user.password.change", "user.password.reset", "user.email.change", "mfa.remove",
+	"user.mfa.reset", "user.update", "group.member.remove", "user.close"}
+
+func init() {
+	for _, kind := range accountReplays {
+		replays[kind] = func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+			return c.Identity.Replay(ctx, e.Tenant, e.Kind, e.Target, e.Detail)
+		}
+	}
 }
 
 // gone turns "the person is not there (any more)" into nothing to do.
@@ -78,8 +92,19 @@ func (c *Core) Replay(ctx context.Context, entries []ledger.Entry) (map[string]*
 		}
 		return out[tenantID]
 	}
+	// A closure called off after it was asked for is not made again.
+	cancelled := map[string]int64{}
+	for _, e := range entries {
+		if e.Kind == "user.close.cancel" {
+			cancelled[e.Tenant+"/"+e.Target] = max(cancelled[e.Tenant+"/"+e.Target], e.At)
+		}
+	}
 	for _, e := range entries {
 		r := of(e.Tenant)
+		if e.Kind == "user.close" && cancelled[e.Tenant+"/"+e.Target] > e.At {
+			r.Already++
+			continue
+		}
 		var one int
 		err := c.DB.Read().QueryRow(ctx, "SELECT 1 FROM audit_events WHERE tenant_id = ? AND id = ?", e.Tenant, e.Event).Scan(&one)
 		if err == nil {

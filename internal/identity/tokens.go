@@ -304,16 +304,15 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 // revocation made after its backup); revoking a revoked or unknown token
 // does nothing. It answers whether it revoked one.
 func (s *Service) RevokeTokenID(ctx context.Context, tenantID, tokenID string) (bool, error) {
-	revoked := false
-	err := s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+	return replayed(s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at = 0",
 			s.now().UnixMicro(), tenantID, tokenID)
 		if err != nil {
 			return err
 		}
-		n, _ := res.RowsAffected()
-		revoked = n > 0
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errNothing
+		}
 		return nil
-	}, audit.Event{Action: "token.revoke", TargetType: "token", TargetID: tokenID, Details: map[string]any{"replayed": true}})
-	return revoked, err
+	}, audit.Event{Action: "token.revoke", TargetType: "token", TargetID: tokenID, Details: map[string]any{"replayed": true}}))
 }

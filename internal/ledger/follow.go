@@ -20,17 +20,21 @@ var Kinds = map[string]bool{
 	"user.email.change":    true, // a sign-in address changed: the old one must not work again
 	"mfa.remove":           true, // a second factor removed
 	"user.mfa.reset":       true,
-	"user.close":           true, // an account closed
-	"user.lock":            true, // an account suspended
-	"group.member.remove":  true, // someone taken out of a group
+	"user.close":           true, // an account's closure asked for (detail: when)
+	"user.close.cancel":    true, // … and called off: a replay must not close it
+	"user.update":          true, // a role lowered, an account suspended (detail: role_to, status_to)
+	"group.member.remove":  true, // someone taken out of a group (detail: user_id)
 	"objection.decide":     true, // an objection upheld (or overridden)
 }
 
 // details are the event details a replay needs, by kind: ids and keys,
 // never personal data.
 var details = map[string][]string{
-	"consent.withdraw": {"purpose"},
-	"objection.decide": {"decision", "purpose"},
+	"consent.withdraw":    {"purpose"},
+	"objection.decide":    {"decision", "purpose"},
+	"user.close":          {"closes_at"},
+	"user.update":         {"role", "status"}, // [from, to]: kept as role_to, status_to
+	"group.member.remove": {"user_id"},
 }
 
 // Follow answers the entries of the committed events the ledger records
@@ -46,7 +50,12 @@ func Follow(events []audit.Committed) []Entry {
 			var d map[string]any
 			if json.Unmarshal([]byte(c.Details), &d) == nil {
 				for _, k := range keys {
-					if v, ok := d[k].(string); ok {
+					v, ok := d[k].(string)
+					if pair, isPair := d[k].([]any); isPair && len(pair) == 2 { // a change: [from, to]
+						v, ok = pair[1].(string)
+						k += "_to"
+					}
+					if ok {
 						if e.Detail == nil {
 							e.Detail = map[string]string{}
 						}

@@ -75,9 +75,13 @@ func TestFollow(t *testing.T) {
 			Details: `{"purpose":"news","method":"email_link","ip":"198.51.100.7","note":"ann@example.org"}`},
 		{TenantID: "t", ID: "e3", Action: "token.revoke", Outcome: "denied", TargetID: "k1"},
 		{TenantID: "t", ID: "e4", Action: "subject.erase", Outcome: audit.Success, TargetID: "s2", SubjectID: "s2", Details: `{"reason":"api"}`},
+		{TenantID: "t", ID: "e5", Action: "user.update", Outcome: audit.Success, TargetID: "u1", Details: `{"role":["admin","member"],"status":["active","active"]}`},
 	})
-	if len(es) != 2 || es[0].Event != "e2" || es[1].Event != "e4" {
+	if len(es) != 3 || es[0].Event != "e2" || es[1].Event != "e4" || es[2].Event != "e5" {
 		t.Fatalf("followed: %+v", es)
+	}
+	if d := es[2].Detail; len(d) != 2 || d["role_to"] != "member" || d["status_to"] != "active" {
+		t.Errorf("a change's details: %+v", d)
 	}
 	if len(es[0].Detail) != 1 || es[0].Detail["purpose"] != "news" || es[1].Detail != nil {
 		t.Errorf("details kept: %+v / %+v", es[0].Detail, es[1].Detail)
