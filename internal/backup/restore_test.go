@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/custodia/custodia/internal/ledger"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/rights"
+	"github.com/custodia/custodia/internal/space"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
@@ -622,9 +624,10 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 	})
 }
 
-// After the backup: a member changes their password, an admin removes
-// their second factor, an admin is demoted, a member is suspended and
-// another's sign-in address is changed. Restored, none of it is undone:
+// After the backup: a member's folder grant is revoked, the member changes
+// their password, an admin removes their second factor, an admin is
+// demoted, a member is suspended and another's sign-in address is
+// changed. Restored, none of it is undone: the grant stays revoked,
 // neither the old password nor the new one signs in (a reset is needed),
 // the factor is still gone, the demotion and the suspension hold, and the
 // account whose address changed is suspended (the old address never signs
@@ -664,6 +667,19 @@ func TestRestoreReplaysAccountChanges(t *testing.T) {
 		if _, err := env.Core.Identity.ConfirmTOTP(ctx, al, c); err != nil {
 			t.Fatal(err)
 		}
+		// Mo may read a folder.
+		sp, err := env.Core.Spaces.Create(ctx, owner, "Clients", "local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		folder, err := env.Core.Files.Mkdir(ctx, owner, sp.ID, "Ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant, err := env.Core.Files.GrantFolder(ctx, owner, folder.ID, space.GrantInput{UserID: users["mo"].ID, Access: space.Viewer})
+		if err != nil {
+			t.Fatal(err)
+		}
 		m, err := env.Core.Backups.Run(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -671,6 +687,9 @@ func TestRestoreReplaysAccountChanges(t *testing.T) {
 		env.Now.Advance(time.Minute)
 
 		// After the backup.
+		if err := env.Core.Files.RevokeFolder(ctx, owner, folder.ID, grant.ID); err != nil {
+			t.Fatal(err)
+		}
 		if err := env.Core.Identity.ChangePassword(ctx, mo, coretest.Password, "a brand new passphrase 77"); err != nil {
 			t.Fatal(err)
 		}
@@ -714,6 +733,10 @@ func TestRestoreReplaysAccountChanges(t *testing.T) {
 		}
 		if _, err := r.Identity.Login(bg, identity.LoginInput{Tenant: "acme", Email: "vi@acme.example", Password: coretest.Password}); err == nil {
 			t.Errorf("the old sign-in address works after the restore")
+		}
+		gs, err := r.Files.FolderGrants(bg, owner, folder.ID)
+		if err != nil || slices.ContainsFunc(gs, func(g space.Grant) bool { return g.UserID == users["mo"].ID }) {
+			t.Errorf("the folder grant revoked after the backup, after the restore: %+v %v", gs, err)
 		}
 		if v, err := r.Log.Verify(bg, env.Tenant.ID); err != nil || !v.OK {
 			t.Errorf("audit verify: %s %v", v, err)

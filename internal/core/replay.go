@@ -51,6 +51,12 @@ var replays = map[string]func(c *Core, ctx context.Context, e ledger.Entry) (boo
 	"token.revoke": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
 		return c.Identity.RevokeTokenID(ctx, e.Tenant, e.Target)
 	},
+	"space.revoke": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Spaces.ReplayRevoke(ctx, e.Tenant, e.Detail["grant_id"])
+	},
+	"folder.revoke": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Spaces.ReplayRevoke(ctx, e.Tenant, e.Detail["grant_id"])
+	},
 	// Sessions: every one is ended by the restore. A closure called off:
 	// what a replay of the closure looks at.
 	"session.revoke":    func(*Core, context.Context, ledger.Entry) (bool, error) { return false, nil },

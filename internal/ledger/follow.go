@@ -25,6 +25,8 @@ var Kinds = map[string]bool{
 	"user.update":          true, // a role lowered, an account suspended (detail: role_to, status_to)
 	"group.member.remove":  true, // someone taken out of a group (detail: user_id)
 	"objection.decide":     true, // an objection upheld (or overridden)
+	"space.revoke":         true, // a grant on a space revoked (detail: grant_id)
+	"folder.revoke":        true, // a grant on a folder revoked (detail: grant_id)
 }
 
 // details are the event details a replay needs, by kind: ids and keys,
@@ -35,6 +37,8 @@ var details = map[string][]string{
 	"user.close":          {"closes_at"},
 	"user.update":         {"role", "status"}, // [from, to]: kept as role_to, status_to
 	"group.member.remove": {"user_id"},
+	"space.revoke":        {"grant_id"},
+	"folder.revoke":       {"grant_id"},
 }
 
 // Follow answers the entries of the committed events the ledger records

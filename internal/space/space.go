@@ -565,3 +565,26 @@ func (s *Service) Eraser() subject.Eraser {
 		return nil, e.Delete(ctx, "space_grants", "grantee_type = 'user' AND grantee_id = ?", e.UserID)
 	}}
 }
+
+// ReplayRevoke revokes a grant again by its id (a restore replaying a
+// revocation made after its backup); a grant gone already is left alone.
+// It answers whether it revoked one.
+func (s *Service) ReplayRevoke(ctx context.Context, tenantID, grantID string) (bool, error) {
+	var spaceID, nodeID string
+	err := s.db.Read().QueryRow(ctx, "SELECT space_id, node_id FROM space_grants WHERE tenant_id = ? AND id = ?", tenantID, grantID).Scan(&spaceID, &nodeID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	sc := Scope{SpaceID: spaceID}
+	if nodeID != "" {
+		sc.Folders = []string{nodeID} // its events name the folder: at() is the last of Folders
+	}
+	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM space_grants WHERE tenant_id = ? AND id = ?", tenantID, grantID)
+		return err
+	}, sc.event("revoke", "", map[string]any{"grant_id": grantID, "reason": "replayed from the ledger after a restore"}))
+	return err == nil, err
+}
