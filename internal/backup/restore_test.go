@@ -566,6 +566,7 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		wrapped := liveKeys(t, env)[env.Tenant.ID+"/"+ann.ID]
 		if _, err := env.Core.Subjects.Erase(ctx, env.Tenant.ID, ann.ID, subject.EraseInput{Reason: "test"}); err != nil {
 			t.Fatal(err)
 		}
@@ -588,6 +589,17 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		}
 		if cert, err := c.Subjects.ErasureCertificate(bg, env.Tenant.ID, ann.ID); err != nil || cert.SubjectID != ann.ID {
 			t.Errorf("their certificate: %+v %v", cert, err)
+		}
+		if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM subjects WHERE tenant_id = ? AND id = ?", env.Tenant.ID, ann.ID) +
+			sqldbtest.Int(t, c.DB, "SELECT count(*) FROM subject_keys WHERE tenant_id = ? AND subject_id = ?", env.Tenant.ID, ann.ID); n != 0 {
+			t.Errorf("%d rows of the person erased again are left", n)
+		}
+		if path := c.DB.Path(); path != "" { // SQLite: not in a freed page either
+			for _, f := range []string{path, path + "-wal"} {
+				if b, _ := os.ReadFile(f); len(wrapped) > 0 && bytes.Contains(b, wrapped) {
+					t.Errorf("%s still holds the erased person's wrapped key", f)
+				}
+			}
 		}
 		if l, err := c.Consent.Ledger(bg, env.Tenant.ID, cy.ID); err != nil || len(l.State) != 1 || l.State[0].Status != "withdrawn" {
 			t.Errorf("the consent withdrawn after the backup: %+v %v", l.State, err)
