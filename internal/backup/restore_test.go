@@ -554,6 +554,14 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, owner := env.AsToken(t)
+		sp, err := env.Core.Spaces.Create(ctx, owner, "Clients", "local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, _, err := env.Core.Files.Put(ctx, owner, sp.ID, files.Upload{Path: "old.pdf", ContentType: "application/pdf", Length: 9, Body: strings.NewReader("old terms")})
+		if err != nil {
+			t.Fatal(err)
+		}
 		m, err := env.Core.Backups.Run(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -571,6 +579,12 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Withdraw, Method: "email_link"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Files.Trash(ctx, owner, sp.ID, "old.pdf"); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Core.Files.Purge(ctx, owner, old.ID); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := env.Core.Identity.RevokeTokenID(ctx, env.Tenant.ID, owner.TokenID); err != nil || !ok {
@@ -610,6 +624,12 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if _, err := c.Identity.AuthenticateSession(bg, login.Session); err == nil {
 			t.Errorf("a session of before the restore works")
 		}
+		if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM nodes WHERE tenant_id = ? AND id = ?", env.Tenant.ID, old.ID); n != 0 {
+			t.Errorf("the file purged after the backup is back after the restore")
+		}
+		if blobs := coretest.Files(t, filepath.Join(c.Config.DataDir, "regions", "local")); len(blobs) != 0 {
+			t.Errorf("the purged file's content is back in the region: %v", blobs)
+		}
 		if v, err := c.Log.Verify(bg, env.Tenant.ID); err != nil || !v.OK {
 			t.Errorf("audit verify: %s %v", v, err)
 		}
@@ -618,7 +638,8 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 			t.Fatalf("the trail's record of the replay: %+v %v", es, err)
 		}
 		applied, _ := es[0].Details["applied"].(map[string]any)
-		if applied["subject.erase"] != float64(1) || applied["consent.withdraw"] != float64(1) || applied["token.revoke"] != float64(1) {
+		if applied["subject.erase"] != float64(1) || applied["consent.withdraw"] != float64(1) || applied["token.revoke"] != float64(1) ||
+			applied["file.purge"] != float64(1) {
 			t.Errorf("replayed: %+v", es[0].Details)
 		}
 

@@ -69,6 +69,11 @@ var accountReplays = []string{"user.password.change", "user.password.reset", "us
 	"user.mfa.reset", "user.update", "group.member.remove", "user.close"}
 
 func init() {
+	for _, kind := range []string{"file", "folder", "space"} {
+		replays[kind+".purge"] = func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+			return c.Files.ReplayPurge(ctx, e.Tenant, kind, e.Target, e.Detail["space_id"])
+		}
+	}
 	for _, kind := range accountReplays {
 		replays[kind] = func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
 			return c.Identity.Replay(ctx, e.Tenant, e.Kind, e.Target, e.Detail)

@@ -406,6 +406,24 @@ func (s *Service) Purge(ctx context.Context, p identity.Principal, id string) er
 	return s.purge(ctx, p.TenantID, it, "on demand")
 }
 
+// ReplayPurge deletes for good, again, an item (kind file, folder or
+// space) purged after the backup a restore came from — in the trash or
+// not, as the backup has it. It answers whether the item was there.
+func (s *Service) ReplayPurge(ctx context.Context, tenantID, kind, id, spaceID string) (bool, error) {
+	if kind != Space && kind != "file" && kind != "folder" {
+		return false, nil
+	}
+	err := s.purge(ctx, tenantID, TrashItem{Kind: kind, ID: id, SpaceID: spaceID}, replayedPurge)
+	if errs.Is(err, errs.NotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// replayedPurge is why a purge replayed after a restore is made: it goes
+// whether or not the item is in the trash.
+const replayedPurge = "replayed from the ledger after a restore"
+
 // purge deletes it and what it holds, audited with why.
 func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why string) error {
 	var blobs []blobRef
@@ -415,7 +433,7 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 		var ids []string
 		if it.Kind == Space {
 			var at int64
-			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM spaces WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || at == 0 {
+			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM spaces WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || (at == 0 && why != replayedPurge) {
 				return errs.E(errs.NotFound, "no such item in the trash")
 			}
 			var err error
@@ -424,7 +442,7 @@ func (s *Service) purge(ctx context.Context, tenantID string, it TrashItem, why 
 			}
 		} else {
 			var at int64
-			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM nodes WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || at == 0 {
+			if err := tx.QueryRow(ctx, "SELECT trashed_at FROM nodes WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, it.ID).Scan(&at); err != nil || (at == 0 && why != replayedPurge) {
 				return errs.E(errs.NotFound, "no such item in the trash")
 			}
 			var err error

@@ -27,6 +27,9 @@ var Kinds = map[string]bool{
 	"objection.decide":     true, // an objection upheld (or overridden)
 	"space.revoke":         true, // a grant on a space revoked (detail: grant_id)
 	"folder.revoke":        true, // a grant on a folder revoked (detail: grant_id)
+	"file.purge":           true, // deleted for good (detail: space_id)
+	"folder.purge":         true,
+	"space.purge":          true,
 }
 
 // details are the event details a replay needs, by kind: ids and keys,
@@ -39,6 +42,9 @@ var details = map[string][]string{
 	"group.member.remove": {"user_id"},
 	"space.revoke":        {"grant_id"},
 	"folder.revoke":       {"grant_id"},
+	"file.purge":          {"space_id"},
+	"folder.purge":        {"space_id"},
+	"space.purge":         {"space_id"},
 }
 
 // Follow answers the entries of the committed events the ledger records
