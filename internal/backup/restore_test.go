@@ -553,6 +553,14 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "analytics", Name: "Analytics",
+			LegalBasis: register.LegitimateInterests, DataCategories: []string{"user.contact.email"}}}); err != nil {
+			t.Fatal(err)
+		}
+		dan, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "dan@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, owner := env.AsToken(t)
 		sp, err := env.Core.Spaces.Create(ctx, owner, "Clients", "local")
 		if err != nil {
@@ -579,6 +587,19 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Withdraw, Method: "email_link"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Subjects.Restrict(ctx, env.Tenant.ID, dan.ID, "disputes the accuracy"); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := env.Core.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "objection", SubjectID: cy.ID, Purposes: []string{"analytics"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Rights.Update(ctx, env.Tenant.ID, obj.ID, rights.Change{Status: rights.Verified}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Core.Rights.Decide(ctx, env.Tenant.ID, cy.ID, "analytics", rights.ObjectionUpheld); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := env.Core.Files.Trash(ctx, owner, sp.ID, "old.pdf"); err != nil {
@@ -624,6 +645,12 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if _, err := c.Identity.AuthenticateSession(bg, login.Session); err == nil {
 			t.Errorf("a session of before the restore works")
 		}
+		if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM subjects WHERE tenant_id = ? AND id = ? AND restricted_since > 0", env.Tenant.ID, dan.ID); n != 1 {
+			t.Errorf("the restriction set after the backup is not there after the restore")
+		}
+		if obs, err := c.Rights.Objections(bg, env.Tenant.ID, rights.ObjectionUpheld, false); err != nil || len(obs) != 1 || obs[0].SubjectID != cy.ID {
+			t.Errorf("the objection upheld after the backup, after the restore: %+v %v", obs, err)
+		}
 		if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM nodes WHERE tenant_id = ? AND id = ?", env.Tenant.ID, old.ID); n != 0 {
 			t.Errorf("the file purged after the backup is back after the restore")
 		}
@@ -639,7 +666,7 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		}
 		applied, _ := es[0].Details["applied"].(map[string]any)
 		if applied["subject.erase"] != float64(1) || applied["consent.withdraw"] != float64(1) || applied["token.revoke"] != float64(1) ||
-			applied["file.purge"] != float64(1) {
+			applied["file.purge"] != float64(1) || applied["subject.restrict"] != float64(1) || applied["objection.decide"] != float64(1) {
 			t.Errorf("replayed: %+v", es[0].Details)
 		}
 

@@ -48,6 +48,18 @@ var replays = map[string]func(c *Core, ctx context.Context, e ledger.Entry) (boo
 			Source: "replayed from the ledger after a restore"})
 		return err == nil, err
 	},
+	"subject.restrict": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Subjects.ReplayRestriction(ctx, e.Tenant, e.Target, true)
+	},
+	"subject.unrestrict": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Subjects.ReplayRestriction(ctx, e.Tenant, e.Target, false)
+	},
+	"objection.open": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Rights.ReplayObjection(ctx, e.Tenant, e.Target, e.Detail["purpose"], "")
+	},
+	"objection.decide": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
+		return c.Rights.ReplayObjection(ctx, e.Tenant, e.Target, e.Detail["purpose"], e.Detail["decision"])
+	},
 	"token.revoke": func(c *Core, ctx context.Context, e ledger.Entry) (bool, error) {
 		return c.Identity.RevokeTokenID(ctx, e.Tenant, e.Target)
 	},

@@ -24,18 +24,23 @@ var Kinds = map[string]bool{
 	"user.close.cancel":    true, // … and called off: a replay must not close it
 	"user.update":          true, // a role lowered, an account suspended (detail: role_to, status_to)
 	"group.member.remove":  true, // someone taken out of a group (detail: user_id)
-	"objection.decide":     true, // an objection upheld (or overridden)
+	"objection.open":       true, // an objection: processing for a purpose stops (detail: purpose)
+	"objection.decide":     true, // … upheld or overridden (detail: purpose, decision)
+	"subject.restrict":     true, // processing restricted
+	"subject.unrestrict":   true, // … and the restriction lifted: replayed in order
 	"space.revoke":         true, // a grant on a space revoked (detail: grant_id)
 	"folder.revoke":        true, // a grant on a folder revoked (detail: grant_id)
 	"file.purge":           true, // deleted for good (detail: space_id)
 	"folder.purge":         true,
 	"space.purge":          true,
+	"keys.rotate":          true, // a tenant key rotated: a fact a restore reports (run it again)
 }
 
 // details are the event details a replay needs, by kind: ids and keys,
 // never personal data.
 var details = map[string][]string{
 	"consent.withdraw":    {"purpose"},
+	"objection.open":      {"purpose"},
 	"objection.decide":    {"decision", "purpose"},
 	"user.close":          {"closes_at"},
 	"user.update":         {"role", "status"}, // [from, to]: kept as role_to, status_to

@@ -268,3 +268,24 @@ If you disagree, reply to %s or use its privacy page.
 %s`, t.Name, t.Name, s.tenants.Footer(ctx, t))})
 	})
 }
+
+// ReplayObjection makes again, after a restore, an objection's change the
+// restored data lacks: opened (processing for the purpose stops until it
+// is decided), or decided. It answers whether it changed anything.
+func (s *Service) ReplayObjection(ctx context.Context, tenantID, subjectID, purpose, decision string) (bool, error) {
+	cur, err := s.objections(ctx, tenantID, " AND subject_id = ? AND purpose_key = ?", subjectID, purpose)
+	if err != nil {
+		return false, err
+	}
+	if decision == "" { // opened
+		if len(cur) > 0 && cur[0].Status == ObjectionOpen {
+			return false, nil
+		}
+		return true, s.object(ctx, tenantID, Request{SubjectID: subjectID}, purpose)
+	}
+	if len(cur) == 0 || cur[0].Status != ObjectionOpen {
+		return false, nil
+	}
+	_, err = s.Decide(ctx, tenantID, subjectID, purpose, decision)
+	return err == nil, err
+}

@@ -102,6 +102,26 @@ func (s *Service) Unrestrict(ctx context.Context, tenantID, id string, notify No
 		"UPDATE subjects SET restricted_since = 0, restriction_ct = NULL WHERE tenant_id = ? AND id = ?", tenantID, id)
 }
 
+// ReplayRestriction makes again, after a restore, a restriction set (or
+// lifted) after the backup; the reason is the replay's, the person's own
+// being sealed in the change the backup lacks. It answers whether it
+// changed anything.
+func (s *Service) ReplayRestriction(ctx context.Context, tenantID, id string, restrict bool) (bool, error) {
+	r, err := findRow(ctx, s.db.Read(), tenantID, id)
+	if err != nil || (r.restricted != 0) == restrict {
+		if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Gone) {
+			return false, nil
+		}
+		return false, err
+	}
+	if restrict {
+		_, err = s.Restrict(ctx, tenantID, id, "restricted after the backup this data was restored from (replayed from the ledger)")
+	} else {
+		_, err = s.Unrestrict(ctx, tenantID, id, nil)
+	}
+	return err == nil, err
+}
+
 // setRestriction runs update in a transaction audited as action, then
 // answers the subject as the API shows it.
 func (s *Service) setRestriction(ctx context.Context, tenantID, id, action string, notify Notify, update string, args ...any) (Subject, error) {
