@@ -66,10 +66,12 @@ type Ledger struct {
 	node string
 	key  ed25519.PrivateKey
 
-	mu   sync.Mutex
-	f    *os.File
-	seq  int64
-	last string
+	mu      sync.Mutex
+	f       *os.File
+	size    int64 // the file's length after the last whole write
+	seq     int64
+	last    string
+	pending []Entry // entries a failed write left: written first by the next
 }
 
 // file is a node's ledger file in dir.
@@ -92,16 +94,25 @@ func Open(dir, node string, key ed25519.PrivateKey) (*Ledger, error) {
 	if l.f, err = os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
 		return nil, err
 	}
+	st, err := l.f.Stat()
+	if err != nil {
+		l.f.Close()
+		return nil, err
+	}
+	l.size = st.Size()
 	return l, nil
 }
 
 // Append chains, signs and appends es, and answers once they are on disk.
+// When the disk fails, what was written of them is cut off again and they
+// are kept, to be written before the next entries (or by Flush).
 func (l *Ledger) Append(es ...Entry) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	es = append(l.pending, es...)
 	if len(es) == 0 {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var b []byte
 	seq, last := l.seq, l.last
 	for _, e := range es {
@@ -116,19 +127,28 @@ func (l *Ledger) Append(es ...Entry) error {
 		b = append(append(b, line...), '\n')
 		last = e.Hash
 	}
-	if _, err := l.f.Write(b); err != nil {
-		return fmt.Errorf("append to the ledger: %w", err)
+	_, err := l.f.Write(b)
+	if err == nil {
+		err = l.f.Sync()
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("append to the ledger: %w", err)
+	if err != nil {
+		_ = l.f.Truncate(l.size) // no half entry stays to break the chain
+		l.pending = es
+		return fmt.Errorf("append to the ledger (%d entries kept to write again): %w", len(es), err)
 	}
-	l.seq, l.last = seq, last
+	l.seq, l.last, l.size, l.pending = seq, last, l.size+int64(len(b)), nil
 	return nil
 }
+
+// Flush writes what a failed Append kept (the copy job calls it).
+func (l *Ledger) Flush() error { return l.Append() }
 
 // CopyTo copies this node's ledger into dir (the backup location's
 // ledger directory), replacing the copy there at once.
 func (l *Ledger) CopyTo(dir string) error {
+	if err := l.Flush(); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	b, err := os.ReadFile(l.path)
 	l.mu.Unlock()

@@ -87,3 +87,26 @@ func TestFollow(t *testing.T) {
 		t.Errorf("details kept: %+v / %+v", es[0].Detail, es[1].Detail)
 	}
 }
+
+// Each node keeps its own ledger; a restore reads them all, in the order
+// the changes were made.
+func TestNodesLedgers(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	for node, ats := range map[string][]int64{"node-a": {10, 30}, "node-b": {20}} {
+		l, err := ledger.Open(dir, node, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range ats {
+			if err := l.Append(ledger.Entry{At: at, Kind: "token.revoke", Tenant: "t", Event: node}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+	}
+	es, err := ledger.Read([]ed25519.PublicKey{pub}, dir)
+	if err != nil || len(es) != 3 || es[0].Node != "node-a" || es[1].Node != "node-b" || es[2].At != 30 {
+		t.Fatalf("two nodes' ledgers: %+v %v", es, err)
+	}
+}
