@@ -570,6 +570,13 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		annFile, _, err := env.Core.Files.Put(ctx, owner, sp.ID, files.Upload{Path: "ann.pdf", ContentType: "application/pdf", Length: 11, Body: strings.NewReader("ann's terms")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := env.Core.Files.Link(ctx, owner, annFile.ID, ann.ID); err != nil {
+			t.Fatal(err)
+		}
 		m, err := env.Core.Backups.Run(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -651,11 +658,13 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 		if obs, err := c.Rights.Objections(bg, env.Tenant.ID, rights.ObjectionUpheld, false); err != nil || len(obs) != 1 || obs[0].SubjectID != cy.ID {
 			t.Errorf("the objection upheld after the backup, after the restore: %+v %v", obs, err)
 		}
-		if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM nodes WHERE tenant_id = ? AND id = ?", env.Tenant.ID, old.ID); n != 0 {
-			t.Errorf("the file purged after the backup is back after the restore")
+		for name, id := range map[string]string{"the file purged": old.ID, "the erased person's file": annFile.ID} {
+			if n := sqldbtest.Int(t, c.DB, "SELECT count(*) FROM nodes WHERE tenant_id = ? AND id = ?", env.Tenant.ID, id); n != 0 {
+				t.Errorf("%s after the backup is back after the restore", name)
+			}
 		}
 		if blobs := coretest.Files(t, filepath.Join(c.Config.DataDir, "regions", "local")); len(blobs) != 0 {
-			t.Errorf("the purged file's content is back in the region: %v", blobs)
+			t.Errorf("the purged file's or the erased person's content is back in the region: %v", blobs)
 		}
 		if v, err := c.Log.Verify(bg, env.Tenant.ID); err != nil || !v.OK {
 			t.Errorf("audit verify: %s %v", v, err)
@@ -685,7 +694,7 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 }
 
 // After the backup: a member's folder grant is revoked, the member changes
-// their password, an admin removes their second factor, an admin is
+// their password, an owner removes their second factor, an admin is
 // demoted, a member is suspended and another's sign-in address is
 // changed. Restored, none of it is undone: the grant stays revoked,
 // neither the old password nor the new one signs in (a reset is needed),
@@ -698,7 +707,7 @@ func TestRestoreReplaysAccountChanges(t *testing.T) {
 		ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
 		_, owner := env.AsToken(t)
 		users := map[string]identity.User{}
-		for email, role := range map[string]string{"mo": "member", "al": "admin", "dee": "admin", "zed": "member", "vi": "member"} {
+		for email, role := range map[string]string{"mo": "member", "al": "owner", "dee": "admin", "zed": "member", "vi": "member"} {
 			users[email] = env.AddUser(t, email+"@acme.example", role, coretest.Password)
 		}
 		session := func(email, pw string) (identity.Principal, error) {
