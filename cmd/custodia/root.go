@@ -132,6 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	f.Int64Var(&e.cfg.MinFreeMB, "min-free-mb", cfg.MinFreeMB, "MiB of free space below which /readyz fails for a local data location (CUSTODIA_MIN_FREE_MB); 0 = no floor")
 	f.StringVar(&e.cfg.BackupDir, "backup-dir", cfg.BackupDir, "the backup location, a directory (CUSTODIA_BACKUP_DIR); default the backups directory in the data dir")
 	f.StringVar(&e.cfg.BackupAt, "backup-at", cfg.BackupAt, "time of day, UTC, when the daily backup is due (CUSTODIA_BACKUP_AT)")
+	f.StringVar(&e.cfg.PprofAddr, "pprof-addr", cfg.PprofAddr, "a loopback host:port serving Go's profiler, for the operator (CUSTODIA_PPROF_ADDR); empty: off")
 	f.StringVar(&e.cfg.OperatorEmail, "operator-email", cfg.OperatorEmail, "address mailed directly over SMTP (not through the database) when a backup fails (CUSTODIA_OPERATOR_EMAIL)")
 	f.StringVar(&e.cfg.Node, "node", cfg.Node, "this node's name, its audit anchor object's name (CUSTODIA_NODE); default the host name")
 	root.AddCommand(serveCmd(e), migrateCmd(e), tenantCmd(e), userCmd(e), tokenCmd(e), auditCmd(e), keysCmd(e), backupCmd(e))

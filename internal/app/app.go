@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -178,6 +179,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Background jobs stop after the server has, and before Close shuts
 	// the database: Stop waits for each.
+	if a.Config.PprofAddr != "" {
+		stop, err := a.profiler(a.Config.PprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	jobs := a.Runner()
 	if err := jobs.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("background jobs: %w", err)
@@ -197,4 +205,24 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.Join(err, serveErr)
 	}
 	return err
+}
+
+// profiler serves Go's profiles (net/http/pprof) on addr, a loopback
+// address the configuration checked, apart from the API: plain HTTP, no
+// authentication, for the operator on the machine. It answers how to stop it.
+func (a *App) profiler(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("the profiler's listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	a.Logger.Warn("the profiler is on: Go's profiles of this process are served without authentication", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

@@ -49,6 +49,7 @@ type Config struct {
 	BackupKeep       int      // CUSTODIA_BACKUP_KEEP: how many backups are kept, default 5
 	OperatorEmail    string   // CUSTODIA_OPERATOR_EMAIL: who is mailed, directly over SMTP, when a backup fails
 	BackupAt         string   // CUSTODIA_BACKUP_AT: the time of day (UTC, HH:MM) the daily backup is due, default 02:00
+	PprofAddr        string   // CUSTODIA_PPROF_ADDR: a loopback host:port for Go's profiler; empty (the default): none
 
 	// MinFreeMB is the free space, in MiB, below which /readyz fails for a
 	// local data location (the database's folder, the data dir, file://
@@ -103,6 +104,7 @@ func Load(getenv func(string) string) (Config, error) {
 	set(&c.BackupDir, "CUSTODIA_BACKUP_DIR")
 	set(&c.OperatorEmail, "CUSTODIA_OPERATOR_EMAIL")
 	set(&c.BackupAt, "CUSTODIA_BACKUP_AT")
+	set(&c.PprofAddr, "CUSTODIA_PPROF_ADDR")
 	if v := getenv("CUSTODIA_BACKUP_RECIPIENTS"); v != "" {
 		c.BackupRecipients = strings.Split(v, ",")
 	}
@@ -174,6 +176,12 @@ func (c *Config) Validate() error {
 	c.DataDir = abs
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q: want host:port", c.Addr)
+	}
+	if c.PprofAddr != "" {
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("pprof addr %q: want a loopback host:port, such as 127.0.0.1:6060 (the profiler is never exposed)", c.PprofAddr)
+		}
 	}
 	if _, err := c.BackupTime(); err != nil {
 		return err

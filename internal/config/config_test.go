@@ -59,6 +59,8 @@ func TestValidateRefuses(t *testing.T) {
 		"negative floor":   func(c *config.Config) { c.MinFreeMB = -1 },
 		"operator name":    func(c *config.Config) { c.OperatorEmail = "Ops <ops@example.org>" },
 		"backup time":      func(c *config.Config) { c.BackupAt = "2am" },
+		"pprof exposed":    func(c *config.Config) { c.PprofAddr = "0.0.0.0:6060" },
+		"pprof no port":    func(c *config.Config) { c.PprofAddr = "127.0.0.1" },
 		"operator address": func(c *config.Config) { c.OperatorEmail = "ops" },
 		"duplicate regions": func(c *config.Config) {
 			c.Regions = []config.Region{{Name: "a", URL: "file:///a"}, {Name: "a", URL: "file:///b"}}
