@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: run build test lint bench fuzz clean
+.PHONY: run build test lint bench loadtest fuzz clean
 
 run: ## run the server on the embedded default (./custodia-data)
 	$(GO) run ./cmd/custodia serve
@@ -18,6 +18,9 @@ lint:
 
 bench: ## benchmarks, printed as a table (see BENCHMARKS.md)
 	bash scripts/bench.sh
+
+loadtest: ## a short load test over HTTPS of a server on a fresh data dir (see scripts/loadtest.sh, BENCHMARKS.md)
+	bash scripts/loadtest.sh
 
 fuzz: ## every fuzz target for a minute each (FUZZTIME=10s to shorten); crashers land in testdata/fuzz
 	bash scripts/fuzz.sh
