@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -171,6 +170,3 @@ func (c *Core) Replay(ctx context.Context, entries []ledger.Entry) (map[string]*
 	}
 	return out, nil
 }
-
-// ReplayedKinds answers the kinds a restore replays (for what it prints).
-func ReplayedKinds() []string { return slices.Sorted(maps.Keys(replays)) }
