@@ -198,6 +198,40 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 	})
 }
 
+// Units of events alone run without a savepoint; when one of their
+// inserts fails all the same (PostgreSQL refuses a NUL byte in text), the
+// batch runs again with a savepoint for every unit: the others commit, the
+// failing one is told alone, and the chain has exactly the good events.
+func TestEventsAloneNeverSinkABatch(t *testing.T) {
+	env := coretest.New(t, sqldbtest.PostgresURL(t))
+	ctx := context.Background()
+	before := verify(t, env).Events
+	var wg sync.WaitGroup
+	results := make([]error, 40)
+	for i := range results {
+		wg.Go(func() {
+			target := fmt.Sprint(i)
+			if i%10 == 3 {
+				target = "bad\x00target"
+			}
+			results[i] = env.Core.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.event", TargetType: "unit", TargetID: target})
+		})
+	}
+	wg.Wait()
+	failed := 0
+	for i, err := range results {
+		if (err != nil) != (i%10 == 3) {
+			t.Errorf("unit %d: %v", i, err)
+		}
+		if err != nil {
+			failed++
+		}
+	}
+	if v := verify(t, env); !v.OK || v.Events != before+int64(len(results)-failed) || failed != 4 {
+		t.Fatalf("%+v, %d failed; want intact with the %d good events", v, failed, len(results)-4)
+	}
+}
+
 func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()

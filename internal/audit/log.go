@@ -195,9 +195,37 @@ type head struct {
 	hash []byte
 }
 
-// commit runs one batch in one transaction. Each unit runs in its own
-// savepoint, so one failing unit does not sink the others.
+// commit runs one batch in one transaction. A unit that can fail alone
+// (its fn) runs in its own savepoint, so that it does not sink the
+// others; a unit of events alone has nothing of its own to fail — its
+// details are encoded first — and saves the two statements. Should one of
+// those inserts fail all the same, the batch is run again with a
+// savepoint for every unit: no member ever depends on another.
 func (l *Log) commit(batch []*unit) {
+	for _, u := range batch {
+		if u.fn != nil {
+			continue
+		}
+		for j := range u.records {
+			if err := u.records[j].encodeDetails(); err != nil {
+				u.fn = func(context.Context, *sqldb.Tx) error { return err } // fails alone, in its savepoint
+				break
+			}
+		}
+	}
+	if errors.Is(l.commitBatch(batch, false), errUnsaved) {
+		l.commitBatch(batch, true)
+	}
+}
+
+// errUnsaved ends a batch whose unit without a savepoint failed: it is
+// run again with one for every unit.
+var errUnsaved = errors.New("an event without a savepoint failed")
+
+// commitBatch is commit's one try: every unit in a savepoint when saved,
+// only those with an fn otherwise. It answers errUnsaved, and tells no
+// unit, when a unit without a savepoint failed.
+func (l *Log) commitBatch(batch []*unit, saved bool) error {
 	ctx := context.Background()
 	results := make([]error, len(batch))
 	var signed []tenantHead
@@ -216,7 +244,7 @@ func (l *Log) commit(batch []*unit) {
 		for i, u := range batch {
 			h := heads[u.tenantID]
 			next := h
-			results[i] = tx.Savepoint(ctx, "unit", func() error {
+			run := func() error {
 				if u.fn != nil {
 					if err := u.fn(u.ctx, tx); err != nil {
 						return err
@@ -236,7 +264,12 @@ func (l *Log) commit(batch []*unit) {
 					next = head{seq: r.Seq, hash: r.Hash}
 				}
 				return nil
-			})
+			}
+			if saved || u.fn != nil {
+				results[i] = tx.Savepoint(ctx, "unit", run)
+			} else if err := run(); err != nil {
+				return errUnsaved
+			}
 			if results[i] == nil {
 				heads[u.tenantID] = next
 			}
@@ -266,6 +299,9 @@ func (l *Log) commit(batch []*unit) {
 		}
 		return nil
 	})
+	if errors.Is(err, errUnsaved) {
+		return err
+	}
 	if err == nil {
 		l.noteHeads(ctx, signed)
 		l.tell(ctx, batch, results)
@@ -278,6 +314,7 @@ func (l *Log) commit(batch []*unit) {
 			u.done <- results[i]
 		}
 	}
+	return nil
 }
 
 // tell hands the events of the batch's committed units to Committed.
