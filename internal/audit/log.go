@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ type Log struct {
 	anchor          *anchor.Anchor
 	sync            bool
 	committed       func(ctx context.Context, events []Committed) error
+	heads           sync.Map // tenant ids whose head row exists: lockHeads need not make it
 	logger          *slog.Logger
 	now             func() time.Time
 	checkpointEvery int64
@@ -351,18 +353,35 @@ func (l *Log) lockHeads(ctx context.Context, tx *sqldb.Tx, batch []*unit) (map[s
 	tenants = slices.Compact(tenants)
 	heads := make(map[string]head, len(tenants))
 	for _, t := range tenants {
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, ?)
-			ON CONFLICT (tenant_id) DO NOTHING`, t, genesis(t), l.now().UnixMicro()); err != nil {
-			return nil, fmt.Errorf("create audit head: %w", err)
-		}
 		var h head
-		if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?"+l.db.ForUpdate(), t).Scan(&h.seq, &h.hash); err != nil {
+		lock := func() error {
+			return tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?"+l.db.ForUpdate(), t).Scan(&h.seq, &h.hash)
+		}
+		// A head seen once is there (heads are never deleted): a statement
+		// less per batch. Gone all the same, it is made again.
+		_, seen := l.heads.Load(t)
+		err := errNotSeen
+		if seen {
+			err = lock()
+		}
+		if errors.Is(err, errNotSeen) || errors.Is(err, sql.ErrNoRows) {
+			if _, err := tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, ?)
+				ON CONFLICT (tenant_id) DO NOTHING`, t, genesis(t), l.now().UnixMicro()); err != nil {
+				return nil, fmt.Errorf("create audit head: %w", err)
+			}
+			err = lock()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("lock audit head: %w", err)
 		}
+		l.heads.Store(t, true)
 		heads[t] = h
 	}
 	return heads, nil
 }
+
+// errNotSeen: the head of a tenant this log has not met yet.
+var errNotSeen = errors.New("audit head not seen yet")
 
 func insertRecord(ctx context.Context, tx *sqldb.Tx, r *record) error {
 	_, err := tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, seq, id, at, actor_type, actor_id, actor_subject_id,
