@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/custodia/custodia/internal/anchor"
 )
@@ -84,15 +85,27 @@ func Open(dir, node string, key ed25519.PrivateKey) (*Ledger, error) {
 		return nil, err
 	}
 	l := &Ledger{path: file(dir, node), node: node, key: key}
-	es, err := readFile(l.path, key.Public().(ed25519.PublicKey))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	var err error
+	if l.f, err = os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
+		return nil, err
+	}
+	// One writer of a node's file at a time, across processes (two
+	// commands run at once under one node name): the second waits. The
+	// system drops the lock when a process dies.
+	if err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX); err != nil {
+		l.f.Close()
+		return nil, fmt.Errorf("lock the ledger: %w", err)
+	}
+	// The chain goes on from the last entry; signatures are not checked
+	// here (entries an earlier signing key made stay valid), a restore
+	// checks them all.
+	es, err := readFile(l.path)
+	if err != nil {
+		l.f.Close()
 		return nil, err
 	}
 	if n := len(es); n > 0 {
 		l.seq, l.last = es[n-1].Seq, es[n-1].Hash
-	}
-	if l.f, err = os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
-		return nil, err
 	}
 	st, err := l.f.Stat()
 	if err != nil {
@@ -168,9 +181,9 @@ func (l *Ledger) Close() error {
 	return l.f.Close()
 }
 
-// readFile reads and checks one node's ledger file: every entry signed by
-// one of the trusted keys, chained to the one before, numbered without a
-// gap.
+// readFile reads and checks one node's ledger file: every entry chained
+// to the one before, numbered without a gap, and — unless no key is given
+// — signed by one of the trusted keys.
 func readFile(path string, trusted ...ed25519.PublicKey) ([]Entry, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -192,7 +205,7 @@ func readFile(path string, trusted ...ed25519.PublicKey) ([]Entry, error) {
 			return nil, fmt.Errorf("ledger %s: entry %d is missing (the next is %d): an entry was removed", filepath.Base(path), n, e.Seq)
 		case e.Prev != prev || e.digest() != e.Hash:
 			return nil, fmt.Errorf("ledger %s: entry %d does not follow the one before or was altered", filepath.Base(path), n)
-		case !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return ed25519.Verify(k, []byte(e.Hash), sig) }):
+		case len(trusted) > 0 && !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return ed25519.Verify(k, []byte(e.Hash), sig) }):
 			return nil, fmt.Errorf("ledger %s: entry %d is not signed by a trusted key", filepath.Base(path), n)
 		}
 		out = append(out, e)
@@ -206,6 +219,9 @@ func readFile(path string, trusted ...ed25519.PublicKey) ([]Entry, error) {
 // answers the entries of all, each node's in order. A ledger that does
 // not verify is an error: a restore stops on it.
 func Read(trusted []ed25519.PublicKey, dirs ...string) ([]Entry, error) {
+	if len(trusted) == 0 {
+		return nil, errors.New("the ledger is read only with the keys that sign it")
+	}
 	byNode := map[string][]Entry{}
 	for _, dir := range dirs {
 		names, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/ledger"
@@ -108,5 +109,45 @@ func TestNodesLedgers(t *testing.T) {
 	es, err := ledger.Read([]ed25519.PublicKey{pub}, dir)
 	if err != nil || len(es) != 3 || es[0].Node != "node-a" || es[1].Node != "node-b" || es[2].At != 30 {
 		t.Fatalf("two nodes' ledgers: %+v %v", es, err)
+	}
+}
+
+// Two writers of one node's ledger (two commands at once under one node
+// name) take turns: the second waits for the first to close, then goes
+// on from its last entry.
+func TestOneWriterANode(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	first, err := ledger.Open(dir, "cli", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *ledger.Ledger)
+	go func() {
+		second, err := ledger.Open(dir, "cli", key)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- second
+	}()
+	if err := first.Append(ledger.Entry{At: 1, Kind: "keys.rotate", Event: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-opened:
+		t.Fatal("a second writer opened the node's ledger while the first had it")
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Close()
+	second := <-opened
+	if err := second.Append(ledger.Entry{At: 2, Kind: "keys.rotate", Event: "e2"}); err != nil {
+		t.Fatal(err)
+	}
+	second.Close()
+	if es, err := ledger.Read([]ed25519.PublicKey{pub}, dir); err != nil || len(es) != 2 || es[1].Seq != 2 {
+		t.Fatalf("after two writers: %+v %v", es, err)
+	}
+	if _, err := ledger.Read(nil, dir); err == nil {
+		t.Errorf("a ledger read without a key")
 	}
 }
