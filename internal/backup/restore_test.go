@@ -133,6 +133,25 @@ func restoreWith(t *testing.T, env *coretest.Env, m backup.Manifest, anchorURL s
 	return c
 }
 
+// newsReader registers the consent purpose "news" and answers a person,
+// cy@example.org, who granted it.
+func newsReader(t *testing.T, env *coretest.Env, ctx context.Context) subject.Subject {
+	t.Helper()
+	if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Monthly news by email.",
+		Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
+			DataCategories: []string{"user.contact.email"}, RetentionDays: 730}}); err != nil {
+		t.Fatal(err)
+	}
+	cy, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "cy@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
+		t.Fatal(err)
+	}
+	return cy
+}
+
 // regionURLs are the configured regions' URLs, in order.
 func regionURLs(cfg config.Config) []string {
 	var out []string
@@ -267,18 +286,7 @@ func backupContent(t *testing.T, env *coretest.Env) {
 	a := bytes.Repeat([]byte("contract of ann "), 40000)
 	put("a.pdf", a)
 	// A person with a consent and a request, to read back after a restore.
-	if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Monthly news by email.",
-		Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
-			DataCategories: []string{"user.contact.email"}, RetentionDays: 730}}); err != nil {
-		t.Fatal(err)
-	}
-	cy, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "cy@example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
-		t.Fatal(err)
-	}
+	cy := newsReader(t, env, ctx)
 	req, err := env.Core.Rights.Create(ctx, env.Tenant.ID, rights.Input{Type: "access", SubjectID: cy.ID, Channel: "email"})
 	if err != nil {
 		t.Fatal(err)
@@ -537,20 +545,9 @@ func TestRestoreReplaysTheLedger(t *testing.T) {
 	coretest.Engines(t, func(t *testing.T, databaseURL string) {
 		env := coretest.New(t, databaseURL)
 		ctx := audit.WithActor(context.Background(), audit.Actor{Type: audit.ActorOperator, ID: "test"})
-		if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{NoticeText: "Monthly news by email.",
-			Purpose: register.Purpose{Key: "news", Name: "Newsletter", Description: "Our monthly newsletter", LegalBasis: register.Consent,
-				DataCategories: []string{"user.contact.email"}, RetentionDays: 730}}); err != nil {
-			t.Fatal(err)
-		}
+		cy := newsReader(t, env, ctx)
 		ann, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "ann@example.org"})
 		if err != nil {
-			t.Fatal(err)
-		}
-		cy, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "cy@example.org"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := env.Core.Consent.Record(ctx, env.Tenant.ID, cy.ID, consent.Input{Purpose: "news", Action: consent.Grant, Method: "web_form"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := env.Core.Register.Create(ctx, env.Tenant.ID, register.New{Purpose: register.Purpose{Key: "analytics", Name: "Analytics",
