@@ -158,6 +158,9 @@ func (a *API) serve(rt Route, w http.ResponseWriter, r *http.Request) error {
 	if rt.Access == Public {
 		return rt.Handler(w, r)
 	}
+	// What this request reads from a node's caches (its token, its actor,
+	// data keys) is as new as the database is now.
+	r = r.WithContext(a.db.WithEpochs(r.Context()))
 	var p identity.Principal
 	var err error
 	switch {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/core/coretest"
-	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
@@ -267,7 +266,9 @@ func TestActorIsSealedAndSurvivesErasure(t *testing.T) {
 			t.Fatalf("revealed actor = %+v ip %q ua %q", e.Actor, e.IP, e.UserAgent)
 		}
 		// Crypto-shred the actor: the chain still verifies, the identity is gone.
-		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, tid, sub.ID) }); err != nil {
+		if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			return env.Core.Keys.DestroySubjectKey(ctx, tx, tid, sub.ID)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		entries, _, err = rd.Query(ctx, tid, audit.Filter{Action: "test.acted"})

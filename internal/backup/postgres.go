@@ -268,8 +268,8 @@ func restorePostgres(ctx context.Context, dir string, m Manifest, ids []age.Iden
 	return err
 }
 
-// load reads a dump from r into tx, table by table (schema_migrations is
-// the target's own, made by MigrateTo).
+// load reads a dump from r into tx, table by table (schema_migrations and
+// cache_epochs are the target's own, made by MigrateTo).
 func load(ctx context.Context, tx pgx.Tx, r *bufio.Reader) error {
 	first, err := r.ReadString('\n')
 	if err != nil || strings.TrimSpace(first) != dumpFormat {
@@ -292,7 +292,7 @@ func load(ctx context.Context, tx pgx.Tx, r *bufio.Reader) error {
 			return fmt.Errorf("the dump names a table this schema has not: %q", strings.TrimSpace(line))
 		}
 		section := &sectionReader{r: r}
-		if name == "schema_migrations" {
+		if name == "schema_migrations" || name == "cache_epochs" {
 			_, err = io.Copy(io.Discard, section)
 		} else {
 			_, err = tx.Conn().PgConn().CopyFrom(ctx, section, "COPY "+name+" ("+strings.ReplaceAll(cols, ",", ", ")+") FROM STDIN")

@@ -130,6 +130,7 @@ func Open(ctx context.Context, cfg config.Config, opt *Options) (*Core, error) {
 	}
 	now := opt.Now
 	c.Keys = keyring.New(master, now)
+	c.Keys.CacheSubjectKeys(db, 50_000) // about 5 MB of keys
 	// The anchor is flushed by the audit.anchor job (Jobs), and at Close.
 	if c.Anchor, err = anchor.Open(ctx, cfg.AnchorURL, cfg.Node, anchor.Options{Logger: c.Logger, Now: now, Manual: true}); err != nil {
 		c.Close()

@@ -23,9 +23,12 @@ func (c *Core) Jobs() []job.Job {
 	return []job.Job{
 		// Per node: the outbox (its messages carry their own leases), woken
 		// when a message is queued; the audit anchor of this node; its
-		// ledger.
+		// caches; its ledger.
 		{Name: "mail.outbox", Kind: job.PerNode, Every: 30 * time.Second, Run: counted(c.Mail.Deliver), Wake: c.Mail.Woken()},
 		{Name: "audit.anchor", Kind: job.PerNode, Every: time.Second, Run: c.Anchor.Flush},
+		// This node's caches drop what another node or process changed,
+		// even when no request comes (requests check at their start).
+		{Name: "caches.sweep", Kind: job.PerNode, Every: time.Second, Run: c.DB.Sweep},
 		// This node's ledger, copied to the backup location every minute.
 		{Name: "ledger.copy", Kind: job.PerNode, Every: time.Minute, Run: func(context.Context) error {
 			return c.Ledger.CopyTo(backup.LedgerDir(c.Backups.Setup().Dir))

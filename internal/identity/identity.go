@@ -108,7 +108,11 @@ type Service struct {
 	rp       *webauthn.WebAuthn
 	rpErr    error // why there are no passkeys (the public URL names an IP)
 	now      func() time.Time
+	authed   *sqldb.Cache[string, cachedToken] // tokens authenticated, by hash
 }
+
+// maxCachedTokens bounds the tokens a node keeps authenticated in memory.
+const maxCachedTokens = 10_000
 
 // Deps are what a Service is built from.
 type Deps struct {
@@ -127,7 +131,8 @@ type Deps struct {
 // NewService returns a Service.
 func NewService(d Deps) *Service {
 	s := &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
-		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, sms: d.SMS, links: d.Links, now: d.Now}
+		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, sms: d.SMS, links: d.Links, now: d.Now,
+		authed: sqldb.NewCache[string, cachedToken](d.DB, maxCachedTokens, sqldb.FollowAccess)}
 	s.rp, s.rpErr = newRelyingParty(d.Links)
 	return s
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
+	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -83,6 +84,57 @@ func TestUsersAreSubjects(t *testing.T) {
 		other, _ := env.AddTenant(t, "globex", "owner@globex.example")
 		if _, err := env.Core.Identity.UserByEmail(ctx, other.ID, "lee@acme.example"); !errs.Is(err, errs.NotFound) {
 			t.Errorf("user found through another tenant: %v", err)
+		}
+	})
+}
+
+// A node keeps the tokens it authenticated while nothing they depend on
+// changes; a change made anywhere — here by hand in the database, as
+// another node or the CLI would — counts from the next request on.
+func TestCachedTokensFollowEveryChange(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids, db := env.Core.Identity, env.Core.DB
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, q, args...)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			name, change string
+			still        string // a scope the token keeps after the change ("" when it stops working)
+		}{
+			{"revoked", "UPDATE api_tokens SET revoked_at = 1 WHERE id = ?", ""},
+			{"expired", "UPDATE api_tokens SET expires_at = 1 WHERE id = ?", ""},
+			{"owner suspended", "UPDATE users SET status = 'suspended' WHERE id = (SELECT user_id FROM api_tokens WHERE id = ?)", ""},
+			{"owner lowered", "UPDATE users SET role = 'member' WHERE id = (SELECT user_id FROM api_tokens WHERE id = ?)", "spaces:read"},
+			{"tenant suspended", "UPDATE tenants SET status = 'suspended' WHERE id = (SELECT tenant_id FROM api_tokens WHERE id = ?)", ""},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				exec("UPDATE users SET role = 'owner', status = 'active'")
+				exec("UPDATE tenants SET status = 'active'")
+				secret, tok, err := ids.CreateToken(ctx, env.Tenant.ID, "owner@acme.example", c.name, []string{"spaces:read", "users:write"}, time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 2 { // the second is answered from the cache
+					if p, err := ids.Authenticate(db.WithEpochs(ctx), secret); err != nil || !p.Can("users:write") {
+						t.Fatalf("before: %+v, %v", p, err)
+					}
+				}
+				exec(c.change, tok.ID)
+				p, err := ids.Authenticate(db.WithEpochs(ctx), secret)
+				switch {
+				case c.still == "" && !errs.Is(err, errs.Unauthenticated):
+					t.Errorf("after: %+v, %v; want the token refused", p, err)
+				case c.still != "" && (err != nil || !p.Can(c.still) || p.Can("users:write")):
+					t.Errorf("after: %+v, %v; want %s only", p, err, c.still)
+				}
+			})
 		}
 	})
 }

@@ -265,6 +265,17 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 		checksum(secret[:tokenLen-8]) != secret[tokenLen-8:] {
 		return Principal{}, errBadToken
 	}
+	hash := sha(secret)
+	now := s.now().UnixMicro()
+	if c, ok := s.authed.Get(ctx, string(hash)); ok && now < c.expires {
+		if now-c.lastUsed > lastUsedGrain {
+			c.lastUsed = s.noteUse(ctx, c.p, now)
+			s.authed.Put(ctx, string(hash), c)
+		}
+		p := c.p
+		p.Scopes = slices.Clone(p.Scopes)
+		return p, nil
+	}
 	var p Principal
 	var scopes, userStatus, tenantStatus string
 	var expires, revoked, lastUsed int64
@@ -273,7 +284,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 		FROM api_tokens t
 		JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
 		JOIN tenants n ON n.id = t.tenant_id
-		WHERE t.hash = ?`, sha(secret)).
+		WHERE t.hash = ?`, hash).
 		Scan(&p.TenantID, &p.TokenID, &scopes, &expires, &revoked, &lastUsed, &p.UserID, &p.SubjectID, &p.Role, &userStatus, &tenantStatus)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Principal{}, errBadToken
@@ -281,7 +292,6 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 	if err != nil {
 		return Principal{}, fmt.Errorf("find token: %w", err)
 	}
-	now := s.now().UnixMicro()
 	if revoked != 0 || now >= expires || userStatus != StatusActive || tenantStatus != "active" {
 		return Principal{}, errBadToken
 	}
@@ -291,13 +301,39 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 			p.Scopes = append(p.Scopes, sc)
 		}
 	}
-	if now-lastUsed > int64(5*time.Minute/time.Microsecond) { // coarse, to keep reads from writing
-		_ = s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
-			_, err := tx.Exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, p.TenantID, p.TokenID)
-			return err
-		})
+	if now-lastUsed > lastUsedGrain {
+		lastUsed = s.noteUse(ctx, p, now)
 	}
+	s.authed.Put(ctx, string(hash), cachedToken{p: p, expires: expires, lastUsed: lastUsed})
+	p.Scopes = slices.Clone(p.Scopes)
 	return p, nil
+}
+
+// cachedToken is what a node keeps of a token it authenticated, while the
+// access epoch stands (a revocation, a role or status change of its owner
+// or tenant moves it): the principal, when the token ends and when its use
+// was last written down.
+type cachedToken struct {
+	p        Principal
+	expires  int64
+	lastUsed int64
+}
+
+// lastUsedGrain: a token's last use is written down at most this often
+// (µs), to keep reads from writing.
+const lastUsedGrain = int64(5 * time.Minute / time.Microsecond)
+
+// noteUse writes down that p's token was used at now, and answers the
+// last use now on record (now, unless the write failed).
+func (s *Service) noteUse(ctx context.Context, p Principal, now int64) int64 {
+	err := s.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?", now, p.TenantID, p.TokenID)
+		return err
+	})
+	if err != nil {
+		return 0
+	}
+	return now
 }
 
 // RevokeTokenID ends a token by its id alone (a restore replaying a

@@ -41,6 +41,8 @@ type Keyring struct {
 	mu      sync.RWMutex
 	keks    map[string][]byte // tenantID/version → KEK
 	secrets map[string][]byte // tenantID/name → secret
+
+	deks *sqldb.Cache[subjectKeyID, *DataKey] // nil: subject keys are not cached
 }
 
 // New returns a keyring over master.

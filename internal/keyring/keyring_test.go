@@ -194,11 +194,65 @@ func TestDestroyedKeyIsGone(t *testing.T) {
 		kr := newKeyring(t)
 		newTenant(t, db, kr, "t1")
 		newSubjectKey(t, db, kr, "t1", "a")
-		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return keyring.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return kr.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := kr.SubjectKey(ctx, db.Read(), "t1", "a"); !errors.Is(err, keyring.ErrKeyDestroyed) {
 			t.Fatalf("SubjectKey after destroy: %v; want ErrKeyDestroyed", err)
+		}
+	})
+}
+
+// A node's cached keys: used inside a request, gone when this node
+// destroys one (even within the request that cached it), and gone at the
+// next request when another node or process does.
+func TestCachedKeysLeaveWithTheErasure(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr, mk := newKeyringMaster(t)
+		kr.CacheSubjectKeys(db, 100)
+		newTenant(t, db, kr, "t1")
+		for _, id := range []string{"a", "b"} {
+			newSubjectKey(t, db, kr, "t1", id)
+		}
+		req := db.WithEpochs(ctx)
+		for _, id := range []string{"a", "b"} {
+			if _, err := kr.SubjectKey(req, db.Read(), "t1", id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// This node erases a: not even the request that cached it gets it.
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return kr.DestroySubjectKey(ctx, tx, "t1", "a") }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.SubjectKey(req, db.Read(), "t1", "a"); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Fatalf("this node's cache after its own erasure: %v; want ErrKeyDestroyed", err)
+		}
+		// Another node (its own keyring) erases b: the next request here misses.
+		other := keyring.New(mk, time.Now)
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return other.DestroySubjectKey(ctx, tx, "t1", "b") }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.SubjectKey(db.WithEpochs(ctx), db.Read(), "t1", "b"); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Fatalf("this node's cache after another node's erasure: %v; want ErrKeyDestroyed", err)
+		}
+		// Inside a transaction the cache is passed by: a key the
+		// transaction destroyed is gone for it, whatever the cache holds.
+		newSubjectKey(t, db, kr, "t1", "c")
+		req = db.WithEpochs(ctx)
+		if _, err := kr.SubjectKey(req, db.Read(), "t1", "c"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.WithTx(req, func(ctx context.Context, tx *sqldb.Tx) error {
+			if _, err := tx.Exec(ctx, "DELETE FROM subject_keys WHERE tenant_id = 't1' AND subject_id = 'c'"); err != nil {
+				return err
+			}
+			if _, err := kr.SubjectKey(ctx, tx.Q, "t1", "c"); !errors.Is(err, keyring.ErrKeyDestroyed) {
+				t.Errorf("in the transaction that destroyed it: %v; want ErrKeyDestroyed", err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -81,7 +81,35 @@ func (w *WrappedKey) Insert(ctx context.Context, tx *sqldb.Tx) error {
 
 // SubjectKey loads and unwraps a subject's data key. It returns
 // ErrKeyDestroyed when the key does not exist.
+//
+// Outside a transaction, within a request that carries the database's
+// epochs, keys come from the node's cache when CacheSubjectKeys turned it
+// on: an erasure or a rotation (on any node) moves the subjects epoch, and
+// the next request, or the sweep within a second, empties it.
 func (k *Keyring) SubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, error) {
+	cached := k.deks != nil && !q.InTx()
+	id := subjectKeyID{tenantID, subjectID}
+	if cached {
+		if dk, ok := k.deks.Get(ctx, id); ok {
+			return dk, nil
+		}
+	}
+	dk, err := k.loadSubjectKey(ctx, q, tenantID, subjectID)
+	if cached && err == nil {
+		k.deks.Put(ctx, id, dk)
+	}
+	return dk, err
+}
+
+type subjectKeyID struct{ tenantID, subjectID string }
+
+// CacheSubjectKeys keeps up to max unwrapped subject keys of db in memory
+// (SubjectKey says when they are used).
+func (k *Keyring) CacheSubjectKeys(db *sqldb.DB, max int) {
+	k.deks = sqldb.NewCache[subjectKeyID, *DataKey](db, max, sqldb.FollowSubjects)
+}
+
+func (k *Keyring) loadSubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, error) {
 	var version int
 	var wrapped []byte
 	err := q.QueryRow(ctx, "SELECT kek_version, wrapped FROM subject_keys WHERE tenant_id = ? AND subject_id = ?",
@@ -107,8 +135,13 @@ func (k *Keyring) unwrapDEK(ctx context.Context, q sqldb.Q, tenantID, subjectID 
 	return &DataKey{tenantID: tenantID, subjectID: subjectID, key: dek}, nil
 }
 
-// DestroySubjectKey deletes a subject's data key inside tx (crypto-shredding).
-func DestroySubjectKey(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string) error {
+// DestroySubjectKey deletes a subject's data key inside tx (crypto-shredding),
+// and forgets it on this node at once (other nodes at their next request,
+// or sweep: the deletion moves the subjects epoch).
+func (k *Keyring) DestroySubjectKey(ctx context.Context, tx *sqldb.Tx, tenantID, subjectID string) error {
+	if k.deks != nil {
+		k.deks.Delete(subjectKeyID{tenantID, subjectID})
+	}
 	_, err := tx.Exec(ctx, "DELETE FROM subject_keys WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID)
 	return err
 }

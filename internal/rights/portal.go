@@ -297,7 +297,7 @@ func (s *Service) ConfirmIntake(ctx context.Context, slug, secret, ip, userAgent
 
 // dropIntake destroys an intake's key and deletes its mail, in tx.
 func (s *Service) dropIntake(ctx context.Context, tx *sqldb.Tx, tenantID, id string) error {
-	if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
+	if err := s.keys.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, "DELETE FROM mail_outbox WHERE tenant_id = ? AND subject_id = ?", tenantID, id)
@@ -366,7 +366,7 @@ func (s *Service) Eraser() subject.Eraser {
 			return nil, err
 		}
 		for _, i := range intakes {
-			if err := keyring.DestroySubjectKey(ctx, e.Tx, e.TenantID, i); err != nil {
+			if err := s.keys.DestroySubjectKey(ctx, e.Tx, e.TenantID, i); err != nil {
 				return nil, err
 			}
 			if err := e.Delete(ctx, "mail_outbox", "subject_id = ?", i); err != nil {

@@ -58,6 +58,9 @@ type DB struct {
 	stmtMu  sync.Mutex
 	stmts   map[stmtKey]*sql.Stmt // SQLite prepared statements, per pool
 	pending map[stmtKey]bool      // seen inside a transaction, to prepare after it
+
+	cacheMu sync.Mutex
+	caches  []observer // every Cache of this database, emptied as the epochs move
 }
 
 type stmtKey struct {
@@ -425,6 +428,9 @@ func (q Q) Strings(ctx context.Context, query string, args ...any) ([]string, er
 
 // DB returns the database q runs on.
 func (q Q) DB() *DB { return q.db }
+
+// InTx reports whether q runs inside a transaction.
+func (q Q) InTx() bool { return q.tx != nil }
 
 // rebind turns `?` placeholders into `$n` for PostgreSQL. Queries are
 // constants, so the result is cached.

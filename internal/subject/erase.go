@@ -12,7 +12,6 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -200,7 +199,7 @@ func (s *Service) Erase(ctx context.Context, tenantID, id string, in EraseInput)
 		if after, err = s.runErasers(ctx, e); err != nil {
 			return err
 		}
-		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
+		if err := s.keys.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
 			return err
 		}
 		if err := e.Delete(ctx, "subject_bounces", "subject_id = ?", id); err != nil {

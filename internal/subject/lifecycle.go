@@ -13,7 +13,6 @@ import (
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/errs"
-	"github.com/custodia/custodia/internal/keyring"
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
@@ -301,7 +300,7 @@ func (s *Service) Anonymise(ctx context.Context, tenantID, id string, categories
 		if after, err = s.runErasers(ctx, e); err != nil {
 			return err
 		}
-		if err := keyring.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
+		if err := s.keys.DestroySubjectKey(ctx, tx, tenantID, id); err != nil {
 			return err
 		}
 		if err := e.Delete(ctx, "subject_bounces", "subject_id = ?", id); err != nil {

@@ -86,11 +86,19 @@ type Service struct {
 	log     *audit.Log
 	now     func() time.Time
 	erasers []Eraser
+	emails  *sqldb.Cache[[2]string, actorEmail] // by tenant and subject: Email's answers
 }
 
 // NewService returns a Service.
 func NewService(db *sqldb.DB, keys *keyring.Keyring, log *audit.Log, now func() time.Time) *Service {
-	return &Service{db: db, keys: keys, log: log, now: now}
+	return &Service{db: db, keys: keys, log: log, now: now,
+		emails: sqldb.NewCache[[2]string, actorEmail](db, 10_000, sqldb.FollowSubjects)}
+}
+
+// actorEmail is what Email answers: the email and the key it opened with.
+type actorEmail struct {
+	email string
+	key   *keyring.DataKey
 }
 
 // row is a subject as stored.
@@ -877,8 +885,21 @@ func (s *Service) WithEmail(ctx context.Context, tenantID string, ids []string) 
 }
 
 // Email decrypts a subject's email without recording a read; for the
-// system's own use (showing who an actor is), not for handing out.
+// system's own use (showing who an actor is, on every request), not for
+// handing out. Answers are cached while the subjects epoch stands (a
+// change of the person's email or status, or of their key, moves it).
 func (s *Service) Email(ctx context.Context, tenantID, id string) (string, *keyring.DataKey, error) {
+	if c, ok := s.emails.Get(ctx, [2]string{tenantID, id}); ok {
+		return c.email, c.key, nil
+	}
+	email, dk, err := s.email(ctx, tenantID, id)
+	if err == nil {
+		s.emails.Put(ctx, [2]string{tenantID, id}, actorEmail{email, dk})
+	}
+	return email, dk, err
+}
+
+func (s *Service) email(ctx context.Context, tenantID, id string) (string, *keyring.DataKey, error) {
 	r, err := findRow(ctx, s.db.Read(), tenantID, id)
 	if err != nil {
 		return "", nil, err

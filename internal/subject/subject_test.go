@@ -255,7 +255,7 @@ func TestErasureReachesEveryContactTable(t *testing.T) {
 	}
 	defer rows.Close()
 	kept := map[string]string{
-		"subject_keys":         "destroyed first, by keyring.DestroySubjectKey",
+		"subject_keys":         "destroyed first, by Keyring.DestroySubjectKey",
 		"audit_events":         "the trail keeps the pseudonymous id; what identified the person was sealed under the destroyed key",
 		"audit_event_subjects": "the trail's index of the people a list showed: pseudonymous ids its chained details hold too",
 		"backup_forget":        "the erasure's own work list: the id until every kept backup has forgotten the person's key",
