@@ -243,15 +243,21 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 		for t, h := range heads {
 			start[t] = h.seq
 		}
+		// The events of units without a savepoint wait in pending and go
+		// in together, a few statements for the lot (before any unit with
+		// a savepoint runs, and at the end).
+		var pending []*record
+		flush := func() error {
+			err := insertRecords(ctx, tx, pending)
+			pending = pending[:0]
+			if err != nil {
+				return errUnsaved
+			}
+			return nil
+		}
 		for i, u := range batch {
-			h := heads[u.tenantID]
-			next := h
-			run := func() error {
-				if u.fn != nil {
-					if err := u.fn(u.ctx, tx); err != nil {
-						return err
-					}
-				}
+			next := heads[u.tenantID]
+			chain := func() error { // u's events, after next
 				for j := range u.records {
 					r := &u.records[j]
 					if err := r.encodeDetails(); err != nil {
@@ -260,21 +266,36 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 					r.Seq = next.seq + 1
 					r.PrevHash = next.hash
 					r.Hash = r.hash()
-					if err := insertRecord(ctx, tx, r); err != nil {
-						return fmt.Errorf("append audit event: %w", err)
-					}
 					next = head{seq: r.Seq, hash: r.Hash}
 				}
 				return nil
 			}
 			if saved || u.fn != nil {
-				results[i] = tx.Savepoint(ctx, "unit", run)
-			} else if err := run(); err != nil {
+				if err := flush(); err != nil {
+					return err
+				}
+				results[i] = tx.Savepoint(ctx, "unit", func() error {
+					if u.fn != nil {
+						if err := u.fn(u.ctx, tx); err != nil {
+							return err
+						}
+					}
+					if err := chain(); err != nil {
+						return err
+					}
+					return insertRecords(ctx, tx, recordsOf(u))
+				})
+			} else if err := chain(); err != nil {
 				return errUnsaved
+			} else {
+				pending = append(pending, recordsOf(u)...)
 			}
 			if results[i] == nil {
 				heads[u.tenantID] = next
 			}
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 		now := l.now().UnixMicro()
 		signed = signed[:0]
@@ -383,23 +404,72 @@ func (l *Log) lockHeads(ctx context.Context, tx *sqldb.Tx, batch []*unit) (map[s
 // errNotSeen: the head of a tenant this log has not met yet.
 var errNotSeen = errors.New("audit head not seen yet")
 
-func insertRecord(ctx context.Context, tx *sqldb.Tx, r *record) error {
-	_, err := tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, seq, id, at, actor_type, actor_id, actor_subject_id,
-		actor_ct, action, target_type, target_id, subject_id, outcome, request_id, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
-		r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
-	if err != nil || len(r.subjects) == 0 {
-		return err
+func recordsOf(u *unit) []*record {
+	out := make([]*record, len(u.records))
+	for i := range u.records {
+		out[i] = &u.records[i]
 	}
-	// The people the event names, indexed: one statement for all of them.
-	args := make([]any, 0, 3*len(r.subjects))
-	for _, id := range r.subjects {
-		args = append(args, r.TenantID, r.Seq, id)
+	return out
+}
+
+// insertRecords inserts rs and the people they name (for the index of
+// events by person) in multi-row statements of 1, 2, 4 … maxRows rows: a
+// statement costs about as much as a row, and the few sizes keep the
+// prepared statements few.
+func insertRecords(ctx context.Context, tx *sqldb.Tx, rs []*record) error {
+	var named []any
+	for len(rs) > 0 {
+		n := rowsPerStatement(len(rs))
+		args := make([]any, 0, n*len(eventColumns))
+		for _, r := range rs[:n] {
+			args = append(args, r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
+				r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
+			for _, id := range r.subjects {
+				named = append(named, r.TenantID, r.Seq, id)
+			}
+		}
+		if _, err := tx.Exec(ctx, insertEvents[n], args...); err != nil {
+			return fmt.Errorf("append audit events: %w", err)
+		}
+		rs = rs[n:]
 	}
-	_, err = tx.Exec(ctx, "INSERT INTO audit_event_subjects (tenant_id, seq, subject_id) VALUES "+
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(r.subjects)), ", "), args...)
-	return err
+	for len(named) > 0 {
+		n := rowsPerStatement(len(named) / 3)
+		if _, err := tx.Exec(ctx, insertNamed[n], named[:3*n]...); err != nil {
+			return fmt.Errorf("index audit events by person: %w", err)
+		}
+		named = named[3*n:]
+	}
+	return nil
+}
+
+var eventColumns = []string{"tenant_id", "seq", "id", "at", "actor_type", "actor_id", "actor_subject_id",
+	"actor_ct", "action", "target_type", "target_id", "subject_id", "outcome", "request_id", "details", "prev_hash", "hash"}
+
+// maxRows is the most rows one statement inserts (17 × 32 parameters, far
+// below both engines' limits).
+const maxRows = 32
+
+// insertEvents[n] and insertNamed[n] insert n rows, for n a power of two.
+var insertEvents, insertNamed = func() (ev, nm map[int]string) {
+	ev, nm = map[int]string{}, map[int]string{}
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(eventColumns)), ", ") + ")"
+	for n := 1; n <= maxRows; n *= 2 {
+		ev[n] = "INSERT INTO audit_events (" + strings.Join(eventColumns, ", ") + ") VALUES " +
+			strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+		nm[n] = "INSERT INTO audit_event_subjects (tenant_id, seq, subject_id) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")
+	}
+	return ev, nm
+}()
+
+// rowsPerStatement is the largest power of two at most n and maxRows.
+func rowsPerStatement(n int) int {
+	k := 1
+	for k*2 <= n && k*2 <= maxRows {
+		k *= 2
+	}
+	return k
 }
 
 type tenantHead struct {
