@@ -4,16 +4,34 @@
 # token, and drives it over HTTPS with cmd/custodia-load — a short version
 # by default (SEED=2000 contacts, CLIENTS=1,16, DURATION=2s a cell). For
 # the full run of BENCHMARKS.md: SEED=100000 CLIENTS=1,16,64 DURATION=10s.
-# CUSTODIA_DATABASE_URL=postgres://… runs it on PostgreSQL.
+# ENGINE=postgres runs it on a throwaway PostgreSQL 15 cluster started
+# here (fsync and synchronous commit on, as in production; PGBIN names the
+# binaries, /usr/lib/postgresql/15/bin by default);
+# CUSTODIA_DATABASE_URL=postgres://… on a database of yours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 pid=
+pgdata=
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "${ENGINE:-sqlite}" = postgres ]; then
+  PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+  pgport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  mkdir "$tmp/pg"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$tmp" "$tmp/pg"; chmod 755 "$tmp"; fi
+  pgdata="$tmp/pg/data"
+  as_pg "$PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$pgdata" -l "$tmp/pg/server.log" -w -t 30 \
+    -o "-k $tmp/pg -h 127.0.0.1 -p $pgport -c max_connections=200 -c shared_buffers=1GB" start >/dev/null
+  "$PGBIN/createdb" -h 127.0.0.1 -p "$pgport" -U postgres custodia
+  export CUSTODIA_DATABASE_URL="postgres://postgres@127.0.0.1:$pgport/custodia?sslmode=disable"
+fi
 go build -o "$tmp/custodia" ./cmd/custodia
 go build -o "$tmp/custodia-load" ./cmd/custodia-load
 port=${PORT:-18443}
