@@ -108,7 +108,8 @@ type Service struct {
 	rp       *webauthn.WebAuthn
 	rpErr    error // why there are no passkeys (the public URL names an IP)
 	now      func() time.Time
-	authed   *sqldb.Cache[string, cachedToken] // tokens authenticated, by hash
+	authed   *sqldb.Cache[string, cachedToken]     // tokens authenticated, by hash
+	holders  *sqldb.Cache[string, map[string]bool] // per tenant: the subjects with an account (nil: too many)
 }
 
 // maxCachedTokens bounds the tokens a node keeps authenticated in memory.
@@ -132,7 +133,8 @@ type Deps struct {
 func NewService(d Deps) *Service {
 	s := &Service{db: d.DB, keys: d.Keys, log: d.Log, subjects: d.Subjects, tenants: d.Tenants,
 		hasher: d.Hasher, blocked: password.CommonPasswords(), mail: d.Mail, sms: d.SMS, links: d.Links, now: d.Now,
-		authed: sqldb.NewCache[string, cachedToken](d.DB, maxCachedTokens, sqldb.FollowAccess)}
+		authed:  sqldb.NewCache[string, cachedToken](d.DB, maxCachedTokens, sqldb.FollowAccess),
+		holders: sqldb.NewCache[string, map[string]bool](d.DB, 1_000, sqldb.FollowAccess)}
 	s.rp, s.rpErr = newRelyingParty(d.Links)
 	return s
 }
@@ -282,8 +284,43 @@ func (s *Service) UserByEmail(ctx context.Context, tenantID, email string) (User
 
 // UserBySubject finds the account of a data subject (NotFound when they
 // have none).
+//
+// Most people are contacts without one: within a request that carries the
+// epochs, the tenant's account holders are cached (while the access epoch
+// stands: a new, changed or deleted account moves it) and a contact costs
+// no query.
 func (s *Service) UserBySubject(ctx context.Context, tenantID, subjectID string) (User, error) {
+	if s.holders.Usable(ctx) {
+		holders, ok := s.holders.Get(ctx, tenantID)
+		if !ok {
+			var err error
+			if holders, err = s.accountHolders(ctx, tenantID); err != nil {
+				return User{}, err
+			}
+			s.holders.Put(ctx, tenantID, holders)
+		}
+		if holders != nil && !holders[subjectID] {
+			return User{}, errNoUser
+		}
+	}
 	return userBySubject(ctx, s.db.Read(), tenantID, subjectID)
+}
+
+// maxHolders: a tenant with more accounts than this is not cached (nil).
+const maxHolders = 10_000
+
+// accountHolders are the subjects of tenantID that have an account, or nil
+// when there are more than maxHolders.
+func (s *Service) accountHolders(ctx context.Context, tenantID string) (map[string]bool, error) {
+	ids, err := s.db.Read().Strings(ctx, "SELECT subject_id FROM users WHERE tenant_id = ? LIMIT ?", tenantID, maxHolders+1)
+	if err != nil || len(ids) > maxHolders {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
 }
 
 func userBySubject(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (User, error) {

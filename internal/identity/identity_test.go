@@ -138,3 +138,30 @@ func TestCachedTokensFollowEveryChange(t *testing.T) {
 		}
 	})
 }
+
+// A request learns that a contact has no account from the tenant's cached
+// account holders; an account made since (here or on another node) is
+// seen from the next request on.
+func TestAccountHoldersFollowNewAccounts(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		ids, db := env.Core.Identity, env.Core.DB
+		contact, err := env.Core.Subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "kim@acme.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second from the cache
+			if _, err := ids.UserBySubject(db.WithEpochs(ctx), env.Tenant.ID, contact.ID); !errs.Is(err, errs.NotFound) {
+				t.Fatalf("a contact: %v; want NotFound", err)
+			}
+		}
+		u, err := ids.CreateUser(ctx, env.Tenant.ID, identity.NewUser{Email: "kim@acme.example", Role: identity.RoleMember})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ids.UserBySubject(db.WithEpochs(ctx), env.Tenant.ID, contact.ID)
+		if err != nil || got.ID != u.ID {
+			t.Fatalf("after the account was made: %+v, %v; want %s", got, err, u.ID)
+		}
+	})
+}

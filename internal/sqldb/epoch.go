@@ -11,7 +11,7 @@ import (
 // change and its epoch commit together, whoever made it — a request on any
 // node, the CLI, a restore's replay, a hand-made UPDATE.
 type Epochs struct {
-	Access   int64 // api_tokens, users, tenants: who a token is and what it may do
+	Access   int64 // api_tokens, users, tenants: who a token is, what it may do, who has an account
 	Subjects int64 // subjects' status and email, subject_keys, tenant_keys
 }
 
@@ -115,6 +115,13 @@ func (c *Cache[K, V]) epochOf(ctx context.Context) (int64, bool) {
 		return 0, false
 	}
 	return c.follow(e), true
+}
+
+// Usable tells whether ctx carries epochs: whether Get may answer and Put
+// keeps anything.
+func (c *Cache[K, V]) Usable(ctx context.Context) bool {
+	_, ok := c.epochOf(ctx)
+	return ok
 }
 
 // Get returns the value kept for k, if it was loaded under ctx's epoch.

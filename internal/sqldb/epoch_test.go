@@ -37,6 +37,8 @@ func TestEpochsMoveWithTheRowsCachesCopy(t *testing.T) {
 			sql              string
 			access, subjects bool
 		}{
+			{"INSERT INTO subjects (tenant_id, id, status, created_at, updated_at) VALUES ('t', 's2', 'active', 0, 0)", false, false},
+			{"INSERT INTO users (tenant_id, id, subject_id, role, status, created_at) VALUES ('t', 'u2', 's2', 'member', 'active', 0)", true, false},
 			{"UPDATE api_tokens SET last_used_at = 5", false, false},
 			{"UPDATE users SET created_at = 5", false, false},
 			{"UPDATE subjects SET updated_at = 5", false, false},

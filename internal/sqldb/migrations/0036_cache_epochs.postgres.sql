@@ -3,7 +3,8 @@
 -- them in the transaction of the change — whatever made it: a request, the
 -- CLI, a restore's replay, a hand-made UPDATE — and every node reads them
 -- at the start of each request (package sqldb, Epochs).
---   access:   api_tokens, users, tenants (who a token is, what it may do)
+--   access:   api_tokens, users, tenants (who a token is, what it may do;
+--             who has an account)
 --   subjects: subjects' status and email, subject_keys, tenant_keys
 -- A backup does not bring them back: each database keeps its own.
 CREATE TABLE cache_epochs (
@@ -28,7 +29,7 @@ $$;
 
 CREATE TRIGGER api_tokens_epoch AFTER UPDATE OF tenant_id, id, user_id, hash, scopes, expires_at, revoked_at OR DELETE ON api_tokens
     FOR EACH STATEMENT EXECUTE FUNCTION cache_epochs_access();
-CREATE TRIGGER users_epoch AFTER UPDATE OF tenant_id, id, subject_id, role, status OR DELETE ON users
+CREATE TRIGGER users_epoch AFTER INSERT OR UPDATE OF tenant_id, id, subject_id, role, status OR DELETE ON users
     FOR EACH STATEMENT EXECUTE FUNCTION cache_epochs_access();
 CREATE TRIGGER tenants_epoch AFTER UPDATE OF id, status OR DELETE ON tenants
     FOR EACH STATEMENT EXECUTE FUNCTION cache_epochs_access();

@@ -3,7 +3,8 @@
 -- them in the transaction of the change — whatever made it: a request, the
 -- CLI, a restore's replay, a hand-made UPDATE — and every node reads them
 -- at the start of each request (package sqldb, Epochs).
---   access:   api_tokens, users, tenants (who a token is, what it may do)
+--   access:   api_tokens, users, tenants (who a token is, what it may do;
+--             who has an account)
 --   subjects: subjects' status and email, subject_keys, tenant_keys
 -- A backup does not bring them back: each database keeps its own.
 CREATE TABLE cache_epochs (
@@ -18,6 +19,8 @@ BEGIN UPDATE cache_epochs SET access = access + 1; END;
 CREATE TRIGGER api_tokens_epoch_delete AFTER DELETE ON api_tokens
 BEGIN UPDATE cache_epochs SET access = access + 1; END;
 CREATE TRIGGER users_epoch_update AFTER UPDATE OF tenant_id, id, subject_id, role, status ON users
+BEGIN UPDATE cache_epochs SET access = access + 1; END;
+CREATE TRIGGER users_epoch_insert AFTER INSERT ON users
 BEGIN UPDATE cache_epochs SET access = access + 1; END;
 CREATE TRIGGER users_epoch_delete AFTER DELETE ON users
 BEGIN UPDATE cache_epochs SET access = access + 1; END;
