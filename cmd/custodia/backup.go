@@ -20,9 +20,9 @@ import (
 	"github.com/custodia/custodia/internal/sqldb"
 )
 
-// backupCmd makes, lists and checks backups (SQLite for now): the database
-// without the subjects' keys encrypted with age, the keys in shards an
-// erasure rewrites (docs/decisions/0025-backups.md).
+// backupCmd makes, lists, checks and restores backups (SQLite or
+// PostgreSQL): the database without the subjects' keys encrypted with age,
+// the keys in shards an erasure rewrites (docs/decisions/0025-backups.md).
 func backupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "Make, list and verify encrypted backups"}
 	run := &cobra.Command{
