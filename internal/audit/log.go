@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -413,64 +412,28 @@ func recordsOf(u *unit) []*record {
 }
 
 // insertRecords inserts rs and the people they name (for the index of
-// events by person) in multi-row statements of 1, 2, 4 … maxRows rows: a
-// statement costs about as much as a row, and the few sizes keep the
-// prepared statements few.
+// events by person), many rows a statement.
 func insertRecords(ctx context.Context, tx *sqldb.Tx, rs []*record) error {
-	var named []any
-	for len(rs) > 0 {
-		n := rowsPerStatement(len(rs))
-		args := make([]any, 0, n*len(eventColumns))
-		for _, r := range rs[:n] {
-			args = append(args, r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
-				r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash)
-			for _, id := range r.subjects {
-				named = append(named, r.TenantID, r.Seq, id)
-			}
+	events := make([][]any, 0, len(rs))
+	var named [][]any
+	for _, r := range rs {
+		events = append(events, []any{r.TenantID, r.Seq, r.ID, r.At, r.ActorType, r.ActorID, r.ActorSubjectID, r.ActorCT, r.Action,
+			r.TargetType, r.TargetID, r.SubjectID, r.Outcome, r.RequestID, r.Details, r.PrevHash, r.Hash})
+		for _, id := range r.subjects {
+			named = append(named, []any{r.TenantID, r.Seq, id})
 		}
-		if _, err := tx.Exec(ctx, insertEvents[n], args...); err != nil {
-			return fmt.Errorf("append audit events: %w", err)
-		}
-		rs = rs[n:]
 	}
-	for len(named) > 0 {
-		n := rowsPerStatement(len(named) / 3)
-		if _, err := tx.Exec(ctx, insertNamed[n], named[:3*n]...); err != nil {
-			return fmt.Errorf("index audit events by person: %w", err)
-		}
-		named = named[3*n:]
+	if err := tx.InsertRows(ctx, "audit_events", eventColumns, events); err != nil {
+		return fmt.Errorf("append audit events: %w", err)
+	}
+	if err := tx.InsertRows(ctx, "audit_event_subjects", []string{"tenant_id", "seq", "subject_id"}, named); err != nil {
+		return fmt.Errorf("index audit events by person: %w", err)
 	}
 	return nil
 }
 
 var eventColumns = []string{"tenant_id", "seq", "id", "at", "actor_type", "actor_id", "actor_subject_id",
 	"actor_ct", "action", "target_type", "target_id", "subject_id", "outcome", "request_id", "details", "prev_hash", "hash"}
-
-// maxRows is the most rows one statement inserts (17 × 32 parameters, far
-// below both engines' limits).
-const maxRows = 32
-
-// insertEvents[n] and insertNamed[n] insert n rows, for n a power of two.
-var insertEvents, insertNamed = func() (ev, nm map[int]string) {
-	ev, nm = map[int]string{}, map[int]string{}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(eventColumns)), ", ") + ")"
-	for n := 1; n <= maxRows; n *= 2 {
-		ev[n] = "INSERT INTO audit_events (" + strings.Join(eventColumns, ", ") + ") VALUES " +
-			strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
-		nm[n] = "INSERT INTO audit_event_subjects (tenant_id, seq, subject_id) VALUES " +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")
-	}
-	return ev, nm
-}()
-
-// rowsPerStatement is the largest power of two at most n and maxRows.
-func rowsPerStatement(n int) int {
-	k := 1
-	for k*2 <= n && k*2 <= maxRows {
-		k *= 2
-	}
-	return k
-}
 
 type tenantHead struct {
 	tenantID string

@@ -71,10 +71,17 @@ func (k *Keyring) NewSubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjec
 
 // Insert stores the wrapped key.
 func (w *WrappedKey) Insert(ctx context.Context, tx *sqldb.Tx) error {
-	_, err := tx.Exec(ctx, `INSERT INTO subject_keys (tenant_id, subject_id, kek_version, wrapped, created_at)
-		VALUES (?, ?, ?, ?, ?)`, w.tenantID, w.subjectID, w.kekVersion, w.wrapped, w.createdAt)
-	if err != nil {
-		return fmt.Errorf("insert subject key: %w", err)
+	return InsertKeys(ctx, tx, []*WrappedKey{w})
+}
+
+// InsertKeys stores wrapped keys, many rows a statement (an import).
+func InsertKeys(ctx context.Context, tx *sqldb.Tx, ws []*WrappedKey) error {
+	rows := make([][]any, len(ws))
+	for i, w := range ws {
+		rows[i] = []any{w.tenantID, w.subjectID, w.kekVersion, w.wrapped, w.createdAt}
+	}
+	if err := tx.InsertRows(ctx, "subject_keys", []string{"tenant_id", "subject_id", "kek_version", "wrapped", "created_at"}, rows); err != nil {
+		return fmt.Errorf("insert subject keys: %w", err)
 	}
 	return nil
 }

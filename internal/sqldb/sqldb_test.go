@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/custodia/custodia/internal/sqldb"
@@ -138,4 +139,37 @@ func TestSQLiteSyncsUnlessATestSaysNot(t *testing.T) {
 			t.Errorf("%+v: writer has synchronous=%d, %v; want %d", c.opt, got, err, c.want)
 		}
 	}
+}
+
+func TestInsertRows(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		var rows [][]any
+		for i := range 70 { // 32 + 32 + 4 + 2
+			id := fmt.Sprintf("t%02d", i)
+			rows = append(rows, []any{id, id, "n", "local", "active", int64(i)})
+		}
+		cols := []string{"id", "slug", "name", "region", "status", "created_at"}
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			return tx.InsertRows(ctx, "tenants", cols, rows)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids := sqldbtest.Strings(t, db, "SELECT id FROM tenants ORDER BY created_at")
+		if len(ids) != 70 || ids[0] != "t00" || ids[69] != "t69" {
+			t.Fatalf("inserted %d rows (%v…); want 70 in order", len(ids), ids[:min(3, len(ids))])
+		}
+		// A duplicate fails its statement; the transaction's caller sees the unique violation.
+		err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			return tx.InsertRows(ctx, "tenants", cols, [][]any{{"new", "new", "n", "local", "active", 0}, rows[5]})
+		})
+		if !sqldb.IsUniqueViolation(err) || sqldbtest.Int(t, db, "SELECT count(*) FROM tenants") != 70 {
+			t.Fatalf("a duplicate: %v; want a unique violation and nothing inserted", err)
+		}
+		if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			return tx.InsertRows(ctx, "tenants", cols, [][]any{{"short"}})
+		}); err == nil {
+			t.Fatal("a row with too few values was accepted")
+		}
+	})
 }

@@ -361,3 +361,35 @@ func TestListFilters(t *testing.T) {
 		}
 	})
 }
+
+// An import writes 1 000 contacts a transaction, many rows a statement; a
+// contact added meanwhile with the email of a row still to come stops the
+// import at that row's line, after the chunks before it, with nothing of
+// its own chunk written.
+func TestImportStopsAtAContactAddedMeanwhile(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		var rows []subject.ImportRow
+		for i := range 1500 {
+			rows = append(rows, subject.ImportRow{Line: i + 2, New: subject.New{Email: fmt.Sprintf("p%04d@example.org", i)}})
+		}
+		subjects := env.Core.Subjects
+		before := sqldbtest.Int(t, env.Core.DB, "SELECT count(*) FROM subjects WHERE tenant_id = ?", env.Tenant.ID)
+		res, err := subjects.Import(ctx, env.Tenant.ID, rows, nil, subject.ExistingFail, false, func(done, total int) {
+			if done == 1000 { // between the two chunks, someone adds line 1 302's person
+				if _, err := subjects.Create(ctx, env.Tenant.ID, subject.New{Email: "p1300@example.org"}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		if !errs.Is(err, errs.Conflict) || !strings.Contains(err.Error(), "line 1302") || res.Created != 1000 {
+			t.Fatalf("Import = %+v, %v; want a conflict naming line 1302 after 1000 created", res, err)
+		}
+		if n := sqldbtest.Int(t, env.Core.DB, "SELECT count(*) FROM subjects WHERE tenant_id = ?", env.Tenant.ID); n != before+1001 {
+			t.Fatalf("%d contacts; want the first chunk and the one added meanwhile (%d)", n, before+1001)
+		}
+		if n := sqldbtest.Int(t, env.Core.DB, "SELECT count(*) FROM subject_keys WHERE tenant_id = ?", env.Tenant.ID); n != before+1001 {
+			t.Fatalf("%d subject keys; want none of the stopped chunk's (%d)", n, before+1001)
+		}
+	})
+}

@@ -288,64 +288,110 @@ func (s *Service) Import(ctx context.Context, tenantID string, rows []ImportRow,
 	if dryRun {
 		return res, nil
 	}
-	for start := 0; start < len(todo); start += importChunk {
-		chunk := todo[start:min(start+importChunk, len(todo))]
-		if err := s.importChunk(ctx, tenantID, chunk); err != nil {
-			return ImportResult{Rows: len(rows), Created: start, Skipped: res.Skipped},
-				fmt.Errorf("import stopped at line %d, after %d contacts were created: %w", chunk[0].line, start, err)
+	// The next chunk is sealed while one is written: the CPU work of keys
+	// and encryption overlaps the commit's.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sealed := make(chan sealedChunk)
+	go func() {
+		defer close(sealed)
+		for start := 0; start < len(todo); start += importChunk {
+			c := sealedChunk{start: start, chunk: todo[start:min(start+importChunk, len(todo))]}
+			c.insert, c.err = s.sealChunk(ctx, tenantID, c.chunk)
+			select {
+			case sealed <- c:
+			case <-ctx.Done():
+				return
+			}
+			if c.err != nil {
+				return
+			}
+		}
+	}()
+	for c := range sealed {
+		err := c.err
+		if err == nil {
+			err = c.insert(ctx)
+		}
+		if err != nil {
+			return ImportResult{Rows: len(rows), Created: c.start, Skipped: res.Skipped},
+				fmt.Errorf("import stopped at line %d, after %d contacts were created: %w", c.chunk[0].line, c.start, err)
 		}
 		if progress != nil {
-			progress(start+len(chunk), len(todo))
+			progress(c.start+len(c.chunk), len(todo))
 		}
 	}
 	return res, s.log.Record(ctx, tenantID, audit.Event{Action: "subject.import", TargetType: "subject",
 		Details: map[string]any{"rows": res.Rows, "created": res.Created, "skipped": res.Skipped}})
 }
 
-// importChunk seals and inserts contacts in one transaction with their
-// audit events.
-func (s *Service) importChunk(ctx context.Context, tenantID string, chunk []prepared) error {
+// sealedChunk is a chunk of an import ready to be written by insert.
+type sealedChunk struct {
+	start  int
+	chunk  []prepared
+	insert func(ctx context.Context) error
+	err    error
+}
+
+// sealChunk makes the keys of a chunk's contacts and seals their fields,
+// and answers how to insert them: in one transaction with their audit
+// events.
+func (s *Service) sealChunk(ctx context.Context, tenantID string, chunk []prepared) (func(context.Context) error, error) {
 	now := s.now().UnixMicro()
 	events := make([]audit.Event, 0, len(chunk))
 	for i := range chunk {
 		p := &chunk[i]
 		id, err := uuid.NewV7()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.r = row{id: id.String(), status: StatusActive, createdAt: now, updatedAt: now, lastActivity: now}
 		dk, wk, err := s.keys.NewSubjectKey(ctx, s.db.Read(), tenantID, p.r.id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.wk = wk
 		if err := s.seal(ctx, tenantID, dk, p.f, &p.r); err != nil {
-			return err
+			return nil, err
 		}
 		events = append(events, audit.Event{Action: "subject.create", TargetType: "subject", TargetID: p.r.id, SubjectID: p.r.id,
 			Details: map[string]any{"fields": p.f.present(), "via": "import", "line": p.line}})
 	}
-	return s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
-		for _, p := range chunk {
-			if err := p.wk.Insert(ctx, tx); err != nil {
-				return err
-			}
-			r := p.r
-			_, err := tx.Exec(ctx, `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
-				external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at, last_activity_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
-				r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity)
+	keys := make([]*keyring.WrappedKey, len(chunk))
+	rows := make([][]any, len(chunk))
+	for i, p := range chunk {
+		r := p.r
+		keys[i] = p.wk
+		rows[i] = []any{tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
+			r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity}
+	}
+	write := func(ctx context.Context, tx *sqldb.Tx) error {
+		if err := keyring.InsertKeys(ctx, tx, keys); err != nil {
+			return err
+		}
+		// Many rows a statement; should one collide with a contact added
+		// meanwhile, row by row again to name its line.
+		err := tx.Savepoint(ctx, "rows", func() error { return tx.InsertRows(ctx, "subjects", subjectColumns, rows) })
+		if !sqldb.IsUniqueViolation(err) {
+			return err
+		}
+		for i, row := range rows {
+			err := tx.InsertRows(ctx, "subjects", subjectColumns, [][]any{row})
 			if sqldb.IsUniqueViolation(err) {
-				return &errs.Error{Kind: errs.Conflict, Field: "email", Detail: fmt.Sprintf("line %d: a subject with this email or external_id was added meanwhile", p.line)}
+				return &errs.Error{Kind: errs.Conflict, Field: "email", Detail: fmt.Sprintf("line %d: a subject with this email or external_id was added meanwhile", chunk[i].line)}
 			}
 			if err != nil {
 				return err
 			}
 		}
 		return nil
-	}, events...)
+	}
+	return func(ctx context.Context) error { return s.log.Commit(ctx, tenantID, write, events...) }, nil
 }
+
+// subjectColumns are the columns an import writes.
+var subjectColumns = []string{"tenant_id", "id", "status", "email_ct", "email_bidx", "phone_ct", "phone_bidx",
+	"external_id_ct", "external_id_bidx", "attributes_ct", "source_ct", "created_at", "updated_at", "last_activity_at"}
 
 // Export writes every contact of the tenant (staff, who have accounts, are
 // not contacts) — restricted ones too, whose
