@@ -56,17 +56,35 @@ func dekAD(tenantID, subjectID string, kekVersion int) []byte {
 // NewSubjectKey makes a data key for a new subject, wrapped by the tenant's
 // active KEK. Store it with Insert in the transaction that creates the subject.
 func (k *Keyring) NewSubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, *WrappedKey, error) {
+	keys, wrapped, err := k.NewSubjectKeys(ctx, q, tenantID, []string{subjectID})
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys[0], wrapped[0], nil
+}
+
+// NewSubjectKeys makes the data keys of several new subjects (an import's
+// chunk), all wrapped by the tenant's KEK active now: one query for them all.
+func (k *Keyring) NewSubjectKeys(ctx context.Context, q sqldb.Q, tenantID string, subjectIDs []string) ([]*DataKey, []*WrappedKey, error) {
 	version, kek, err := k.activeKEK(ctx, q, tenantID)
 	if err != nil {
 		return nil, nil, err
 	}
+	keys, wrapped := make([]*DataKey, len(subjectIDs)), make([]*WrappedKey, len(subjectIDs))
+	for i, id := range subjectIDs {
+		keys[i], wrapped[i] = k.newSubjectKey(tenantID, id, version, kek)
+	}
+	return keys, wrapped, nil
+}
+
+func (k *Keyring) newSubjectKey(tenantID, subjectID string, version int, kek []byte) (*DataKey, *WrappedKey) {
 	dek := randomKey()
 	w := &WrappedKey{
 		tenantID: tenantID, subjectID: subjectID, kekVersion: version,
 		wrapped:   seal(kek, uint32(version), dekAD(tenantID, subjectID, version), dek),
 		createdAt: k.now().UnixMicro(),
 	}
-	return &DataKey{tenantID: tenantID, subjectID: subjectID, key: dek}, w, nil
+	return &DataKey{tenantID: tenantID, subjectID: subjectID, key: dek}, w
 }
 
 // Insert stores the wrapped key.

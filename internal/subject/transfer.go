@@ -3,7 +3,6 @@ package subject
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -226,15 +225,39 @@ func (s *Service) Import(ctx context.Context, tenantID string, rows []ImportRow,
 	q := s.db.Read()
 	firstEmail, firstExternal := map[string]int{}, map[string]int{}
 	var todo []prepared
-	for _, in := range rows {
-		bad := func(field, format string, args ...any) {
-			problems = append(problems, errs.RowProblem{Line: in.Line, Field: field, Reason: fmt.Sprintf(format, args...)})
-		}
+	// Every row checked first, so that the identifiers already taken are
+	// asked for in a few queries rather than one a row.
+	checked := make([]fields, len(rows))
+	invalid := make([]error, len(rows))
+	index := make([]map[string]string, len(rows)) // field → blind index
+	var wanted [][2]string                        // field, blind index
+	for i, in := range rows {
 		f := fields{email: in.Email, phone: in.Phone, externalID: in.ExternalID, source: in.Source, attributes: in.Attributes}
 		if f.source == "" {
 			f.source = "import"
 		}
-		if err := f.validate(); err != nil {
+		checked[i], invalid[i], index[i] = f, f.validate(), map[string]string{}
+		for _, c := range [][2]string{{"email", checked[i].email}, {"external_id", checked[i].externalID}} {
+			if invalid[i] == nil && c[1] != "" {
+				idx, err := s.keys.BlindIndex(ctx, q, tenantID, c[0], c[1])
+				if err != nil {
+					return ImportResult{}, err
+				}
+				index[i][c[0]] = string(idx)
+				wanted = append(wanted, [2]string{c[0], string(idx)})
+			}
+		}
+	}
+	taken, err := s.taken(ctx, tenantID, wanted)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	for i, in := range rows {
+		bad := func(field, format string, args ...any) {
+			problems = append(problems, errs.RowProblem{Line: in.Line, Field: field, Reason: fmt.Sprintf(format, args...)})
+		}
+		f := checked[i]
+		if err := invalid[i]; err != nil {
 			if e, ok := errs.As(err); ok && e.Field != "" {
 				bad(e.Field, "%s", e.Detail)
 				continue
@@ -256,20 +279,13 @@ func (s *Service) Import(ctx context.Context, tenantID string, rows []ImportRow,
 				continue
 			}
 			c.first[c.value] = in.Line
-			idx, err := s.keys.BlindIndex(ctx, q, tenantID, c.field, c.value)
-			if err != nil {
-				return ImportResult{}, err
-			}
-			var id string
-			err = q.QueryRow(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND "+c.field+"_bidx = ?", tenantID, idx).Scan(&id)
+			there := taken[[2]string{c.field, index[i][c.field]}]
 			switch {
-			case err == nil && existing == ExistingSkip:
+			case there && existing == ExistingSkip:
 				dup = true
-			case err == nil:
+			case there:
 				bad(c.field, "a subject with this %s exists already (existing=skip leaves such rows out)", c.field)
 				dup = true
-			case !errors.Is(err, sql.ErrNoRows):
-				return ImportResult{}, err
 			}
 		}
 		if dup {
@@ -325,6 +341,44 @@ func (s *Service) Import(ctx context.Context, tenantID string, rows []ImportRow,
 		Details: map[string]any{"rows": res.Rows, "created": res.Created, "skipped": res.Skipped}})
 }
 
+// taken answers which of the wanted identifiers (field, blind index) a
+// subject of the tenant holds already, asking 500 at a time.
+func (s *Service) taken(ctx context.Context, tenantID string, wanted [][2]string) (map[[2]string]bool, error) {
+	out := map[[2]string]bool{}
+	for _, field := range []string{"email", "external_id"} {
+		var idxs []any
+		for _, w := range wanted {
+			if w[0] == field {
+				idxs = append(idxs, []byte(w[1]))
+			}
+		}
+		for len(idxs) > 0 {
+			n := min(len(idxs), 500)
+			rows, err := s.db.Read().Query(ctx, "SELECT "+field+"_bidx FROM subjects WHERE tenant_id = ? AND "+field+"_bidx IN (?"+
+				strings.Repeat(", ?", n-1)+")", append([]any{tenantID}, idxs[:n]...)...)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var idx []byte
+				if err := rows.Scan(&idx); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				out[[2]string{field, string(idx)}] = true
+			}
+			if err := rows.Close(); err != nil {
+				return nil, err
+			}
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			idxs = idxs[n:]
+		}
+	}
+	return out, nil
+}
+
 // sealedChunk is a chunk of an import ready to be written by insert.
 type sealedChunk struct {
 	start  int
@@ -339,19 +393,23 @@ type sealedChunk struct {
 func (s *Service) sealChunk(ctx context.Context, tenantID string, chunk []prepared) (func(context.Context) error, error) {
 	now := s.now().UnixMicro()
 	events := make([]audit.Event, 0, len(chunk))
+	ids := make([]string, len(chunk))
 	for i := range chunk {
-		p := &chunk[i]
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, err
 		}
-		p.r = row{id: id.String(), status: StatusActive, createdAt: now, updatedAt: now, lastActivity: now}
-		dk, wk, err := s.keys.NewSubjectKey(ctx, s.db.Read(), tenantID, p.r.id)
-		if err != nil {
-			return nil, err
-		}
-		p.wk = wk
-		if err := s.seal(ctx, tenantID, dk, p.f, &p.r); err != nil {
+		ids[i] = id.String()
+	}
+	dks, wks, err := s.keys.NewSubjectKeys(ctx, s.db.Read(), tenantID, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range chunk {
+		p := &chunk[i]
+		p.r = row{id: ids[i], status: StatusActive, createdAt: now, updatedAt: now, lastActivity: now}
+		p.wk = wks[i]
+		if err := s.seal(ctx, tenantID, dks[i], p.f, &p.r); err != nil {
 			return nil, err
 		}
 		events = append(events, audit.Event{Action: "subject.create", TargetType: "subject", TargetID: p.r.id, SubjectID: p.r.id,
