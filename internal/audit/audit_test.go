@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,37 +198,51 @@ func TestFailedUnitWritesNothing(t *testing.T) {
 	})
 }
 
-// Units of events alone run without a savepoint; when one of their
-// inserts fails all the same (PostgreSQL refuses a NUL byte in text), the
-// batch runs again with a savepoint for every unit: the others commit, the
-// failing one is told alone, and the chain has exactly the good events.
+// The events of a batch go in together at the end, outside the units'
+// savepoints; when that insert fails all the same (PostgreSQL refuses a
+// NUL byte in text), the batch runs again with a savepoint for every unit
+// and its events inside it: the others commit, the failing one is told
+// alone — its own writes undone — and the chain has exactly the good events.
 func TestEventsAloneNeverSinkABatch(t *testing.T) {
 	env := coretest.New(t, sqldbtest.PostgresURL(t))
 	ctx := context.Background()
 	before := verify(t, env).Events
 	var wg sync.WaitGroup
 	results := make([]error, 40)
+	bad := func(i int) bool { return i%10 == 3 || i%10 == 4 }
 	for i := range results {
 		wg.Go(func() {
 			target := fmt.Sprint(i)
-			if i%10 == 3 {
+			if bad(i) {
 				target = "bad\x00target"
 			}
-			results[i] = env.Core.Log.Record(ctx, env.Tenant.ID, audit.Event{Action: "test.event", TargetType: "unit", TargetID: target})
+			var fn func(ctx context.Context, tx *sqldb.Tx) error
+			if i%2 == 0 { // a unit with writes of its own
+				fn = func(ctx context.Context, tx *sqldb.Tx) error {
+					_, err := tx.Exec(ctx, "INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, 0)",
+						fmt.Sprintf("probe-%d", i), []byte{1})
+					return err
+				}
+			}
+			results[i] = env.Core.Log.Commit(ctx, env.Tenant.ID, fn, audit.Event{Action: "test.event", TargetType: "unit", TargetID: target})
 		})
 	}
 	wg.Wait()
 	failed := 0
 	for i, err := range results {
-		if (err != nil) != (i%10 == 3) {
+		if (err != nil) != bad(i) {
 			t.Errorf("unit %d: %v", i, err)
 		}
 		if err != nil {
 			failed++
 		}
 	}
-	if v := verify(t, env); !v.OK || v.Events != before+int64(len(results)-failed) || failed != 4 {
-		t.Fatalf("%+v, %d failed; want intact with the %d good events", v, failed, len(results)-4)
+	if v := verify(t, env); !v.OK || v.Events != before+int64(len(results)-failed) || failed != 8 {
+		t.Fatalf("%+v, %d failed; want intact with the %d good events", v, failed, len(results)-8)
+	}
+	probes := sqldbtest.Strings(t, env.Core.DB, "SELECT tenant_id FROM audit_heads WHERE tenant_id LIKE 'probe-%' ORDER BY tenant_id")
+	if len(probes) != 16 || slices.Contains(probes, "probe-4") || slices.Contains(probes, "probe-14") {
+		t.Fatalf("writes of units that went in: %v; want the 16 good ones, none of probe-4, -14, -24, -34", probes)
 	}
 }
 

@@ -197,11 +197,12 @@ type head struct {
 }
 
 // commit runs one batch in one transaction. A unit that can fail alone
-// (its fn) runs in its own savepoint, so that it does not sink the
-// others; a unit of events alone has nothing of its own to fail — its
-// details are encoded first — and saves the two statements. Should one of
-// those inserts fail all the same, the batch is run again with a
-// savepoint for every unit: no member ever depends on another.
+// (its fn) runs in its own savepoint (a Step), so that it does not sink
+// the others; a unit of events alone has nothing of its own to fail — its
+// details are encoded first — and needs none. The events of all the units
+// that went in are inserted together at the end. Should that insert fail
+// all the same, the batch is run again with a savepoint for every unit
+// and its events inserted inside it: no member ever depends on another.
 func (l *Log) commit(batch []*unit) {
 	for _, u := range batch {
 		if u.fn != nil {
@@ -242,18 +243,11 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 		for t, h := range heads {
 			start[t] = h.seq
 		}
-		// The events of units without a savepoint wait in pending and go
-		// in together, a few statements for the lot (before any unit with
-		// a savepoint runs, and at the end).
+		// The events of every unit that went in wait in pending and go in
+		// together at the end, a few statements for the lot; should that
+		// fail, the batch runs again with each unit's events inside its
+		// own savepoint. (No unit reads the trail inside the transaction.)
 		var pending []*record
-		flush := func() error {
-			err := insertRecords(ctx, tx, pending)
-			pending = pending[:0]
-			if err != nil {
-				return errUnsaved
-			}
-			return nil
-		}
 		for i, u := range batch {
 			next := heads[u.tenantID]
 			chain := func() error { // u's events, after next
@@ -270,10 +264,7 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 				return nil
 			}
 			if saved || u.fn != nil {
-				if err := flush(); err != nil {
-					return err
-				}
-				results[i] = tx.Savepoint(ctx, "unit", func() error {
+				results[i] = tx.Step(ctx, func() error {
 					if u.fn != nil {
 						if err := u.fn(u.ctx, tx); err != nil {
 							return err
@@ -282,19 +273,23 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 					if err := chain(); err != nil {
 						return err
 					}
-					return insertRecords(ctx, tx, recordsOf(u))
+					if saved {
+						return insertRecords(ctx, tx, recordsOf(u))
+					}
+					return nil
 				})
 			} else if err := chain(); err != nil {
 				return errUnsaved
-			} else {
-				pending = append(pending, recordsOf(u)...)
 			}
 			if results[i] == nil {
 				heads[u.tenantID] = next
+				if !saved {
+					pending = append(pending, recordsOf(u)...)
+				}
 			}
 		}
-		if err := flush(); err != nil {
-			return err
+		if err := insertRecords(ctx, tx, pending); err != nil {
+			return errUnsaved
 		}
 		now := l.now().UnixMicro()
 		signed = signed[:0]

@@ -243,7 +243,8 @@ func (db *DB) Read() Q { return Q{db: db, pool: db.read} }
 // Tx is a write transaction.
 type Tx struct {
 	Q
-	tx *sql.Tx
+	tx       *sql.Tx
+	stepOpen bool // a Step's savepoint is open, not yet released
 }
 
 // WithTx runs fn in a write transaction, committing when fn returns nil and
@@ -290,6 +291,32 @@ func (tx *Tx) Savepoint(ctx context.Context, name string, fn func() error) error
 	}
 	if _, err := tx.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
 		return classify(fmt.Errorf("release savepoint: %w", err))
+	}
+	return nil
+}
+
+// Step runs fn inside a savepoint of its own, as Savepoint does, for the
+// many members of one transaction run one after the other (the audit
+// committer's units). The savepoint is not released when fn is done: the
+// next Step releases it in the same statement that opens its own, and the
+// commit releases the last — a round trip less for every member on
+// PostgreSQL. What runs between two steps runs inside the earlier step's
+// savepoint, which nothing rolls back to once its fn has returned. Steps
+// do not nest; a Savepoint inside a Step's fn does.
+func (tx *Tx) Step(ctx context.Context, fn func() error) error {
+	open := "SAVEPOINT step"
+	if tx.stepOpen {
+		open = "RELEASE SAVEPOINT step; SAVEPOINT step"
+	}
+	if _, err := tx.tx.ExecContext(ctx, open); err != nil {
+		return classify(fmt.Errorf("savepoint: %w", err))
+	}
+	tx.stepOpen = true
+	if err := fn(); err != nil {
+		if _, rerr := tx.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT step"); rerr != nil {
+			return classify(errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr)))
+		}
+		return classify(err)
 	}
 	return nil
 }

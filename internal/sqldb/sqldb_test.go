@@ -104,6 +104,62 @@ func TestTransactionsAndSavepoints(t *testing.T) {
 	})
 }
 
+// TestSteps: a failing step undoes only its own work, after an SQL error
+// too; what ran after an earlier step (inside its open savepoint) stays;
+// a Savepoint nests inside a step.
+func TestSteps(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		ins := func(tx *sqldb.Tx, id string) error {
+			_, err := tx.Exec(ctx, "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", id, id)
+			return err
+		}
+		boom := errors.New("boom")
+		err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
+			if err := tx.Step(ctx, func() error { return ins(tx, "a") }); err != nil {
+				return err
+			}
+			if err := ins(tx, "between"); err != nil { // inside a's savepoint, never rolled back to
+				return err
+			}
+			if err := tx.Step(ctx, func() error {
+				if err := ins(tx, "b"); err != nil {
+					return err
+				}
+				return ins(tx, "a") // duplicate: aborts the statement
+			}); !sqldb.IsUniqueViolation(err) {
+				t.Errorf("step error = %v", err)
+			}
+			if err := tx.Step(ctx, func() error {
+				if err := ins(tx, "c"); err != nil {
+					return err
+				}
+				return boom
+			}); !errors.Is(err, boom) {
+				t.Errorf("step error = %v", err)
+			}
+			return tx.Step(ctx, func() error {
+				if err := tx.Savepoint(ctx, "nested", func() error {
+					if err := ins(tx, "e"); err != nil {
+						return err
+					}
+					return boom
+				}); !errors.Is(err, boom) {
+					t.Errorf("nested savepoint error = %v", err)
+				}
+				return ins(tx, "d")
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := sqldbtest.Strings(t, db, "SELECT id FROM tenants ORDER BY id")
+		if fmt.Sprint(ids) != "[a between d]" {
+			t.Fatalf("rows after steps: %v; want [a between d]", ids)
+		}
+	})
+}
+
 func TestOpenRejectsUnknownURLs(t *testing.T) {
 	if _, err := sqldb.Open(context.Background(), "mysql://x", t.TempDir()); err == nil {
 		t.Fatal("mysql:// accepted")

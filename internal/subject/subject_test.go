@@ -76,6 +76,15 @@ func TestCreateReadFindRectify(t *testing.T) {
 		if e, ok := errs.As(err); !ok || e.Kind != errs.Conflict || e.Field != "email" {
 			t.Errorf("duplicate email: %v", err)
 		}
+		_, err = s.Create(ctx, tid, subject.New{Email: "someone.else@example.org", ExternalID: "crm-1"})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Conflict || e.Field != "external_id" {
+			t.Errorf("duplicate external id: %v", err)
+		}
+		var keys, subjects int // a refused create leaves no key behind
+		if err := env.Core.DB.Read().QueryRow(ctx, "SELECT (SELECT count(*) FROM subject_keys WHERE tenant_id = ?), (SELECT count(*) FROM subjects WHERE tenant_id = ?)",
+			tid, tid).Scan(&keys, &subjects); err != nil || keys != subjects {
+			t.Errorf("after refused creates: %d subject keys for %d subjects (%v)", keys, subjects, err)
+		}
 		// Rectify: replace, clear, merge attributes.
 		var p subject.Patch
 		p.Email = subject.Optional[string]{Set: true, Value: "ann.new@example.org"}
