@@ -480,3 +480,56 @@ func TestCloseAnswersEveryCommit(t *testing.T) {
 		t.Fatalf("%d events stored, %d commits acknowledged (%v)", len(entries), committed, err)
 	}
 }
+
+// The committer appends events alone after the head its last batch left,
+// without reading it first; whoever else moves the head — a second node or
+// the command line going on, a restore taking it back — the next event
+// still follows the head that is there.
+func TestAHeadMovedElsewhereIsFollowed(t *testing.T) {
+	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
+		ctx := context.Background()
+		tid := env.Tenant.ID
+		record := func(l *audit.Log, target string) {
+			t.Helper()
+			if err := l.Record(ctx, tid, audit.Event{Action: "test.event", TargetType: "test", TargetID: target}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		type link struct {
+			seq        int64
+			prev, hash []byte
+		}
+		last := func() link {
+			t.Helper()
+			var l link
+			if err := env.Core.DB.Read().QueryRow(ctx, "SELECT seq, prev_hash, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
+				tid).Scan(&l.seq, &l.prev, &l.hash); err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		record(env.Core.Log, "ours")
+		record(env.Core.Log, "ours again") // the head is known now
+		other := audit.New(env.Core.DB, env.Core.Keys, time.Now, audit.Options{})
+		defer other.Close()
+		record(other, "theirs")
+		theirs := last()
+		record(env.Core.Log, "after theirs")
+		if got := last(); got.seq != theirs.seq+1 || !bytes.Equal(got.prev, theirs.hash) {
+			t.Fatalf("after another writer's event %d: ours is %d, following %x; want %d following %x", theirs.seq, got.seq, got.prev, theirs.seq+1, theirs.hash)
+		}
+		// Taken back, as a restore does: the last two events gone, the head
+		// on the one before.
+		back := last().seq - 2
+		var hash []byte
+		if err := env.Core.DB.Read().QueryRow(ctx, "SELECT hash FROM audit_events WHERE tenant_id = ? AND seq = ?", tid, back).Scan(&hash); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, env, "DELETE FROM audit_events WHERE tenant_id = ? AND seq > ?", tid, back)
+		exec(t, env, "UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant_id = ?", back, hash, tid)
+		record(env.Core.Log, "after the restore")
+		if got := last(); got.seq != back+1 || !bytes.Equal(got.prev, hash) {
+			t.Fatalf("after the head went back to %d: ours is %d, following %x; want %d following %x", back, got.seq, got.prev, back+1, hash)
+		}
+	})
+}

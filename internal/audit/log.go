@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,7 +28,7 @@ type Log struct {
 	anchor          *anchor.Anchor
 	sync            bool
 	committed       func(ctx context.Context, events []Committed) error
-	heads           sync.Map // tenant ids whose head row exists: lockHeads need not make it
+	known           map[string]head // the committer's own: each tenant's head as its last batch left it
 	logger          *slog.Logger
 	now             func() time.Time
 	checkpointEvery int64
@@ -94,7 +95,7 @@ func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time, opt Options)
 	}
 	l := &Log{
 		db: db, keys: keys, anchor: opt.Anchor, sync: opt.AnchorSync, logger: opt.Logger, committed: opt.Committed,
-		now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch,
+		now: now, checkpointEvery: opt.CheckpointEvery, maxBatch: opt.MaxBatch, known: map[string]head{},
 		queue: make(chan *unit, 4096), stopped: make(chan struct{}), closing: make(chan struct{}),
 	}
 	go l.run()
@@ -215,6 +216,9 @@ func (l *Log) commit(batch []*unit) {
 			}
 		}
 	}
+	if l.pipeline(batch) {
+		return
+	}
 	if errors.Is(l.commitBatch(batch, false), errUnsaved) {
 		l.commitBatch(batch, true)
 	}
@@ -230,39 +234,24 @@ var errUnsaved = errors.New("an event without a savepoint failed")
 func (l *Log) commitBatch(batch []*unit, saved bool) error {
 	ctx := context.Background()
 	results := make([]error, len(batch))
+	var heads map[string]head
 	var signed []tenantHead
 	err := l.db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
 		for i := range results {
 			results[i] = nil
 		}
-		heads, err := l.lockHeads(ctx, tx, batch)
+		start, err := l.lockHeads(ctx, tx, batch)
 		if err != nil {
 			return err
 		}
-		start := map[string]int64{}
-		for t, h := range heads {
-			start[t] = h.seq
-		}
+		heads = maps.Clone(start)
 		// The events of every unit that went in wait in pending and go in
 		// together at the end, a few statements for the lot; should that
 		// fail, the batch runs again with each unit's events inside its
 		// own savepoint. (No unit reads the trail inside the transaction.)
 		var pending []*record
 		for i, u := range batch {
-			next := heads[u.tenantID]
-			chain := func() error { // u's events, after next
-				for j := range u.records {
-					r := &u.records[j]
-					if err := r.encodeDetails(); err != nil {
-						return err
-					}
-					r.Seq = next.seq + 1
-					r.PrevHash = next.hash
-					r.Hash = r.hash()
-					next = head{seq: r.Seq, hash: r.Hash}
-				}
-				return nil
-			}
+			var next head
 			if saved || u.fn != nil {
 				results[i] = tx.Step(ctx, func() error {
 					if u.fn != nil {
@@ -270,7 +259,8 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 							return err
 						}
 					}
-					if err := chain(); err != nil {
+					var err error
+					if next, err = chain(u, heads[u.tenantID]); err != nil {
 						return err
 					}
 					if saved {
@@ -278,7 +268,7 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 					}
 					return nil
 				})
-			} else if err := chain(); err != nil {
+			} else if next, err = chain(u, heads[u.tenantID]); err != nil {
 				return errUnsaved
 			}
 			if results[i] == nil {
@@ -291,35 +281,18 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 		if err := insertRecords(ctx, tx, pending); err != nil {
 			return errUnsaved
 		}
-		now := l.now().UnixMicro()
-		signed = signed[:0]
-		for t, h := range heads {
-			if h.seq == start[t] {
-				continue
-			}
-			sh, err := l.sign(ctx, tx, t, h, now)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, "UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ?, signed_at = ?, signature = ? WHERE tenant_id = ?",
-				h.seq, h.hash, now, sh.At, sh.Signature, t); err != nil {
-				return fmt.Errorf("advance audit head: %w", err)
-			}
-			if sh.Signature != nil {
-				signed = append(signed, tenantHead{t, sh})
-			}
-			if h.seq/l.checkpointEvery > start[t]/l.checkpointEvery {
-				if err := l.checkpoint(ctx, tx, t, h, now); err != nil {
-					return err
-				}
-			}
+		moves, checkpoints, s, err := l.advance(ctx, tx.Q, start, heads)
+		if err != nil {
+			return err
 		}
-		return nil
+		signed = s
+		return tx.Run(ctx, slices.Concat(moves, checkpoints))
 	})
 	if errors.Is(err, errUnsaved) {
 		return err
 	}
 	if err == nil {
+		maps.Copy(l.known, heads)
 		l.noteHeads(ctx, signed)
 		l.tell(ctx, batch, results)
 	}
@@ -332,6 +305,101 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 		}
 	}
 	return nil
+}
+
+// pipeline commits a batch of events alone (no unit with writes of its
+// own) whose tenants' heads the committer knows from its last batch,
+// without reading and locking them first: the statements that move each
+// head name the head they follow and go first, then the events — on
+// PostgreSQL all in one round trip (sqldb.Pipeline). Should someone else
+// have moved a head meanwhile (another node, the command line, a restore)
+// or anything fail, nothing is written and it answers false: the batch
+// goes the ordinary way, which reads the heads under lock.
+func (l *Log) pipeline(batch []*unit) bool {
+	ctx := context.Background()
+	start := map[string]head{}
+	for _, u := range batch {
+		h, ok := l.known[u.tenantID]
+		if u.fn != nil || !ok {
+			return false
+		}
+		start[u.tenantID] = h
+	}
+	heads := maps.Clone(start)
+	var records []*record
+	for _, u := range batch {
+		next, err := chain(u, heads[u.tenantID])
+		if err != nil {
+			return false
+		}
+		heads[u.tenantID] = next
+		records = append(records, recordsOf(u)...)
+	}
+	moves, checkpoints, signed, err := l.advance(ctx, l.db.Read(), start, heads)
+	if err != nil {
+		return false
+	}
+	events, err := recordStmts(records)
+	if err == nil {
+		err = l.db.Pipeline(ctx, slices.Concat(moves, events, checkpoints))
+	}
+	if err != nil {
+		for t := range start {
+			delete(l.known, t)
+		}
+		return false
+	}
+	maps.Copy(l.known, heads)
+	l.noteHeads(ctx, signed)
+	l.tell(ctx, batch, make([]error, len(batch)))
+	for _, u := range batch {
+		u.done <- nil
+	}
+	return true
+}
+
+// chain gives u's events their places in the chain after h, and answers
+// the head after them.
+func chain(u *unit, h head) (head, error) {
+	for j := range u.records {
+		r := &u.records[j]
+		if err := r.encodeDetails(); err != nil {
+			return h, err
+		}
+		r.Seq = h.seq + 1
+		r.PrevHash = h.hash
+		r.Hash = r.hash()
+		h = head{seq: r.Seq, hash: r.Hash}
+	}
+	return h, nil
+}
+
+// advance returns the statements that move every tenant's head that the
+// batch moved from start to heads, each naming the head it follows (so
+// that it changes nothing, failing the batch, when that head has moved
+// meanwhile), those that sign the checkpoints crossed, and the signed
+// heads for the anchor; tenants in order, so that nodes never deadlock.
+func (l *Log) advance(ctx context.Context, q sqldb.Q, start, heads map[string]head) (moves, checkpoints []sqldb.Stmt, signed []tenantHead, err error) {
+	now := l.now().UnixMicro()
+	for _, t := range slices.Sorted(maps.Keys(heads)) {
+		h, from := heads[t], start[t]
+		if h.seq == from.seq {
+			continue
+		}
+		sh, err := l.sign(ctx, q, t, h, now)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		moves = append(moves, sqldb.Stmt{SQL: `UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ?, signed_at = ?, signature = ?
+			WHERE tenant_id = ? AND seq = ? AND hash = ?`, Args: []any{h.seq, h.hash, now, sh.At, sh.Signature, t, from.seq, from.hash}, Changes: true})
+		if sh.Signature != nil {
+			signed = append(signed, tenantHead{t, sh})
+			if h.seq/l.checkpointEvery > from.seq/l.checkpointEvery {
+				checkpoints = append(checkpoints, checkpointStmt(t, h, sh))
+			}
+		}
+	}
+	return moves, checkpoints, signed, nil
 }
 
 // tell hands the events of the batch's committed units to Committed.
@@ -374,7 +442,7 @@ func (l *Log) lockHeads(ctx context.Context, tx *sqldb.Tx, batch []*unit) (map[s
 		}
 		// A head seen once is there (heads are never deleted): a statement
 		// less per batch. Gone all the same, it is made again.
-		_, seen := l.heads.Load(t)
+		_, seen := l.known[t]
 		err := errNotSeen
 		if seen {
 			err = lock()
@@ -389,7 +457,6 @@ func (l *Log) lockHeads(ctx context.Context, tx *sqldb.Tx, batch []*unit) (map[s
 		if err != nil {
 			return nil, fmt.Errorf("lock audit head: %w", err)
 		}
-		l.heads.Store(t, true)
 		heads[t] = h
 	}
 	return heads, nil
@@ -409,6 +476,19 @@ func recordsOf(u *unit) []*record {
 // insertRecords inserts rs and the people they name (for the index of
 // events by person), many rows a statement.
 func insertRecords(ctx context.Context, tx *sqldb.Tx, rs []*record) error {
+	stmts, err := recordStmts(rs)
+	if err == nil {
+		err = tx.Run(ctx, stmts)
+	}
+	if err != nil {
+		return fmt.Errorf("append audit events: %w", err)
+	}
+	return nil
+}
+
+// recordStmts returns the statements that insert rs and index them by
+// the people they name.
+func recordStmts(rs []*record) ([]sqldb.Stmt, error) {
 	events := make([][]any, 0, len(rs))
 	var named [][]any
 	for _, r := range rs {
@@ -418,13 +498,12 @@ func insertRecords(ctx context.Context, tx *sqldb.Tx, rs []*record) error {
 			named = append(named, []any{r.TenantID, r.Seq, id})
 		}
 	}
-	if err := tx.InsertRows(ctx, "audit_events", eventColumns, events); err != nil {
-		return fmt.Errorf("append audit events: %w", err)
+	stmts, err := sqldb.InsertStmts("audit_events", eventColumns, events)
+	if err != nil {
+		return nil, err
 	}
-	if err := tx.InsertRows(ctx, "audit_event_subjects", []string{"tenant_id", "seq", "subject_id"}, named); err != nil {
-		return fmt.Errorf("index audit events by person: %w", err)
-	}
-	return nil
+	byPerson, err := sqldb.InsertStmts("audit_event_subjects", []string{"tenant_id", "seq", "subject_id"}, named)
+	return append(stmts, byPerson...), err
 }
 
 var eventColumns = []string{"tenant_id", "seq", "id", "at", "actor_type", "actor_id", "actor_subject_id",
@@ -437,8 +516,8 @@ type tenantHead struct {
 
 // sign signs h, tenantID's new head, at `at`. A tenant whose keys do not
 // exist (yet) gets an unsigned head, which Verify refuses.
-func (l *Log) sign(ctx context.Context, tx *sqldb.Tx, tenantID string, h head, at int64) (anchor.Head, error) {
-	key, err := l.keys.AuditSigningKey(ctx, tx.Q, tenantID)
+func (l *Log) sign(ctx context.Context, q sqldb.Q, tenantID string, h head, at int64) (anchor.Head, error) {
+	key, err := l.keys.AuditSigningKey(ctx, q, tenantID)
 	if errs.Is(err, errs.NotFound) {
 		return anchor.Head{Seq: h.seq, Hash: h.hash}, nil
 	}
@@ -472,18 +551,10 @@ func checkpointMessage(tenantID string, seq int64, hash []byte, at int64) []byte
 		"\x00" + fmt.Sprintf("%x", hash) + "\x00" + strconv.FormatInt(at, 10))
 }
 
-func (l *Log) checkpoint(ctx context.Context, tx *sqldb.Tx, tenantID string, h head, at int64) error {
-	key, err := l.keys.AuditSigningKey(ctx, tx.Q, tenantID)
-	if errs.Is(err, errs.NotFound) {
-		return nil // events of a tenant whose keys are being created in this batch
-	}
-	if err != nil {
-		return fmt.Errorf("audit checkpoint: %w", err)
-	}
-	sig := ed25519.Sign(key, checkpointMessage(tenantID, h.seq, h.hash, at))
-	_, err = tx.Exec(ctx, `INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, signature) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id, seq) DO NOTHING`, tenantID, h.seq, h.hash, at, sig)
-	return err
+// checkpointStmt keeps a signed head for good (heads move on).
+func checkpointStmt(tenantID string, h head, signed anchor.Head) sqldb.Stmt {
+	return sqldb.Stmt{SQL: `INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, signature) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, seq) DO NOTHING`, Args: []any{tenantID, h.seq, h.hash, signed.At, signed.Signature}}
 }
 
 // Checkpoint signs the current head of a tenant's chain now, e.g. at
@@ -495,6 +566,10 @@ func (l *Log) Checkpoint(ctx context.Context, tenantID string) error {
 		if err != nil {
 			return errors.Join(errs.E(errs.NotFound, "no audit chain for this tenant"), err)
 		}
-		return l.checkpoint(ctx, tx, tenantID, h, l.now().UnixMicro())
+		sh, err := l.sign(ctx, tx.Q, tenantID, h, l.now().UnixMicro())
+		if err != nil || sh.Signature == nil { // no keys (yet): nothing to sign with
+			return err
+		}
+		return tx.Run(ctx, []sqldb.Stmt{checkpointStmt(tenantID, h, sh)})
 	})
 }

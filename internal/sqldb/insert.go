@@ -2,13 +2,31 @@ package sqldb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // maxRowsPerInsert is the most rows InsertRows puts in one statement (a
 // table of 17 columns: 544 parameters, far below both engines' limits).
 const maxRowsPerInsert = 32
+
+// Stmt is one statement, written with `?` placeholders, for Run and
+// Pipeline.
+type Stmt struct {
+	SQL  string
+	Args []any
+	// Changes: the statement must change at least one row. When it changes
+	// none, nothing of the transaction is kept and ErrNoChange is returned
+	// (an UPDATE that names the row it expects to find).
+	Changes bool
+}
+
+// ErrNoChange: a statement marked Changes changed no row.
+var ErrNoChange = errors.New("a statement changed no row")
 
 // InsertRows inserts rows into table, each row's values in the order of
 // columns, in multi-row statements of 1, 2, 4 … 32 rows: a statement costs
@@ -16,8 +34,23 @@ const maxRowsPerInsert = 32
 // few. On a failure the statement that failed has inserted nothing; those
 // before it stand.
 func (q Q) InsertRows(ctx context.Context, table string, columns []string, rows [][]any) error {
+	stmts, err := InsertStmts(table, columns, rows)
+	if err != nil {
+		return err
+	}
+	for _, s := range stmts {
+		if _, err := q.Exec(ctx, s.SQL, s.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InsertStmts returns the statements with which InsertRows inserts rows.
+func InsertStmts(table string, columns []string, rows [][]any) ([]Stmt, error) {
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
 	head := "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") VALUES "
+	var stmts []Stmt
 	for len(rows) > 0 {
 		n := 1
 		for n*2 <= len(rows) && n*2 <= maxRowsPerInsert {
@@ -26,14 +59,63 @@ func (q Q) InsertRows(ctx context.Context, table string, columns []string, rows 
 		args := make([]any, 0, n*len(columns))
 		for _, r := range rows[:n] {
 			if len(r) != len(columns) {
-				return fmt.Errorf("insert into %s: a row of %d values for %d columns", table, len(r), len(columns))
+				return nil, fmt.Errorf("insert into %s: a row of %d values for %d columns", table, len(r), len(columns))
 			}
 			args = append(args, r...)
 		}
-		if _, err := q.Exec(ctx, head+strings.TrimSuffix(strings.Repeat(one+", ", n), ", "), args...); err != nil {
-			return err
-		}
+		stmts = append(stmts, Stmt{SQL: head + strings.TrimSuffix(strings.Repeat(one+", ", n), ", "), Args: args})
 		rows = rows[n:]
 	}
+	return stmts, nil
+}
+
+// Run runs stmts in order in tx. A statement marked Changes that changes
+// no row stops it with ErrNoChange; the caller's transaction then rolls
+// back.
+func (tx *Tx) Run(ctx context.Context, stmts []Stmt) error {
+	for _, s := range stmts {
+		res, err := tx.Exec(ctx, s.SQL, s.Args...)
+		if err != nil {
+			return err
+		}
+		if !s.Changes {
+			continue
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNoChange
+		}
+	}
 	return nil
+}
+
+// Pipeline runs stmts in one transaction of their own, all or none. On
+// PostgreSQL they are sent together and run in the implicit transaction of
+// one pipeline: a single round trip, committed — durably — once the last
+// has run, nothing kept when one fails. On SQLite (in process, where a
+// round trip costs nothing) they run one after the other in a write
+// transaction.
+func (db *DB) Pipeline(ctx context.Context, stmts []Stmt) error {
+	if db.dialect != Postgres {
+		return db.WithTx(ctx, func(ctx context.Context, tx *Tx) error { return tx.Run(ctx, stmts) })
+	}
+	err := db.Postgres(ctx, func(c *pgx.Conn) error {
+		b := &pgx.Batch{}
+		for _, s := range stmts {
+			q := db.rebind(s.SQL)
+			if s.Changes {
+				// No row changed: a division by zero, which ends the
+				// pipeline's transaction before it commits.
+				q = "WITH changed AS (" + q + " RETURNING 1) SELECT 1 / count(*) FROM changed"
+			}
+			b.Queue(q, s.Args...)
+		}
+		return c.SendBatch(ctx, b).Close()
+	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "22012" {
+		return ErrNoChange
+	}
+	return classify(err)
 }

@@ -160,6 +160,33 @@ func TestSteps(t *testing.T) {
 	})
 }
 
+// TestPipeline: all of a pipeline or none of it — a failing statement or
+// one marked Changes that changes no row leaves nothing of those before.
+func TestPipeline(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		ins := func(id string) sqldb.Stmt {
+			return sqldb.Stmt{SQL: "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", Args: []any{id, id}}
+		}
+		rename := func(id, from, to string) sqldb.Stmt {
+			return sqldb.Stmt{SQL: "UPDATE tenants SET name = ? WHERE id = ? AND name = ?", Args: []any{to, id, from}, Changes: true}
+		}
+		if err := db.Pipeline(ctx, []sqldb.Stmt{ins("a"), ins("b"), rename("a", "n", "renamed")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Pipeline(ctx, []sqldb.Stmt{ins("c"), ins("a"), ins("d")}); !sqldb.IsUniqueViolation(err) {
+			t.Errorf("a duplicate in the pipeline: %v", err)
+		}
+		if err := db.Pipeline(ctx, []sqldb.Stmt{ins("e"), rename("b", "not its name", "x"), ins("f")}); !errors.Is(err, sqldb.ErrNoChange) {
+			t.Errorf("an update that changed nothing: %v", err)
+		}
+		rows := sqldbtest.Strings(t, db, "SELECT id || ':' || name FROM tenants ORDER BY id")
+		if fmt.Sprint(rows) != "[a:renamed b:n]" {
+			t.Fatalf("rows after the pipelines: %v; want [a:renamed b:n]", rows)
+		}
+	})
+}
+
 func TestOpenRejectsUnknownURLs(t *testing.T) {
 	if _, err := sqldb.Open(context.Background(), "mysql://x", t.TempDir()); err == nil {
 		t.Fatal("mysql:// accepted")
