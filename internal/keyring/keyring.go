@@ -39,15 +39,16 @@ type Keyring struct {
 	now    func() time.Time
 
 	mu      sync.RWMutex
-	keks    map[string][]byte // tenantID/version → KEK
-	secrets map[string][]byte // tenantID/name → secret
+	keks    map[string][]byte             // tenantID/version → KEK
+	secrets map[string][]byte             // tenantID/name → secret
+	signers map[string]ed25519.PrivateKey // tenantID → audit signing key, expanded once (a tenant's secrets never change)
 
 	deks *sqldb.Cache[subjectKeyID, *DataKey] // nil: subject keys are not cached
 }
 
 // New returns a keyring over master.
 func New(master MasterKey, now func() time.Time) *Keyring {
-	return &Keyring{master: master, now: now, keks: map[string][]byte{}, secrets: map[string][]byte{}}
+	return &Keyring{master: master, now: now, keks: map[string][]byte{}, secrets: map[string][]byte{}, signers: map[string]ed25519.PrivateKey{}}
 }
 
 const (
@@ -200,11 +201,21 @@ func (k *Keyring) BlindIndex(ctx context.Context, q sqldb.Q, tenantID, field, no
 
 // AuditSigningKey returns the tenant's ed25519 audit signing key.
 func (k *Keyring) AuditSigningKey(ctx context.Context, q sqldb.Q, tenantID string) (ed25519.PrivateKey, error) {
+	k.mu.RLock()
+	key, ok := k.signers[tenantID]
+	k.mu.RUnlock()
+	if ok {
+		return key, nil
+	}
 	seed, _, err := k.secret(ctx, q, tenantID, secretAudit)
 	if err != nil {
 		return nil, err
 	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	key = ed25519.NewKeyFromSeed(seed)
+	k.mu.Lock()
+	k.signers[tenantID] = key
+	k.mu.Unlock()
+	return key, nil
 }
 
 // AuditPublicKey returns the public half of the tenant's audit signing key,
