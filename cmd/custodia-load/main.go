@@ -3,7 +3,9 @@
 // export of one subject, erasure, file upload and download of 64 KiB and
 // 100 MiB, login) at each number of clients, how many were done, the rate,
 // the latencies and the errors. It seeds what it needs first: a purpose, a
-// space, and -seed contacts through the import API.
+// space, and -seed contacts through the import API. Each client is an API
+// client of its own, with its own connection, speaking HTTP/1.1 as wrk
+// does (the tool issue 28's targets were set with), or HTTP/2 with -http2.
 //
 //	custodia-load -url https://127.0.0.1:8443 -token cust_… -seed 100000 -clients 1,16,64 -duration 10s
 //
@@ -46,6 +48,7 @@ type config struct {
 	duration                            time.Duration
 	ops                                 []string
 	big                                 bool
+	http2                               bool
 }
 
 // allOps are the operations, in the order they run (erasure after the
@@ -68,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long each operation runs at each number of clients")
 	fs.StringVar(&ops, "ops", strings.Join(allOps, ","), "operations, comma-separated")
 	fs.BoolVar(&c.big, "big", true, "run the 100 MiB transfers (with one client only)")
+	fs.BoolVar(&c.http2, "http2", false, "speak HTTP/2; HTTP/1.1 otherwise, as wrk (every client has a connection of its own either way)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,16 +132,25 @@ type load struct {
 }
 
 func newLoad(c config, log io.Writer) *load {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // a load test's own server, often self-signed
-		MaxIdleConnsPerHost: 128, ForceAttemptHTTP2: true}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return &load{c: c, http: &http.Client{Transport: tr, Timeout: 10 * time.Minute}, log: log, runID: fmt.Sprintf("%x", b)}
+	return &load{c: c, http: newClient(c), log: log, runID: fmt.Sprintf("%x", b)}
+}
+
+// newClient returns a client with connections of its own: n clients are n
+// API clients, not one multiplexing n requests over one HTTP/2 connection.
+func newClient(c config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // a load test's own server, often self-signed
+		MaxIdleConnsPerHost: 4, ForceAttemptHTTP2: c.http2}
+	if !c.http2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2 offered
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Minute}
 }
 
 // call makes one request and answers the status, reading the body into
 // out when given (JSON) and discarding it otherwise.
-func (l *load) call(method, path, ctype string, body io.Reader, out any) (int, error) {
+func (l *load) call(cl *http.Client, method, path, ctype string, body io.Reader, out any) (int, error) {
 	req, err := http.NewRequest(method, l.c.url+path, body)
 	if err != nil {
 		return 0, err
@@ -146,7 +159,7 @@ func (l *load) call(method, path, ctype string, body io.Reader, out any) (int, e
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	res, err := l.http.Do(req)
+	res, err := cl.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -167,13 +180,13 @@ func jsonBody(v any) io.Reader {
 // their ids back, and uploads the files the downloads read.
 func (l *load) setUp() error {
 	start := time.Now()
-	st, err := l.call("POST", "/api/v1/purposes", "application/json", jsonBody(map[string]any{"key": "load.news", "name": "Load test news",
+	st, err := l.call(l.http, "POST", "/api/v1/purposes", "application/json", jsonBody(map[string]any{"key": "load.news", "name": "Load test news",
 		"legal_basis": "consent", "data_categories": []string{"user.contact.email"}, "notice_text": "News, for a load test."}), nil)
 	if err != nil || (st != 201 && st != 409) {
 		return fmt.Errorf("create the purpose: %d %v", st, err)
 	}
 	var sp struct{ ID string }
-	if st, err := l.call("POST", "/api/v1/spaces", "application/json", jsonBody(map[string]any{"name": "Load " + l.runID}), &sp); err != nil || st != 201 {
+	if st, err := l.call(l.http, "POST", "/api/v1/spaces", "application/json", jsonBody(map[string]any{"name": "Load " + l.runID}), &sp); err != nil || st != 201 {
 		return fmt.Errorf("create the space: %d %v", st, err)
 	}
 	l.space = sp.ID
@@ -184,7 +197,7 @@ func (l *load) setUp() error {
 		for i := range n {
 			fmt.Fprintf(&csv, "seed-%s-%07d@example.org,Person %d,Ghent\n", l.runID, done+i, done+i)
 		}
-		if st, err := l.call("POST", "/api/v1/subjects/import", "text/csv", strings.NewReader(csv.String()), nil); err != nil || st >= 300 {
+		if st, err := l.call(l.http, "POST", "/api/v1/subjects/import", "text/csv", strings.NewReader(csv.String()), nil); err != nil || st >= 300 {
 			return fmt.Errorf("import contacts: %d %v", st, err)
 		}
 		done += n
@@ -202,7 +215,7 @@ func (l *load) setUp() error {
 		if cursor != "" {
 			path += "&cursor=" + url.QueryEscape(cursor)
 		}
-		if st, err := l.call("GET", path, "", nil, &page); err != nil || st != 200 {
+		if st, err := l.call(l.http, "GET", path, "", nil, &page); err != nil || st != 200 {
 			return fmt.Errorf("list contacts: %d %v", st, err)
 		}
 		for _, it := range page.Items {
@@ -219,13 +232,13 @@ func (l *load) setUp() error {
 	}
 	small := make([]byte, 64<<10)
 	_, _ = rand.Read(small)
-	if st, err := l.call("PUT", "/api/v1/spaces/"+l.space+"/files/read/64KiB.bin", "application/octet-stream", bytes.NewReader(small), nil); err != nil || st >= 300 {
+	if st, err := l.call(l.http, "PUT", "/api/v1/spaces/"+l.space+"/files/read/64KiB.bin", "application/octet-stream", bytes.NewReader(small), nil); err != nil || st >= 300 {
 		return fmt.Errorf("upload the file to read: %d %v", st, err)
 	}
 	if l.c.big {
 		l.big = make([]byte, 100<<20)
 		_, _ = rand.Read(l.big)
-		if st, err := l.call("PUT", "/api/v1/spaces/"+l.space+"/files/read/100MiB.bin", "application/octet-stream", bytes.NewReader(l.big), nil); err != nil || st >= 300 {
+		if st, err := l.call(l.http, "PUT", "/api/v1/spaces/"+l.space+"/files/read/100MiB.bin", "application/octet-stream", bytes.NewReader(l.big), nil); err != nil || st >= 300 {
 			return fmt.Errorf("upload the big file to read: %d %v", st, err)
 		}
 	}
@@ -241,12 +254,12 @@ const (
 )
 
 // one makes one operation and answers its outcome.
-func (l *load) one(op string) int {
+func (l *load) one(cl *http.Client, op string) int {
 	n := l.next.Add(1)
 	pick := int(n) % len(l.ids)
 	// ok makes the request and answers whether it got one of want.
 	ok := func(method, path, ctype string, body io.Reader, want ...int) int {
-		st, err := l.call(method, path, ctype, body, nil)
+		st, err := l.call(cl, method, path, ctype, body, nil)
 		switch {
 		case err == nil && slices.Contains(want, st):
 			return done
@@ -291,7 +304,7 @@ func (l *load) one(op string) int {
 	case "login":
 		req, _ := http.NewRequest("POST", l.c.url+"/api/v1/auth/login", jsonBody(map[string]any{"tenant": l.c.tenant, "email": l.c.email, "password": l.c.password}))
 		req.Header.Set("Content-Type", "application/json")
-		res, err := l.http.Do(req)
+		res, err := cl.Do(req)
 		if err != nil {
 			return failed
 		}
@@ -339,10 +352,12 @@ func (l *load) drive(op string, n int) result {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
+			cl := newClient(l.c)
+			defer cl.CloseIdleConnections()
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				t := time.Now()
-				switch l.one(op) {
+				switch l.one(cl, op) {
 				case done:
 					mine = append(mine, time.Since(t))
 				case limited:

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custodia/custodia/internal/app/apptest"
@@ -35,5 +38,45 @@ func TestLoad(t *testing.T) {
 	}
 	if err := run([]string{"-ops", "dance", "-token", "x"}, &out, &log); err == nil || !strings.Contains(err.Error(), "dance") {
 		t.Errorf("an unknown operation: %v", err)
+	}
+}
+
+// A client speaks the protocol asked for, on connections of its own: two
+// clients never share one.
+func TestClientsHaveTheirOwnConnections(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{} // remote address → protocol
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.RemoteAddr] = r.Proto
+		mu.Unlock()
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	for _, c := range []struct {
+		http2 bool
+		want  string
+	}{{false, "HTTP/1.1"}, {true, "HTTP/2.0"}} {
+		clear(seen)
+		for range 2 {
+			cl := newClient(config{http2: c.http2})
+			for range 3 {
+				res, err := cl.Get(srv.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+			}
+			cl.CloseIdleConnections()
+		}
+		if len(seen) != 2 {
+			t.Errorf("http2=%v: two clients, three requests each, came over %d connections; want 2", c.http2, len(seen))
+		}
+		for addr, proto := range seen {
+			if proto != c.want {
+				t.Errorf("http2=%v: %s spoke %s; want %s", c.http2, addr, proto, c.want)
+			}
+		}
 	}
 }
