@@ -278,7 +278,8 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 				}
 			}
 		}
-		if err := insertRecords(ctx, tx, pending); err != nil {
+		events, err := recordStmts(pending)
+		if err != nil {
 			return errUnsaved
 		}
 		moves, checkpoints, s, err := l.advance(ctx, tx.Q, start, heads)
@@ -286,7 +287,15 @@ func (l *Log) commitBatch(batch []*unit, saved bool) error {
 			return err
 		}
 		signed = s
-		return tx.Run(ctx, slices.Concat(moves, checkpoints))
+		// Together: one round trip on PostgreSQL. Should it fail with
+		// events in it, those may be what the database refuses: again,
+		// each unit's in its own savepoint.
+		if err := tx.Run(ctx, slices.Concat(events, moves, checkpoints)); err != nil && len(events) > 0 {
+			return errUnsaved
+		} else if err != nil {
+			return fmt.Errorf("advance audit head: %w", err)
+		}
+		return nil
 	})
 	if errors.Is(err, errUnsaved) {
 		return err

@@ -94,14 +94,27 @@ func (w *WrappedKey) Insert(ctx context.Context, tx *sqldb.Tx) error {
 
 // InsertKeys stores wrapped keys, many rows a statement (an import).
 func InsertKeys(ctx context.Context, tx *sqldb.Tx, ws []*WrappedKey) error {
+	if err := tx.InsertRows(ctx, "subject_keys", keyColumns, keyRows(ws)); err != nil {
+		return fmt.Errorf("insert subject keys: %w", err)
+	}
+	return nil
+}
+
+// Stmt is the statement that stores w, for a caller that sends it with
+// its own (sqldb.Tx.Run: one round trip on PostgreSQL).
+func (w *WrappedKey) Stmt() sqldb.Stmt {
+	stmts, _ := sqldb.InsertStmts("subject_keys", keyColumns, keyRows([]*WrappedKey{w})) // one row of the right width: no error
+	return stmts[0]
+}
+
+var keyColumns = []string{"tenant_id", "subject_id", "kek_version", "wrapped", "created_at"}
+
+func keyRows(ws []*WrappedKey) [][]any {
 	rows := make([][]any, len(ws))
 	for i, w := range ws {
 		rows[i] = []any{w.tenantID, w.subjectID, w.kekVersion, w.wrapped, w.createdAt}
 	}
-	if err := tx.InsertRows(ctx, "subject_keys", []string{"tenant_id", "subject_id", "kek_version", "wrapped", "created_at"}, rows); err != nil {
-		return fmt.Errorf("insert subject keys: %w", err)
-	}
-	return nil
+	return rows
 }
 
 // SubjectKey loads and unwraps a subject's data key. It returns

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // maxRowsPerInsert is the most rows InsertRows puts in one statement (a
@@ -38,12 +39,7 @@ func (q Q) InsertRows(ctx context.Context, table string, columns []string, rows 
 	if err != nil {
 		return err
 	}
-	for _, s := range stmts {
-		if _, err := q.Exec(ctx, s.SQL, s.Args...); err != nil {
-			return err
-		}
-	}
-	return nil
+	return q.run(ctx, stmts)
 }
 
 // InsertStmts returns the statements with which InsertRows inserts rows.
@@ -69,12 +65,26 @@ func InsertStmts(table string, columns []string, rows [][]any) ([]Stmt, error) {
 	return stmts, nil
 }
 
-// Run runs stmts in order in tx. A statement marked Changes that changes
-// no row stops it with ErrNoChange; the caller's transaction then rolls
-// back.
-func (tx *Tx) Run(ctx context.Context, stmts []Stmt) error {
+// Run runs stmts in order in tx — on PostgreSQL sent together, one round
+// trip for all. A statement marked Changes that changes no row stops it
+// with ErrNoChange; the caller's transaction then rolls back.
+func (tx *Tx) Run(ctx context.Context, stmts []Stmt) error { return tx.run(ctx, stmts) }
+
+func (q Q) run(ctx context.Context, stmts []Stmt) error {
+	if q.st != nil && q.st.conn != nil && len(stmts) > 0 {
+		n, err := q.together(ctx, stmts)
+		if err != nil {
+			return err
+		}
+		for i, s := range stmts {
+			if s.Changes && n[i] == 0 {
+				return ErrNoChange
+			}
+		}
+		return nil
+	}
 	for _, s := range stmts {
-		res, err := tx.Exec(ctx, s.SQL, s.Args...)
+		res, err := q.Exec(ctx, s.SQL, s.Args...)
 		if err != nil {
 			return err
 		}
@@ -89,6 +99,52 @@ func (tx *Tx) Run(ctx context.Context, stmts []Stmt) error {
 	}
 	return nil
 }
+
+// together sends a PostgreSQL transaction's pending savepoint statements
+// and stmts in one round trip (a pgx batch on the transaction's own
+// connection), and answers how many rows each of stmts changed. The first
+// that fails ends it; the server skips those after it.
+func (q Q) together(ctx context.Context, stmts []Stmt) ([]int64, error) {
+	pending := q.st.pending
+	n := make([]int64, 0, len(stmts))
+	err := q.st.conn.Raw(func(dc any) error {
+		b := &pgx.Batch{}
+		for _, p := range pending {
+			b.Queue(p)
+		}
+		for _, s := range stmts {
+			b.Queue(q.db.rebind(s.SQL), s.Args...)
+		}
+		br := dc.(*stdlib.Conn).Conn().SendBatch(ctx, b)
+		for i := range len(pending) + len(stmts) {
+			tag, err := br.Exec()
+			if i < len(pending) {
+				if err != nil || i == len(pending)-1 {
+					q.st.sent(err)
+				}
+			} else {
+				n = append(n, tag.RowsAffected())
+			}
+			if err != nil {
+				_ = br.Close()
+				return err
+			}
+		}
+		return br.Close()
+	})
+	if len(q.st.pending) > 0 { // never reached the server's answers
+		q.st.sent(err)
+	}
+	return n, err
+}
+
+// rowsAffected is the result of a statement sent with others.
+type rowsAffected int64
+
+func (n rowsAffected) LastInsertId() (int64, error) {
+	return 0, errors.New("no LastInsertId for a statement sent with others")
+}
+func (n rowsAffected) RowsAffected() (int64, error) { return int64(n), nil }
 
 // Pipeline runs stmts in one transaction of their own, all or none. On
 // PostgreSQL they are sent together and run in the implicit transaction of

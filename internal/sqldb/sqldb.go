@@ -243,18 +243,40 @@ func (db *DB) Read() Q { return Q{db: db, pool: db.read} }
 // Tx is a write transaction.
 type Tx struct {
 	Q
-	tx       *sql.Tx
-	stepOpen bool // a Step's savepoint is open, not yet released
+	tx *sql.Tx
+}
+
+// txState is what every copy of a transaction's Q shares.
+type txState struct {
+	conn *sql.Conn // PostgreSQL: the connection under the transaction, for statements sent together
+	// pending are the savepoint statements of a Step, sent to the server
+	// with the first statement that follows them (on PostgreSQL in the
+	// same round trip).
+	pending []string
+	open    bool  // a Step's savepoint is established on the server
+	err     error // sending pending failed: the transaction cannot commit
 }
 
 // WithTx runs fn in a write transaction, committing when fn returns nil and
 // rolling back otherwise. fn must not keep tx.
 func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) (err error) {
-	stx, err := db.write.BeginTx(ctx, nil)
+	st := &txState{}
+	var stx *sql.Tx
+	if db.dialect == Postgres {
+		// The connection is kept at hand to send statements together
+		// (pgx batches) inside the transaction.
+		if st.conn, err = db.write.Conn(ctx); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer st.conn.Close()
+		stx, err = st.conn.BeginTx(ctx, nil)
+	} else {
+		stx, err = db.write.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{Q: Q{db: db, pool: db.write, tx: stx}, tx: stx}
+	tx := &Tx{Q: Q{db: db, pool: db.write, tx: stx, st: st}, tx: stx}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = stx.Rollback()
@@ -266,6 +288,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 	}()
 	if err := fn(ctx, tx); err != nil {
 		return classify(err)
+	}
+	if st.err != nil {
+		return classify(st.err)
 	}
 	if err := stx.Commit(); err != nil {
 		return classify(fmt.Errorf("commit: %w", err))
@@ -279,6 +304,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 // Savepoint runs fn inside a savepoint of tx: when fn fails, only its own
 // changes are undone and the transaction goes on.
 func (tx *Tx) Savepoint(ctx context.Context, name string, fn func() error) error {
+	tx.flush(ctx) // a Step's savepoint first
 	if _, err := tx.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
 		return classify(fmt.Errorf("savepoint: %w", err))
 	}
@@ -304,21 +330,43 @@ func (tx *Tx) Savepoint(ctx context.Context, name string, fn func() error) error
 // savepoint, which nothing rolls back to once its fn has returned. Steps
 // do not nest; a Savepoint inside a Step's fn does.
 func (tx *Tx) Step(ctx context.Context, fn func() error) error {
-	open := "SAVEPOINT step"
-	if tx.stepOpen {
-		open = "RELEASE SAVEPOINT step; SAVEPOINT step"
-	}
-	if _, err := tx.tx.ExecContext(ctx, open); err != nil {
-		return classify(fmt.Errorf("savepoint: %w", err))
-	}
-	tx.stepOpen = true
-	if err := fn(); err != nil {
-		if _, rerr := tx.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT step"); rerr != nil {
-			return classify(errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr)))
+	st := tx.st
+	if len(st.pending) == 0 { // else the last step sent nothing: its statements serve this one
+		st.pending = []string{"SAVEPOINT step"}
+		if st.open {
+			st.pending = []string{"RELEASE SAVEPOINT step", "SAVEPOINT step"}
 		}
+	}
+	err := fn()
+	if st.err != nil {
+		return classify(errors.Join(err, st.err))
+	}
+	if err == nil || len(st.pending) > 0 { // succeeded, or failed before a statement: nothing to undo
 		return classify(err)
 	}
-	return nil
+	if _, rerr := tx.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT step"); rerr != nil {
+		return classify(errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr)))
+	}
+	return classify(err)
+}
+
+// flush sends the pending savepoint statements on their own, before a
+// statement that cannot go with them.
+func (q Q) flush(ctx context.Context) {
+	if q.st == nil || len(q.st.pending) == 0 {
+		return
+	}
+	_, err := q.tx.ExecContext(ctx, strings.Join(q.st.pending, "; "))
+	q.st.sent(err)
+}
+
+// sent records that the pending statements went to the server, and how
+// they fared.
+func (st *txState) sent(err error) {
+	st.pending, st.open = nil, true
+	if err != nil && st.err == nil {
+		st.err = fmt.Errorf("savepoint: %w", err)
+	}
 }
 
 // ForUpdate is the row-locking suffix for a SELECT inside a transaction:
@@ -337,7 +385,8 @@ func (db *DB) ForUpdate() string {
 type Q struct {
 	db   *DB
 	pool *sql.DB
-	tx   *sql.Tx // nil outside a transaction
+	tx   *sql.Tx  // nil outside a transaction
+	st   *txState // nil outside a transaction
 }
 
 // stmt returns the cached prepared statement for query, or nil when there
@@ -405,6 +454,14 @@ func (db *DB) preparePending(ctx context.Context) {
 
 // Exec runs a statement.
 func (q Q) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if q.st != nil && q.st.conn != nil && len(q.st.pending) > 0 { // with the savepoint, one round trip
+		n, err := q.together(ctx, []Stmt{{SQL: query, Args: args}})
+		if err != nil {
+			return nil, err
+		}
+		return rowsAffected(n[0]), nil
+	}
+	q.flush(ctx)
 	query = q.db.rebind(query)
 	if st, err := q.stmt(ctx, query); err != nil {
 		return nil, err
@@ -419,6 +476,7 @@ func (q Q) Exec(ctx context.Context, query string, args ...any) (sql.Result, err
 
 // Query runs a query returning rows.
 func (q Q) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	q.flush(ctx)
 	query = q.db.rebind(query)
 	if st, err := q.stmt(ctx, query); err != nil {
 		return nil, err
@@ -433,6 +491,7 @@ func (q Q) Query(ctx context.Context, query string, args ...any) (*sql.Rows, err
 
 // QueryRow runs a query returning at most one row.
 func (q Q) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	q.flush(ctx)
 	query = q.db.rebind(query)
 	if st, err := q.stmt(ctx, query); err == nil && st != nil {
 		return st.QueryRowContext(ctx, args...)

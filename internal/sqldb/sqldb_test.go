@@ -138,6 +138,39 @@ func TestSteps(t *testing.T) {
 			}); !errors.Is(err, boom) {
 				t.Errorf("step error = %v", err)
 			}
+			// Steps that send nothing, failing or not, leave nothing to undo.
+			if err := tx.Step(ctx, func() error { return boom }); !errors.Is(err, boom) {
+				t.Errorf("an empty step's error = %v", err)
+			}
+			if err := tx.Step(ctx, func() error { return nil }); err != nil {
+				t.Errorf("an empty step: %v", err)
+			}
+			// A read first; then a write undone.
+			if err := tx.Step(ctx, func() error {
+				var n int
+				if err := tx.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n); err != nil || n != 2 {
+					return fmt.Errorf("count in a step: %d, %v", n, err)
+				}
+				if err := ins(tx, "f"); err != nil {
+					return err
+				}
+				return boom
+			}); !errors.Is(err, boom) {
+				t.Errorf("step error = %v", err)
+			}
+			// Statements run together: kept, or undone with ErrNoChange.
+			rename := func(id, to string) sqldb.Stmt {
+				return sqldb.Stmt{SQL: "UPDATE tenants SET slug = ? WHERE id = ?", Args: []any{to, id}, Changes: true}
+			}
+			insert := func(id string) sqldb.Stmt {
+				return sqldb.Stmt{SQL: "INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES (?, ?, 'n', 'local', 'active', 0)", Args: []any{id, id}}
+			}
+			if err := tx.Step(ctx, func() error { return tx.Run(ctx, []sqldb.Stmt{insert("g"), rename("g", "g2")}) }); err != nil {
+				t.Errorf("statements together: %v", err)
+			}
+			if err := tx.Step(ctx, func() error { return tx.Run(ctx, []sqldb.Stmt{insert("h"), rename("nobody", "x")}) }); !errors.Is(err, sqldb.ErrNoChange) {
+				t.Errorf("statements together, one changing nothing: %v", err)
+			}
 			return tx.Step(ctx, func() error {
 				if err := tx.Savepoint(ctx, "nested", func() error {
 					if err := ins(tx, "e"); err != nil {
@@ -153,9 +186,9 @@ func TestSteps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := sqldbtest.Strings(t, db, "SELECT id FROM tenants ORDER BY id")
-		if fmt.Sprint(ids) != "[a between d]" {
-			t.Fatalf("rows after steps: %v; want [a between d]", ids)
+		ids := sqldbtest.Strings(t, db, "SELECT id || ':' || slug FROM tenants ORDER BY id")
+		if fmt.Sprint(ids) != "[a:a between:between d:d g:g2]" {
+			t.Fatalf("rows after steps: %v; want [a:a between:between d:d g:g2]", ids)
 		}
 	})
 }

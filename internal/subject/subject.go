@@ -274,22 +274,19 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject,
 		return Subject{}, err
 	}
 	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
-		if err := wk.Insert(ctx, tx); err != nil {
-			return err
-		}
-		// The unique indexes find a taken email or external id; only then
-		// is it looked up which, to name the field (a statement less for
-		// every create that goes in).
-		res, err := tx.Exec(ctx, `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
+		// The key and the subject go together (one round trip on
+		// PostgreSQL). The unique indexes find a taken email or external
+		// id; only then is it looked up which, to name the field.
+		err := tx.Run(ctx, []sqldb.Stmt{wk.Stmt(), {SQL: `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
 			external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at, last_activity_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
-			r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity)
-		if err != nil {
-			return fmt.Errorf("insert subject: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err
+			Args: []any{tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
+				r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity}, Changes: true}})
+		if !errors.Is(err, sqldb.ErrNoChange) {
+			if err != nil {
+				return fmt.Errorf("insert subject: %w", err)
+			}
+			return nil
 		}
 		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
 			return err
