@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -209,12 +210,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // profiler serves Go's profiles (net/http/pprof) on addr, a loopback
 // address the configuration checked, apart from the API: plain HTTP, no
-// authentication, for the operator on the machine. It answers how to stop it.
+// authentication, for the operator on the machine. While it is on, the
+// block and mutex profiles record too (where goroutines wait: the
+// committer's queue, a commit's fsync, a lock), at a small cost. It
+// answers how to stop it.
 func (a *App) profiler(addr string) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("the profiler's listener: %w", err)
 	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond)) // about one event per 10 µs spent blocked
+	runtime.SetMutexProfileFraction(100)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -224,5 +230,9 @@ func (a *App) profiler(addr string) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	a.Logger.Warn("the profiler is on: Go's profiles of this process are served without authentication", "addr", ln.Addr().String())
-	return func() { _ = srv.Close() }, nil
+	return func() {
+		_ = srv.Close()
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+	}, nil
 }

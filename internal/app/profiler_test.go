@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custodia/custodia/internal/core"
 )
@@ -33,6 +34,19 @@ func TestProfiler(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile") {
 		t.Errorf("the profiler: %d %.200s", res.StatusCode, b)
+	}
+	// Waiting is recorded while it is on: a receive blocked for 20 ms.
+	ch := make(chan struct{})
+	time.AfterFunc(20*time.Millisecond, func() { close(ch) })
+	<-ch
+	res, err = http.Get("http://" + addr + "/debug/pprof/block?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(b), "app.TestProfiler") {
+		t.Errorf("the block profile does not show the test's wait:\n%.2000s", b)
 	}
 	stop()
 	if _, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
