@@ -43,7 +43,8 @@ type Keyring struct {
 	secrets map[string][]byte             // tenantID/name → secret
 	signers map[string]ed25519.PrivateKey // tenantID → audit signing key, expanded once (a tenant's secrets never change)
 
-	deks *sqldb.Cache[subjectKeyID, *DataKey] // nil: subject keys are not cached
+	deks   *sqldb.Cache[subjectKeyID, *DataKey] // nil: subject keys are not cached
+	active *sqldb.Cache[string, int]            // tenantID → version of its active key; nil with deks
 }
 
 // New returns a keyring over master.
@@ -149,13 +150,22 @@ func (k *Keyring) kek(ctx context.Context, q sqldb.Q, tenantID string, version i
 }
 
 func (k *Keyring) activeKEK(ctx context.Context, q sqldb.Q, tenantID string) (int, []byte, error) {
-	var version int
-	err := q.QueryRow(ctx, "SELECT version FROM tenant_keys WHERE tenant_id = ? AND state = 'active'", tenantID).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil, errs.E(errs.NotFound, "tenant not found")
+	cached := k.active != nil && !q.InTx()
+	version, ok := 0, false
+	if cached {
+		version, ok = k.active.Get(ctx, tenantID)
 	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("find active tenant key: %w", err)
+	if !ok {
+		err := q.QueryRow(ctx, "SELECT version FROM tenant_keys WHERE tenant_id = ? AND state = 'active'", tenantID).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil, errs.E(errs.NotFound, "tenant not found")
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("find active tenant key: %w", err)
+		}
+		if cached {
+			k.active.Put(ctx, tenantID, version)
+		}
 	}
 	key, err := k.kek(ctx, q, tenantID, version)
 	return version, key, err

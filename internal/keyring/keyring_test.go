@@ -257,6 +257,41 @@ func TestCachedKeysLeaveWithTheErasure(t *testing.T) {
 	})
 }
 
+// The version of the tenant's active key is cached the same way: a
+// rotation on another node is followed from the next request.
+func TestNewKeysFollowARotationElsewhere(t *testing.T) {
+	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		kr, mk := newKeyringMaster(t)
+		kr.CacheSubjectKeys(db, 100)
+		newTenant(t, db, kr, "t1")
+		version := func(subjectID string) int {
+			t.Helper()
+			_, wk, err := kr.NewSubjectKey(db.WithEpochs(ctx), db.Read(), "t1", subjectID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return wk.Insert(ctx, tx) }); err != nil {
+				t.Fatal(err)
+			}
+			var v int
+			if err := db.Read().QueryRow(ctx, "SELECT kek_version FROM subject_keys WHERE tenant_id = 't1' AND subject_id = ?", subjectID).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if v := version("a"); v != 1 {
+			t.Fatalf("first key under version %d; want 1", v)
+		}
+		if _, err := keyring.New(mk, time.Now).Rotate(ctx, db, "t1", nil); err != nil {
+			t.Fatal(err)
+		}
+		if v := version("b"); v != 2 {
+			t.Fatalf("a key made after another node's rotation is under version %d; want 2", v)
+		}
+	})
+}
+
 func TestMasterKeyFile(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

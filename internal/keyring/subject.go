@@ -143,8 +143,12 @@ type subjectKeyID struct{ tenantID, subjectID string }
 
 // CacheSubjectKeys keeps up to max unwrapped subject keys of db in memory
 // (SubjectKey says when they are used).
+// The version of each tenant's active key is kept the same way (a
+// rotation moves the same epoch): a new subject's key is wrapped without
+// asking.
 func (k *Keyring) CacheSubjectKeys(db *sqldb.DB, max int) {
 	k.deks = sqldb.NewCache[subjectKeyID, *DataKey](db, max, sqldb.FollowSubjects)
+	k.active = sqldb.NewCache[string, int](db, 10_000, sqldb.FollowSubjects)
 }
 
 func (k *Keyring) loadSubjectKey(ctx context.Context, q sqldb.Q, tenantID, subjectID string) (*DataKey, error) {
