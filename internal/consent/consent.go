@@ -308,6 +308,10 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 	if err != nil {
 		return Recorded{}, err
 	}
+	t, err := s.tenants.ByID(ctx, tenantID) // for the receipt, read here: the committer runs one unit at a time
+	if err != nil {
+		return Recorded{}, err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Recorded{}, err
@@ -322,22 +326,22 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 	var out Recorded
 	details := map[string]any{"purpose": p.Key, "method": in.Method, "notice_version": notice.Version}
 	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
-		var status string
-		err := tx.QueryRow(ctx, "SELECT status FROM subjects WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(), tenantID, subjectID).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errs.E(errs.NotFound, "no such subject")
-		}
+		// The subject's row, locked by this update, orders the appends to
+		// its ledger.
+		res, err := tx.Exec(ctx, "UPDATE subjects SET last_activity_at = ? WHERE tenant_id = ? AND id = ?",
+			now.UnixMicro(), tenantID, subjectID)
 		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errs.E(errs.NotFound, "no such subject")
 		}
 		if within != nil {
 			if err := within(ctx, tx); err != nil {
 				return err
 			}
-		}
-		if _, err := tx.Exec(ctx, "UPDATE subjects SET last_activity_at = ? WHERE tenant_id = ? AND id = ?",
-			now.UnixMicro(), tenantID, subjectID); err != nil {
-			return err
 		}
 		prev := genesis(tenantID, subjectID)
 		err = tx.QueryRow(ctx, "SELECT seq, hash FROM consent_events WHERE tenant_id = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1",
@@ -351,7 +355,7 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 			return err
 		}
 		e.Hash = hex.EncodeToString(h)
-		receipt, err := s.receipt(ctx, tx.Q, tenantID, p, e)
+		receipt, err := s.receipt(ctx, tx.Q, t, p, e)
 		if err != nil {
 			return err
 		}
@@ -363,23 +367,23 @@ func (s *Service) append(ctx context.Context, tenantID, subjectID string, in Inp
 		if e.ValidUntil != nil {
 			until = e.ValidUntil.UnixMicro()
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO consent_events (tenant_id, id, subject_id, seq, purpose_id, purpose_key, notice_version,
-				notice_hash, action, method, origin_ct, created_at, valid_until, prev_hash, hash, receipt)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			tenantID, e.ID, subjectID, e.Seq, p.ID, p.Key, e.NoticeVersion, e.NoticeHash, e.Action, e.Method,
-			key.Seal("consent_events", "origin_ct", e.ID, sealed), now.UnixMicro(), until, prev, h, receipt); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ?", tenantID, subjectID, p.ID); err != nil {
-			return err
-		}
 		mac, err := s.stateMAC(ctx, tx.Q, tenantID, subjectID, stateRow{purposeID: p.ID, action: e.Action, eventID: e.ID,
 			at: now.UnixMicro(), until: until, eventHash: h})
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO consent_state (tenant_id, subject_id, purpose_id, action, event_id, at, valid_until, mac)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, subjectID, p.ID, e.Action, e.ID, now.UnixMicro(), until, mac); err != nil {
+		// The event and the purpose's new state, together (one round trip
+		// on PostgreSQL).
+		if err := tx.Run(ctx, []sqldb.Stmt{
+			{SQL: `INSERT INTO consent_events (tenant_id, id, subject_id, seq, purpose_id, purpose_key, notice_version,
+				notice_hash, action, method, origin_ct, created_at, valid_until, prev_hash, hash, receipt)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				Args: []any{tenantID, e.ID, subjectID, e.Seq, p.ID, p.Key, e.NoticeVersion, e.NoticeHash, e.Action, e.Method,
+					key.Seal("consent_events", "origin_ct", e.ID, sealed), now.UnixMicro(), until, prev, h, receipt}},
+			{SQL: "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ?", Args: []any{tenantID, subjectID, p.ID}},
+			{SQL: `INSERT INTO consent_state (tenant_id, subject_id, purpose_id, action, event_id, at, valid_until, mac)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, Args: []any{tenantID, subjectID, p.ID, e.Action, e.ID, now.UnixMicro(), until, mac}},
+		}); err != nil {
 			return err
 		}
 		// The audit event is written in this transaction, after these rows:

@@ -15,6 +15,7 @@ import (
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/register"
 	"github.com/custodia/custodia/internal/sqldb"
+	"github.com/custodia/custodia/internal/tenant"
 )
 
 // Receipts are JSON Web Signatures (RFC 7515, compact form) with EdDSA
@@ -95,12 +96,8 @@ func KeyID(pub ed25519.PublicKey) string {
 var b64 = base64.RawURLEncoding
 
 // receipt builds and signs the receipt of e for purpose p.
-func (s *Service) receipt(ctx context.Context, q sqldb.Q, tenantID string, p register.Purpose, e Event) (string, error) {
-	t, err := s.tenants.ByID(ctx, tenantID)
-	if err != nil {
-		return "", err
-	}
-	key, err := s.keys.ConsentSigningKey(ctx, q, tenantID)
+func (s *Service) receipt(ctx context.Context, q sqldb.Q, t tenant.Tenant, p register.Purpose, e Event) (string, error) {
+	key, err := s.keys.ConsentSigningKey(ctx, q, t.ID)
 	if err != nil {
 		return "", err
 	}

@@ -41,7 +41,7 @@ type Keyring struct {
 	mu      sync.RWMutex
 	keks    map[string][]byte             // tenantID/version → KEK
 	secrets map[string][]byte             // tenantID/name → secret
-	signers map[string]ed25519.PrivateKey // tenantID → audit signing key, expanded once (a tenant's secrets never change)
+	signers map[string]ed25519.PrivateKey // tenantID/use → signing key, expanded once (a tenant's secrets never change)
 
 	deks   *sqldb.Cache[subjectKeyID, *DataKey] // nil: subject keys are not cached
 	active *sqldb.Cache[string, int]            // tenantID → version of its active key; nil with deks
@@ -211,19 +211,29 @@ func (k *Keyring) BlindIndex(ctx context.Context, q sqldb.Q, tenantID, field, no
 
 // AuditSigningKey returns the tenant's ed25519 audit signing key.
 func (k *Keyring) AuditSigningKey(ctx context.Context, q sqldb.Q, tenantID string) (ed25519.PrivateKey, error) {
+	return k.signer(tenantID+"/audit", func() ([]byte, error) {
+		seed, _, err := k.secret(ctx, q, tenantID, secretAudit)
+		return seed, err
+	})
+}
+
+// signer answers the signing key kept under id, expanding it from the
+// seed it is given the first time (an ed25519 key's expansion costs as
+// much as a signature).
+func (k *Keyring) signer(id string, seed func() ([]byte, error)) (ed25519.PrivateKey, error) {
 	k.mu.RLock()
-	key, ok := k.signers[tenantID]
+	key, ok := k.signers[id]
 	k.mu.RUnlock()
 	if ok {
 		return key, nil
 	}
-	seed, _, err := k.secret(ctx, q, tenantID, secretAudit)
+	s, err := seed()
 	if err != nil {
 		return nil, err
 	}
-	key = ed25519.NewKeyFromSeed(seed)
+	key = ed25519.NewKeyFromSeed(s)
 	k.mu.Lock()
-	k.signers[tenantID] = key
+	k.signers[id] = key
 	k.mu.Unlock()
 	return key, nil
 }
@@ -284,13 +294,11 @@ func (k *Keyring) TenantDataKey(ctx context.Context, q sqldb.Q, tenantID string)
 // distinct from the audit signing key so that the two can be published
 // and, one day, replaced apart.
 func (k *Keyring) ConsentSigningKey(ctx context.Context, q sqldb.Q, tenantID string) (ed25519.PrivateKey, error) {
-	index, _, err := k.secret(ctx, q, tenantID, secretIndex)
-	if err != nil {
-		return nil, err
-	}
-	seed, err := hkdf.Key(sha256.New, index, nil, "custodia/v1 consent receipts", ed25519.SeedSize)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	return k.signer(tenantID+"/consent", func() ([]byte, error) {
+		index, _, err := k.secret(ctx, q, tenantID, secretIndex)
+		if err != nil {
+			return nil, err
+		}
+		return hkdf.Key(sha256.New, index, nil, "custodia/v1 consent receipts", ed25519.SeedSize)
+	})
 }
