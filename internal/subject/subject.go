@@ -275,25 +275,22 @@ func (s *Service) Create(ctx context.Context, tenantID string, in New) (Subject,
 	}
 	err = s.log.Commit(ctx, tenantID, func(ctx context.Context, tx *sqldb.Tx) error {
 		// The key and the subject go together (one round trip on
-		// PostgreSQL). The unique indexes find a taken email or external
-		// id; only then is it looked up which, to name the field.
-		err := tx.Run(ctx, []sqldb.Stmt{wk.Stmt(), {SQL: `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
+		// PostgreSQL); the unique indexes refuse a taken email or
+		// external id.
+		return tx.Run(ctx, []sqldb.Stmt{wk.Stmt(), {SQL: `INSERT INTO subjects (tenant_id, id, status, email_ct, email_bidx, phone_ct, phone_bidx,
 			external_id_ct, external_id_bidx, attributes_ct, source_ct, created_at, updated_at, last_activity_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			Args: []any{tenantID, r.id, r.status, r.emailCT, r.emailIdx, r.phoneCT, r.phoneIdx, r.externalCT, r.externalIdx,
-				r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity}, Changes: true}})
-		if !errors.Is(err, sqldb.ErrNoChange) {
-			if err != nil {
-				return fmt.Errorf("insert subject: %w", err)
-			}
-			return nil
-		}
-		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
-			return err
-		}
-		return errs.E(errs.Conflict, "a subject with this email or external_id already exists")
+				r.attributesCT, r.sourceCT, r.createdAt, r.updatedAt, r.lastActivity}}})
 	}, audit.Event{Action: "subject.create", TargetType: "subject", TargetID: r.id, SubjectID: r.id,
 		Details: map[string]any{"fields": f.present()}})
+	if sqldb.IsUniqueViolation(err) {
+		// Which one, to name the field: the other subject is committed.
+		if err := checkUnique(ctx, s.db.Read(), tenantID, r.id, &r); err != nil {
+			return Subject{}, err
+		}
+		return Subject{}, errs.E(errs.Conflict, "a subject with this email or external_id already exists")
+	}
 	if err != nil {
 		return Subject{}, err
 	}
@@ -316,7 +313,7 @@ func (f fields) present() []string {
 
 // checkUnique refuses an email or external id that another subject of the
 // tenant already has, naming the field.
-func checkUnique(ctx context.Context, tx *sqldb.Tx, tenantID, selfID string, r *row) error {
+func checkUnique(ctx context.Context, q sqldb.Q, tenantID, selfID string, r *row) error {
 	for _, c := range []struct {
 		field, column string
 		idx           []byte
@@ -325,7 +322,7 @@ func checkUnique(ctx context.Context, tx *sqldb.Tx, tenantID, selfID string, r *
 			continue
 		}
 		var other string
-		err := tx.QueryRow(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND "+c.column+" = ? AND id <> ?",
+		err := q.QueryRow(ctx, "SELECT id FROM subjects WHERE tenant_id = ? AND "+c.column+" = ? AND id <> ?",
 			tenantID, c.idx, selfID).Scan(&other)
 		if err == nil {
 			return &errs.Error{Kind: errs.Conflict, Field: c.field, Detail: "another subject already has this " + c.field}
@@ -810,7 +807,7 @@ func (s *Service) prepare(ctx context.Context, tenantID, id string, p Patch, acc
 				return err
 			}
 		}
-		if err := checkUnique(ctx, tx, tenantID, r.id, &r); err != nil {
+		if err := checkUnique(ctx, tx.Q, tenantID, r.id, &r); err != nil {
 			return err
 		}
 		res, err := tx.Exec(ctx, `UPDATE subjects SET email_ct = ?, email_bidx = ?, phone_ct = ?, phone_bidx = ?,
