@@ -6,11 +6,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/custodia/custodia/internal/audit"
 	"github.com/custodia/custodia/internal/core/coretest"
+	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 )
 
@@ -21,7 +23,8 @@ func benchEngines(b *testing.B, fn func(b *testing.B, env *coretest.Env)) {
 
 // BenchmarkAppend measures durable audit appends: one writer, then 16
 // concurrent writers with group commit (each batch signs its head; the
-// anchor is written once a second), 16 writers with the anchor written
+// anchor is written once a second), 16 writers whose units each write a
+// row of their own, 16 writers with the anchor written
 // at every batch (CUSTODIA_ANCHOR_SYNC), then 16 writers with batching
 // off (MaxBatch 1: one transaction, one signature and one fsync per
 // event) for comparison.
@@ -50,6 +53,24 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		}
 		b.Run("16-writers", parallel(env.Core.Log))
+		// Units with a write of their own (as a create's): each in its own
+		// savepoint, sent with its statement.
+		var n atomic.Int64
+		b.Run("16-writers-with-a-write", func(b *testing.B) {
+			b.SetParallelism(16 / max(1, runtimeProcs()))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := "bench-" + strconv.FormatInt(n.Add(1), 10)
+					if err := env.Core.Log.Commit(ctx, env.Tenant.ID, func(ctx context.Context, tx *sqldb.Tx) error {
+						_, err := tx.Exec(ctx, "INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (?, 0, ?, 0)", id, []byte{1})
+						return err
+					}, ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 		synced := audit.New(env.Core.DB, env.Core.Keys, time.Now, audit.Options{Anchor: env.Core.Anchor, AnchorSync: true})
 		defer synced.Close()
 		b.Run("16-writers-anchor-sync", parallel(synced))
