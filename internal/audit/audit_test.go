@@ -45,13 +45,7 @@ func fill(t *testing.T, env *coretest.Env, n int64) {
 
 func exec(t *testing.T, env *coretest.Env, query string, args ...any) {
 	t.Helper()
-	ctx := context.Background()
-	if err := env.Core.DB.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, query, args...)
-		return err
-	}); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
+	sqldbtest.Exec(t, env.Core.DB, query, args...)
 }
 
 func TestTamperingIsDetected(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"github.com/custodia/custodia/internal/core/coretest"
 	"github.com/custodia/custodia/internal/errs"
 	"github.com/custodia/custodia/internal/identity"
-	"github.com/custodia/custodia/internal/sqldb"
 	"github.com/custodia/custodia/internal/sqldb/sqldbtest"
 	"github.com/custodia/custodia/internal/subject"
 )
@@ -95,15 +94,7 @@ func TestCachedTokensFollowEveryChange(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, env *coretest.Env) {
 		ctx := context.Background()
 		ids, db := env.Core.Identity, env.Core.DB
-		exec := func(q string, args ...any) {
-			t.Helper()
-			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
-				_, err := tx.Exec(ctx, q, args...)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		exec := func(q string, args ...any) { t.Helper(); sqldbtest.Exec(t, db, q, args...) }
 		for _, c := range []struct {
 			name, change string
 			still        string // a scope the token keeps after the change ("" when it stops working)

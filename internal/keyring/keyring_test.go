@@ -274,11 +274,7 @@ func TestNewKeysFollowARotationElsewhere(t *testing.T) {
 			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error { return wk.Insert(ctx, tx) }); err != nil {
 				t.Fatal(err)
 			}
-			var v int
-			if err := db.Read().QueryRow(ctx, "SELECT kek_version FROM subject_keys WHERE tenant_id = 't1' AND subject_id = ?", subjectID).Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			return v
+			return sqldbtest.Int(t, db, "SELECT kek_version FROM subject_keys WHERE tenant_id = 't1' AND subject_id = ?", subjectID)
 		}
 		if v := version("a"); v != 1 {
 			t.Fatalf("first key under version %d; want 1", v)

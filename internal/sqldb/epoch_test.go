@@ -14,15 +14,7 @@ import (
 func TestEpochsMoveWithTheRowsCachesCopy(t *testing.T) {
 	sqldbtest.Run(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		exec := func(q string, args ...any) {
-			t.Helper()
-			if err := db.WithTx(ctx, func(ctx context.Context, tx *sqldb.Tx) error {
-				_, err := tx.Exec(ctx, q, args...)
-				return err
-			}); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
+		exec := func(q string, args ...any) { t.Helper(); sqldbtest.Exec(t, db, q, args...) }
 		exec("INSERT INTO tenants (id, slug, name, region, status, created_at) VALUES ('t', 't', 'n', 'local', 'active', 0)")
 		exec("INSERT INTO tenant_keys (tenant_id, version, state, wrapped, created_at) VALUES ('t', 1, 'active', ?, 0)", []byte{1})
 		exec("INSERT INTO subjects (tenant_id, id, status, created_at, updated_at) VALUES ('t', 's', 'active', 0, 0)")

@@ -369,3 +369,16 @@ func Int(t testing.TB, db *sqldb.DB, query string, args ...any) int {
 	}
 	return n
 }
+
+// Exec runs one statement in a write transaction of its own (a change
+// made by hand, as another node or the CLI would), failing the test on an
+// error.
+func Exec(t testing.TB, db *sqldb.DB, query string, args ...any) {
+	t.Helper()
+	if err := db.WithTx(context.Background(), func(ctx context.Context, tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	}); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}

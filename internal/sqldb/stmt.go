@@ -20,9 +20,10 @@ const maxRowsPerInsert = 32
 type Stmt struct {
 	SQL  string
 	Args []any
-	// Changes: the statement must change at least one row. When it changes
-	// none, nothing of the transaction is kept and ErrNoChange is returned
-	// (an UPDATE that names the row it expects to find).
+	// Changes: the statement must change at least one row (an UPDATE that
+	// names the row it expects to find). When it changes none, Run answers
+	// ErrNoChange — the caller's transaction goes on, or rolls back if the
+	// caller returns it — and Pipeline keeps nothing and answers it.
 	Changes bool
 }
 
@@ -66,8 +67,8 @@ func InsertStmts(table string, columns []string, rows [][]any) ([]Stmt, error) {
 }
 
 // Run runs stmts in order in tx — on PostgreSQL sent together, one round
-// trip for all. A statement marked Changes that changes no row stops it
-// with ErrNoChange; the caller's transaction then rolls back.
+// trip for all. A statement marked Changes that changes no row makes it
+// answer ErrNoChange.
 func (tx *Tx) Run(ctx context.Context, stmts []Stmt) error { return tx.run(ctx, stmts) }
 
 func (q Q) run(ctx context.Context, stmts []Stmt) error {
